@@ -1,0 +1,424 @@
+//! The policy settings, read from a string→string map.
+//!
+//! The process environment and a mounted ConfigMap go through this one parser,
+//! so the two can never drift. The defaults dispatch nothing: the kill switch
+//! is on and the allowlist is empty, and arming needs both gates opened.
+//!
+//! A value that cannot be read is an error naming the key and the value, never
+//! a guess. Every problem in the map is reported at once. Keys this parser does
+//! not know (other settings, unrelated env vars) are ignored: they belong to
+//! the binaries and adapters.
+
+use std::fmt;
+
+/// One policy setting: its env name, default and meaning. The binaries print
+/// these in `--help` and the docs list them, so the table lives in one place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeySpec {
+    /// The env / ConfigMap key.
+    pub key: &'static str,
+    /// The default, as text.
+    pub default: &'static str,
+    /// What it means, one line.
+    pub meaning: &'static str,
+}
+
+/// Every key this parser reads, in documentation order.
+pub const KEYS: &[KeySpec] = &[
+    KeySpec {
+        key: "AFK_KILL_SWITCH",
+        default: "true",
+        meaning: "master off switch",
+    },
+    KeySpec {
+        key: "AFK_ALLOWLIST",
+        default: "",
+        meaning: "comma-separated repositories that may be automated",
+    },
+    KeySpec {
+        key: "AFK_READY_LABEL",
+        default: "ready-for-agent",
+        meaning: "the label that arms an issue",
+    },
+    KeySpec {
+        key: "AFK_IN_PROGRESS_LABEL",
+        default: "agent-in-progress",
+        meaning: "the per-repository lock",
+    },
+    KeySpec {
+        key: "AFK_READY_FOR_HUMAN_LABEL",
+        default: "ready-for-human",
+        meaning: "stamped when a run is handed back to a human",
+    },
+    KeySpec {
+        key: "AFK_FIX_FORWARD_MAX_ATTEMPTS",
+        default: "5",
+        meaning: "corrective turns after a red CI",
+    },
+    KeySpec {
+        key: "AFK_FIX_FORWARD_MAX_SECONDS",
+        default: "3600",
+        meaning: "wall clock from the first red verdict",
+    },
+    KeySpec {
+        key: "AFK_PREPUSH_MAX_SECONDS",
+        default: "14400",
+        meaning: "a run that has pushed nothing after this is stalled",
+    },
+    KeySpec {
+        key: "AFK_CI_START_MAX_SECONDS",
+        default: "900",
+        meaning: "a pushed commit with no CI signal after this is escalated",
+    },
+    KeySpec {
+        key: "AFK_BUDGET_USD",
+        default: "100",
+        meaning: "per-issue spend cap, passed to the runtime where it supports one",
+    },
+];
+
+/// The validated policy settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Master off switch. On by default.
+    pub kill_switch: bool,
+    /// Repositories that may be automated. Empty by default.
+    pub allowlist: Vec<String>,
+    /// The label that arms an issue.
+    pub ready_label: String,
+    /// The label that locks a repository while a run is in flight.
+    pub in_progress_label: String,
+    /// The label stamped on an issue handed back to a human.
+    pub ready_for_human_label: String,
+    /// Corrective turns allowed after a red CI verdict.
+    pub fix_forward_max_attempts: u32,
+    /// Seconds allowed for fixing forward, from the first red verdict.
+    pub fix_forward_max_seconds: u64,
+    /// Seconds after dispatch at which a run that pushed nothing is stalled.
+    pub prepush_max_seconds: u64,
+    /// Seconds after a push at which a commit without CI signal is escalated.
+    pub ci_start_max_seconds: u64,
+    /// Per-issue spend cap in US dollars.
+    pub budget_usd: f64,
+}
+
+impl Default for Config {
+    /// The shipped configuration: disabled, nothing enrolled.
+    fn default() -> Self {
+        Config {
+            kill_switch: true,
+            allowlist: Vec::new(),
+            ready_label: "ready-for-agent".to_owned(),
+            in_progress_label: "agent-in-progress".to_owned(),
+            ready_for_human_label: "ready-for-human".to_owned(),
+            fix_forward_max_attempts: 5,
+            fix_forward_max_seconds: 3600,
+            prepush_max_seconds: 14_400,
+            ci_start_max_seconds: 900,
+            budget_usd: 100.0,
+        }
+    }
+}
+
+/// One key whose value could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The key.
+    pub key: &'static str,
+    /// The value as given.
+    pub value: String,
+    /// What was expected instead.
+    pub expected: &'static str,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: cannot use {:?}: expected {}",
+            self.key, self.value, self.expected
+        )
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Every key of a map that could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", render_errors(.0))]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+fn render_errors(errors: &[ConfigError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+const BOOL_EXPECTED: &str = "a boolean (1, true, yes, on / 0, false, no, off)";
+const COUNT_EXPECTED: &str = "a whole number from 0 to 4294967295";
+const SECONDS_EXPECTED: &str = "a whole number of seconds, 0 or more";
+const USD_EXPECTED: &str = "a number of US dollars, 0 or more";
+const LABEL_EXPECTED: &str = "a label name without commas or line breaks";
+
+impl Config {
+    /// Reads the policy settings from `(key, value)` pairs (the process env,
+    /// or the data of a ConfigMap). Later pairs win over earlier ones for the
+    /// same key. Empty (or blank) values mean "use the default".
+    ///
+    /// Returns every unreadable key at once.
+    pub fn from_pairs<I, K, V>(pairs: I) -> Result<Config, ConfigErrors>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<str>,
+        V: AsRef<str>,
+    {
+        let mut config = Config::default();
+        let mut errors = Vec::new();
+        // Keep the last value per known key, so the result does not depend on
+        // how many times a key was given before.
+        let mut values: Vec<(&'static str, String)> = Vec::new();
+        for (key, value) in pairs {
+            let Some(spec) = KEYS.iter().find(|s| s.key == key.as_ref()) else {
+                continue;
+            };
+            values.retain(|(k, _)| *k != spec.key);
+            values.push((spec.key, value.as_ref().to_owned()));
+        }
+        for (key, raw) in values {
+            let value = raw.trim();
+            if value.is_empty() {
+                continue;
+            }
+            let bad = |expected| ConfigError {
+                key,
+                value: raw.clone(),
+                expected,
+            };
+            let result = match key {
+                "AFK_KILL_SWITCH" => parse_bool(value)
+                    .map(|v| config.kill_switch = v)
+                    .ok_or_else(|| bad(BOOL_EXPECTED)),
+                "AFK_ALLOWLIST" => {
+                    config.allowlist = parse_list(value);
+                    Ok(())
+                }
+                "AFK_READY_LABEL" => parse_label(value)
+                    .map(|v| config.ready_label = v)
+                    .ok_or_else(|| bad(LABEL_EXPECTED)),
+                "AFK_IN_PROGRESS_LABEL" => parse_label(value)
+                    .map(|v| config.in_progress_label = v)
+                    .ok_or_else(|| bad(LABEL_EXPECTED)),
+                "AFK_READY_FOR_HUMAN_LABEL" => parse_label(value)
+                    .map(|v| config.ready_for_human_label = v)
+                    .ok_or_else(|| bad(LABEL_EXPECTED)),
+                "AFK_FIX_FORWARD_MAX_ATTEMPTS" => value
+                    .parse::<u32>()
+                    .map(|v| config.fix_forward_max_attempts = v)
+                    .map_err(|_| bad(COUNT_EXPECTED)),
+                "AFK_FIX_FORWARD_MAX_SECONDS" => value
+                    .parse::<u64>()
+                    .map(|v| config.fix_forward_max_seconds = v)
+                    .map_err(|_| bad(SECONDS_EXPECTED)),
+                "AFK_PREPUSH_MAX_SECONDS" => value
+                    .parse::<u64>()
+                    .map(|v| config.prepush_max_seconds = v)
+                    .map_err(|_| bad(SECONDS_EXPECTED)),
+                "AFK_CI_START_MAX_SECONDS" => value
+                    .parse::<u64>()
+                    .map(|v| config.ci_start_max_seconds = v)
+                    .map_err(|_| bad(SECONDS_EXPECTED)),
+                "AFK_BUDGET_USD" => value
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|v| v.is_finite() && *v >= 0.0)
+                    .map(|v| config.budget_usd = v)
+                    .ok_or_else(|| bad(USD_EXPECTED)),
+                _ => Ok(()),
+            };
+            if let Err(e) = result {
+                errors.push(e);
+            }
+        }
+        if errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigErrors(errors))
+        }
+    }
+
+    /// Both gates open: the kill switch is off and at least one repository is
+    /// enrolled. Either gate alone leaves the loop inert.
+    pub fn is_armed(&self) -> bool {
+        !self.kill_switch && !self.allowlist.is_empty()
+    }
+
+    /// Whether `repo` is on the allowlist (names compare case-insensitively,
+    /// and exactly: `infra` does not admit `someone/infra`).
+    pub fn allows(&self, repo: &str) -> bool {
+        self.allowlist
+            .iter()
+            .any(|a| crate::types::same_repo(a, repo))
+    }
+}
+
+fn parse_bool(value: &str) -> Option<bool> {
+    match value.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Some(true),
+        "0" | "false" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+fn parse_list(value: &str) -> Vec<String> {
+    let mut items: Vec<String> = Vec::new();
+    for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        if !items.iter().any(|i| crate::types::same_repo(i, item)) {
+            items.push(item.to_owned());
+        }
+    }
+    items
+}
+
+fn parse_label(value: &str) -> Option<String> {
+    (!value.contains([',', '\n', '\r'])).then(|| value.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn parse(pairs: &[(&str, &str)]) -> Result<Config, ConfigErrors> {
+        Config::from_pairs(pairs.iter().copied())
+    }
+
+    #[test]
+    fn the_default_is_disabled_and_inert() {
+        let config = parse(&[]).unwrap();
+        assert_eq!(config, Config::default());
+        assert!(config.kill_switch);
+        assert!(config.allowlist.is_empty());
+        assert!(!config.is_armed());
+    }
+
+    #[test]
+    fn either_gate_alone_is_inert() {
+        let switch_off = parse(&[("AFK_KILL_SWITCH", "false")]).unwrap();
+        assert!(!switch_off.is_armed());
+        let enrolled = parse(&[("AFK_ALLOWLIST", "infra")]).unwrap();
+        assert!(!enrolled.is_armed());
+        let both = parse(&[("AFK_KILL_SWITCH", "off"), ("AFK_ALLOWLIST", "infra")]).unwrap();
+        assert!(both.is_armed());
+    }
+
+    fn check_bool(value: &str, expected: Option<bool>) {
+        let result = parse(&[("AFK_KILL_SWITCH", value)]);
+        match expected {
+            Some(b) => assert_eq!(result.unwrap().kill_switch, b, "value {value:?}"),
+            None => {
+                let errors = result.unwrap_err();
+                assert_eq!(errors.0.len(), 1);
+                assert_eq!(errors.0[0].key, "AFK_KILL_SWITCH");
+                assert_eq!(errors.0[0].value, value);
+            }
+        }
+    }
+
+    #[test]
+    fn booleans_are_strict() {
+        for v in ["1", "true", "TRUE", " yes ", "On"] {
+            check_bool(v, Some(true));
+        }
+        for v in ["0", "false", "No", "OFF", " off\n"] {
+            check_bool(v, Some(false));
+        }
+        for v in ["2", "y", "enabled", "truee", "-1", "nope"] {
+            check_bool(v, None);
+        }
+        // Empty means "use the default", which is on.
+        check_bool("", Some(true));
+        check_bool("   ", Some(true));
+    }
+
+    #[test]
+    fn numbers_that_do_not_parse_are_errors_naming_key_and_value() {
+        let err = parse(&[
+            ("AFK_FIX_FORWARD_MAX_ATTEMPTS", "five"),
+            ("AFK_PREPUSH_MAX_SECONDS", "-1"),
+            ("AFK_BUDGET_USD", "NaN"),
+            ("AFK_CI_START_MAX_SECONDS", "60"),
+        ])
+        .unwrap_err();
+        insta::assert_snapshot!(err.to_string(), @r#"AFK_FIX_FORWARD_MAX_ATTEMPTS: cannot use "five": expected a whole number from 0 to 4294967295; AFK_PREPUSH_MAX_SECONDS: cannot use "-1": expected a whole number of seconds, 0 or more; AFK_BUDGET_USD: cannot use "NaN": expected a number of US dollars, 0 or more"#);
+    }
+
+    #[test]
+    fn every_key_is_read() {
+        let config = parse(&[
+            ("AFK_KILL_SWITCH", "no"),
+            ("AFK_ALLOWLIST", " infra , ,acme/web,,INFRA"),
+            ("AFK_READY_LABEL", "go"),
+            ("AFK_IN_PROGRESS_LABEL", "busy"),
+            ("AFK_READY_FOR_HUMAN_LABEL", "human"),
+            ("AFK_FIX_FORWARD_MAX_ATTEMPTS", "2"),
+            ("AFK_FIX_FORWARD_MAX_SECONDS", "60"),
+            ("AFK_PREPUSH_MAX_SECONDS", "120"),
+            ("AFK_CI_START_MAX_SECONDS", "30"),
+            ("AFK_BUDGET_USD", "12.5"),
+            ("PATH", "/usr/bin"),
+        ])
+        .unwrap();
+        assert_eq!(
+            config,
+            Config {
+                kill_switch: false,
+                allowlist: vec!["infra".into(), "acme/web".into()],
+                ready_label: "go".into(),
+                in_progress_label: "busy".into(),
+                ready_for_human_label: "human".into(),
+                fix_forward_max_attempts: 2,
+                fix_forward_max_seconds: 60,
+                prepush_max_seconds: 120,
+                ci_start_max_seconds: 30,
+                budget_usd: 12.5,
+            }
+        );
+        assert!(config.allows("Infra"));
+        assert!(!config.allows("evil/infra"));
+        // The KEYS table names exactly the keys the parser reads.
+        assert_eq!(KEYS.len(), 10);
+    }
+
+    #[test]
+    fn the_last_value_for_a_key_wins() {
+        let config = parse(&[("AFK_KILL_SWITCH", "bogus"), ("AFK_KILL_SWITCH", "off")]).unwrap();
+        assert!(!config.kill_switch);
+    }
+
+    #[test]
+    fn labels_with_commas_are_refused() {
+        let err = parse(&[("AFK_READY_LABEL", "a,b")]).unwrap_err();
+        assert_eq!(err.0[0].key, "AFK_READY_LABEL");
+    }
+
+    proptest! {
+        #[test]
+        fn the_parser_never_panics(pairs in proptest::collection::vec(
+            (prop::sample::select(KEYS.iter().map(|k| k.key.to_owned()).chain(["OTHER".to_owned()]).collect::<Vec<_>>()), ".*"),
+            0..12,
+        )) {
+            let _ = Config::from_pairs(pairs);
+        }
+
+        #[test]
+        fn unreadable_values_never_arm_the_loop(value in ".*") {
+            // Whatever garbage the kill switch holds, the loop is armed only
+            // when the value explicitly says off.
+            if let Ok(config) = Config::from_pairs([("AFK_KILL_SWITCH", value.as_str()), ("AFK_ALLOWLIST", "infra")]) {
+                prop_assert_eq!(config.is_armed(), parse_bool(value.trim()) == Some(false));
+            }
+        }
+    }
+}

@@ -1,0 +1,491 @@
+//! The dispatch policy: which ready issues may start now.
+//!
+//! [`select_dispatchable`] is the whole rule; [`plan_dispatch`] is the same
+//! decision with the reason every other issue was passed over, for the log and
+//! for policy developers. Neither mutates its inputs, and the result does not
+//! depend on the order of the issues.
+//!
+//! The rules, in order:
+//! 1. kill switch on: nothing, before looking at any issue;
+//! 2. an issue is eligible iff it carries the ready label, that label was
+//!    applied by a trusted collaborator, its repository is allowlisted and not
+//!    in flight, it has no open blockers, and it does not carry the
+//!    ready-for-human label (a run handed back to a human is not picked up
+//!    again until a human removes that label);
+//! 3. at most one decision per repository: the best eligible issue wins the
+//!    slot, so a more urgent but ineligible issue does not block it;
+//! 4. ascending `(priority, number)`, then repository name, a total order.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use crate::config::Config;
+use crate::types::{Issue, same_repo};
+
+/// One issue that may start now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// The repository, as the issue names it.
+    pub repo: String,
+    /// The issue number.
+    pub number: u64,
+    /// The issue's priority (lower runs first).
+    pub priority: i64,
+    /// Why it was chosen; for humans and logs, never parsed.
+    pub reason: String,
+}
+
+/// Why an issue was passed over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SkipReason {
+    /// The kill switch is on.
+    KillSwitch,
+    /// The issue does not carry the ready label.
+    NotReady,
+    /// The ready label was not applied by a trusted collaborator (or who
+    /// applied it is unknown).
+    Untrusted,
+    /// The repository is not on the allowlist.
+    NotAllowlisted,
+    /// Another run holds the repository's lock.
+    RepoInFlight,
+    /// Issues that block this one are still open.
+    Blocked {
+        /// Their numbers.
+        open_blockers: Vec<u64>,
+    },
+    /// The issue was handed back to a human.
+    HandedToHuman,
+    /// A better eligible issue in the same repository took the slot.
+    LostSlot {
+        /// The issue that took it.
+        winner: u64,
+    },
+}
+
+impl fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SkipReason::KillSwitch => f.write_str("kill switch is on"),
+            SkipReason::NotReady => f.write_str("does not carry the ready label"),
+            SkipReason::Untrusted => {
+                f.write_str("ready label was not applied by a trusted collaborator")
+            }
+            SkipReason::NotAllowlisted => f.write_str("repository is not on the allowlist"),
+            SkipReason::RepoInFlight => f.write_str("repository already has a run in flight"),
+            SkipReason::Blocked { open_blockers } => {
+                let list = open_blockers
+                    .iter()
+                    .map(|n| format!("#{n}"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                write!(f, "blocked by open issue(s) {list}")
+            }
+            SkipReason::HandedToHuman => f.write_str("handed back to a human (ready-for-human)"),
+            SkipReason::LostSlot { winner } => {
+                write!(f, "#{winner} takes this repository's slot first")
+            }
+        }
+    }
+}
+
+/// An issue that was passed over, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skip {
+    /// The repository, as the issue names it.
+    pub repo: String,
+    /// The issue number.
+    pub number: u64,
+    /// The first rule it failed.
+    pub reason: SkipReason,
+}
+
+/// The decisions, in dispatch order, and every skipped issue with its reason
+/// (in the same total order as the decisions).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DispatchPlan {
+    /// The issues to dispatch now, in order.
+    pub decisions: Vec<Decision>,
+    /// Every other issue, and why.
+    pub skipped: Vec<Skip>,
+}
+
+/// The issues to dispatch now, in order. See the module docs for the rules.
+pub fn select_dispatchable(
+    issues: &[Issue],
+    config: &Config,
+    in_flight_repos: &[String],
+) -> Vec<Decision> {
+    plan_dispatch(issues, config, in_flight_repos).decisions
+}
+
+/// [`select_dispatchable`] together with the reason every other issue was
+/// passed over.
+pub fn plan_dispatch(
+    issues: &[Issue],
+    config: &Config,
+    in_flight_repos: &[String],
+) -> DispatchPlan {
+    let mut ordered: Vec<&Issue> = issues.iter().collect();
+    // A total order over whole issues, so that even duplicates (a paginated
+    // read that shifted) are visited in an order that does not depend on the
+    // input's order.
+    ordered.sort_by(|a, b| order_key(a).cmp(&order_key(b)));
+
+    if config.kill_switch {
+        return DispatchPlan {
+            decisions: Vec::new(),
+            skipped: ordered
+                .iter()
+                .map(|i| skip(i, SkipReason::KillSwitch))
+                .collect(),
+        };
+    }
+
+    let mut plan = DispatchPlan::default();
+    // Repository (normalised) → the issue that won its slot, with how many
+    // eligible issues competed for it.
+    let mut slots: BTreeMap<String, (u64, usize)> = BTreeMap::new();
+    for issue in &ordered {
+        if let Some(reason) = ineligibility(issue, config, in_flight_repos) {
+            plan.skipped.push(skip(issue, reason));
+            continue;
+        }
+        let slot = slots.entry(issue.repo.to_ascii_lowercase());
+        match slot {
+            std::collections::btree_map::Entry::Occupied(mut taken) => {
+                taken.get_mut().1 += 1;
+                let winner = taken.get().0;
+                plan.skipped
+                    .push(skip(issue, SkipReason::LostSlot { winner }));
+            }
+            std::collections::btree_map::Entry::Vacant(free) => {
+                free.insert((issue.number, 1));
+                plan.decisions.push(Decision {
+                    repo: issue.repo.clone(),
+                    number: issue.number,
+                    priority: issue.priority,
+                    reason: String::new(),
+                });
+            }
+        }
+    }
+    for decision in &mut plan.decisions {
+        let competitors = slots
+            .get(&decision.repo.to_ascii_lowercase())
+            .map_or(1, |(_, n)| *n);
+        decision.reason = format!(
+            "priority {}, ready label applied by a trusted collaborator, no open blockers; \
+             best of {} eligible issue(s) in {}",
+            decision.priority, competitors, decision.repo
+        );
+    }
+    plan
+}
+
+type OrderKey<'a> = (
+    i64,
+    u64,
+    String,
+    &'a str,
+    bool,
+    &'a [u64],
+    &'a [String],
+    &'a str,
+);
+
+fn order_key(issue: &Issue) -> OrderKey<'_> {
+    (
+        issue.priority,
+        issue.number,
+        issue.repo.trim().to_ascii_lowercase(),
+        &issue.repo,
+        !issue.labeled_by_trusted,
+        &issue.open_blockers,
+        &issue.labels,
+        &issue.title,
+    )
+}
+
+fn skip(issue: &Issue, reason: SkipReason) -> Skip {
+    Skip {
+        repo: issue.repo.clone(),
+        number: issue.number,
+        reason,
+    }
+}
+
+/// The first eligibility rule `issue` fails, if any.
+fn ineligibility(issue: &Issue, config: &Config, in_flight_repos: &[String]) -> Option<SkipReason> {
+    if !issue.has_label(&config.ready_label) {
+        return Some(SkipReason::NotReady);
+    }
+    if !issue.labeled_by_trusted {
+        return Some(SkipReason::Untrusted);
+    }
+    if !config.allows(&issue.repo) {
+        return Some(SkipReason::NotAllowlisted);
+    }
+    if in_flight_repos.iter().any(|r| same_repo(r, &issue.repo)) {
+        return Some(SkipReason::RepoInFlight);
+    }
+    if !issue.open_blockers.is_empty() {
+        return Some(SkipReason::Blocked {
+            open_blockers: issue.open_blockers.clone(),
+        });
+    }
+    if issue.has_label(&config.ready_for_human_label) {
+        return Some(SkipReason::HandedToHuman);
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn armed(allowlist: &[&str]) -> Config {
+        Config {
+            kill_switch: false,
+            allowlist: allowlist.iter().map(|s| (*s).to_owned()).collect(),
+            ..Config::default()
+        }
+    }
+
+    fn issue(repo: &str, number: u64) -> Issue {
+        Issue {
+            repo: repo.to_owned(),
+            number,
+            title: format!("issue {number}"),
+            labels: vec!["ready-for-agent".to_owned()],
+            open_blockers: Vec::new(),
+            labeled_by_trusted: true,
+            priority: 0,
+        }
+    }
+
+    fn picked(issues: &[Issue], config: &Config, in_flight: &[&str]) -> Vec<String> {
+        let in_flight: Vec<String> = in_flight.iter().map(|s| (*s).to_owned()).collect();
+        select_dispatchable(issues, config, &in_flight)
+            .into_iter()
+            .map(|d| format!("{}#{}", d.repo, d.number))
+            .collect()
+    }
+
+    #[test]
+    fn kill_switch_dispatches_nothing() {
+        let config = Config {
+            allowlist: vec!["infra".into()],
+            ..Config::default()
+        };
+        assert!(picked(&[issue("infra", 1)], &config, &[]).is_empty());
+    }
+
+    #[test]
+    fn each_eligibility_rule_excludes() {
+        let config = armed(&["infra", "web"]);
+        let check = |i: Issue, in_flight: &[&str], expected: Option<SkipReason>| {
+            let in_flight_owned: Vec<String> = in_flight.iter().map(|s| (*s).to_owned()).collect();
+            let plan = plan_dispatch(std::slice::from_ref(&i), &config, &in_flight_owned);
+            match expected {
+                None => assert_eq!(plan.decisions.len(), 1, "{i:?}"),
+                Some(reason) => {
+                    assert!(plan.decisions.is_empty(), "{i:?}");
+                    assert_eq!(plan.skipped[0].reason, reason);
+                }
+            }
+        };
+        check(issue("infra", 1), &[], None);
+        check(
+            Issue {
+                labels: vec![],
+                ..issue("infra", 1)
+            },
+            &[],
+            Some(SkipReason::NotReady),
+        );
+        check(
+            Issue {
+                labeled_by_trusted: false,
+                ..issue("infra", 1)
+            },
+            &[],
+            Some(SkipReason::Untrusted),
+        );
+        check(issue("other", 1), &[], Some(SkipReason::NotAllowlisted));
+        check(
+            issue("acme/infra", 1),
+            &[],
+            Some(SkipReason::NotAllowlisted),
+        );
+        check(
+            issue("infra", 1),
+            &["INFRA"],
+            Some(SkipReason::RepoInFlight),
+        );
+        check(
+            Issue {
+                open_blockers: vec![3],
+                ..issue("infra", 1)
+            },
+            &[],
+            Some(SkipReason::Blocked {
+                open_blockers: vec![3],
+            }),
+        );
+        check(
+            Issue {
+                labels: vec!["ready-for-agent".into(), "Ready-For-Human".into()],
+                ..issue("infra", 1)
+            },
+            &[],
+            Some(SkipReason::HandedToHuman),
+        );
+    }
+
+    #[test]
+    fn one_per_repository_best_eligible_wins() {
+        let config = armed(&["infra", "web"]);
+        let urgent_but_blocked = Issue {
+            priority: -5,
+            open_blockers: vec![1],
+            ..issue("infra", 2)
+        };
+        let issues = vec![
+            issue("infra", 9),
+            Issue {
+                priority: 1,
+                ..issue("infra", 3)
+            },
+            urgent_but_blocked,
+            issue("web", 4),
+            issue("infra", 5),
+        ];
+        assert_eq!(picked(&issues, &config, &[]), ["web#4", "infra#5"]);
+    }
+
+    #[test]
+    fn reasons_are_snapshotted() {
+        let config = armed(&["infra", "web"]);
+        let issues = vec![
+            issue("infra", 9),
+            issue("infra", 5),
+            Issue {
+                labeled_by_trusted: false,
+                ..issue("web", 1)
+            },
+            issue("web", 2),
+        ];
+        let plan = plan_dispatch(&issues, &config, &["web".to_owned()]);
+        let mut out = String::new();
+        for d in &plan.decisions {
+            out.push_str(&format!("dispatch {}#{}: {}\n", d.repo, d.number, d.reason));
+        }
+        for s in &plan.skipped {
+            out.push_str(&format!("skip {}#{}: {}\n", s.repo, s.number, s.reason));
+        }
+        insta::assert_snapshot!(out, @r"
+        dispatch infra#5: priority 0, ready label applied by a trusted collaborator, no open blockers; best of 2 eligible issue(s) in infra
+        skip web#1: ready label was not applied by a trusted collaborator
+        skip web#2: repository already has a run in flight
+        skip infra#9: #5 takes this repository's slot first
+        ");
+    }
+
+    fn arb_issue() -> impl Strategy<Value = Issue> {
+        (
+            prop::sample::select(vec!["infra", "web", "api", "Infra", "docs"]),
+            1u64..40,
+            -2i64..4,
+            any::<bool>(),
+            prop::collection::vec(1u64..5, 0..2),
+            prop::sample::select(vec![
+                vec![],
+                vec!["ready-for-agent"],
+                vec!["ready-for-agent", "ready-for-human"],
+                vec!["bug", "ready-for-agent"],
+            ]),
+        )
+            .prop_map(
+                |(repo, number, priority, trusted, blockers, labels)| Issue {
+                    repo: repo.to_owned(),
+                    number,
+                    title: String::new(),
+                    labels: labels.into_iter().map(str::to_owned).collect(),
+                    open_blockers: blockers,
+                    labeled_by_trusted: trusted,
+                    priority,
+                },
+            )
+    }
+
+    fn arb_config() -> impl Strategy<Value = Config> {
+        (
+            any::<bool>(),
+            prop::sample::subsequence(vec!["infra", "web", "api", "docs"], 0..4),
+        )
+            .prop_map(|(kill_switch, allow)| Config {
+                kill_switch,
+                allowlist: allow.into_iter().map(str::to_owned).collect(),
+                ..Config::default()
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn dispatch_laws(
+            issues in prop::collection::vec(arb_issue(), 0..25),
+            config in arb_config(),
+            in_flight in prop::sample::subsequence(vec!["infra".to_owned(), "web".to_owned()], 0..2),
+            seed in any::<u64>(),
+        ) {
+            let before = issues.clone();
+            let decisions = select_dispatchable(&issues, &config, &in_flight);
+            // Inputs untouched.
+            prop_assert_eq!(&issues, &before);
+            // Empty under the kill switch.
+            if config.kill_switch {
+                prop_assert!(decisions.is_empty());
+            }
+            // A subset of the input, each decision an eligible issue.
+            for d in &decisions {
+                let eligible_source = issues.iter().any(|i| {
+                    i.repo == d.repo && i.number == d.number && i.priority == d.priority
+                        && ineligibility(i, &config, &in_flight).is_none()
+                });
+                prop_assert!(eligible_source, "{:?} is not an eligible input issue", d);
+            }
+            // At most one per repository.
+            let mut repos: Vec<String> = decisions.iter().map(|d| d.repo.to_ascii_lowercase()).collect();
+            repos.sort();
+            let n = repos.len();
+            repos.dedup();
+            prop_assert_eq!(repos.len(), n);
+            // Ordered by (priority, number).
+            for pair in decisions.windows(2) {
+                prop_assert!((pair[0].priority, pair[0].number) <= (pair[1].priority, pair[1].number));
+            }
+            // Each decision is the best eligible issue of its repository.
+            for d in &decisions {
+                let best = issues.iter()
+                    .filter(|i| same_repo(&i.repo, &d.repo) && ineligibility(i, &config, &in_flight).is_none())
+                    .map(|i| (i.priority, i.number))
+                    .min();
+                prop_assert_eq!(best, Some((d.priority, d.number)));
+            }
+            // Independent of input order.
+            let mut shuffled = issues.clone();
+            let len = shuffled.len();
+            if len > 1 {
+                let mut state = seed;
+                for i in (1..len).rev() {
+                    state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    let j = usize::try_from(state >> 33).unwrap_or(0) % (i + 1);
+                    shuffled.swap(i, j);
+                }
+            }
+            prop_assert_eq!(select_dispatchable(&shuffled, &config, &in_flight), decisions);
+        }
+    }
+}

@@ -1,0 +1,31 @@
+//! The pure core of afk.
+//!
+//! Everything in this crate is deterministic: inputs in, decision out. It reads
+//! no clock, no environment, no files and no network; the binaries and the
+//! adapters gather the facts and hand them in as plain values (the current
+//! time included). That is what makes the policy exhaustively testable and why
+//! a policy change shows up in a snapshot.
+//!
+//! What lives here:
+//! - [`types`]: the vocabulary (issues, thread and CI status, phases, times);
+//! - [`config`]: the one parser for the policy settings, from env or a
+//!   ConfigMap map, disabled by default;
+//! - [`dispatch`]: which ready issues may start now;
+//! - [`machine`]: what to do next with a run in flight;
+//! - [`record`]: the run record the loop keeps on the issue.
+//!
+//! What deliberately does not live here: any wire format of an external
+//! service, any I/O, and any serde attribute (the run record's own JSON form
+//! belongs to the `checklist` crate, which writes the progress comment).
+
+pub mod config;
+pub mod dispatch;
+pub mod machine;
+pub mod record;
+pub mod types;
+
+pub use config::{Config, ConfigError, ConfigErrors};
+pub use dispatch::{Decision, DispatchPlan, Skip, SkipReason, plan_dispatch, select_dispatchable};
+pub use machine::{Action, ActionKind, Escalation, RunState, WaitReason, next_action};
+pub use record::{Outcome, OutcomeKind, RunRecord};
+pub use types::{CiStatus, Issue, Phase, ThreadStatus, Timestamp, TimestampError};

@@ -1,0 +1,115 @@
+//! The run record: everything the watcher needs to know about one run.
+//!
+//! The CronJobs keep no memory between ticks, so the record lives on the issue
+//! itself, as a hidden line under the progress checklist. This module defines
+//! what it holds; its JSON form and the marker line belong to the `checklist`
+//! crate, which writes the comment.
+
+use crate::machine::Escalation;
+use crate::types::{CiStatus, Timestamp};
+
+/// The terminal decision of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OutcomeKind {
+    /// The change landed and the issue was closed.
+    Done,
+    /// The run was handed back to a human before anything was pushed.
+    NeedsHuman,
+    /// CI stayed red (or never started); the run is frozen for a human.
+    Frozen,
+}
+
+impl OutcomeKind {
+    /// The short name afk's formats (and doorbells) use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutcomeKind::Done => "done",
+            OutcomeKind::NeedsHuman => "needs-human",
+            OutcomeKind::Frozen => "frozen",
+        }
+    }
+
+    /// Reads [`OutcomeKind::as_str`] back.
+    pub fn parse(text: &str) -> Option<Self> {
+        [
+            OutcomeKind::Done,
+            OutcomeKind::NeedsHuman,
+            OutcomeKind::Frozen,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == text)
+    }
+}
+
+/// A terminal decision with its reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// Which end the run came to.
+    pub kind: OutcomeKind,
+    /// Why, in one line, for the doorbell and the log.
+    pub reason: String,
+}
+
+impl Outcome {
+    /// The outcome of an escalation: `Frozen` once something was pushed,
+    /// `NeedsHuman` before.
+    pub fn from_escalation(escalation: Escalation, pushed: bool) -> Self {
+        Outcome {
+            kind: if pushed {
+                OutcomeKind::Frozen
+            } else {
+                OutcomeKind::NeedsHuman
+            },
+            reason: escalation.to_string(),
+        }
+    }
+}
+
+/// What the loop remembers about one run, between ticks.
+///
+/// The id of the comment that holds the record is not part of it: it is the
+/// id of that comment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunRecord {
+    /// The executor thread currently working the issue.
+    pub thread_id: String,
+    /// When the issue was first dispatched.
+    pub dispatched_at: Timestamp,
+    /// 0 for the first dispatch, +1 for each corrective thread.
+    pub attempt: u32,
+    /// The newest commit the agent pushed for this issue, if any.
+    pub commit: Option<String>,
+    /// When the loop first saw `commit`.
+    pub commit_seen_at: Option<Timestamp>,
+    /// When CI first went red on a pushed commit, if ever.
+    pub first_red_at: Option<Timestamp>,
+    /// Corrective turns sent.
+    pub fix_forward_attempts: u32,
+    /// The red commit the last corrective turn was sent for.
+    pub fix_forward_commit: Option<String>,
+    /// The latest CI verdict the loop read for `commit`.
+    pub last_ci: Option<CiStatus>,
+    /// The terminal decision, once made.
+    pub outcome: Option<Outcome>,
+    /// Whether the terminal doorbell has rung.
+    pub notified: bool,
+}
+
+impl RunRecord {
+    /// The record of a fresh dispatch.
+    pub fn dispatched(thread_id: impl Into<String>, dispatched_at: Timestamp) -> Self {
+        RunRecord {
+            thread_id: thread_id.into(),
+            dispatched_at,
+            attempt: 0,
+            commit: None,
+            commit_seen_at: None,
+            first_red_at: None,
+            fix_forward_attempts: 0,
+            fix_forward_commit: None,
+            last_ci: None,
+            outcome: None,
+            notified: false,
+        }
+    }
+}

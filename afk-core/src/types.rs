@@ -1,0 +1,361 @@
+//! The vocabulary of the loop: issues, agent liveness, CI verdicts, run phases
+//! and points in time.
+//!
+//! These are domain types. They know their own short names (the ones afk's
+//! own formats use, such as `needs_input`) but nothing about how GitHub or T3
+//! spell things: adapters map wire values into these types.
+
+use std::fmt;
+use std::str::FromStr;
+
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+/// An issue as the dispatch policy sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Issue {
+    /// Repository, either `name` or `owner/name`, exactly as the allowlist
+    /// names it (the adapter resolves bare names before this point).
+    pub repo: String,
+    /// Issue number within the repository.
+    pub number: u64,
+    /// Title, for humans only.
+    pub title: String,
+    /// Every label on the issue.
+    pub labels: Vec<String>,
+    /// Numbers of the issues that block this one and are still open.
+    pub open_blockers: Vec<u64>,
+    /// Whether the most recent application of the ready label was made by a
+    /// trusted collaborator. Unknown means `false`.
+    pub labeled_by_trusted: bool,
+    /// Lower runs first; see [`priority_from_labels`].
+    pub priority: i64,
+}
+
+impl Issue {
+    /// Whether the issue carries `label` (GitHub label names are
+    /// case-insensitive).
+    pub fn has_label(&self, label: &str) -> bool {
+        self.labels.iter().any(|l| l.eq_ignore_ascii_case(label))
+    }
+
+    /// `repo#number`, the way humans and doorbells name an issue.
+    pub fn key(&self) -> String {
+        format!("{}#{}", self.repo, self.number)
+    }
+}
+
+/// Whether two repository names denote the same repository. GitHub compares
+/// owner and repository names case-insensitively, and so do we.
+pub fn same_repo(a: &str, b: &str) -> bool {
+    a.trim().eq_ignore_ascii_case(b.trim())
+}
+
+/// The priority an issue's labels give it: the lowest numeric
+/// `priority:<n>` label, or 0 without one. Non-numeric values such as
+/// `priority:high` are ignored.
+pub fn priority_from_labels<S: AsRef<str>>(labels: &[S]) -> i64 {
+    labels
+        .iter()
+        .filter_map(|label| {
+            let label = label.as_ref().trim();
+            let (prefix, value) = label.split_once(':')?;
+            if !prefix.trim().eq_ignore_ascii_case("priority") {
+                return None;
+            }
+            value.trim().parse::<i64>().ok()
+        })
+        .min()
+        .unwrap_or(0)
+}
+
+/// The issue numbers named by "Blocked by #N" clauses in an issue body.
+///
+/// A clause starts at the words `blocked by` (any case) and takes every `#N`
+/// on the rest of that line. Numbers are de-duplicated and kept in order of
+/// first mention. Whether a blocker still blocks (is it open?) is a fact the
+/// tracker supplies; this only reads the text.
+pub fn blocked_by_refs(body: &str) -> Vec<u64> {
+    let mut found = Vec::new();
+    for line in body.lines() {
+        let lower = line.to_ascii_lowercase();
+        let Some(start) = lower.find("blocked by") else {
+            continue;
+        };
+        let rest = &line[start + "blocked by".len()..];
+        let mut chars = rest.char_indices().peekable();
+        while let Some((i, c)) = chars.next() {
+            if c != '#' {
+                continue;
+            }
+            let digits: String = rest[i + 1..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            if let Ok(n) = digits.parse::<u64>()
+                && n > 0
+                && !found.contains(&n)
+            {
+                found.push(n);
+            }
+            while chars.peek().is_some_and(|(_, d)| d.is_ascii_digit()) {
+                chars.next();
+            }
+        }
+    }
+    found
+}
+
+/// An error reading one of the short names below.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {what} {value:?} (expected one of: {expected})")]
+pub struct UnknownName {
+    /// What kind of name was being read.
+    pub what: &'static str,
+    /// The text that did not match.
+    pub value: String,
+    /// The accepted names, comma-separated.
+    pub expected: String,
+}
+
+macro_rules! named_enum {
+    ($(#[$meta:meta])* $name:ident, $what:literal, { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum $name {
+            $($(#[$vmeta])* $variant),+
+        }
+
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The short name afk's own formats use.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),+
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = UnknownName;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                $name::ALL
+                    .iter()
+                    .copied()
+                    .find(|v| v.as_str() == s)
+                    .ok_or_else(|| UnknownName {
+                        what: $what,
+                        value: s.to_owned(),
+                        expected: $name::ALL
+                            .iter()
+                            .map(|v| v.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    })
+            }
+        }
+    };
+}
+
+named_enum!(
+    /// Liveness of the agent's thread, as the executor reports it. "No status
+    /// yet" is `Option::None`, never one of these, and never triggers an action.
+    ThreadStatus, "thread status", {
+        /// A turn is being worked on.
+        Running => "running",
+        /// The turn finished.
+        Idle => "idle",
+        /// The turn failed.
+        Error => "error",
+        /// The agent waits on a question or an approval that nobody will
+        /// answer while the owner is away.
+        NeedsInput => "needs_input",
+    }
+);
+
+named_enum!(
+    /// The CI and deploy verdict of one pushed commit.
+    CiStatus, "CI status", {
+        /// No stage has reported anything for the commit yet. This is not
+        /// "pending": some pushes never trigger CI at all.
+        NoSignal => "no_signal",
+        /// Some stage is queued or running.
+        Pending => "pending",
+        /// Every stage succeeded.
+        Green => "green",
+        /// A stage failed.
+        Red => "red",
+    }
+);
+
+named_enum!(
+    /// The phases of a run, in order.
+    Phase, "phase", {
+        /// The agent's worktree exists.
+        Worktree => "worktree",
+        /// A failing test was written (TDD red).
+        TestsRed => "tests_red",
+        /// The implementation passes (TDD green).
+        Green => "green",
+        /// The change was pushed to the default branch.
+        Pushed => "pushed",
+        /// CI runs on the pushed commit.
+        Ci => "ci",
+        /// The change was deployed and rolled out.
+        Deployed => "deployed",
+        /// The issue is closed.
+        Done => "done",
+    }
+);
+
+/// A point in time, UTC, read and written as RFC 3339.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(OffsetDateTime);
+
+/// An RFC 3339 text that could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{value:?} is not an RFC 3339 time (expected e.g. 2026-06-10T12:00:00Z)")]
+pub struct TimestampError {
+    /// The text that did not parse.
+    pub value: String,
+}
+
+impl Timestamp {
+    /// Reads an RFC 3339 time such as `2026-06-10T12:00:00Z`; any offset is
+    /// converted to UTC.
+    pub fn parse_rfc3339(text: &str) -> Result<Self, TimestampError> {
+        OffsetDateTime::parse(text.trim(), &Rfc3339)
+            .map(|t| Timestamp(t.to_offset(time::UtcOffset::UTC)))
+            .map_err(|_| TimestampError {
+                value: text.to_owned(),
+            })
+    }
+
+    /// The time `seconds` after the Unix epoch, or `None` when out of range.
+    pub fn from_unix_seconds(seconds: i64) -> Option<Self> {
+        OffsetDateTime::from_unix_timestamp(seconds)
+            .ok()
+            .map(Timestamp)
+    }
+
+    /// Wraps a time the caller already has (the binaries read the clock).
+    pub fn from_offset_date_time(t: OffsetDateTime) -> Self {
+        Timestamp(t.to_offset(time::UtcOffset::UTC))
+    }
+
+    /// Seconds since the Unix epoch.
+    pub fn unix_seconds(self) -> i64 {
+        self.0.unix_timestamp()
+    }
+
+    /// Whole seconds from `earlier` to `self`; 0 when `earlier` is later
+    /// (clocks disagree a little between machines).
+    pub fn seconds_since(self, earlier: Timestamp) -> u64 {
+        let delta = (self.0 - earlier.0).whole_seconds();
+        u64::try_from(delta).unwrap_or(0)
+    }
+
+    /// The time `seconds` after this one (saturating at the far future).
+    pub fn plus_seconds(self, seconds: u64) -> Timestamp {
+        let seconds = i64::try_from(seconds).unwrap_or(i64::MAX);
+        self.0
+            .checked_add(time::Duration::seconds(seconds))
+            .map(Timestamp)
+            .unwrap_or(self)
+    }
+
+    /// RFC 3339 text, UTC, with a `Z` suffix.
+    pub fn to_rfc3339(self) -> String {
+        // Formatting a UTC time as RFC 3339 only fails for years outside
+        // 0..=9999, which `parse_rfc3339` cannot produce; fall back to the
+        // Unix seconds rather than panic.
+        self.0
+            .format(&Rfc3339)
+            .unwrap_or_else(|_| self.0.unix_timestamp().to_string())
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_rfc3339())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check_priority(labels: &[&str], expected: i64) {
+        assert_eq!(priority_from_labels(labels), expected, "labels {labels:?}");
+    }
+
+    #[test]
+    fn priority_is_the_lowest_numeric_label_or_zero() {
+        check_priority(&[], 0);
+        check_priority(&["bug"], 0);
+        check_priority(&["priority:3"], 3);
+        check_priority(&["priority:3", "priority:1"], 1);
+        check_priority(&["priority:high"], 0);
+        check_priority(&["priority:high", "priority:2"], 2);
+        check_priority(&["Priority: 4"], 4);
+        check_priority(&["priority:-1", "priority:5"], -1);
+        check_priority(&["priority:"], 0);
+        check_priority(&["prio:1"], 0);
+    }
+
+    fn check_blockers(body: &str, expected: &[u64]) {
+        assert_eq!(blocked_by_refs(body), expected, "body {body:?}");
+    }
+
+    #[test]
+    fn blocked_by_clauses_take_every_number_on_the_rest_of_the_line() {
+        check_blockers("", &[]);
+        check_blockers("Blocked by #12", &[12]);
+        check_blockers("blocked BY #3, #4 and #3", &[3, 4]);
+        check_blockers("Refs #9\nBlocked by #1\nsee #2", &[1]);
+        check_blockers("#5 is not a blocker. Blocked by #6", &[6]);
+        check_blockers("Blocked by nothing", &[]);
+        check_blockers("Blocked by #0 #x #77x", &[77]);
+        check_blockers("- Blocked by #2\n- Blocked by #1 and #2", &[2, 1]);
+        check_blockers("Blocked by #99999999999999999999999", &[]);
+    }
+
+    #[test]
+    fn names_round_trip_and_unknown_names_are_errors() {
+        for s in ThreadStatus::ALL {
+            assert_eq!(s.as_str().parse::<ThreadStatus>(), Ok(*s));
+        }
+        for s in CiStatus::ALL {
+            assert_eq!(s.as_str().parse::<CiStatus>(), Ok(*s));
+        }
+        for p in Phase::ALL {
+            assert_eq!(p.as_str().parse::<Phase>(), Ok(*p));
+        }
+        let err = "errored".parse::<ThreadStatus>().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "unknown thread status \"errored\" (expected one of: running, idle, error, needs_input)"
+        );
+    }
+
+    #[test]
+    fn timestamps_read_rfc3339_and_count_seconds() {
+        let a = Timestamp::parse_rfc3339("2026-06-10T12:00:00Z").unwrap();
+        let b = Timestamp::parse_rfc3339("2026-06-10T14:00:30+02:00").unwrap();
+        assert_eq!(b.seconds_since(a), 30);
+        assert_eq!(a.seconds_since(b), 0);
+        assert_eq!(b.to_rfc3339(), "2026-06-10T12:00:30Z");
+        assert_eq!(a.plus_seconds(90).to_rfc3339(), "2026-06-10T12:01:30Z");
+        assert!(Timestamp::parse_rfc3339("yesterday").is_err());
+        assert!(Timestamp::parse_rfc3339("2026-06-10 12:00:00").is_err());
+    }
+}

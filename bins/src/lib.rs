@@ -1,0 +1,19 @@
+//! The code behind afk's thin binaries.
+//!
+//! Each binary in `src/bin/` parses its arguments, builds what it needs, calls
+//! one function from here, and maps the result to an exit code. Nothing here
+//! decides policy: that is `afk-core`'s. This crate is where I/O (standard
+//! input and output, files, the environment) is allowed.
+
+pub mod json_input;
+pub mod policy;
+
+/// Exit codes shared by every afk binary.
+pub mod exit {
+    /// The command ran.
+    pub const OK: u8 = 0;
+    /// The command ran but some part of it failed (the rest was processed).
+    pub const PARTIAL: u8 = 1;
+    /// Bad input or configuration: nothing was done.
+    pub const BAD_INPUT: u8 = 2;
+}

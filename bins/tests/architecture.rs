@@ -1,0 +1,279 @@
+//! The machine-checkable Architecture Invariants of `docs/architecture.md`.
+//!
+//! Review is not enforcement: each invariant is a plain `#[test]` reading the
+//! real workspace (`cargo metadata` and the source files). The checks are
+//! small functions tested on synthetic input first, so a check that could
+//! never fail would show up here.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+/// Crates that must stay pure: no I/O, no async runtime, no HTTP.
+const PURE_CRATES: &[&str] = &["afk-core", "checklist"];
+
+/// Crates a pure crate must not reach, directly or through another crate.
+const FORBIDDEN_DEPENDENCIES: &[&str] = &["tokio", "reqwest", "hyper", "kube", "axum"];
+
+/// Standard-library modules that do I/O or read the process environment.
+const FORBIDDEN_STD_MODULES: &[&str] = &["fs", "net", "process", "env"];
+
+/// Names of the crates reachable from `root` through normal and build
+/// dependencies (dev-dependencies are the tests' business).
+fn reachable(metadata: &Value, root: &str) -> BTreeSet<String> {
+    let packages = metadata["packages"].as_array().expect("packages");
+    let name_of: BTreeMap<&str, &str> = packages
+        .iter()
+        .map(|p| (p["id"].as_str().unwrap(), p["name"].as_str().unwrap()))
+        .collect();
+    let nodes = metadata["resolve"]["nodes"]
+        .as_array()
+        .expect("resolve.nodes");
+    let edges: BTreeMap<&str, Vec<&str>> = nodes
+        .iter()
+        .map(|n| {
+            let deps = n["deps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|d| {
+                    d["dep_kinds"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .any(|k| k["kind"].is_null() || k["kind"] == "build")
+                })
+                .map(|d| d["pkg"].as_str().unwrap())
+                .collect();
+            (n["id"].as_str().unwrap(), deps)
+        })
+        .collect();
+    let root_id = name_of
+        .iter()
+        .find(|(_, name)| **name == root)
+        .map(|(id, _)| *id)
+        .unwrap_or_else(|| panic!("{root} is not in the workspace"));
+    let mut seen = BTreeSet::new();
+    let mut stack = vec![root_id];
+    while let Some(id) = stack.pop() {
+        for dep in edges.get(id).into_iter().flatten() {
+            if seen.insert(*dep) {
+                stack.push(dep);
+            }
+        }
+    }
+    seen.into_iter().map(|id| name_of[id].to_owned()).collect()
+}
+
+/// `(line number, module)` for every use of a forbidden std module in Rust
+/// source text. Comment lines are skipped (the docs may say what the crate
+/// does not do).
+fn forbidden_std_uses(source: &str) -> Vec<(usize, String)> {
+    let mut found = Vec::new();
+    for (i, line) in source.lines().enumerate() {
+        let code = line.trim_start();
+        if code.starts_with("//") {
+            continue;
+        }
+        for module in FORBIDDEN_STD_MODULES {
+            let direct = format!("std::{module}");
+            let direct_hit = code.match_indices(&direct).any(|(at, _)| {
+                !code[at + direct.len()..]
+                    .chars()
+                    .next()
+                    .is_some_and(|c| c.is_alphanumeric() || c == '_')
+            });
+            let grouped_hit = code.find("std::{").is_some_and(|at| {
+                code[at..]
+                    .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+                    .any(|word| word == *module)
+            });
+            if direct_hit || grouped_hit {
+                found.push((i + 1, (*module).to_owned()));
+            }
+        }
+    }
+    found
+}
+
+/// Whether a member manifest opts in to the workspace lints.
+fn inherits_workspace_lints(manifest: &str) -> bool {
+    let mut in_lints = false;
+    for line in manifest.lines().map(str::trim) {
+        let compact: String = line.chars().filter(|c| !c.is_whitespace()).collect();
+        if compact == "lints.workspace=true" || compact == "lints={workspace=true}" {
+            return true;
+        }
+        if line.starts_with('[') {
+            in_lints = line == "[lints]";
+            continue;
+        }
+        if in_lints && compact == "workspace=true" {
+            return true;
+        }
+    }
+    false
+}
+
+fn cargo_metadata() -> Value {
+    let out = Command::new(env!("CARGO"))
+        .args(["metadata", "--format-version", "1"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("cargo metadata runs");
+    assert!(
+        out.status.success(),
+        "cargo metadata failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("cargo metadata prints JSON")
+}
+
+fn rust_files(dir: &Path, into: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).expect("source directory is readable") {
+        let path = entry.expect("directory entry").path();
+        if path.is_dir() {
+            rust_files(&path, into);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            into.push(path);
+        }
+    }
+}
+
+fn member_manifests(metadata: &Value) -> Vec<(String, PathBuf)> {
+    let members: BTreeSet<&str> = metadata["workspace_members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_str().unwrap())
+        .collect();
+    metadata["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| members.contains(p["id"].as_str().unwrap()))
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap().to_owned(),
+                PathBuf::from(p["manifest_path"].as_str().unwrap()),
+            )
+        })
+        .collect()
+}
+
+// The checks themselves, on synthetic input: each must be able to fail.
+
+#[test]
+fn the_std_scan_catches_direct_and_grouped_uses() {
+    let source = "\
+//! Reads no std::fs.
+use std::fmt;
+use std::fs::File;
+use std::{collections::BTreeMap, env};
+fn f() { let _ = std::process::id(); }
+use std::environment_like_name;
+// std::net in a comment
+";
+    assert_eq!(
+        forbidden_std_uses(source),
+        vec![
+            (3, "fs".to_owned()),
+            (4, "env".to_owned()),
+            (5, "process".to_owned())
+        ]
+    );
+}
+
+#[test]
+fn the_lints_check_needs_the_opt_in() {
+    assert!(inherits_workspace_lints(
+        "[package]\nname='x'\n\n[lints]\nworkspace = true\n"
+    ));
+    assert!(inherits_workspace_lints(
+        "[package]\nlints.workspace = true\n"
+    ));
+    assert!(!inherits_workspace_lints("[package]\nname='x'\n"));
+    assert!(!inherits_workspace_lints(
+        "[lints]\n[dependencies]\nworkspace = true\n"
+    ));
+    assert!(!inherits_workspace_lints(
+        "[lints.clippy]\nworkspace = true\n"
+    ));
+}
+
+#[test]
+fn the_graph_walk_follows_normal_dependencies_only() {
+    let metadata = serde_json::json!({
+        "packages": [
+            {"id": "a", "name": "pure"}, {"id": "b", "name": "middle"},
+            {"id": "c", "name": "tokio"}, {"id": "d", "name": "insta"}
+        ],
+        "resolve": {"nodes": [
+            {"id": "a", "deps": [
+                {"pkg": "b", "dep_kinds": [{"kind": null}]},
+                {"pkg": "d", "dep_kinds": [{"kind": "dev"}]}
+            ]},
+            {"id": "b", "deps": [{"pkg": "c", "dep_kinds": [{"kind": null}]}]},
+            {"id": "c", "deps": []}, {"id": "d", "deps": []}
+        ]}
+    });
+    let names = reachable(&metadata, "pure");
+    assert!(names.contains("tokio"), "transitive dependency found");
+    assert!(!names.contains("insta"), "dev-dependency ignored");
+}
+
+// The invariants, on the real workspace.
+
+#[test]
+fn pure_crates_do_not_depend_on_io_crates() {
+    let metadata = cargo_metadata();
+    for krate in PURE_CRATES {
+        let deps = reachable(&metadata, krate);
+        let bad: Vec<&&str> = FORBIDDEN_DEPENDENCIES
+            .iter()
+            .filter(|f| deps.contains(**f))
+            .collect();
+        assert!(
+            bad.is_empty(),
+            "{krate} reaches {bad:?}; pure crates do no I/O"
+        );
+    }
+}
+
+#[test]
+fn pure_crates_do_not_use_io_modules_of_std() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let mut violations = Vec::new();
+    for krate in PURE_CRATES {
+        let mut files = Vec::new();
+        rust_files(&root.join(krate).join("src"), &mut files);
+        assert!(!files.is_empty(), "{krate} has sources");
+        for file in files {
+            let source = std::fs::read_to_string(&file).expect("source is readable");
+            for (line, module) in forbidden_std_uses(&source) {
+                violations.push(format!("{}:{line}: std::{module}", file.display()));
+            }
+        }
+    }
+    assert!(
+        violations.is_empty(),
+        "pure crates use I/O: {violations:#?}"
+    );
+}
+
+#[test]
+fn every_member_inherits_the_workspace_lints() {
+    let metadata = cargo_metadata();
+    let members = member_manifests(&metadata);
+    assert!(members.len() >= 3, "the workspace has its members");
+    for (name, manifest) in members {
+        let text = std::fs::read_to_string(&manifest).expect("manifest is readable");
+        assert!(
+            inherits_workspace_lints(&text),
+            "{name} ({}) does not set [lints] workspace = true",
+            manifest.display()
+        );
+    }
+}

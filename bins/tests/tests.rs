@@ -1,0 +1,9 @@
+//! The one integration-test binary of the `bins` crate (one binary per crate
+//! keeps link times down on two cores).
+
+// A test that meets a broken fixture or a missing tool should stop loudly:
+// helpers outside `#[test]` functions panic on purpose.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod architecture;
+mod policy_cli;
