@@ -12,7 +12,9 @@
 //!   ConfigMap map, disabled by default;
 //! - [`dispatch`]: which ready issues may start now;
 //! - [`machine`]: what to do next with a run in flight;
-//! - [`record`]: the run record the loop keeps on the issue.
+//! - [`record`]: the run record the loop keeps on the issue;
+//! - [`ports`]: the traits the ticks use to reach the world (tracker,
+//!   executor), with the errors callers branch on.
 //!
 //! What deliberately does not live here: any wire format of an external
 //! service, any I/O, and any serde attribute (the run record's own JSON form
@@ -21,6 +23,7 @@
 pub mod config;
 pub mod dispatch;
 pub mod machine;
+pub mod ports;
 pub mod record;
 pub mod types;
 

@@ -1,0 +1,15 @@
+//! The only afk code that talks to the world.
+//!
+//! Each adapter implements a port from `afk-core` and nothing else: it maps
+//! the service's wire format into domain values and its failures into
+//! [`afk_core::ports::PortError`]. No adapter decides policy (whether to
+//! dispatch, close or escalate is the core's decision); the wire structs are
+//! private to their module.
+//!
+//! - [`http`]: the shared client, secrets, retries, request counting;
+//! - [`t3`]: the T3 Code executor;
+//! - [`github`]: the GitHub tracker.
+
+pub mod github;
+pub mod http;
+pub mod t3;

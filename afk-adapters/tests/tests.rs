@@ -1,0 +1,10 @@
+//! The one integration-test binary of `afk-adapters`: contract suites run
+//! against the in-memory fakes and against the real adapters talking to
+//! loopback servers that speak the real wire format.
+
+// Helpers outside `#[test]` functions panic on a broken fixture on purpose.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+mod executor_contract;
+mod t3_wire;

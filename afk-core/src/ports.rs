@@ -1,0 +1,437 @@
+//! The ports: what the ticks need from the outside world, as traits.
+//!
+//! The ticks are written once against these traits; adapters implement them
+//! (T3 and GitHub over HTTP, in-memory fakes for tests). No adapter type
+//! appears in a signature: the arguments and results are domain values, and
+//! every failure is a [`PortError`] whose variant tells the caller what it may
+//! do next (retry later, give up on this repository, report a bug).
+//!
+//! A failed read is an error, never "empty": treating a rate-limited answer
+//! as "no issues" or "no comment" is how a loop closes or duplicates things.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::types::{ThreadStatus, Timestamp};
+
+/// What went wrong talking to an external service, by what the caller can do
+/// about it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PortError {
+    /// The thing asked for does not exist (or the token may not see it).
+    #[error("not found: {what}")]
+    NotFound {
+        /// What was looked for.
+        what: String,
+    },
+    /// The service asked us to slow down; try again after `retry_after` if
+    /// the deadline allows, else fail this repository for this tick.
+    #[error("rate limited{}", retry_after.map(|d| format!(" (retry after {}s)", d.as_secs())).unwrap_or_default())]
+    RateLimited {
+        /// How long the service asked us to wait, when it said.
+        retry_after: Option<Duration>,
+    },
+    /// A passing fault (network, timeout, 5xx): the same request may succeed
+    /// later.
+    #[error("transient failure: {message}")]
+    Transient {
+        /// What happened, without secrets.
+        message: String,
+    },
+    /// The service refused the request for a reason that will not go away by
+    /// itself.
+    #[error("permanent failure: {message}")]
+    Permanent {
+        /// What happened, without secrets.
+        message: String,
+    },
+    /// The credential is missing, invalid, or lacks a permission or scope.
+    #[error("not authorised: {message}")]
+    Auth {
+        /// What the service said (e.g. the scope it requires).
+        message: String,
+    },
+    /// The service rejected the shape of our request, or answered in a shape
+    /// we do not understand: a bug on one side, never retried.
+    #[error("contract violation: {message}")]
+    ContractViolation {
+        /// What did not match.
+        message: String,
+    },
+}
+
+impl PortError {
+    /// Whether repeating the same request later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            PortError::RateLimited { .. } | PortError::Transient { .. }
+        )
+    }
+
+    /// The wait the service asked for, if any.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            PortError::RateLimited { retry_after } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+/// Results of port calls.
+pub type PortResult<T> = Result<T, PortError>;
+
+/// An issue as the tracker reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackedIssue {
+    /// The repository, as the caller named it.
+    pub repo: String,
+    /// Issue number.
+    pub number: u64,
+    /// Title.
+    pub title: String,
+    /// Body text (markdown), empty when none.
+    pub body: String,
+    /// Every label on the issue.
+    pub labels: Vec<String>,
+    /// Whether the issue is open.
+    pub open: bool,
+}
+
+impl TrackedIssue {
+    /// Whether the issue carries `label` (case-insensitive, as GitHub).
+    pub fn has_label(&self, label: &str) -> bool {
+        self.labels.iter().any(|l| l.eq_ignore_ascii_case(label))
+    }
+}
+
+/// Whether the ready label on an issue may be trusted, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trust {
+    /// Trusted iff the most recent application of the label was made by a
+    /// collaborator with write or admin permission (or an allowlisted bot),
+    /// and the body was not edited after it.
+    pub trusted: bool,
+    /// Who applied the label, when known.
+    pub actor: Option<String>,
+    /// Why, for the log.
+    pub reason: String,
+}
+
+/// A comment on an issue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Comment {
+    /// The tracker's id for the comment.
+    pub id: u64,
+    /// Its body.
+    pub body: String,
+}
+
+/// A commit on a branch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushedCommit {
+    /// Full commit SHA.
+    pub sha: String,
+    /// The whole commit message.
+    pub message: String,
+    /// When it was committed, when the tracker says.
+    pub committed_at: Option<Timestamp>,
+}
+
+/// The issue tracker (GitHub).
+///
+/// Repositories are named as the allowlist names them (`name` or
+/// `owner/name`); the adapter resolves bare names to its default owner.
+#[async_trait]
+pub trait Tracker: Send + Sync {
+    /// Open issues carrying `label`, pull requests excluded.
+    ///
+    /// # Errors
+    /// `NotFound` when the repository does not exist or is not visible;
+    /// `RateLimited`, `Transient`, `Auth` as the service answers.
+    async fn open_issues_with_label(
+        &self,
+        repo: &str,
+        label: &str,
+    ) -> PortResult<Vec<TrackedIssue>>;
+
+    /// Issues carrying `label`, **open and closed** (a closing keyword can
+    /// close an issue while its run is still in flight), pull requests
+    /// excluded.
+    async fn issues_with_label(&self, repo: &str, label: &str) -> PortResult<Vec<TrackedIssue>>;
+
+    /// Whether the most recent application of `label` on the issue may be
+    /// trusted. An issue with no attributable `labeled` event is untrusted
+    /// (`Ok` with `trusted: false`), not an error.
+    async fn label_trust(&self, repo: &str, number: u64, label: &str) -> PortResult<Trust>;
+
+    /// Numbers of the issues that block `issue` and are still open: its
+    /// "Blocked by #N" clauses plus the tracker's native dependencies.
+    async fn open_blockers(&self, repo: &str, issue: &TrackedIssue) -> PortResult<Vec<u64>>;
+
+    /// The repository's default branch.
+    async fn default_branch(&self, repo: &str) -> PortResult<String>;
+
+    /// The issue's progress comment: the one comment, written by afk's own
+    /// identity, that carries an afk-run marker. `None` when there is none.
+    async fn progress_comment(&self, repo: &str, number: u64) -> PortResult<Option<Comment>>;
+
+    /// Creates a comment. Not idempotent: callers re-read
+    /// [`Tracker::progress_comment`] before creating again after a failure.
+    async fn create_comment(&self, repo: &str, number: u64, body: &str) -> PortResult<Comment>;
+
+    /// Replaces a comment's body in place.
+    ///
+    /// # Errors
+    /// `NotFound` when the comment is gone.
+    async fn update_comment(&self, repo: &str, comment_id: u64, body: &str) -> PortResult<()>;
+
+    /// Adds a label (idempotent).
+    async fn add_label(&self, repo: &str, number: u64, label: &str) -> PortResult<()>;
+
+    /// Removes a label; a label that is already gone is success.
+    async fn remove_label(&self, repo: &str, number: u64, label: &str) -> PortResult<()>;
+
+    /// Closes the issue as completed (idempotent).
+    async fn close_issue(&self, repo: &str, number: u64) -> PortResult<()>;
+
+    /// Reopens the issue (idempotent).
+    async fn reopen_issue(&self, repo: &str, number: u64) -> PortResult<()>;
+
+    /// Commits on `branch` committed after `since`, newest first, whose
+    /// message carries the trailer `AFK-Issue: <repo>#<issue>`.
+    async fn commits_with_trailer(
+        &self,
+        repo: &str,
+        branch: &str,
+        since: Timestamp,
+        issue: u64,
+    ) -> PortResult<Vec<PushedCommit>>;
+
+    /// Requests made so far (for the tick summary).
+    fn api_calls(&self) -> u64 {
+        0
+    }
+
+    /// The remaining request budget the service last reported, if any.
+    fn rate_limit_remaining(&self) -> Option<u64> {
+        None
+    }
+}
+
+/// A project (workspace) known to the executor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProjectInfo {
+    /// The executor's id for it.
+    pub id: String,
+    /// The directory the agents work in.
+    pub workspace_root: String,
+    /// Whether it was deleted.
+    pub deleted: bool,
+}
+
+/// A thread known to the executor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ThreadInfo {
+    /// The project it belongs to.
+    pub project_id: String,
+    /// Deleted threads stay known: their ids can never be reused.
+    pub deleted: bool,
+    /// Liveness; `None` is "no status yet" and never triggers an action.
+    pub status: Option<ThreadStatus>,
+    /// Ids of the messages the thread holds, where the executor reports
+    /// them.
+    pub message_ids: Vec<String>,
+}
+
+/// Everything the executor knows, read once per tick.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ExecutorSnapshot {
+    /// Projects, deleted ones included.
+    pub projects: Vec<ProjectInfo>,
+    /// Threads by id, deleted ones included.
+    pub threads: BTreeMap<String, ThreadInfo>,
+}
+
+impl ExecutorSnapshot {
+    /// The liveness of a thread that exists and is not deleted.
+    pub fn status(&self, thread_id: &str) -> Option<ThreadStatus> {
+        self.threads
+            .get(thread_id)
+            .filter(|t| !t.deleted)
+            .and_then(|t| t.status)
+    }
+
+    /// Whether the thread exists and was not deleted.
+    pub fn is_live(&self, thread_id: &str) -> bool {
+        self.threads.get(thread_id).is_some_and(|t| !t.deleted)
+    }
+}
+
+/// A thread the caller watches, with the time it last sent it a turn (the
+/// liveness rule looks only at what happened since).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchedThread {
+    /// The thread.
+    pub thread_id: String,
+    /// When afk sent its latest turn to it.
+    pub turn_sent_at: Timestamp,
+}
+
+/// What a new thread is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ThreadSpec {
+    /// The repository.
+    pub repo: String,
+    /// The issue number.
+    pub issue: u64,
+    /// 0 for the first dispatch, +1 for each corrective thread.
+    pub attempt: u32,
+    /// The thread's title.
+    pub title: String,
+    /// The opening prompt.
+    pub prompt: String,
+    /// When the dispatch happened (becomes the commands' `createdAt`).
+    pub created_at: Timestamp,
+}
+
+/// The agent runtime (T3 Code, or local processes).
+#[async_trait]
+pub trait Executor: Send + Sync {
+    /// The deterministic thread id for `(repo, issue, attempt)`: re-running a
+    /// dispatch after a crash finds the thread it already created.
+    fn thread_id(&self, repo: &str, issue: u64, attempt: u32) -> String;
+
+    /// Reads everything once. `watched` names the threads whose liveness the
+    /// caller needs, with the time of afk's latest turn to each.
+    async fn snapshot(&self, watched: &[WatchedThread]) -> PortResult<ExecutorSnapshot>;
+
+    /// Makes sure the thread for `spec` exists and its opening turn was
+    /// started, using `snapshot` (read this tick) to skip what already
+    /// happened. Safe to repeat: a re-run after a crash creates no second
+    /// thread and starts no second turn. Returns the thread id.
+    async fn ensure_thread(
+        &self,
+        snapshot: &ExecutorSnapshot,
+        spec: &ThreadSpec,
+    ) -> PortResult<String>;
+
+    /// Sends turn number `step` (1, 2, … after the opening turn 0) to an
+    /// existing thread. Safe to repeat with the same `step`.
+    ///
+    /// # Errors
+    /// `NotFound` when the thread does not exist or was deleted.
+    async fn send_turn(
+        &self,
+        snapshot: &ExecutorSnapshot,
+        thread_id: &str,
+        step: u32,
+        text: &str,
+        created_at: Timestamp,
+    ) -> PortResult<()>;
+
+    /// A link a human can open to watch the thread, when the runtime has one.
+    fn thread_link(&self, thread_id: &str) -> Option<String> {
+        let _ = thread_id;
+        None
+    }
+
+    /// Requests made so far (for the tick summary).
+    fn api_calls(&self) -> u64 {
+        0
+    }
+}
+
+/// Whether a commit message carries the trailer `AFK-Issue: <repo>#<issue>`.
+///
+/// The key compares case-insensitively; the repository may be written bare
+/// (`infra`) or with its owner (`acme/infra`) and matches when it names the
+/// same repository as `repo` (either form).
+pub fn has_issue_trailer(message: &str, repo: &str, issue: u64) -> bool {
+    let bare = |r: &str| r.rsplit('/').next().unwrap_or(r).to_ascii_lowercase();
+    message.lines().any(|line| {
+        let Some((key, value)) = line.split_once(':') else {
+            return false;
+        };
+        if !key.trim().eq_ignore_ascii_case("AFK-Issue") {
+            return false;
+        }
+        let Some((named_repo, number)) = value.trim().rsplit_once('#') else {
+            return false;
+        };
+        if number.trim().parse::<u64>().ok() != Some(issue) {
+            return false;
+        }
+        let named_repo = named_repo.trim();
+        if named_repo.contains('/') && repo.contains('/') {
+            named_repo.eq_ignore_ascii_case(repo)
+        } else {
+            bare(named_repo) == bare(repo)
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[track_caller]
+    fn check(message: &str, repo: &str, issue: u64, expected: bool) {
+        assert_eq!(
+            has_issue_trailer(message, repo, issue),
+            expected,
+            "{message:?}"
+        );
+    }
+
+    #[test]
+    fn trailers_match_the_issue_and_repository() {
+        let msg = "Fix the thing\n\nBecause.\n\nRefs #7\nAFK-Issue: infra#7\n";
+        check(msg, "infra", 7, true);
+        check(msg, "acme/infra", 7, true);
+        check(msg, "infra", 70, false);
+        check(msg, "web", 7, false);
+        check("x\n\nafk-issue:  acme/infra#7", "acme/infra", 7, true);
+        check("x\n\nAFK-Issue: other/infra#7", "acme/infra", 7, false);
+        check("x\n\nAFK-Issue: acme/infra#7", "infra", 7, true);
+        check("Refs #7", "infra", 7, false);
+        check("AFK-Issue infra#7", "infra", 7, false);
+        check("AFK-Issue: infra#seven", "infra", 7, false);
+    }
+
+    #[test]
+    fn only_rate_limits_and_transient_faults_are_retryable() {
+        assert!(PortError::RateLimited { retry_after: None }.is_retryable());
+        assert!(
+            PortError::Transient {
+                message: String::new()
+            }
+            .is_retryable()
+        );
+        for e in [
+            PortError::NotFound {
+                what: String::new(),
+            },
+            PortError::Permanent {
+                message: String::new(),
+            },
+            PortError::Auth {
+                message: String::new(),
+            },
+            PortError::ContractViolation {
+                message: String::new(),
+            },
+        ] {
+            assert!(!e.is_retryable(), "{e}");
+        }
+        assert_eq!(
+            PortError::RateLimited {
+                retry_after: Some(Duration::from_secs(30))
+            }
+            .to_string(),
+            "rate limited (retry after 30s)"
+        );
+    }
+}
