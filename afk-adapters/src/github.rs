@@ -1,1 +1,865 @@
-//! GitHub (placeholder until written).
+//! The GitHub tracker: REST (and one GraphQL query per trust check), facts in
+//! `shared/spec/contracts/github-ci-k8s-notify-sse.md` §1–3.
+//!
+//! - Lists follow the `Link` header; the issues listing also returns pull
+//!   requests, which are dropped.
+//! - Trust: the most recent `labeled` event for the ready label (GraphQL
+//!   timeline, which also gives the body's `lastEditedAt`), then the
+//!   collaborator permission endpoint: trusted iff `admin` or `write`. Bots
+//!   are trusted only by login allowlist. A body edited after the label was
+//!   applied is untrusted. Lookups are cached for the life of the adapter
+//!   (one tick).
+//! - A failed read is an error, never an empty list; a 403 or 429 with
+//!   `x-ratelimit-remaining: 0`, a `retry-after`, or a secondary-limit message
+//!   is a rate limit, not a permission error.
+//! - Writes that are idempotent (labels, PATCH) are retried; creating a
+//!   comment is not (the caller re-reads before creating again).
+//! - The progress comment is the marker comment written by afk's own login;
+//!   a marker in someone else's comment is ignored, so nobody can forge a run
+//!   record by commenting.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use afk_core::Timestamp;
+use afk_core::ports::{
+    Comment, PortError, PortResult, PushedCommit, TrackedIssue, Tracker, Trust, has_issue_trailer,
+};
+use afk_core::types::blocked_by_refs;
+use async_trait::async_trait;
+use reqwest::{Method, Url};
+use serde_json::{Value, json};
+
+use crate::http::{Http, Secret, now_unix, parse_retry_after};
+
+/// Pages followed at most for one listing (100 items each).
+const MAX_PAGES: usize = 50;
+
+/// How afk reaches GitHub.
+#[derive(Debug, Clone)]
+pub struct GitHubSettings {
+    /// REST base, `https://api.github.com` or `https://host/api/v3`.
+    pub api_url: String,
+    /// The token.
+    pub token: Secret,
+    /// Owner for bare repository names.
+    pub default_owner: Option<String>,
+    /// Bot logins whose ready label is trusted.
+    pub trusted_bots: Vec<String>,
+    /// afk's own login; asked of `GET /user` when not set.
+    pub own_login: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct Caches {
+    permission: BTreeMap<(String, String), Result<String, String>>,
+    open: BTreeMap<(String, u64), bool>,
+    default_branch: BTreeMap<String, String>,
+    own_login: Option<String>,
+    rate_remaining: Option<u64>,
+}
+
+/// The GitHub tracker.
+#[derive(Debug)]
+pub struct GitHubTracker {
+    http: Http,
+    settings: GitHubSettings,
+    caches: Mutex<Caches>,
+}
+
+fn lock(c: &Mutex<Caches>) -> std::sync::MutexGuard<'_, Caches> {
+    c.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// One answered request: status, the `next` link, the JSON body.
+struct Page {
+    status: u16,
+    next: Option<String>,
+    body: Value,
+}
+
+/// The `next` URL of a `Link` header.
+fn next_link(header: &str) -> Option<String> {
+    header.split(',').find_map(|part| {
+        let (url, params) = part.split_once(';')?;
+        params
+            .split(';')
+            .any(|p| p.trim() == "rel=\"next\"")
+            .then(|| {
+                url.trim()
+                    .trim_start_matches('<')
+                    .trim_end_matches('>')
+                    .to_owned()
+            })
+    })
+}
+
+impl GitHubTracker {
+    /// A tracker using `http` (shared with the other adapters).
+    pub fn new(http: Http, settings: GitHubSettings) -> Self {
+        GitHubTracker {
+            http,
+            settings,
+            caches: Mutex::new(Caches::default()),
+        }
+    }
+
+    /// `(owner, name)` of a repository named bare or as `owner/name`.
+    fn owner_name(&self, repo: &str) -> PortResult<(String, String)> {
+        let repo = repo.trim();
+        if let Some((owner, name)) = repo.split_once('/') {
+            return Ok((owner.to_owned(), name.to_owned()));
+        }
+        match self.settings.default_owner.as_deref().map(str::trim) {
+            Some(owner) if !owner.is_empty() => Ok((owner.to_owned(), repo.to_owned())),
+            _ => Err(PortError::Permanent {
+                message: format!(
+                    "repository {repo:?} has no owner: name it owner/name or set AFK_GITHUB_OWNER"
+                ),
+            }),
+        }
+    }
+
+    fn url(&self, segments: &[&str], query: &[(&str, &str)]) -> PortResult<Url> {
+        let mut url = Url::parse(self.settings.api_url.trim_end_matches('/')).map_err(|e| {
+            PortError::Permanent {
+                message: format!("AFK_GITHUB_API_URL is not a URL: {e}"),
+            }
+        })?;
+        url.path_segments_mut()
+            .map_err(|()| PortError::Permanent {
+                message: "AFK_GITHUB_API_URL cannot take a path".into(),
+            })?
+            .pop_if_empty()
+            .extend(segments);
+        if !query.is_empty() {
+            url.query_pairs_mut().extend_pairs(query);
+        }
+        Ok(url)
+    }
+
+    fn repo_url(&self, repo: &str, rest: &[&str], query: &[(&str, &str)]) -> PortResult<Url> {
+        let (owner, name) = self.owner_name(repo)?;
+        let mut segments = vec!["repos", owner.as_str(), name.as_str()];
+        segments.extend_from_slice(rest);
+        self.url(&segments, query)
+    }
+
+    fn graphql_url(&self) -> PortResult<Url> {
+        let base = self.settings.api_url.trim_end_matches('/');
+        let graphql = match base.strip_suffix("/api/v3") {
+            Some(host) => format!("{host}/api/graphql"),
+            None => format!("{base}/graphql"),
+        };
+        Url::parse(&graphql).map_err(|e| PortError::Permanent {
+            message: format!("cannot build the GraphQL URL: {e}"),
+        })
+    }
+
+    /// One request, classified. `Ok` for 2xx and for the statuses in
+    /// `accept` (e.g. 404 where absence is an answer).
+    async fn request(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<&Value>,
+        accept: &[u16],
+    ) -> PortResult<Page> {
+        let token = self.settings.token.read()?.ok_or_else(|| PortError::Auth {
+            message: "no GitHub token configured (AFK_GITHUB_TOKEN or AFK_GITHUB_TOKEN_FILE)"
+                .into(),
+        })?;
+        let mut request = self
+            .http
+            .client()
+            .request(method, url)
+            .header("Authorization", format!("Bearer {token}"))
+            .header("Accept", "application/vnd.github+json")
+            .header("X-GitHub-Api-Version", "2022-11-28");
+        if let Some(b) = body {
+            request = request.json(b);
+        }
+        let response = self.http.send(request).await?;
+        let status = response.status().as_u16();
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let remaining = header("x-ratelimit-remaining").and_then(|v| v.parse::<u64>().ok());
+        if let Some(r) = remaining {
+            lock(&self.caches).rate_remaining = Some(r);
+        }
+        let retry_after = header("retry-after").and_then(|v| parse_retry_after(&v, now_unix()));
+        let reset = header("x-ratelimit-reset").and_then(|v| v.parse::<i64>().ok());
+        let next = header("link").and_then(|l| next_link(&l));
+        let text = response
+            .text()
+            .await
+            .map_err(|e| crate::http::transport_error(&e))?;
+        let body: Value = if text.trim().is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).map_err(|e| PortError::ContractViolation {
+                message: format!("GitHub answered HTTP {status} with a body that is not JSON: {e}"),
+            })?
+        };
+        if (200..300).contains(&status) || accept.contains(&status) {
+            return Ok(Page { status, next, body });
+        }
+        let message = body["message"].as_str().unwrap_or("").to_owned();
+        Err(classify(status, &message, remaining, retry_after, reset))
+    }
+
+    /// A GET that is retried.
+    async fn get(&self, url: Url, accept: &[u16]) -> PortResult<Page> {
+        self.http
+            .retrying(|| self.request(Method::GET, url.clone(), None, accept))
+            .await
+    }
+
+    /// Every item of a paginated listing.
+    async fn list(&self, url: Url) -> PortResult<Vec<Value>> {
+        let mut items = Vec::new();
+        let mut next = Some(url);
+        let mut pages = 0;
+        while let Some(url) = next.take() {
+            pages += 1;
+            if pages > MAX_PAGES {
+                return Err(PortError::Permanent {
+                    message: format!(
+                        "listing has more than {MAX_PAGES} pages; refusing to read on"
+                    ),
+                });
+            }
+            let page = self.get(url, &[]).await?;
+            match page.body {
+                Value::Array(list) => items.extend(list),
+                other => {
+                    return Err(PortError::ContractViolation {
+                        message: format!("GitHub listing is not an array: {}", excerpt(&other)),
+                    });
+                }
+            }
+            next = match page.next {
+                Some(link) => {
+                    Some(Url::parse(&link).map_err(|e| PortError::ContractViolation {
+                        message: format!("GitHub sent an unreadable Link header: {e}"),
+                    })?)
+                }
+                None => None,
+            };
+        }
+        Ok(items)
+    }
+
+    async fn issues(&self, repo: &str, label: &str, state: &str) -> PortResult<Vec<TrackedIssue>> {
+        let url = self.repo_url(
+            repo,
+            &["issues"],
+            &[("state", state), ("labels", label), ("per_page", "100")],
+        )?;
+        let items = self.list(url).await?;
+        items
+            .iter()
+            .filter(|i| i.get("pull_request").is_none())
+            .map(|i| tracked_issue(repo, i))
+            .collect()
+    }
+
+    async fn own_login(&self) -> PortResult<String> {
+        if let Some(login) = &self.settings.own_login {
+            return Ok(login.clone());
+        }
+        if let Some(login) = lock(&self.caches).own_login.clone() {
+            return Ok(login);
+        }
+        let page = self
+            .get(self.url(&["user"], &[])?, &[])
+            .await
+            .map_err(|e| match e {
+                PortError::Auth { .. } | PortError::NotFound { .. } => PortError::Permanent {
+                    message:
+                        "cannot tell which comments are afk's own (GET /user refused, as for app \
+                          tokens): set AFK_GITHUB_LOGIN to the login afk comments as"
+                            .into(),
+                },
+                other => other,
+            })?;
+        let login = page.body["login"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| PortError::ContractViolation {
+                message: "GET /user answered without a login".into(),
+            })?;
+        lock(&self.caches).own_login = Some(login.clone());
+        Ok(login)
+    }
+
+    async fn is_open(&self, repo: &str, number: u64) -> PortResult<Option<bool>> {
+        let key = (repo.to_ascii_lowercase(), number);
+        if let Some(open) = lock(&self.caches).open.get(&key) {
+            return Ok(Some(*open));
+        }
+        let page = self
+            .get(
+                self.repo_url(repo, &["issues", &number.to_string()], &[])?,
+                &[404, 410],
+            )
+            .await?;
+        if page.status != 200 {
+            return Ok(None);
+        }
+        let open = page.body["state"].as_str() == Some("open");
+        lock(&self.caches).open.insert(key, open);
+        Ok(Some(open))
+    }
+
+    async fn permission(&self, repo: &str, login: &str) -> PortResult<Result<String, String>> {
+        let key = (repo.to_ascii_lowercase(), login.to_ascii_lowercase());
+        if let Some(p) = lock(&self.caches).permission.get(&key) {
+            return Ok(p.clone());
+        }
+        let url = self.repo_url(repo, &["collaborators", login, "permission"], &[])?;
+        let result = match self.get(url, &[404]).await {
+            Ok(page) if page.status == 404 => Err("not a collaborator (404)".to_owned()),
+            Ok(page) => page.body["permission"]
+                .as_str()
+                .map(str::to_owned)
+                .ok_or_else(|| "the permission answer has no permission field".to_owned()),
+            // The token may lack push access ("Must have push access to view
+            // collaborator permission"): untrusted, with the reason.
+            Err(PortError::Auth { message }) => {
+                Err(format!("permission lookup refused: {message}"))
+            }
+            Err(other) => return Err(other),
+        };
+        lock(&self.caches).permission.insert(key, result.clone());
+        Ok(result)
+    }
+
+    async fn write(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<Value>,
+        accept: &[u16],
+    ) -> PortResult<Page> {
+        self.http
+            .retrying(|| self.request(method.clone(), url.clone(), body.as_ref(), accept))
+            .await
+    }
+}
+
+fn excerpt(v: &Value) -> String {
+    let text = v.to_string();
+    text.chars().take(200).collect()
+}
+
+fn tracked_issue(repo: &str, item: &Value) -> PortResult<TrackedIssue> {
+    let number = item["number"]
+        .as_u64()
+        .ok_or_else(|| PortError::ContractViolation {
+            message: format!("issue without a number: {}", excerpt(item)),
+        })?;
+    Ok(TrackedIssue {
+        repo: repo.to_owned(),
+        number,
+        title: item["title"].as_str().unwrap_or_default().to_owned(),
+        body: item["body"].as_str().unwrap_or_default().to_owned(),
+        labels: item["labels"]
+            .as_array()
+            .map(|ls| {
+                ls.iter()
+                    .filter_map(|l| l["name"].as_str().or_else(|| l.as_str()).map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        open: item["state"].as_str() == Some("open"),
+    })
+}
+
+/// Maps a non-2xx GitHub answer to a port error. A 403 is a rate limit when
+/// the headers or the message say so, and only then.
+fn classify(
+    status: u16,
+    message: &str,
+    remaining: Option<u64>,
+    retry_after: Option<Duration>,
+    reset: Option<i64>,
+) -> PortError {
+    let secondary = message
+        .to_ascii_lowercase()
+        .contains("secondary rate limit");
+    if matches!(status, 403 | 429)
+        && (remaining == Some(0) || retry_after.is_some() || secondary || status == 429)
+    {
+        let wait = retry_after
+            .or_else(|| {
+                (remaining == Some(0))
+                    .then(|| {
+                        reset.map(|r| {
+                            Duration::from_secs(u64::try_from(r - now_unix()).unwrap_or(0))
+                        })
+                    })
+                    .flatten()
+            })
+            .or_else(|| secondary.then_some(Duration::from_secs(60)));
+        return PortError::RateLimited { retry_after: wait };
+    }
+    match status {
+        401 => PortError::Auth {
+            message: format!("GitHub did not accept the token (401 {message})"),
+        },
+        403 => PortError::Auth {
+            message: format!("GitHub refused the request (403 {message})"),
+        },
+        404 | 410 => PortError::NotFound {
+            what: format!("GitHub resource ({status} {message})"),
+        },
+        422 => PortError::Permanent {
+            message: format!("GitHub rejected the request (422 {message})"),
+        },
+        500..=599 => PortError::Transient {
+            message: format!("GitHub failed (HTTP {status})"),
+        },
+        _ => PortError::Permanent {
+            message: format!("GitHub answered HTTP {status} {message}"),
+        },
+    }
+}
+
+const TRUST_QUERY: &str = "query($owner: String!, $name: String!, $number: Int!) { \
+    repository(owner: $owner, name: $name) { issue(number: $number) { lastEditedAt \
+    timelineItems(last: 100, itemTypes: [LABELED_EVENT]) { nodes { ... on LabeledEvent { \
+    createdAt label { name } actor { __typename login } } } } } } }";
+
+#[async_trait]
+impl Tracker for GitHubTracker {
+    async fn open_issues_with_label(
+        &self,
+        repo: &str,
+        label: &str,
+    ) -> PortResult<Vec<TrackedIssue>> {
+        self.issues(repo, label, "open").await
+    }
+
+    async fn issues_with_label(&self, repo: &str, label: &str) -> PortResult<Vec<TrackedIssue>> {
+        self.issues(repo, label, "all").await
+    }
+
+    async fn label_trust(&self, repo: &str, number: u64, label: &str) -> PortResult<Trust> {
+        let (owner, name) = self.owner_name(repo)?;
+        let body = json!({"query": TRUST_QUERY, "variables": {"owner": owner, "name": name, "number": number}});
+        let url = self.graphql_url()?;
+        // A GraphQL query is a read: safe to retry.
+        let page = self
+            .http
+            .retrying(|| self.request(Method::POST, url.clone(), Some(&body), &[]))
+            .await?;
+        if let Some(errors) = page.body["errors"].as_array().filter(|e| !e.is_empty()) {
+            let kinds: Vec<&str> = errors.iter().filter_map(|e| e["type"].as_str()).collect();
+            if kinds.contains(&"RATE_LIMITED") {
+                return Err(PortError::RateLimited { retry_after: None });
+            }
+            if kinds.contains(&"NOT_FOUND") {
+                return Err(PortError::NotFound {
+                    what: format!("{repo}#{number}"),
+                });
+            }
+            return Err(PortError::Permanent {
+                message: format!(
+                    "GitHub GraphQL errors: {}",
+                    excerpt(&Value::Array(errors.clone()))
+                ),
+            });
+        }
+        let issue = &page.body["data"]["repository"]["issue"];
+        if issue.is_null() {
+            return Err(PortError::NotFound {
+                what: format!("{repo}#{number}"),
+            });
+        }
+        let latest = issue["timelineItems"]["nodes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|n| {
+                n["label"]["name"]
+                    .as_str()
+                    .is_some_and(|l| l.eq_ignore_ascii_case(label))
+            })
+            .filter_map(|n| Some((Timestamp::parse_rfc3339(n["createdAt"].as_str()?).ok()?, n)))
+            .max_by_key(|(at, _)| *at);
+        let Some((labeled_at, event)) = latest else {
+            return Ok(Trust {
+                trusted: false,
+                actor: None,
+                reason: format!("no attributable `labeled` event for {label}"),
+            });
+        };
+        let Some(actor) = event["actor"]["login"].as_str() else {
+            return Ok(Trust {
+                trusted: false,
+                actor: None,
+                reason: "the label's actor is unknown (deleted account?)".into(),
+            });
+        };
+        let untrusted = |reason: String| Trust {
+            trusted: false,
+            actor: Some(actor.to_owned()),
+            reason,
+        };
+        if let Some(edited) = issue["lastEditedAt"]
+            .as_str()
+            .and_then(|e| Timestamp::parse_rfc3339(e).ok())
+            && edited > labeled_at
+        {
+            return Ok(untrusted(format!(
+                "the body was edited at {edited}, after {actor} applied {label} at {labeled_at}; re-apply the label to approve it"
+            )));
+        }
+        let is_bot =
+            event["actor"]["__typename"].as_str() == Some("Bot") || actor.ends_with("[bot]");
+        if is_bot {
+            let allowed = self
+                .settings
+                .trusted_bots
+                .iter()
+                .any(|b| b.eq_ignore_ascii_case(actor));
+            return Ok(if allowed {
+                Trust {
+                    trusted: true,
+                    actor: Some(actor.to_owned()),
+                    reason: format!("{actor} is a trusted bot"),
+                }
+            } else {
+                untrusted(format!("{actor} is a bot not on AFK_TRUSTED_BOTS"))
+            });
+        }
+        Ok(match self.permission(repo, actor).await? {
+            Ok(p) if p == "admin" || p == "write" => Trust {
+                trusted: true,
+                actor: Some(actor.to_owned()),
+                reason: format!("{actor} has {p} permission"),
+            },
+            Ok(p) => untrusted(format!(
+                "{actor} has {p} permission (admin or write needed)"
+            )),
+            Err(why) => untrusted(format!("{actor}: {why}")),
+        })
+    }
+
+    async fn open_blockers(&self, repo: &str, issue: &TrackedIssue) -> PortResult<Vec<u64>> {
+        let mut candidates = blocked_by_refs(&issue.body);
+        // Native dependencies (REST "List dependencies an issue is blocked
+        // by"); a server without the feature answers 404, which means none.
+        let url = self.repo_url(
+            repo,
+            &[
+                "issues",
+                &issue.number.to_string(),
+                "dependencies",
+                "blocked_by",
+            ],
+            &[("per_page", "100")],
+        )?;
+        let native = match self.list(url).await {
+            Ok(items) => items,
+            Err(PortError::NotFound { .. }) => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        for item in &native {
+            if let Some(n) = item["number"].as_u64() {
+                lock(&self.caches).open.insert(
+                    (repo.to_ascii_lowercase(), n),
+                    item["state"].as_str() == Some("open"),
+                );
+                if !candidates.contains(&n) {
+                    candidates.push(n);
+                }
+            }
+        }
+        let mut open = Vec::new();
+        for n in candidates {
+            match self.is_open(repo, n).await? {
+                Some(true) => open.push(n),
+                Some(false) => {}
+                None => tracing::warn!(
+                    repo,
+                    issue = issue.number,
+                    blocker = n,
+                    "blocker does not exist; ignored"
+                ),
+            }
+        }
+        Ok(open)
+    }
+
+    async fn default_branch(&self, repo: &str) -> PortResult<String> {
+        if let Some(b) = lock(&self.caches)
+            .default_branch
+            .get(&repo.to_ascii_lowercase())
+        {
+            return Ok(b.clone());
+        }
+        let page = self.get(self.repo_url(repo, &[], &[])?, &[]).await?;
+        let branch = page.body["default_branch"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| PortError::ContractViolation {
+                message: format!("repository {repo} has no default_branch"),
+            })?;
+        lock(&self.caches)
+            .default_branch
+            .insert(repo.to_ascii_lowercase(), branch.clone());
+        Ok(branch)
+    }
+
+    async fn progress_comment(&self, repo: &str, number: u64) -> PortResult<Option<Comment>> {
+        let own = self.own_login().await?;
+        let url = self.repo_url(
+            repo,
+            &["issues", &number.to_string(), "comments"],
+            &[("per_page", "100")],
+        )?;
+        let items = self.list(url).await?;
+        let mut found = items.iter().filter(|c| {
+            c["user"]["login"]
+                .as_str()
+                .is_some_and(|l| l.eq_ignore_ascii_case(&own))
+                && c["body"].as_str().is_some_and(checklist::has_marker)
+        });
+        let first = found.next();
+        if found.next().is_some() {
+            tracing::warn!(
+                repo,
+                issue = number,
+                "more than one progress comment; using the oldest"
+            );
+        }
+        first
+            .map(|c| {
+                Ok(Comment {
+                    id: c["id"]
+                        .as_u64()
+                        .ok_or_else(|| PortError::ContractViolation {
+                            message: "comment without an id".into(),
+                        })?,
+                    body: c["body"].as_str().unwrap_or_default().to_owned(),
+                })
+            })
+            .transpose()
+    }
+
+    async fn create_comment(&self, repo: &str, number: u64, body: &str) -> PortResult<Comment> {
+        let url = self.repo_url(repo, &["issues", &number.to_string(), "comments"], &[])?;
+        // Not retried: a create that timed out may have happened.
+        let page = self
+            .request(Method::POST, url, Some(&json!({"body": body})), &[])
+            .await?;
+        Ok(Comment {
+            id: page.body["id"]
+                .as_u64()
+                .ok_or_else(|| PortError::ContractViolation {
+                    message: "created comment has no id".into(),
+                })?,
+            body: page.body["body"].as_str().unwrap_or(body).to_owned(),
+        })
+    }
+
+    async fn update_comment(&self, repo: &str, comment_id: u64, body: &str) -> PortResult<()> {
+        let url = self.repo_url(repo, &["issues", "comments", &comment_id.to_string()], &[])?;
+        self.write(Method::PATCH, url, Some(json!({"body": body})), &[])
+            .await
+            .map(|_| ())
+    }
+
+    async fn add_label(&self, repo: &str, number: u64, label: &str) -> PortResult<()> {
+        let url = self.repo_url(repo, &["issues", &number.to_string(), "labels"], &[])?;
+        self.write(Method::POST, url, Some(json!({"labels": [label]})), &[])
+            .await
+            .map(|_| ())
+    }
+
+    async fn remove_label(&self, repo: &str, number: u64, label: &str) -> PortResult<()> {
+        let url = self.repo_url(repo, &["issues", &number.to_string(), "labels", label], &[])?;
+        // A label that is already gone answers 404: the wanted state holds.
+        self.write(Method::DELETE, url, None, &[404])
+            .await
+            .map(|_| ())
+    }
+
+    async fn close_issue(&self, repo: &str, number: u64) -> PortResult<()> {
+        let url = self.repo_url(repo, &["issues", &number.to_string()], &[])?;
+        self.write(
+            Method::PATCH,
+            url,
+            Some(json!({"state": "closed", "state_reason": "completed"})),
+            &[],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn reopen_issue(&self, repo: &str, number: u64) -> PortResult<()> {
+        let url = self.repo_url(repo, &["issues", &number.to_string()], &[])?;
+        self.write(Method::PATCH, url, Some(json!({"state": "open"})), &[])
+            .await
+            .map(|_| ())
+    }
+
+    async fn commits_with_trailer(
+        &self,
+        repo: &str,
+        branch: &str,
+        since: Timestamp,
+        issue: u64,
+    ) -> PortResult<Vec<PushedCommit>> {
+        let since_text = since.to_rfc3339();
+        let url = self.repo_url(
+            repo,
+            &["commits"],
+            &[("sha", branch), ("since", &since_text), ("per_page", "100")],
+        )?;
+        let items = self.list(url).await?;
+        Ok(items
+            .iter()
+            .filter_map(|c| {
+                let message = c["commit"]["message"].as_str()?;
+                has_issue_trailer(message, repo, issue).then(|| PushedCommit {
+                    sha: c["sha"].as_str().unwrap_or_default().to_owned(),
+                    message: message.to_owned(),
+                    committed_at: c["commit"]["committer"]["date"]
+                        .as_str()
+                        .and_then(|d| Timestamp::parse_rfc3339(d).ok()),
+                })
+            })
+            .collect())
+    }
+
+    fn api_calls(&self) -> u64 {
+        self.http.calls()
+    }
+
+    fn rate_limit_remaining(&self) -> Option<u64> {
+        lock(&self.caches).rate_remaining
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_next_link_is_found_among_others() {
+        let header = r#"<https://api.github.com/repos/a/b/issues?page=3>; rel="next", <https://api.github.com/repos/a/b/issues?page=9>; rel="last""#;
+        assert_eq!(
+            next_link(header).as_deref(),
+            Some("https://api.github.com/repos/a/b/issues?page=3")
+        );
+        assert_eq!(next_link(r#"<https://x/?page=1>; rel="prev""#), None);
+        assert_eq!(next_link(""), None);
+    }
+
+    #[test]
+    fn graphql_lives_beside_the_rest_base() {
+        let tracker = |api: &str| {
+            GitHubTracker::new(
+                Http::new(&crate::http::HttpSettings::default()).unwrap(),
+                GitHubSettings {
+                    api_url: api.into(),
+                    token: Secret::None,
+                    default_owner: None,
+                    trusted_bots: vec![],
+                    own_login: None,
+                },
+            )
+        };
+        assert_eq!(
+            tracker("https://api.github.com")
+                .graphql_url()
+                .unwrap()
+                .as_str(),
+            "https://api.github.com/graphql"
+        );
+        assert_eq!(
+            tracker("https://ghe.example/api/v3/")
+                .graphql_url()
+                .unwrap()
+                .as_str(),
+            "https://ghe.example/api/graphql"
+        );
+        assert_eq!(
+            tracker("https://ghe.example/api/v3")
+                .repo_url("acme/infra", &["issues"], &[("labels", "a b")])
+                .unwrap()
+                .as_str(),
+            "https://ghe.example/api/v3/repos/acme/infra/issues?labels=a+b"
+        );
+    }
+
+    #[track_caller]
+    fn check(
+        status: u16,
+        message: &str,
+        remaining: Option<u64>,
+        retry_after: Option<u64>,
+        expected: &str,
+    ) {
+        let e = classify(
+            status,
+            message,
+            remaining,
+            retry_after.map(Duration::from_secs),
+            None,
+        );
+        let kind = match e {
+            PortError::RateLimited { .. } => "rate_limited",
+            PortError::Auth { .. } => "auth",
+            PortError::NotFound { .. } => "not_found",
+            PortError::Transient { .. } => "transient",
+            PortError::Permanent { .. } => "permanent",
+            PortError::ContractViolation { .. } => "contract",
+        };
+        assert_eq!(
+            kind, expected,
+            "{status} {message} {remaining:?} {retry_after:?}"
+        );
+    }
+
+    #[test]
+    fn a_403_is_a_rate_limit_only_when_github_says_so() {
+        check(
+            403,
+            "API rate limit exceeded",
+            Some(0),
+            None,
+            "rate_limited",
+        );
+        check(429, "", Some(0), None, "rate_limited");
+        check(
+            403,
+            "You have exceeded a secondary rate limit",
+            Some(4000),
+            None,
+            "rate_limited",
+        );
+        check(403, "", None, Some(30), "rate_limited");
+        check(429, "", None, None, "rate_limited");
+        check(
+            403,
+            "Must have push access to view collaborator permission.",
+            Some(4999),
+            None,
+            "auth",
+        );
+        check(401, "Bad credentials", None, None, "auth");
+        check(404, "Not Found", Some(4999), None, "not_found");
+        check(422, "Validation Failed", None, None, "permanent");
+        check(502, "", None, None, "transient");
+    }
+}

@@ -221,11 +221,14 @@ impl Http {
             .sleep(tokio::time::sleep)
             .when(PortError::is_retryable)
             .adjust(move |error: &PortError, delay: Option<Duration>| {
+                // `None` means the backoff's attempts are spent: stop, even
+                // when the service named a wait.
+                let backoff = delay?;
                 let wait = match error.retry_after() {
                     Some(asked) if asked > policy.max_wait => return None,
-                    Some(asked) => Some(asked),
-                    None => delay,
-                }?;
+                    Some(asked) => asked,
+                    None => backoff,
+                };
                 match deadline {
                     Some(d) if Instant::now() + wait > d => None,
                     _ => Some(wait),
@@ -418,6 +421,26 @@ mod tests {
             .await;
         assert!(matches!(result, Err(PortError::RateLimited { .. })));
         assert_eq!(tries.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn service_requested_waits_do_not_extend_the_attempts() {
+        let http = fast();
+        let tries = AtomicU64::new(0);
+        let result: PortResult<()> = http
+            .retrying(|| async {
+                tries.fetch_add(1, Ordering::Relaxed);
+                Err(PortError::RateLimited {
+                    retry_after: Some(Duration::ZERO),
+                })
+            })
+            .await;
+        assert!(matches!(result, Err(PortError::RateLimited { .. })));
+        assert_eq!(
+            tries.load(Ordering::Relaxed),
+            4,
+            "one try and three retries"
+        );
     }
 
     #[tokio::test]

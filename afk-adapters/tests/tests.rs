@@ -7,4 +7,7 @@
 
 mod common;
 mod executor_contract;
+mod github_wire;
+mod t3_fixture;
 mod t3_wire;
+mod tracker_contract;

@@ -1,0 +1,289 @@
+//! The GitHub adapter on the wire: request counts, rate limits, retries,
+//! escaping, secrets, and recorded payloads from `fixtures/github/`.
+
+use std::path::Path;
+
+use afk_adapters::github::{GitHubSettings, GitHubTracker};
+use afk_adapters::http::Secret;
+use afk_core::ports::{PortError, Tracker};
+use afk_sim::lock;
+use serde_json::Value;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::common::fast_http;
+use crate::tracker_contract::{REPO, http_world};
+
+fn fixture(name: &str) -> Value {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fixtures/github")
+        .join(name);
+    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+}
+
+async fn count(sim: &afk_sim::Sim, method: &str, needle: &str) -> usize {
+    sim.requests()
+        .await
+        .iter()
+        .filter(|r| r.method.as_str() == method && r.url.path().contains(needle))
+        .count()
+}
+
+#[tokio::test]
+async fn listing_costs_one_request_per_hundred_issues() {
+    let w = http_world().await;
+    for n in 1..=250 {
+        lock(&w.sim.github).add_issue(REPO, n, "t", "", &["ready-for-agent"]);
+    }
+    let issues = w
+        .tracker
+        .open_issues_with_label("infra", "ready-for-agent")
+        .await
+        .unwrap();
+    assert_eq!(issues.len(), 250);
+    assert_eq!(count(&w.sim, "GET", "/issues").await, 3);
+    assert_eq!(w.tracker.api_calls(), 3);
+    assert_eq!(w.tracker.rate_limit_remaining(), Some(4997));
+}
+
+#[tokio::test]
+async fn a_secondary_rate_limit_is_waited_out_and_retried() {
+    let w = http_world().await;
+    lock(&w.sim.github).add_issue(REPO, 1, "t", "", &["ready-for-agent"]);
+    lock(&w.sim.github).secondary_limit_next = 1;
+    let issues = w
+        .tracker
+        .open_issues_with_label("infra", "ready-for-agent")
+        .await
+        .unwrap();
+    assert_eq!(issues.len(), 1);
+    assert_eq!(count(&w.sim, "GET", "/issues").await, 2);
+}
+
+#[tokio::test]
+async fn a_primary_rate_limit_past_the_allowed_wait_fails_at_once() {
+    let w = http_world().await;
+    lock(&w.sim.github).rate_limit_next = 1;
+    let err = w
+        .tracker
+        .open_issues_with_label("infra", "ready-for-agent")
+        .await
+        .unwrap_err();
+    let PortError::RateLimited { retry_after } = err else {
+        panic!("expected a rate limit, got {err:?}");
+    };
+    assert!(
+        retry_after.unwrap().as_secs() > 3600,
+        "the wait comes from x-ratelimit-reset"
+    );
+    assert_eq!(
+        count(&w.sim, "GET", "/issues").await,
+        1,
+        "no retry past the allowed wait"
+    );
+}
+
+#[tokio::test]
+async fn creating_a_comment_is_not_retried() {
+    let w = http_world().await;
+    lock(&w.sim.github).add_issue(REPO, 7, "t", "", &[]);
+    lock(&w.sim.github).fail_next = 1;
+    let err = w
+        .tracker
+        .create_comment("infra", 7, "body")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, PortError::Transient { .. }), "{err:?}");
+    assert_eq!(count(&w.sim, "POST", "/comments").await, 1);
+    // Idempotent writes are retried.
+    lock(&w.sim.github).fail_next = 1;
+    w.tracker
+        .add_label("infra", 7, "agent-in-progress")
+        .await
+        .unwrap();
+    assert_eq!(count(&w.sim, "POST", "/labels").await, 2);
+}
+
+#[tokio::test]
+async fn permission_lookups_are_cached_for_the_tick() {
+    let w = http_world().await;
+    {
+        let mut m = lock(&w.sim.github);
+        for n in [1, 2, 3] {
+            m.add_issue(REPO, n, "t", "", &[]);
+            m.label(REPO, n, "ready-for-agent", "alice", "2026-06-09T10:00:00Z");
+        }
+    }
+    for n in [1, 2, 3] {
+        assert!(
+            w.tracker
+                .label_trust("infra", n, "ready-for-agent")
+                .await
+                .unwrap()
+                .trusted
+        );
+    }
+    assert_eq!(count(&w.sim, "GET", "/permission").await, 1);
+    assert_eq!(count(&w.sim, "POST", "/graphql").await, 3);
+}
+
+#[tokio::test]
+async fn a_triage_user_s_label_is_not_trusted_and_says_why() {
+    let w = http_world().await;
+    {
+        let mut m = lock(&w.sim.github);
+        m.add_issue(REPO, 4, "t", "", &[]);
+        m.label(
+            REPO,
+            4,
+            "ready-for-agent",
+            "mallory",
+            "2026-06-09T10:00:00Z",
+        );
+    }
+    let trust = w
+        .tracker
+        .label_trust("infra", 4, "ready-for-agent")
+        .await
+        .unwrap();
+    assert!(!trust.trusted);
+    assert_eq!(trust.actor.as_deref(), Some("mallory"));
+    insta::assert_snapshot!(trust.reason, @"mallory has read permission (admin or write needed)");
+}
+
+#[tokio::test]
+async fn label_names_are_escaped_in_paths() {
+    let w = http_world().await;
+    lock(&w.sim.github).add_issue(REPO, 7, "t", "", &["needs review/ops", "keep"]);
+    w.tracker
+        .remove_label("infra", 7, "needs review/ops")
+        .await
+        .unwrap();
+    assert_eq!(lock(&w.sim.github).issue(REPO, 7).labels, ["keep"]);
+    let paths: Vec<String> = w
+        .sim
+        .requests()
+        .await
+        .iter()
+        .map(|r| r.url.path().to_owned())
+        .collect();
+    assert!(
+        paths
+            .iter()
+            .any(|p| p.ends_with("/labels/needs%20review%2Fops")),
+        "{paths:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_token_never_appears_in_errors_or_debug_output() {
+    let w = http_world().await;
+    let wrong = GitHubTracker::new(
+        fast_http(),
+        GitHubSettings {
+            api_url: w.sim.uri(),
+            token: Secret::Value("ghp_wrong_and_secret_0123456789".into()),
+            default_owner: Some("acme".into()),
+            trusted_bots: vec![],
+            own_login: None,
+        },
+    );
+    let err = wrong
+        .open_issues_with_label("infra", "ready-for-agent")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, PortError::Auth { .. }), "{err:?}");
+    for text in [err.to_string(), format!("{err:?}"), format!("{wrong:?}")] {
+        assert!(
+            !text.contains("ghp_wrong_and_secret"),
+            "the token leaked: {text}"
+        );
+    }
+    assert!(!format!("{:?}", w.tracker).contains(afk_sim::GITHUB_TOKEN));
+}
+
+#[tokio::test]
+async fn a_bare_name_without_an_owner_is_a_clear_error() {
+    let w = http_world().await;
+    let no_owner = GitHubTracker::new(
+        fast_http(),
+        GitHubSettings {
+            api_url: w.sim.uri(),
+            token: Secret::Value(afk_sim::GITHUB_TOKEN.into()),
+            default_owner: None,
+            trusted_bots: vec![],
+            own_login: None,
+        },
+    );
+    let err = no_owner.default_branch("infra").await.unwrap_err();
+    assert!(err.to_string().contains("AFK_GITHUB_OWNER"), "{err}");
+    assert!(w.sim.requests().await.is_empty());
+}
+
+/// Recorded payload: a page of the issues listing with a pull request mixed
+/// in, in GitHub's full shape.
+#[tokio::test]
+async fn a_recorded_issues_page_drops_the_pull_request() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/repos/acme/infra/issues"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(fixture("issues-page.json")))
+        .mount(&server)
+        .await;
+    let tracker = GitHubTracker::new(
+        fast_http(),
+        GitHubSettings {
+            api_url: server.uri(),
+            token: Secret::Value("t".into()),
+            default_owner: Some("acme".into()),
+            trusted_bots: vec![],
+            own_login: Some("afk-bot".into()),
+        },
+    );
+    let issues = tracker
+        .open_issues_with_label("infra", "ready-for-agent")
+        .await
+        .unwrap();
+    let numbers: Vec<u64> = issues.iter().map(|i| i.number).collect();
+    assert_eq!(numbers, [12, 15]);
+    assert_eq!(issues[0].labels, ["ready-for-agent", "priority:1"]);
+    assert_eq!(
+        issues[0].body,
+        "The nightly backup can fail silently.\n\nBlocked by #3"
+    );
+    assert_eq!(issues[1].body, "", "a null body reads as empty");
+}
+
+/// Recorded payload: the GraphQL trust query's answer. A triage user applied
+/// the label first; the last application, by a write user, decides.
+#[tokio::test]
+async fn a_recorded_trust_answer_uses_the_latest_label_event() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/graphql"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(fixture("trust-graphql.json")))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/repos/acme/infra/collaborators/alice/permission"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({"permission": "write", "role_name": "maintain", "user": {"login": "alice"}})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let tracker = GitHubTracker::new(
+        fast_http(),
+        GitHubSettings {
+            api_url: server.uri(),
+            token: Secret::Value("t".into()),
+            default_owner: Some("acme".into()),
+            trusted_bots: vec![],
+            own_login: Some("afk-bot".into()),
+        },
+    );
+    let trust = tracker
+        .label_trust("infra", 12, "ready-for-agent")
+        .await
+        .unwrap();
+    assert!(trust.trusted, "{}", trust.reason);
+    assert_eq!(trust.actor.as_deref(), Some("alice"));
+}

@@ -1,0 +1,338 @@
+//! The Tracker port's contract, run against the in-memory fake and against
+//! the GitHub adapter talking to the loopback GitHub simulator (paginated
+//! lists, PRs mixed into issues, labeled events without
+//! `author_association`, the permission endpoint, 403 rate limits).
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use afk_adapters::github::{GitHubSettings, GitHubTracker};
+use afk_adapters::http::Secret;
+use afk_core::ports::{PortError, Tracker};
+use afk_sim::fakes::FakeTracker;
+use afk_sim::github::GitHubModel;
+use afk_sim::{GITHUB_LOGIN, GITHUB_TOKEN, Sim, lock};
+
+use crate::common::{fast_http, ts};
+
+pub const REPO: &str = "acme/infra";
+const READY: &str = "ready-for-agent";
+
+pub trait World {
+    fn tracker(&self) -> &dyn Tracker;
+    fn model(&self) -> MutexGuard<'_, GitHubModel>;
+}
+
+struct Fake {
+    model: Arc<Mutex<GitHubModel>>,
+    tracker: FakeTracker,
+}
+
+impl World for Fake {
+    fn tracker(&self) -> &dyn Tracker {
+        &self.tracker
+    }
+    fn model(&self) -> MutexGuard<'_, GitHubModel> {
+        lock(&self.model)
+    }
+}
+
+pub struct Http {
+    pub sim: Sim,
+    pub tracker: GitHubTracker,
+}
+
+impl World for Http {
+    fn tracker(&self) -> &dyn Tracker {
+        &self.tracker
+    }
+    fn model(&self) -> MutexGuard<'_, GitHubModel> {
+        lock(&self.sim.github)
+    }
+}
+
+pub fn seed(m: &mut GitHubModel) {
+    m.add_repo(REPO, "master");
+    m.set_role(REPO, "alice", "write");
+    m.set_role(REPO, "mallory", "triage");
+}
+
+fn fake_world() -> Fake {
+    let mut model = GitHubModel::new(GITHUB_TOKEN, GITHUB_LOGIN);
+    seed(&mut model);
+    let model = Arc::new(Mutex::new(model));
+    let mut tracker = FakeTracker::new(model.clone(), "acme");
+    tracker.trusted_bots = vec!["afk-helper[bot]".into()];
+    Fake { model, tracker }
+}
+
+pub async fn http_world() -> Http {
+    let sim = Sim::start().await;
+    seed(&mut lock(&sim.github));
+    let tracker = GitHubTracker::new(
+        fast_http(),
+        GitHubSettings {
+            api_url: sim.uri(),
+            token: Secret::Value(GITHUB_TOKEN.into()),
+            default_owner: Some("acme".into()),
+            trusted_bots: vec!["afk-helper[bot]".into()],
+            own_login: None,
+        },
+    );
+    Http { sim, tracker }
+}
+
+async fn ready_issues_are_open_labeled_issues_without_pull_requests(w: &dyn World) {
+    {
+        let mut m = w.model();
+        for n in 1..=150 {
+            m.add_issue(REPO, n, &format!("issue {n}"), "", &[READY]);
+        }
+        m.add_issue(REPO, 200, "not ready", "", &["bug"]);
+        m.add_pull_request(REPO, 201, &[READY]);
+        m.add_issue(REPO, 202, "closed", "", &[READY]);
+        m.issue(REPO, 202).state = "closed".into();
+    }
+    let t = w.tracker();
+    let open = t.open_issues_with_label("infra", READY).await.unwrap();
+    assert_eq!(
+        open.len(),
+        150,
+        "every page was read, the PR and the closed one dropped"
+    );
+    assert!(open.iter().all(|i| i.open && i.repo == "infra"));
+    let all = t.issues_with_label("acme/infra", READY).await.unwrap();
+    assert_eq!(all.len(), 151, "open and closed, still no PR");
+}
+
+async fn trust_follows_the_last_labeler_s_permission(w: &dyn World) {
+    {
+        let mut m = w.model();
+        m.set_role(REPO, "maia", "maintain");
+        m.set_role(REPO, "root", "admin");
+        m.set_role(REPO, "rita", "read");
+        let cases = [
+            (1, "alice"),
+            (2, "maia"),
+            (3, "root"),
+            (4, "mallory"),
+            (5, "rita"),
+            (6, "stranger"),
+            (7, "dependabot[bot]"),
+            (8, "afk-helper[bot]"),
+        ];
+        for (n, who) in cases {
+            m.add_issue(REPO, n, "t", "", &[]);
+            m.label(REPO, n, READY, who, "2026-06-09T10:00:00Z");
+        }
+        // No labeled event at all (the label came with the issue).
+        m.add_issue(REPO, 9, "t", "", &[READY]);
+        // A trusted label, then the body edited afterwards.
+        m.add_issue(REPO, 10, "t", "", &[]);
+        m.label(REPO, 10, READY, "alice", "2026-06-09T10:00:00Z");
+        m.issue(REPO, 10).last_edited_at = Some("2026-06-09T11:00:00Z".into());
+        // Edited, then re-labeled by a trusted collaborator.
+        m.add_issue(REPO, 11, "t", "", &[]);
+        m.issue(REPO, 11).last_edited_at = Some("2026-06-09T11:00:00Z".into());
+        m.label(REPO, 11, READY, "alice", "2026-06-09T12:00:00Z");
+        // Trusted first, then re-applied by a triage user: the last one counts.
+        m.add_issue(REPO, 12, "t", "", &[]);
+        m.label(REPO, 12, READY, "alice", "2026-06-09T10:00:00Z");
+        m.label(REPO, 12, READY, "mallory", "2026-06-09T12:00:00Z");
+        // Another label by a triage user does not matter.
+        m.add_issue(REPO, 13, "t", "", &[]);
+        m.label(REPO, 13, READY, "alice", "2026-06-09T10:00:00Z");
+        m.label(REPO, 13, "bug", "mallory", "2026-06-09T12:00:00Z");
+    }
+    let expected = [
+        (1, true),
+        (2, true),
+        (3, true),
+        (4, false),
+        (5, false),
+        (6, false),
+        (7, false),
+        (8, true),
+        (9, false),
+        (10, false),
+        (11, true),
+        (12, false),
+        (13, true),
+    ];
+    for (n, trusted) in expected {
+        let trust = w.tracker().label_trust("infra", n, READY).await.unwrap();
+        assert_eq!(trust.trusted, trusted, "#{n}: {}", trust.reason);
+    }
+}
+
+async fn only_open_blockers_block(w: &dyn World) {
+    {
+        let mut m = w.model();
+        m.add_issue(
+            REPO,
+            1,
+            "blocked",
+            "Blocked by #2, #3 and #99\nrefs #4",
+            &[READY],
+        );
+        m.add_issue(REPO, 2, "open blocker", "", &[]);
+        m.add_issue(REPO, 3, "closed blocker", "", &[]);
+        m.issue(REPO, 3).state = "closed".into();
+        m.add_issue(REPO, 4, "mentioned, not a blocker", "", &[]);
+        m.add_issue(REPO, 5, "native blocker", "", &[]);
+        m.issue(REPO, 1).blocked_by = vec![5, 3];
+    }
+    let issue = w
+        .tracker()
+        .open_issues_with_label(REPO, READY)
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(
+        w.tracker().open_blockers(REPO, &issue).await.unwrap(),
+        vec![2, 5]
+    );
+    w.model().issue(REPO, 2).state = "closed".into();
+}
+
+async fn the_progress_comment_is_afk_s_own_marker_comment(w: &dyn World) {
+    w.model().add_issue(REPO, 7, "t", "", &[READY]);
+    let t = w.tracker();
+    assert_eq!(t.progress_comment("infra", 7).await.unwrap(), None);
+    // Someone else forges a marker: ignored.
+    w.model()
+        .add_comment(REPO, 7, "<!-- afk-run v1 {} -->", "mallory");
+    assert_eq!(t.progress_comment("infra", 7).await.unwrap(), None);
+    let body = "### AFK run progress\n\n<!-- afk-run v1 {\"x\":1} -->\n";
+    let created = t.create_comment("infra", 7, body).await.unwrap();
+    let found = t.progress_comment("infra", 7).await.unwrap().unwrap();
+    assert_eq!(found.id, created.id);
+    t.update_comment(
+        "infra",
+        created.id,
+        "### AFK run progress\n\nedited\n<!-- afk-run v1 {} -->\n",
+    )
+    .await
+    .unwrap();
+    let found = t.progress_comment("infra", 7).await.unwrap().unwrap();
+    assert!(found.body.contains("edited"));
+    assert_eq!(
+        w.model().issue(REPO, 7).comments.len(),
+        2,
+        "edited in place, not posted again"
+    );
+    let missing = t.update_comment("infra", 424_242, "x").await;
+    assert!(
+        matches!(missing, Err(PortError::NotFound { .. })),
+        "{missing:?}"
+    );
+}
+
+async fn labels_and_state_changes_are_idempotent(w: &dyn World) {
+    w.model().add_issue(REPO, 7, "t", "", &[READY]);
+    let t = w.tracker();
+    t.add_label("infra", 7, "agent-in-progress").await.unwrap();
+    t.add_label("infra", 7, "agent-in-progress").await.unwrap();
+    t.remove_label("infra", 7, READY).await.unwrap();
+    t.remove_label("infra", 7, READY).await.unwrap();
+    t.remove_label("infra", 7, "ready for human (never added)")
+        .await
+        .unwrap();
+    assert_eq!(w.model().issue(REPO, 7).labels, ["agent-in-progress"]);
+    t.close_issue("infra", 7).await.unwrap();
+    t.close_issue("infra", 7).await.unwrap();
+    {
+        let mut m = w.model();
+        let issue = m.issue(REPO, 7);
+        assert_eq!(
+            (issue.state.as_str(), issue.state_reason.as_deref()),
+            ("closed", Some("completed"))
+        );
+    }
+    t.reopen_issue("infra", 7).await.unwrap();
+    assert_eq!(w.model().issue(REPO, 7).state, "open");
+    assert_eq!(t.default_branch("infra").await.unwrap(), "master");
+}
+
+async fn pushed_commits_are_found_by_trailer_newest_first(w: &dyn World) {
+    {
+        let mut m = w.model();
+        m.push_commit(
+            REPO,
+            "old1",
+            "Earlier work\n\nAFK-Issue: infra#7",
+            "2026-06-09T09:00:00Z",
+        );
+        m.push_commit(
+            REPO,
+            "aaa1",
+            "Add the test\n\nRefs #7\nAFK-Issue: infra#7",
+            "2026-06-10T12:10:00Z",
+        );
+        m.push_commit(
+            REPO,
+            "bbb2",
+            "Unrelated\n\nAFK-Issue: infra#8",
+            "2026-06-10T12:20:00Z",
+        );
+        m.push_commit(
+            REPO,
+            "ccc3",
+            "Fix it\n\nRefs #7\nAFK-Issue: acme/infra#7",
+            "2026-06-10T12:30:00Z",
+        );
+    }
+    let commits = w
+        .tracker()
+        .commits_with_trailer("infra", "master", ts("2026-06-10T12:00:00Z"), 7)
+        .await
+        .unwrap();
+    let shas: Vec<&str> = commits.iter().map(|c| c.sha.as_str()).collect();
+    assert_eq!(shas, ["ccc3", "aaa1"]);
+}
+
+async fn a_failed_read_is_an_error_never_empty(w: &dyn World) {
+    w.model().add_issue(REPO, 7, "t", "", &[READY]);
+    w.model().rate_limit_next = 100;
+    let result = w.tracker().open_issues_with_label("infra", READY).await;
+    assert!(
+        matches!(result, Err(PortError::RateLimited { .. })),
+        "{result:?}"
+    );
+    w.model().rate_limit_next = 0;
+    let missing = w.tracker().open_issues_with_label("acme/nope", READY).await;
+    assert!(
+        matches!(missing, Err(PortError::NotFound { .. })),
+        "{missing:?}"
+    );
+}
+
+macro_rules! contract {
+    ($($name:ident),+ $(,)?) => {
+        mod fake {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(&super::fake_world()).await;
+                }
+            )+
+        }
+        mod github {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(&super::http_world().await).await;
+                }
+            )+
+        }
+    };
+}
+
+contract!(
+    ready_issues_are_open_labeled_issues_without_pull_requests,
+    trust_follows_the_last_labeler_s_permission,
+    only_open_blockers_block,
+    the_progress_comment_is_afk_s_own_marker_comment,
+    labels_and_state_changes_are_idempotent,
+    pushed_commits_are_found_by_trailer_newest_first,
+    a_failed_read_is_an_error_never_empty,
+);
