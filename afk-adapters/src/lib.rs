@@ -8,8 +8,14 @@
 //!
 //! - [`http`]: the shared client, secrets, retries, request counting;
 //! - [`t3`]: the T3 Code executor;
-//! - [`github`]: the GitHub tracker.
+//! - [`github`]: the GitHub tracker and the build stage (checks, statuses);
+//! - [`woodpecker`]: the deploy stage;
+//! - [`rollout`]: the Kubernetes rollout stage;
+//! - [`notify`]: Slack, ntfy and log doorbells.
 
 pub mod github;
 pub mod http;
+pub mod notify;
+pub mod rollout;
 pub mod t3;
+pub mod woodpecker;

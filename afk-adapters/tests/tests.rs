@@ -5,9 +5,11 @@
 // Helpers outside `#[test]` functions panic on a broken fixture on purpose.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod ci_wire;
 mod common;
 mod executor_contract;
 mod github_wire;
+mod notify_wire;
 mod t3_fixture;
 mod t3_wire;
 mod tracker_contract;

@@ -14,14 +14,18 @@
 //! - [`machine`]: what to do next with a run in flight;
 //! - [`record`]: the run record the loop keeps on the issue;
 //! - [`ports`]: the traits the ticks use to reach the world (tracker,
-//!   executor), with the errors callers branch on.
+//!   executor), with the errors callers branch on;
+//! - [`ci`]: the CI/deploy stages and their pure fold into one verdict;
+//! - [`doorbell`]: terminal doorbells and fanning them out to notifiers.
 //!
 //! What deliberately does not live here: any wire format of an external
 //! service, any I/O, and any serde attribute (the run record's own JSON form
 //! belongs to the `checklist` crate, which writes the progress comment).
 
+pub mod ci;
 pub mod config;
 pub mod dispatch;
+pub mod doorbell;
 pub mod machine;
 pub mod ports;
 pub mod record;

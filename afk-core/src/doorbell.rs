@@ -1,0 +1,196 @@
+//! Doorbells: telling a human, loudly and once, when a run ends.
+//!
+//! Only terminal outcomes ring: `done` (quiet), `needs-human` and `frozen`
+//! (loud). The kinds are a closed type, so a non-terminal kind cannot be
+//! built in code; [`DoorbellKind::parse`] refuses any other name before
+//! anything is sent. [`ring_all`] tries every notifier; one failing does not
+//! stop the others, and a doorbell counts as rung only when at least one
+//! notifier delivered it (so a doorbell that failed everywhere is tried again
+//! next tick).
+
+use std::fmt;
+
+use async_trait::async_trait;
+
+use crate::ports::{PortError, PortResult};
+use crate::record::OutcomeKind;
+
+/// The kinds that ring: exactly the terminal outcomes.
+pub type DoorbellKind = OutcomeKind;
+
+impl OutcomeKind {
+    /// Reads a doorbell kind; anything but `done`, `needs-human` or `frozen`
+    /// is refused.
+    pub fn parse_doorbell(text: &str) -> Result<Self, NotTerminal> {
+        OutcomeKind::parse(text).ok_or_else(|| NotTerminal(text.to_owned()))
+    }
+}
+
+/// A kind that is not a terminal outcome.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a doorbell kind: only done, needs-human and frozen ring")]
+pub struct NotTerminal(pub String);
+
+/// How loudly a doorbell should ring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Loudness {
+    /// Good news, no action needed.
+    Quiet,
+    /// A human must act.
+    Loud,
+}
+
+/// One doorbell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Doorbell {
+    /// Which end the run came to.
+    pub kind: DoorbellKind,
+    /// The repository.
+    pub repo: String,
+    /// The issue number.
+    pub issue: u64,
+    /// Why, in one line.
+    pub reason: String,
+    /// Deep link to the agent's thread, when one exists.
+    pub thread_link: Option<String>,
+}
+
+impl Doorbell {
+    /// The title: `[DONE] repo#n landed`, `[NEEDS-HUMAN] repo#n needs a
+    /// human`, `[FROZEN] repo#n frozen — budget exhausted`.
+    pub fn title(&self) -> String {
+        let key = format!("{}#{}", self.repo, self.issue);
+        match self.kind {
+            OutcomeKind::Done => format!("[DONE] {key} landed"),
+            OutcomeKind::NeedsHuman => format!("[NEEDS-HUMAN] {key} needs a human"),
+            OutcomeKind::Frozen => format!("[FROZEN] {key} frozen — budget exhausted"),
+        }
+    }
+
+    /// The body: the reason, then the thread link when there is one.
+    pub fn body(&self) -> String {
+        match &self.thread_link {
+            Some(link) => format!("{}\n\nThread: {link}", self.reason),
+            None => self.reason.clone(),
+        }
+    }
+
+    /// Quiet for `done`, loud otherwise.
+    pub fn loudness(&self) -> Loudness {
+        match self.kind {
+            OutcomeKind::Done => Loudness::Quiet,
+            OutcomeKind::NeedsHuman | OutcomeKind::Frozen => Loudness::Loud,
+        }
+    }
+
+    /// Routing tags: `afk`, the kind, and the repository.
+    pub fn tags(&self) -> Vec<String> {
+        vec![
+            "afk".to_owned(),
+            self.kind.as_str().to_owned(),
+            self.repo.clone(),
+        ]
+    }
+}
+
+impl fmt::Display for Doorbell {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.title(), self.reason)
+    }
+}
+
+/// One way to ring (Slack, ntfy, the log).
+#[async_trait]
+pub trait Notifier: Send + Sync {
+    /// A short name for logs (`slack`, `ntfy`, `log`).
+    fn name(&self) -> &str;
+
+    /// Delivers the doorbell.
+    ///
+    /// # Errors
+    /// Any failure to deliver; the caller tries again next tick.
+    async fn ring(&self, bell: &Doorbell) -> PortResult<()>;
+}
+
+/// What ringing every notifier came to.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RingOutcome {
+    /// Notifiers that delivered.
+    pub delivered: Vec<String>,
+    /// Notifiers that failed, with why.
+    pub failed: Vec<(String, PortError)>,
+}
+
+impl RingOutcome {
+    /// Rung iff at least one notifier delivered.
+    pub fn rung(&self) -> bool {
+        !self.delivered.is_empty()
+    }
+}
+
+/// Tries every notifier in turn; one failing does not stop the others.
+pub async fn ring_all(notifiers: &[&dyn Notifier], bell: &Doorbell) -> RingOutcome {
+    let mut outcome = RingOutcome::default();
+    for n in notifiers {
+        match n.ring(bell).await {
+            Ok(()) => outcome.delivered.push(n.name().to_owned()),
+            Err(e) => outcome.failed.push((n.name().to_owned(), e)),
+        }
+    }
+    outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bell(kind: OutcomeKind, link: Option<&str>) -> Doorbell {
+        Doorbell {
+            kind,
+            repo: "infra".into(),
+            issue: 7,
+            reason: "CI is green on the pushed commit".into(),
+            thread_link: link.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn titles_bodies_and_loudness() {
+        let done = bell(OutcomeKind::Done, Some("https://t3/thread-3"));
+        assert_eq!(done.title(), "[DONE] infra#7 landed");
+        assert_eq!(
+            done.body(),
+            "CI is green on the pushed commit\n\nThread: https://t3/thread-3"
+        );
+        assert_eq!(done.loudness(), Loudness::Quiet);
+        assert_eq!(done.tags(), ["afk", "done", "infra"]);
+        let human = bell(OutcomeKind::NeedsHuman, None);
+        assert_eq!(human.title(), "[NEEDS-HUMAN] infra#7 needs a human");
+        assert_eq!(human.body(), "CI is green on the pushed commit");
+        assert_eq!(human.loudness(), Loudness::Loud);
+        assert_eq!(
+            bell(OutcomeKind::Frozen, None).title(),
+            "[FROZEN] infra#7 frozen — budget exhausted"
+        );
+    }
+
+    #[test]
+    fn only_terminal_kinds_parse() {
+        assert_eq!(OutcomeKind::parse_doorbell("done"), Ok(OutcomeKind::Done));
+        assert_eq!(
+            OutcomeKind::parse_doorbell("needs-human"),
+            Ok(OutcomeKind::NeedsHuman)
+        );
+        assert_eq!(
+            OutcomeKind::parse_doorbell("frozen"),
+            Ok(OutcomeKind::Frozen)
+        );
+        for other in ["wait", "fix_forward", "DONE", "", "progress"] {
+            let err = OutcomeKind::parse_doorbell(other).unwrap_err();
+            assert!(
+                err.to_string()
+                    .contains("only done, needs-human and frozen ring")
+            );
+        }
+    }
+}
