@@ -180,6 +180,11 @@ fn at_or_after(time: Option<&str>, since: Option<Timestamp>) -> bool {
     }
 }
 
+fn strictly_after(time: Option<&str>, since: Timestamp) -> bool {
+    time.and_then(|s| Timestamp::parse_rfc3339(s).ok())
+        .is_some_and(|x| x > since)
+}
+
 fn pending_requests(activities: &[WireActivity]) -> bool {
     let mut open: BTreeSet<(String, String)> = BTreeSet::new();
     for a in activities {
@@ -251,10 +256,11 @@ fn liveness(thread: &WireThread, since: Option<Timestamp>) -> Option<ThreadStatu
     let running = session.is_some_and(|s| matches!(s.status.as_str(), "starting" | "running"))
         || thread.latest_turn.as_ref().is_some_and(|t| t.state == "running")
         // The pending gap: our turn was accepted but nothing has reported on
-        // it yet.
-        || (since.is_some()
-            && !turn_after
-            && !(session.is_some_and(settled) && session_after));
+        // it yet. A session that settled in the same instant the turn was
+        // sent settled on the previous turn: only a later one counts.
+        || since.is_some_and(|t| {
+            !turn_after && !session.is_some_and(|s| settled(s) && strictly_after(s.updated_at.as_deref(), t))
+        });
     if running {
         return Some(ThreadStatus::Running);
     }
@@ -661,6 +667,14 @@ mod tests {
         check(
             json!({"latestTurn": {"state": "completed", "requestedAt": "2026-06-10T11:00:00Z"},
                    "session": {"status": "ready", "activeTurnId": null, "updatedAt": "2026-06-10T11:00:05Z"}}),
+            Some(T),
+            Some(Running),
+        );
+        // The previous turn settled in the very instant ours was sent: ours
+        // has not reported yet.
+        check(
+            json!({"latestTurn": {"state": "completed", "requestedAt": "2026-06-10T11:00:00Z"},
+                   "session": {"status": "ready", "activeTurnId": null, "updatedAt": T}}),
             Some(T),
             Some(Running),
         );

@@ -16,7 +16,10 @@
 //! - [`ports`]: the traits the ticks use to reach the world (tracker,
 //!   executor), with the errors callers branch on;
 //! - [`ci`]: the CI/deploy stages and their pure fold into one verdict;
-//! - [`doorbell`]: terminal doorbells and fanning them out to notifiers.
+//! - [`doorbell`]: terminal doorbells and fanning them out to notifiers;
+//! - [`prompt`]: the versioned text afk sends to agents;
+//! - [`tick`]: the poll tick and the watch tick, written once against the
+//!   ports (effects at the edge, decisions as values).
 //!
 //! What deliberately does not live here: any wire format of an external
 //! service, any I/O, and any serde attribute (the run record's own JSON form
@@ -28,7 +31,9 @@ pub mod dispatch;
 pub mod doorbell;
 pub mod machine;
 pub mod ports;
+pub mod prompt;
 pub mod record;
+pub mod tick;
 pub mod types;
 
 pub use config::{Config, ConfigError, ConfigErrors};

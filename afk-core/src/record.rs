@@ -87,6 +87,12 @@ pub struct RunRecord {
     pub fix_forward_attempts: u32,
     /// The red commit the last corrective turn was sent for.
     pub fix_forward_commit: Option<String>,
+    /// When afk last sent a turn to `thread_id` (the opening turn's time is
+    /// `dispatched_at`); liveness looks only at what happened since.
+    pub turn_sent_at: Option<Timestamp>,
+    /// Follow-up turns sent to the current thread: the next one is step
+    /// `thread_turns + 1`, so a re-sent turn reuses its deterministic id.
+    pub thread_turns: u32,
     /// The latest CI verdict the loop read for `commit`.
     pub last_ci: Option<CiStatus>,
     /// The terminal decision, once made.
@@ -107,6 +113,8 @@ impl RunRecord {
             first_red_at: None,
             fix_forward_attempts: 0,
             fix_forward_commit: None,
+            turn_sent_at: None,
+            thread_turns: 0,
             last_ci: None,
             outcome: None,
             notified: false,

@@ -6,4 +6,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod architecture;
+mod loop_e2e;
 mod policy_cli;
+mod world;

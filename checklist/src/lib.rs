@@ -13,3 +13,35 @@ pub mod phase;
 
 pub use marker::{MarkerError, comment_body, extract_record, has_marker, marker_line};
 pub use phase::{ChecklistMeta, render};
+
+use afk_core::tick::ProgressCodec;
+use afk_core::{Phase, RunRecord};
+
+/// The progress comment's format, as the ticks' [`ProgressCodec`] port: the
+/// checklist for the phase, then the hidden run record.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProgressComment;
+
+impl ProgressCodec for ProgressComment {
+    fn body(
+        &self,
+        phase: Phase,
+        repo: &str,
+        issue: u64,
+        default_branch: &str,
+        record: &RunRecord,
+    ) -> String {
+        let meta = ChecklistMeta {
+            repo: Some(repo.to_owned()),
+            issue: Some(issue),
+            thread_id: Some(record.thread_id.clone()),
+            fix_forward_attempts: record.fix_forward_attempts,
+            default_branch: Some(default_branch.to_owned()),
+        };
+        comment_body(&render(phase, &meta), record)
+    }
+
+    fn record(&self, body: &str) -> Result<Option<RunRecord>, String> {
+        extract_record(body).map_err(|e| e.to_string())
+    }
+}

@@ -80,6 +80,10 @@ struct WireRecord {
     #[serde(default)]
     fix_forward_commit: Option<String>,
     #[serde(default)]
+    turn_sent_at: Option<String>,
+    #[serde(default)]
+    thread_turns: u32,
+    #[serde(default)]
     last_ci: Option<String>,
     #[serde(default)]
     outcome: Option<WireOutcome>,
@@ -98,6 +102,8 @@ impl From<&RunRecord> for WireRecord {
             first_red_at: r.first_red_at.map(Timestamp::to_rfc3339),
             fix_forward_attempts: r.fix_forward_attempts,
             fix_forward_commit: r.fix_forward_commit.clone(),
+            turn_sent_at: r.turn_sent_at.map(Timestamp::to_rfc3339),
+            thread_turns: r.thread_turns,
             last_ci: r.last_ci.map(|c| c.as_str().to_owned()),
             outcome: r.outcome.as_ref().map(|o| WireOutcome {
                 kind: o.kind.as_str().to_owned(),
@@ -127,6 +133,8 @@ impl WireRecord {
             first_red_at: optional_time("first_red_at", self.first_red_at)?,
             fix_forward_attempts: self.fix_forward_attempts,
             fix_forward_commit: self.fix_forward_commit,
+            turn_sent_at: optional_time("turn_sent_at", self.turn_sent_at)?,
+            thread_turns: self.thread_turns,
             last_ci: self
                 .last_ci
                 .map(|c| c.parse::<CiStatus>().map_err(|e| format!("last_ci: {e}")))
@@ -244,6 +252,8 @@ mod tests {
             first_red_at: Some(ts("2026-06-10T12:35:00Z")),
             fix_forward_attempts: 2,
             fix_forward_commit: Some("a1b2c3d4e5f6".into()),
+            turn_sent_at: Some(ts("2026-06-10T12:40:00Z")),
+            thread_turns: 2,
             last_ci: Some(CiStatus::Red),
             outcome: Some(Outcome {
                 kind: OutcomeKind::Frozen,
@@ -255,7 +265,7 @@ mod tests {
 
     #[test]
     fn the_marker_line_is_stable() {
-        insta::assert_snapshot!(marker_line(&sample()), @r#"<!-- afk-run v1 {"thread_id":"5f0c1c9e-3b0d-5c55-9a5e-2d1f8b7a6c4e","dispatched_at":"2026-06-10T12:00:00Z","attempt":1,"commit":"a1b2c3d4e5f6","commit_seen_at":"2026-06-10T12:30:00Z","first_red_at":"2026-06-10T12:35:00Z","fix_forward_attempts":2,"fix_forward_commit":"a1b2c3d4e5f6","last_ci":"red","outcome":{"kind":"frozen","reason":"budget \u003cspent\u003e --\u003e \u0026 gone"},"notified":false} -->"#);
+        insta::assert_snapshot!(marker_line(&sample()), @r#"<!-- afk-run v1 {"thread_id":"5f0c1c9e-3b0d-5c55-9a5e-2d1f8b7a6c4e","dispatched_at":"2026-06-10T12:00:00Z","attempt":1,"commit":"a1b2c3d4e5f6","commit_seen_at":"2026-06-10T12:30:00Z","first_red_at":"2026-06-10T12:35:00Z","fix_forward_attempts":2,"fix_forward_commit":"a1b2c3d4e5f6","turn_sent_at":"2026-06-10T12:40:00Z","thread_turns":2,"last_ci":"red","outcome":{"kind":"frozen","reason":"budget \u003cspent\u003e --\u003e \u0026 gone"},"notified":false} -->"#);
     }
 
     #[test]
@@ -314,7 +324,7 @@ mod tests {
         );
         check_err(
             r#"<!-- afk-run v1 {"thread_id":"t","dispatched_at":"2026-06-10T12:00:00Z","attempt":0,"extra":1} -->"#,
-            "line 1: afk-run v1 record cannot be read: unknown field `extra`, expected one of `thread_id`, `dispatched_at`, `attempt`, `commit`, `commit_seen_at`, `first_red_at`, `fix_forward_attempts`, `fix_forward_commit`, `last_ci`, `outcome`, `notified` at line 1 column 75",
+            "line 1: afk-run v1 record cannot be read: unknown field `extra`, expected one of `thread_id`, `dispatched_at`, `attempt`, `commit`, `commit_seen_at`, `first_red_at`, `fix_forward_attempts`, `fix_forward_commit`, `turn_sent_at`, `thread_turns`, `last_ci`, `outcome`, `notified` at line 1 column 75",
         );
         check_err(
             r#"<!-- afk-run v1 {"thread_id":"t","dispatched_at":"2026-06-10T12:00:00Z","attempt":-1} -->"#,
@@ -344,7 +354,7 @@ mod tests {
     }
 
     fn arb_record() -> impl Strategy<Value = RunRecord> {
-        (
+        let head = (
             "\\PC{1,40}".prop_filter("non-blank", |s: &String| !s.trim().is_empty()),
             arb_time(),
             any::<u32>(),
@@ -353,6 +363,10 @@ mod tests {
             prop::option::of(arb_time()),
             any::<u32>(),
             prop::option::of("\\PC{0,12}"),
+        );
+        let tail = (
+            prop::option::of(arb_time()),
+            any::<u32>(),
             prop::option::of(prop::sample::select(CiStatus::ALL.to_vec())),
             prop::option::of((
                 prop::sample::select(vec![
@@ -363,36 +377,26 @@ mod tests {
                 ".{0,60}",
             )),
             any::<bool>(),
-        )
-            .prop_map(
-                |(
-                    thread_id,
-                    dispatched_at,
-                    attempt,
-                    commit,
-                    seen,
-                    red,
-                    ff,
-                    ff_commit,
-                    last_ci,
-                    outcome,
-                    notified,
-                )| {
-                    RunRecord {
-                        thread_id,
-                        dispatched_at,
-                        attempt,
-                        commit,
-                        commit_seen_at: seen,
-                        first_red_at: red,
-                        fix_forward_attempts: ff,
-                        fix_forward_commit: ff_commit,
-                        last_ci,
-                        outcome: outcome.map(|(kind, reason)| Outcome { kind, reason }),
-                        notified,
-                    }
-                },
-            )
+        );
+        (head, tail).prop_map(|(head, tail)| {
+            let (thread_id, dispatched_at, attempt, commit, seen, red, ff, ff_commit) = head;
+            let (turn_sent_at, thread_turns, last_ci, outcome, notified) = tail;
+            RunRecord {
+                thread_id,
+                dispatched_at,
+                attempt,
+                commit,
+                commit_seen_at: seen,
+                first_red_at: red,
+                fix_forward_attempts: ff,
+                fix_forward_commit: ff_commit,
+                turn_sent_at,
+                thread_turns,
+                last_ci,
+                outcome: outcome.map(|(kind, reason)| Outcome { kind, reason }),
+                notified,
+            }
+        })
     }
 
     proptest! {
