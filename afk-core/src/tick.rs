@@ -3,10 +3,10 @@
 //! A CronJob may run a tick twice, or not at all, and a pod can die at any
 //! instruction, so both ticks are safe to repeat and to cut short anywhere:
 //!
-//! - **poll**: the thread first (deterministic id: a re-run finds it), then
-//!   the progress comment with its run record (found by its marker before one
-//!   is created), and the in-progress label **last**, so a failed dispatch
-//!   never leaves a lock;
+//! - **poll**: the progress comment with its run record first (found by its
+//!   marker before one is created, so the dispatch time is durable before the
+//!   agent starts), then the thread (deterministic id: a re-run finds it), and
+//!   the in-progress label **last**, so a failed dispatch never leaves a lock;
 //! - **watch**: a terminal outcome is written to the run record first, then
 //!   the doorbell rings, then `notified` is recorded, and the in-progress
 //!   label goes last (while it is on, the next tick finds the run and finishes
@@ -417,6 +417,23 @@ async fn dispatch_one(
         None => RunRecord::dispatched(ports.executor.thread_id(repo, number, 0), now),
     };
     let branch = ports.tracker.default_branch(repo).await?;
+    record.turn_sent_at = Some(record.dispatched_at);
+    // The record first, the thread second. The thread id is deterministic,
+    // so the record can name it before it exists; and once the thread exists
+    // the agent is at work, so the dispatch time must already be durable: a
+    // re-run after a crash keeps it, and the watcher finds commits pushed
+    // since. (Thread first would let a crash in between re-stamp the
+    // dispatch later than the agent's first push.)
+    let body = ports
+        .codec
+        .body(Phase::Worktree, repo, number, &branch, &record);
+    match existing {
+        Some(c) if c.body == body => {}
+        Some(c) => ports.tracker.update_comment(repo, c.id, &body).await?,
+        None => {
+            ports.tracker.create_comment(repo, number, &body).await?;
+        }
+    }
     if snapshot.is_none() {
         *snapshot = Some(ports.executor.snapshot(&[]).await?);
     }
@@ -431,17 +448,14 @@ async fn dispatch_one(
         prompt: opening_prompt(repo, number, &issue.title, &branch),
         created_at: record.dispatched_at,
     };
-    record.thread_id = ports.executor.ensure_thread(snap, &spec).await?;
-    record.turn_sent_at = Some(record.dispatched_at);
-    let body = ports
-        .codec
-        .body(Phase::Worktree, repo, number, &branch, &record);
-    match existing {
-        Some(c) if c.body == body => {}
-        Some(c) => ports.tracker.update_comment(repo, c.id, &body).await?,
-        None => {
-            ports.tracker.create_comment(repo, number, &body).await?;
-        }
+    let thread = ports.executor.ensure_thread(snap, &spec).await?;
+    if thread != record.thread_id {
+        return Err(PortError::ContractViolation {
+            message: format!(
+                "the executor made thread {thread}, but its id for this attempt is {}",
+                record.thread_id
+            ),
+        });
     }
     // Last: a dispatch that failed before this point leaves no lock.
     ports

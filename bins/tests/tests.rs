@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod architecture;
+mod crash;
 mod loop_e2e;
 mod policy_cli;
 mod world;
