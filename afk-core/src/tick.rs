@@ -240,33 +240,40 @@ async fn gather(
     Ok(facts)
 }
 
+fn disabled(message: &str) -> TickReport {
+    let mut report = TickReport {
+        disabled: true,
+        ..TickReport::default()
+    };
+    report.push(Level::Info, None, None, None, "disabled", message);
+    report
+}
+
+/// The report of a poll tick that the configuration disables (kill switch on,
+/// or nothing enrolled), before any I/O; `None` when the poller is armed.
+pub fn poll_disabled(config: &Config) -> Option<TickReport> {
+    if config.kill_switch {
+        return Some(disabled("the kill switch is on: the poller does nothing"));
+    }
+    watch_disabled(config)
+}
+
+/// The report of a watch tick that the configuration disables (nothing
+/// enrolled); `None` otherwise. The kill switch does not disable the
+/// watcher: it still observes and finalises runs.
+pub fn watch_disabled(config: &Config) -> Option<TickReport> {
+    config
+        .allowlist
+        .is_empty()
+        .then(|| disabled("the allowlist is empty: no repository is enrolled"))
+}
+
 /// The poll tick: decide which ready issues may start now and dispatch them.
 pub async fn poll_tick(ports: &Ports<'_>, config: &Config, options: &TickOptions) -> TickReport {
+    if let Some(report) = poll_disabled(config) {
+        return report;
+    }
     let mut report = TickReport::default();
-    if config.kill_switch {
-        report.disabled = true;
-        report.push(
-            Level::Info,
-            None,
-            None,
-            None,
-            "disabled",
-            "the kill switch is on: the poller does nothing",
-        );
-        return report;
-    }
-    if config.allowlist.is_empty() {
-        report.disabled = true;
-        report.push(
-            Level::Info,
-            None,
-            None,
-            None,
-            "disabled",
-            "the allowlist is empty: no repository is enrolled",
-        );
-        return report;
-    }
     let mut issues = Vec::new();
     let mut tracked: BTreeMap<(String, u64), TrackedIssue> = BTreeMap::new();
     let mut verified: BTreeSet<(String, u64)> = BTreeSet::new();
@@ -476,19 +483,10 @@ struct Run {
 
 /// The watch tick: drive every run in flight one step.
 pub async fn watch_tick(ports: &Ports<'_>, config: &Config, options: &TickOptions) -> TickReport {
-    let mut report = TickReport::default();
-    if config.allowlist.is_empty() {
-        report.disabled = true;
-        report.push(
-            Level::Info,
-            None,
-            None,
-            None,
-            "disabled",
-            "the allowlist is empty: no repository is enrolled",
-        );
+    if let Some(report) = watch_disabled(config) {
         return report;
     }
+    let mut report = TickReport::default();
     if config.kill_switch {
         report.push(
             Level::Info,

@@ -6,6 +6,7 @@
 //! input and output, files, the environment) is allowed.
 
 pub mod json_input;
+pub mod loop_cmd;
 pub mod policy;
 
 /// Exit codes shared by every afk binary.

@@ -7,6 +7,7 @@
 
 mod architecture;
 mod crash;
+mod loop_bins;
 mod loop_e2e;
 mod policy_cli;
 mod world;

@@ -1,0 +1,259 @@
+//! `afk-poller` and `afk-watcher` as an operator runs them: real processes,
+//! settings from the environment, JSON logs on stdout, exit codes — against
+//! the loopback simulator.
+
+use std::process::Command;
+
+use afk_sim::{GITHUB_TOKEN, T3_TOKEN, lock};
+use serde_json::Value;
+
+use crate::world::{REPO, World};
+
+struct Run {
+    code: i32,
+    lines: Vec<Value>,
+    stdout: String,
+}
+
+fn run(bin: &str, env: &[(&str, String)], args: &[&str]) -> Run {
+    let path = match bin {
+        "afk-poller" => env!("CARGO_BIN_EXE_afk-poller"),
+        _ => env!("CARGO_BIN_EXE_afk-watcher"),
+    };
+    let mut cmd = Command::new(path);
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    Run {
+        code: out.status.code().unwrap(),
+        lines: stdout
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect(),
+        stdout,
+    }
+}
+
+fn armed(w: &World) -> Vec<(&'static str, String)> {
+    vec![
+        ("AFK_KILL_SWITCH", "false".into()),
+        ("AFK_ALLOWLIST", "infra".into()),
+        ("AFK_GITHUB_API_URL", w.sim.uri()),
+        ("AFK_GITHUB_TOKEN", GITHUB_TOKEN.into()),
+        ("AFK_GITHUB_OWNER", "acme".into()),
+        ("AFK_T3_URL", w.sim.uri()),
+        ("AFK_T3_TOKEN", T3_TOKEN.into()),
+        (
+            "AFK_SLACK_WEBHOOK_URL",
+            format!("{}{}", w.sim.uri(), afk_sim::SLACK_PATH),
+        ),
+    ]
+}
+
+fn summary(r: &Run) -> &Value {
+    r.lines
+        .iter()
+        .find(|l| l["action"] == "summary")
+        .expect("a summary line")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shipped_defaults_do_nothing_and_succeed() {
+    for bin in ["afk-poller", "afk-watcher"] {
+        let r = tokio::task::spawn_blocking(move || run(bin, &[], &[]))
+            .await
+            .unwrap();
+        assert_eq!(r.code, 0, "{bin}: {}", r.stdout);
+        assert_eq!(summary(&r)["disabled"], true);
+        assert_eq!(summary(&r)["api_calls"], 0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poll_and_a_watch_through_the_binaries() {
+    let w = World::new(&["infra"], &[]).await;
+    w.ready("infra", 7, "", "alice");
+    let env = armed(&w);
+
+    // A dry run decides but writes nothing.
+    let e = env.clone();
+    let dry = tokio::task::spawn_blocking(move || run("afk-poller", &e, &["--dry-run"]))
+        .await
+        .unwrap();
+    assert_eq!(dry.code, 0, "{}", dry.stdout);
+    assert!(dry.lines.iter().any(
+        |l| l["action"] == "dispatch" && l["message"].as_str().unwrap().starts_with("dry run")
+    ));
+    assert!(lock(&w.sim.t3).threads.is_empty());
+    assert!(w.progress_comments("infra", 7).is_empty());
+
+    let e = env.clone();
+    let r = tokio::task::spawn_blocking(move || run("afk-poller", &e, &[]))
+        .await
+        .unwrap();
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    let dispatch = r
+        .lines
+        .iter()
+        .find(|l| l["action"] == "dispatch")
+        .expect("a dispatch line");
+    assert_eq!(dispatch["repo"], "infra");
+    assert_eq!(dispatch["issue"], 7);
+    assert_eq!(dispatch["thread_id"], w.thread("infra", 7, 0).as_str());
+    let s = summary(&r);
+    assert_eq!(s["dispatched"], 1);
+    assert!(s["api_calls"].as_u64().unwrap() > 5);
+    assert!(s["duration_ms"].is_u64());
+    assert!(s["rate_limit_remaining"].is_u64());
+    assert_eq!(
+        w.labels("infra", 7),
+        ["agent-in-progress", "ready-for-agent"]
+    );
+
+    // CI green: the watcher closes it and rings Slack. The binaries read the
+    // real clock, so the agent's push happens in real time too.
+    *w.clock.0.lock().unwrap() =
+        afk_core::Timestamp::from_offset_date_time(time::OffsetDateTime::now_utc()).plus_seconds(5);
+    w.push("infra", 7, "abc1234def");
+    w.ci("infra", "abc1234def", "green");
+    let e = env.clone();
+    let r = tokio::task::spawn_blocking(move || run("afk-watcher", &e, &[]))
+        .await
+        .unwrap();
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    assert!(
+        r.lines
+            .iter()
+            .any(|l| l["action"] == "close_success" && l["issue"] == 7)
+    );
+    assert_eq!(w.state("infra", 7), "closed");
+    assert_eq!(w.slack().len(), 1);
+    // No secret in any line.
+    for text in [&r.stdout, &dry.stdout] {
+        assert!(
+            !text.contains(GITHUB_TOKEN)
+                && !text.contains(T3_TOKEN)
+                && !text.contains("/slack/services"),
+            "{text}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_repository_exits_1_and_bad_settings_exit_2() {
+    let w = World::new(&["infra", "web"], &[]).await;
+    w.ready("infra", 7, "", "alice");
+    lock(&w.sim.github).broken_repos = vec!["acme/web".into()];
+    let mut env = armed(&w);
+    env.push(("AFK_ALLOWLIST", "infra,web".into()));
+    let e = env.clone();
+    let r = tokio::task::spawn_blocking(move || run("afk-poller", &e, &[]))
+        .await
+        .unwrap();
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert_eq!(
+        summary(&r)["dispatched"],
+        1,
+        "the healthy repository still dispatched"
+    );
+    assert!(
+        r.lines
+            .iter()
+            .any(|l| l["level"] == "ERROR" && l["repo"] == "web")
+    );
+
+    for (key, value, needle) in [
+        (
+            "AFK_FIX_FORWARD_MAX_ATTEMPTS",
+            "lots",
+            "AFK_FIX_FORWARD_MAX_ATTEMPTS: cannot use",
+        ),
+        ("AFK_T3_URL", "", "AFK_T3_URL is required"),
+        ("AFK_GITHUB_TOKEN", "", "a GitHub token is required"),
+        (
+            "AFK_ROLLOUT_TARGETS",
+            "infra=prod",
+            "AFK_ROLLOUT_TARGETS: cannot read",
+        ),
+    ] {
+        let mut e = env.clone();
+        e.push((key, value.into()));
+        let before = w.requests().await;
+        let r = tokio::task::spawn_blocking(move || run("afk-watcher", &e, &[]))
+            .await
+            .unwrap();
+        assert_eq!(r.code, 2, "{key}={value}: {}", r.stdout);
+        assert!(r.stdout.contains(needle), "{key}: {}", r.stdout);
+        assert_eq!(
+            w.requests().await,
+            before,
+            "nothing was done on bad configuration"
+        );
+    }
+}
+
+#[test]
+fn help_lists_every_setting_with_its_env_name_and_no_secret() {
+    let out = Command::new(env!("CARGO_BIN_EXE_afk-watcher"))
+        .arg("--help")
+        .env("AFK_GITHUB_TOKEN", "ghp_must_not_show")
+        .env("AFK_ALLOWLIST", "secret-repo-list")
+        .output()
+        .unwrap();
+    let help = String::from_utf8(out.stdout).unwrap();
+    for env_name in [
+        "AFK_KILL_SWITCH",
+        "AFK_ALLOWLIST",
+        "AFK_READY_LABEL",
+        "AFK_IN_PROGRESS_LABEL",
+        "AFK_READY_FOR_HUMAN_LABEL",
+        "AFK_FIX_FORWARD_MAX_ATTEMPTS",
+        "AFK_FIX_FORWARD_MAX_SECONDS",
+        "AFK_PREPUSH_MAX_SECONDS",
+        "AFK_CI_START_MAX_SECONDS",
+        "AFK_BUDGET_USD",
+        "AFK_GITHUB_API_URL",
+        "AFK_GITHUB_TOKEN_FILE",
+        "AFK_GITHUB_OWNER",
+        "AFK_TRUSTED_BOTS",
+        "AFK_T3_URL",
+        "AFK_T3_TOKEN_FILE",
+        "AFK_T3_WEB_URL",
+        "AFK_T3_MODEL",
+        "AFK_T3_INSTANCE",
+        "AFK_T3_WORKSPACE_BASE",
+        "AFK_WOODPECKER_URL",
+        "AFK_WOODPECKER_TOKEN_FILE",
+        "AFK_ROLLOUT_TARGETS",
+        "AFK_SLACK_WEBHOOK_URL_FILE",
+        "AFK_NTFY_URL",
+        "AFK_NTFY_TOPIC",
+        "AFK_NTFY_TOKEN_FILE",
+        "AFK_REQUEST_TIMEOUT_SECONDS",
+        "AFK_TICK_DEADLINE_SECONDS",
+        "AFK_LOG_FORMAT",
+    ] {
+        assert!(
+            help.contains(&format!("[env: {env_name}")),
+            "--help lacks {env_name}"
+        );
+    }
+    for default in [
+        "https://api.github.com",
+        "claude-sonnet-4-6",
+        "claudeAgent",
+        "/data",
+        "[default: 30]",
+        "[default: 240]",
+        "[default: json]",
+    ] {
+        assert!(help.contains(default), "--help lacks the default {default}");
+    }
+    assert!(!help.contains("ghp_must_not_show") && !help.contains("secret-repo-list"));
+    let _ = REPO;
+}
