@@ -5,9 +5,11 @@
 //! decides policy: that is `afk-core`'s. This crate is where I/O (standard
 //! input and output, files, the environment) is allowed.
 
+pub mod demo;
 pub mod json_input;
 pub mod loop_cmd;
 pub mod policy;
+pub mod sim_world;
 
 /// Exit codes shared by every afk binary.
 pub mod exit {

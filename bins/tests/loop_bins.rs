@@ -76,7 +76,7 @@ async fn the_shipped_defaults_do_nothing_and_succeed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_poll_and_a_watch_through_the_binaries() {
-    let w = World::new(&["infra"], &[]).await;
+    let w = World::new(&["infra"], &[]).await.unwrap();
     w.ready("infra", 7, "", "alice");
     let env = armed(&w);
 
@@ -146,7 +146,7 @@ async fn a_poll_and_a_watch_through_the_binaries() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_repository_exits_1_and_bad_settings_exit_2() {
-    let w = World::new(&["infra", "web"], &[]).await;
+    let w = World::new(&["infra", "web"], &[]).await.unwrap();
     w.ready("infra", 7, "", "alice");
     lock(&w.sim.github).broken_repos = vec!["acme/web".into()];
     let mut env = armed(&w);
@@ -256,4 +256,35 @@ fn help_lists_every_setting_with_its_env_name_and_no_secret() {
     }
     assert!(!help.contains("ghp_must_not_show") && !help.contains("secret-repo-list"));
     let _ = REPO;
+}
+
+#[test]
+fn afk_demo_runs_on_simulated_services_and_says_so() {
+    let out = Command::new(env!("CARGO_BIN_EXE_afk"))
+        .arg("demo")
+        .env_clear()
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("afk demo: the AFK loop against SIMULATED services."));
+    for needle in [
+        "dispatch         infra#7",
+        "close_success    infra#7",
+        "[DONE] infra#7 landed",
+        "fix_forward      web#12",
+        "[FROZEN] web#12 frozen",
+        "mallory has read permission",
+        "dispatch         web#13",
+        "requests made by that tick: 0",
+    ] {
+        assert!(text.contains(needle), "the demo lacks {needle:?}:\n{text}");
+    }
+    let last = text.lines().last().unwrap();
+    assert!(last.starts_with("demo: 3 dispatched, 1 closed, 1 frozen for a human, 1 refused as untrusted, 2 doorbells"), "{last}");
 }

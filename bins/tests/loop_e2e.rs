@@ -13,7 +13,7 @@ const HUMAN: &str = "ready-for-human";
 
 #[tokio::test]
 async fn happy_path_to_a_closed_issue_with_one_comment_and_one_doorbell() {
-    let w = World::new(&["infra"], &[]).await;
+    let w = World::new(&["infra"], &[]).await.unwrap();
     w.ready("infra", 7, "Rotate the certificates.", "alice");
 
     let report = w.poll().await;
@@ -83,7 +83,7 @@ async fn happy_path_to_a_closed_issue_with_one_comment_and_one_doorbell() {
 
 #[tokio::test]
 async fn fix_forward_then_green() {
-    let w = World::new(&["infra"], &[]).await;
+    let w = World::new(&["infra"], &[]).await.unwrap();
     w.ready("infra", 7, "", "alice");
     w.poll().await;
     let thread = w.thread("infra", 7, 0);
@@ -136,7 +136,9 @@ async fn fix_forward_then_green() {
 
 #[tokio::test]
 async fn a_spent_budget_freezes_the_run_for_a_human() {
-    let w = World::new(&["infra"], &[("AFK_FIX_FORWARD_MAX_ATTEMPTS", "1")]).await;
+    let w = World::new(&["infra"], &[("AFK_FIX_FORWARD_MAX_ATTEMPTS", "1")])
+        .await
+        .unwrap();
     w.ready("infra", 7, "", "alice");
     w.poll().await;
     let thread = w.thread("infra", 7, 0);
@@ -172,7 +174,7 @@ async fn a_spent_budget_freezes_the_run_for_a_human() {
 
 #[tokio::test]
 async fn a_thread_that_errors_before_pushing_needs_a_human() {
-    let w = World::new(&["infra"], &[]).await;
+    let w = World::new(&["infra"], &[]).await.unwrap();
     w.ready("infra", 7, "", "alice");
     w.poll().await;
     w.advance(120);
@@ -189,7 +191,7 @@ async fn a_thread_that_errors_before_pushing_needs_a_human() {
 
 #[tokio::test]
 async fn a_thread_waiting_for_input_needs_a_human() {
-    let w = World::new(&["infra"], &[]).await;
+    let w = World::new(&["infra"], &[]).await.unwrap();
     w.ready("infra", 7, "", "alice");
     w.poll().await;
     w.advance(120);
@@ -204,7 +206,9 @@ async fn a_thread_waiting_for_input_needs_a_human() {
 
 #[tokio::test]
 async fn a_run_stalled_past_the_prepush_cap_needs_a_human() {
-    let w = World::new(&["infra"], &[("AFK_PREPUSH_MAX_SECONDS", "3600")]).await;
+    let w = World::new(&["infra"], &[("AFK_PREPUSH_MAX_SECONDS", "3600")])
+        .await
+        .unwrap();
     w.ready("infra", 7, "", "alice");
     w.poll().await;
     w.advance(1800);
@@ -221,7 +225,9 @@ async fn a_run_stalled_past_the_prepush_cap_needs_a_human() {
 
 #[tokio::test]
 async fn ci_that_never_starts_is_escalated() {
-    let w = World::new(&["infra"], &[("AFK_CI_START_MAX_SECONDS", "900")]).await;
+    let w = World::new(&["infra"], &[("AFK_CI_START_MAX_SECONDS", "900")])
+        .await
+        .unwrap();
     w.ready("infra", 7, "", "alice");
     w.poll().await;
     w.advance(600);
@@ -239,7 +245,7 @@ async fn ci_that_never_starts_is_escalated() {
 
 #[tokio::test]
 async fn an_untrusted_label_is_never_dispatched() {
-    let w = World::new(&["infra"], &[]).await;
+    let w = World::new(&["infra"], &[]).await.unwrap();
     w.ready("infra", 7, "", "mallory");
     let report = w.poll().await;
     assert!(report.dispatched.is_empty());
@@ -263,7 +269,7 @@ async fn an_untrusted_label_is_never_dispatched() {
 
 #[tokio::test]
 async fn a_blocked_issue_waits_until_its_blocker_closes() {
-    let w = World::new(&["infra"], &[]).await;
+    let w = World::new(&["infra"], &[]).await.unwrap();
     lock(&w.sim.github).add_issue(REPO, 3, "Blocker", "", &[]);
     w.ready(
         "infra",
@@ -285,7 +291,7 @@ async fn a_blocked_issue_waits_until_its_blocker_closes() {
 
 #[tokio::test]
 async fn the_kill_switch_stops_the_poller_cold_and_pauses_fix_forward() {
-    let w = World::new(&["infra"], &[]).await;
+    let w = World::new(&["infra"], &[]).await.unwrap();
     w.ready("infra", 7, "", "alice");
     let killed = Config {
         kill_switch: true,
@@ -326,7 +332,7 @@ async fn the_kill_switch_stops_the_poller_cold_and_pauses_fix_forward() {
 
 #[tokio::test]
 async fn one_repository_failing_does_not_stop_another() {
-    let w = World::new(&["infra", "web"], &[]).await;
+    let w = World::new(&["infra", "web"], &[]).await.unwrap();
     w.ready("infra", 7, "", "alice");
     w.ready("web", 9, "", "alice");
     lock(&w.sim.github).broken_repos = vec!["acme/web".into()];
@@ -345,7 +351,7 @@ async fn one_repository_failing_does_not_stop_another() {
 
 #[tokio::test]
 async fn a_failed_doorbell_is_rung_again_next_tick() {
-    let w = World::new(&["infra"], &[]).await;
+    let w = World::new(&["infra"], &[]).await.unwrap();
     w.ready("infra", 7, "", "alice");
     w.poll().await;
     w.advance(600);
@@ -387,7 +393,7 @@ async fn a_quiet_poll_costs_requests_per_repository_not_per_issue() {
     for issues_per_repo in [3u64, 40] {
         let repos: Vec<String> = (1..=20).map(|i| format!("svc{i:02}")).collect();
         let names: Vec<&str> = repos.iter().map(String::as_str).collect();
-        let w = World::new(&names, &[]).await;
+        let w = World::new(&names, &[]).await.unwrap();
         for r in &repos {
             // Every repository already has a run in flight: nothing can start.
             w.ready(r, 1000, "", "alice");
@@ -409,4 +415,27 @@ async fn a_quiet_poll_costs_requests_per_repository_not_per_issue() {
     );
     assert_eq!(counts[0], counts[1], "requests do not grow with issues");
     assert_eq!(counts[0], 40, "two listings per repository");
+}
+
+#[tokio::test]
+async fn a_deploy_stage_holds_the_close_until_the_pipeline_succeeds() {
+    let w = World::new(&["infra"], &[]).await.unwrap();
+    lock(&w.sim.woodpecker).add_repo(REPO);
+    w.ready("infra", 7, "", "alice");
+    w.poll().await;
+    w.advance(600);
+    w.push("infra", 7, "abc1234def");
+    w.ci("infra", "abc1234def", "green");
+    let created = afk_core::Timestamp::parse_rfc3339(&w.now())
+        .unwrap()
+        .unix_seconds();
+    lock(&w.sim.woodpecker).run(REPO, "abc1234def", "failure", created);
+    // A failed deploy pipeline, then its restart, still running: pending.
+    lock(&w.sim.woodpecker).run(REPO, "abc1234def", "running", created + 60);
+    let report = w.watch().await;
+    assert_eq!(actions(&report), ["wait infra#7"], "{:#?}", report.entries);
+    assert_eq!(w.state("infra", 7), "open");
+    lock(&w.sim.woodpecker).set_status(REPO, "abc1234def", "success");
+    let report = w.watch().await;
+    assert_eq!(actions(&report), ["close_success infra#7", "ring infra#7"]);
 }

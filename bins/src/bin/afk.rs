@@ -17,6 +17,11 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the AFK loop against simulated services and show what an operator sees.
+    ///
+    /// GitHub, T3 Code, CI checks, Slack and ntfy are simulated in-process on
+    /// 127.0.0.1; the ticks and adapters are the real ones. Needs no network.
+    Demo,
     /// Try the pure policy on hand-written JSON: dispatch, next action, checklist.
     #[command(after_long_help = policy::FORMATS_HELP)]
     Policy {
@@ -63,6 +68,18 @@ fn read_input(path: Option<&PathBuf>) -> Result<String, String> {
 
 fn run(cli: Cli) -> Result<String, String> {
     match cli.command {
+        Command::Demo => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+            let mut out = Vec::new();
+            runtime
+                .block_on(bins::demo::run(&mut out))
+                .map_err(|e| format!("the demo failed: {e:#}"))?;
+            Ok(String::from_utf8_lossy(&out).into_owned())
+        }
         Command::Policy { command } => {
             let (input, f): (_, fn(&str) -> Result<String, _>) = match &command {
                 PolicyCommand::Dispatch { input } => (input, policy::dispatch),
