@@ -123,21 +123,12 @@ impl GitHubTracker {
     }
 
     fn url(&self, segments: &[&str], query: &[(&str, &str)]) -> PortResult<Url> {
-        let mut url = Url::parse(self.settings.api_url.trim_end_matches('/')).map_err(|e| {
-            PortError::Permanent {
-                message: format!("AFK_GITHUB_API_URL is not a URL: {e}"),
-            }
-        })?;
-        url.path_segments_mut()
-            .map_err(|()| PortError::Permanent {
-                message: "AFK_GITHUB_API_URL cannot take a path".into(),
-            })?
-            .pop_if_empty()
-            .extend(segments);
-        if !query.is_empty() {
-            url.query_pairs_mut().extend_pairs(query);
-        }
-        Ok(url)
+        crate::http::join_url(
+            &self.settings.api_url,
+            segments,
+            query,
+            "AFK_GITHUB_API_URL",
+        )
     }
 
     fn repo_url(&self, repo: &str, rest: &[&str], query: &[(&str, &str)]) -> PortResult<Url> {
@@ -818,14 +809,7 @@ mod tests {
             retry_after.map(Duration::from_secs),
             None,
         );
-        let kind = match e {
-            PortError::RateLimited { .. } => "rate_limited",
-            PortError::Auth { .. } => "auth",
-            PortError::NotFound { .. } => "not_found",
-            PortError::Transient { .. } => "transient",
-            PortError::Permanent { .. } => "permanent",
-            PortError::ContractViolation { .. } => "contract",
-        };
+        let kind = e.kind();
         assert_eq!(
             kind, expected,
             "{status} {message} {remaining:?} {retry_after:?}"

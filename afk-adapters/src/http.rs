@@ -241,6 +241,31 @@ impl Http {
     }
 }
 
+/// `base` + path `segments` (each percent-encoded, so a label name with a
+/// space or a slash stays one segment) + `query`. `setting` names the
+/// setting `base` came from, for the error.
+pub fn join_url(
+    base: &str,
+    segments: &[&str],
+    query: &[(&str, &str)],
+    setting: &str,
+) -> PortResult<reqwest::Url> {
+    let mut url =
+        reqwest::Url::parse(base.trim_end_matches('/')).map_err(|e| PortError::Permanent {
+            message: format!("{setting} is not a URL: {e}"),
+        })?;
+    url.path_segments_mut()
+        .map_err(|()| PortError::Permanent {
+            message: format!("{setting} cannot take a path"),
+        })?
+        .pop_if_empty()
+        .extend(segments);
+    if !query.is_empty() {
+        url.query_pairs_mut().extend_pairs(query);
+    }
+    Ok(url)
+}
+
 /// Maps a transport-level failure to a port error, without the URL.
 pub fn transport_error(error: &reqwest::Error) -> PortError {
     let kind = if error.is_timeout() {

@@ -68,21 +68,7 @@ impl WoodpeckerStage {
     }
 
     fn url(&self, segments: &[&str], query: &[(&str, &str)]) -> PortResult<Url> {
-        let mut url = Url::parse(self.settings.url.trim_end_matches('/')).map_err(|e| {
-            PortError::Permanent {
-                message: format!("AFK_WOODPECKER_URL is not a URL: {e}"),
-            }
-        })?;
-        url.path_segments_mut()
-            .map_err(|()| PortError::Permanent {
-                message: "AFK_WOODPECKER_URL cannot take a path".into(),
-            })?
-            .pop_if_empty()
-            .extend(segments);
-        if !query.is_empty() {
-            url.query_pairs_mut().extend_pairs(query);
-        }
-        Ok(url)
+        crate::http::join_url(&self.settings.url, segments, query, "AFK_WOODPECKER_URL")
     }
 
     async fn get(&self, url: Url) -> PortResult<Option<Value>> {

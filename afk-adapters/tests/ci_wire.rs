@@ -257,11 +257,7 @@ async fn woodpecker_failures_are_errors() {
             .probe(&commit())
             .await
             .unwrap_err();
-        let got = match err {
-            PortError::Auth { .. } => "auth",
-            PortError::Transient { .. } => "transient",
-            _ => "other",
-        };
+        let got = err.kind();
         assert_eq!(got, kind, "{status}: {err:?}");
     }
 }

@@ -9,7 +9,6 @@ use afk_adapters::http::{Http, HttpSettings, Secret};
 use afk_adapters::notify::{LogNotifier, NtfyNotifier, SlackNotifier};
 use afk_core::OutcomeKind;
 use afk_core::doorbell::{Doorbell, Notifier, ring_all};
-use afk_core::ports::PortError;
 use serde_json::Value;
 use wiremock::matchers::{body_partial_json, header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -30,17 +29,6 @@ fn bell(kind: OutcomeKind) -> Doorbell {
         issue: 7,
         reason: "fix-forward budget spent: CI still red after 5 of 5 attempt(s)".into(),
         thread_link: Some("https://t3.example/thread-3".into()),
-    }
-}
-
-fn kind_of(e: &PortError) -> &'static str {
-    match e {
-        PortError::NotFound { .. } => "not_found",
-        PortError::RateLimited { .. } => "rate_limited",
-        PortError::Transient { .. } => "transient",
-        PortError::Permanent { .. } => "permanent",
-        PortError::Auth { .. } => "auth",
-        PortError::ContractViolation { .. } => "contract",
     }
 }
 
@@ -98,11 +86,7 @@ async fn slack_errors_are_failures_and_never_show_the_webhook() {
             .ring(&bell(OutcomeKind::NeedsHuman))
             .await
             .unwrap_err();
-        assert_eq!(
-            kind_of(&err),
-            case["kind"].as_str().unwrap(),
-            "{case}: {err}"
-        );
+        assert_eq!(err.kind(), case["kind"].as_str().unwrap(), "{case}: {err}");
         for text in [err.to_string(), format!("{err:?}"), format!("{slack:?}")] {
             assert!(
                 !text.contains("XXXXsecretXXXX"),
@@ -130,7 +114,7 @@ async fn a_slack_timeout_is_transient_and_does_not_leak_the_webhook() {
     .unwrap();
     let slack = SlackNotifier::new(http, Secret::Value(format!("{}{HOOK_PATH}", server.uri())));
     let err = slack.ring(&bell(OutcomeKind::Done)).await.unwrap_err();
-    assert_eq!(kind_of(&err), "transient", "{err}");
+    assert_eq!(err.kind(), "transient", "{err}");
     assert!(!err.to_string().contains("XXXXsecretXXXX"), "{err}");
 }
 
@@ -199,11 +183,7 @@ async fn ntfy_errors_are_classified_from_their_json() {
             Secret::Value("tk_secret".into()),
         );
         let err = ntfy.ring(&bell(OutcomeKind::Frozen)).await.unwrap_err();
-        assert_eq!(
-            kind_of(&err),
-            case["kind"].as_str().unwrap(),
-            "{case}: {err}"
-        );
+        assert_eq!(err.kind(), case["kind"].as_str().unwrap(), "{case}: {err}");
         for text in [err.to_string(), format!("{err:?}")] {
             assert!(
                 !text.contains("tk_secret") && !text.contains("secret-topic-name"),

@@ -181,14 +181,7 @@ async fn against(status: u16, body: Option<&str>) -> (MockServer, T3Executor) {
 
 #[track_caller]
 fn check_error(err: &PortError, expected_kind: &str, needle: &str) {
-    let kind = match err {
-        PortError::NotFound { .. } => "not_found",
-        PortError::RateLimited { .. } => "rate_limited",
-        PortError::Transient { .. } => "transient",
-        PortError::Permanent { .. } => "permanent",
-        PortError::Auth { .. } => "auth",
-        PortError::ContractViolation { .. } => "contract",
-    };
+    let kind = err.kind();
     assert_eq!(kind, expected_kind, "{err}");
     assert!(err.to_string().contains(needle), "{err}");
     for text in [err.to_string(), format!("{err:?}")] {
@@ -202,7 +195,7 @@ fn check_error(err: &PortError, expected_kind: &str, needle: &str) {
 #[tokio::test]
 async fn failures_are_classified_as_the_contract_says() {
     let cases: &[(u16, Option<&str>, &str, &str, usize)] = &[
-        (400, None, "contract", "400 with an empty body", 1),
+        (400, None, "contract_violation", "400 with an empty body", 1),
         (
             400,
             Some(

@@ -71,6 +71,19 @@ impl PortError {
         )
     }
 
+    /// The variant's short name, for logs and tests: `not_found`,
+    /// `rate_limited`, `transient`, `permanent`, `auth`, `contract_violation`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PortError::NotFound { .. } => "not_found",
+            PortError::RateLimited { .. } => "rate_limited",
+            PortError::Transient { .. } => "transient",
+            PortError::Permanent { .. } => "permanent",
+            PortError::Auth { .. } => "auth",
+            PortError::ContractViolation { .. } => "contract_violation",
+        }
+    }
+
     /// The wait the service asked for, if any.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {

@@ -444,6 +444,23 @@ fn log_entries(report: &TickReport) {
     }
 }
 
+/// The whole `main` of `afk-poller` and `afk-watcher`: logs, a runtime, one
+/// tick, the exit code.
+pub fn main(kind: TickKind, settings: &LoopArgs) -> std::process::ExitCode {
+    init_logs(&settings.log_format);
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(action = "start", "cannot start the async runtime: {e}");
+            return std::process::ExitCode::from(exit::PARTIAL);
+        }
+    };
+    std::process::ExitCode::from(runtime.block_on(run(kind, settings)))
+}
+
 /// Runs one tick of `kind` and returns the exit code.
 pub async fn run(kind: TickKind, args: &LoopArgs) -> u8 {
     let started = Instant::now();

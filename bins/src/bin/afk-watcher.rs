@@ -5,7 +5,7 @@
 
 use std::process::ExitCode;
 
-use bins::loop_cmd::{LoopArgs, TickKind, init_logs, run};
+use bins::loop_cmd::{self, LoopArgs, TickKind};
 use clap::Parser;
 
 /// afk-watcher — one watch tick: drive every run in flight one step.
@@ -22,17 +22,5 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    init_logs(&cli.settings.log_format);
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::error!(action = "start", "cannot start the async runtime: {e}");
-            return ExitCode::from(bins::exit::PARTIAL);
-        }
-    };
-    ExitCode::from(runtime.block_on(run(TickKind::Watch, &cli.settings)))
+    loop_cmd::main(TickKind::Watch, &Cli::parse().settings)
 }
