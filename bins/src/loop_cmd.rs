@@ -228,6 +228,24 @@ fn secret(file: Option<&String>, env_name: &str) -> Secret {
     }
 }
 
+/// An optional service's secret: on only when it can be read and is not
+/// empty now (the manifests mount every key, empty ones included; an empty
+/// Slack webhook must switch Slack off, not fail every doorbell).
+fn optional_secret(file: Option<&String>, env_name: &str) -> Option<Secret> {
+    let s = secret(file, env_name);
+    matches!(s.read(), Ok(Some(_))).then_some(s)
+}
+
+/// The secrets read straight from the environment (never flags); their
+/// `*_FILE` variants are flags too.
+pub const SECRET_ENV_NAMES: &[&str] = &[
+    "AFK_GITHUB_TOKEN",
+    "AFK_T3_TOKEN",
+    "AFK_SLACK_WEBHOOK_URL",
+    "AFK_NTFY_TOKEN",
+    "AFK_WOODPECKER_TOKEN",
+];
+
 fn list(text: &str) -> Vec<String> {
     text.split(',')
         .map(str::trim)
@@ -333,11 +351,10 @@ impl Wiring {
             None => None,
         };
         let mut notifiers: Vec<Box<dyn Notifier>> = Vec::new();
-        let slack = secret(
+        if let Some(slack) = optional_secret(
             args.slack_webhook_url_file.as_ref(),
             "AFK_SLACK_WEBHOOK_URL",
-        );
-        if slack.is_configured() {
+        ) {
             notifiers.push(Box::new(SlackNotifier::new(http.clone(), slack)));
         }
         if let Some(url) = args.ntfy_url.as_ref().filter(|u| !u.trim().is_empty()) {
@@ -350,7 +367,8 @@ impl Wiring {
                 http.clone(),
                 url.clone(),
                 Secret::Value(topic),
-                secret(args.ntfy_token_file.as_ref(), "AFK_NTFY_TOKEN"),
+                optional_secret(args.ntfy_token_file.as_ref(), "AFK_NTFY_TOKEN")
+                    .unwrap_or(Secret::None),
             )));
         }
         if notifiers.is_empty() {

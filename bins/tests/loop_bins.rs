@@ -288,3 +288,43 @@ fn afk_demo_runs_on_simulated_services_and_says_so() {
     let last = text.lines().last().unwrap();
     assert!(last.starts_with("demo: 3 dispatched, 1 closed, 1 frozen for a human, 1 refused as untrusted, 2 doorbells"), "{last}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_mounted_secret_switches_an_optional_notifier_off() {
+    let w = World::new(&["infra"], &[]).await.unwrap();
+    w.ready("infra", 7, "", "alice");
+    let dir = std::env::temp_dir().join(format!("afk-empty-secret-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let empty = dir.join("slack-webhook-url");
+    std::fs::write(&empty, "").unwrap();
+    let mut env: Vec<(&str, String)> = armed(&w)
+        .into_iter()
+        .filter(|(k, _)| *k != "AFK_SLACK_WEBHOOK_URL")
+        .collect();
+    env.push(("AFK_SLACK_WEBHOOK_URL_FILE", empty.display().to_string()));
+    let e = env.clone();
+    assert_eq!(
+        tokio::task::spawn_blocking(move || run("afk-poller", &e, &[]))
+            .await
+            .unwrap()
+            .code,
+        0
+    );
+    *w.clock.0.lock().unwrap() =
+        afk_core::Timestamp::from_offset_date_time(time::OffsetDateTime::now_utc()).plus_seconds(5);
+    w.push("infra", 7, "abc1234def");
+    w.ci("infra", "abc1234def", "green");
+    let r = tokio::task::spawn_blocking(move || run("afk-watcher", &env, &[]))
+        .await
+        .unwrap();
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    assert!(
+        r.lines
+            .iter()
+            .any(|l| l["action"] == "ring" && l["message"].as_str().unwrap().ends_with("via log")),
+        "{}",
+        r.stdout
+    );
+    assert!(w.slack().is_empty());
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -9,5 +9,6 @@ mod architecture;
 mod crash;
 mod loop_bins;
 mod loop_e2e;
+mod manifests;
 mod policy_cli;
 mod world;
