@@ -474,11 +474,60 @@ async fn dispatch_one(
 
 // ---- watch -----------------------------------------------------------------------
 
-/// One run in flight.
-struct Run {
-    issue: TrackedIssue,
-    comment: Comment,
-    record: RunRecord,
+/// One run in flight, as found on the tracker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Run {
+    /// The issue carrying the in-progress label.
+    pub issue: TrackedIssue,
+    /// Its progress comment.
+    pub comment: Comment,
+    /// The run record in it.
+    pub record: RunRecord,
+}
+
+/// Finds the runs in flight: issues carrying the in-progress label, open or
+/// closed, in allowlisted repositories, with a readable run record. An issue
+/// with the label but no readable record is reported (warn) and left out; a
+/// failed read is reported (error). `afk runs` lists exactly what the watcher
+/// drives.
+pub async fn find_runs(
+    tracker: &dyn Tracker,
+    codec: &dyn ProgressCodec,
+    config: &Config,
+    report: &mut TickReport,
+) -> Vec<Run> {
+    let mut runs = Vec::new();
+    for repo in &config.allowlist {
+        let issues = match tracker
+            .issues_with_label(repo, &config.in_progress_label)
+            .await
+        {
+            Ok(i) => i,
+            Err(e) => {
+                report.push(
+                    Level::Error,
+                    Some(repo),
+                    None,
+                    None,
+                    "read",
+                    format!("listing runs failed: {e}"),
+                );
+                continue;
+            }
+        };
+        for issue in issues {
+            match tracker.progress_comment(repo, issue.number).await {
+                Ok(Some(comment)) => match codec.record(&comment.body) {
+                    Ok(Some(record)) => runs.push(Run { issue, comment, record }),
+                    Ok(None) => report.push(Level::Warn, Some(repo), Some(issue.number), None, "no_record", "carries the in-progress label but its progress comment has no run record; left alone"),
+                    Err(why) => report.push(Level::Warn, Some(repo), Some(issue.number), None, "no_record", format!("carries the in-progress label but its run record cannot be read ({why}); left alone")),
+                },
+                Ok(None) => report.push(Level::Warn, Some(repo), Some(issue.number), None, "no_record", "carries the in-progress label but has no progress comment; left alone"),
+                Err(e) => report.push(Level::Error, Some(repo), Some(issue.number), None, "read", format!("reading the progress comment failed: {e}")),
+            }
+        }
+    }
+    runs
 }
 
 /// The watch tick: drive every run in flight one step.
@@ -497,38 +546,7 @@ pub async fn watch_tick(ports: &Ports<'_>, config: &Config, options: &TickOption
             "the kill switch is on: runs are observed and finalised, no corrective turn is sent",
         );
     }
-    let mut runs = Vec::new();
-    for repo in &config.allowlist {
-        let issues = match ports
-            .tracker
-            .issues_with_label(repo, &config.in_progress_label)
-            .await
-        {
-            Ok(i) => i,
-            Err(e) => {
-                report.push(
-                    Level::Error,
-                    Some(repo),
-                    None,
-                    None,
-                    "read",
-                    format!("listing runs failed: {e}"),
-                );
-                continue;
-            }
-        };
-        for issue in issues {
-            match ports.tracker.progress_comment(repo, issue.number).await {
-                Ok(Some(comment)) => match ports.codec.record(&comment.body) {
-                    Ok(Some(record)) => runs.push(Run { issue, comment, record }),
-                    Ok(None) => report.push(Level::Warn, Some(repo), Some(issue.number), None, "no_record", "carries the in-progress label but its progress comment has no run record; left alone"),
-                    Err(why) => report.push(Level::Warn, Some(repo), Some(issue.number), None, "no_record", format!("carries the in-progress label but its run record cannot be read ({why}); left alone")),
-                },
-                Ok(None) => report.push(Level::Warn, Some(repo), Some(issue.number), None, "no_record", "carries the in-progress label but has no progress comment; left alone"),
-                Err(e) => report.push(Level::Error, Some(repo), Some(issue.number), None, "read", format!("reading the progress comment failed: {e}")),
-            }
-        }
-    }
+    let runs = find_runs(ports.tracker, ports.codec, config, &mut report).await;
     if runs.is_empty() {
         return report;
     }

@@ -9,6 +9,7 @@ pub mod demo;
 pub mod json_input;
 pub mod loop_cmd;
 pub mod policy;
+pub mod runs;
 pub mod sim_world;
 
 /// Exit codes shared by every afk binary.

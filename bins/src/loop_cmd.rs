@@ -254,6 +254,29 @@ fn list(text: &str) -> Vec<String> {
         .collect()
 }
 
+/// The GitHub tracker from the settings (the one adapter `afk runs` needs).
+///
+/// # Errors
+/// `BadConfig` when no token is configured.
+pub fn github_tracker(args: &LoopArgs, http: &Http) -> Result<GitHubTracker, BadConfig> {
+    let token = secret(args.github_token_file.as_ref(), "AFK_GITHUB_TOKEN");
+    if !token.is_configured() {
+        return Err(BadConfig(
+            "a GitHub token is required: set AFK_GITHUB_TOKEN or AFK_GITHUB_TOKEN_FILE".into(),
+        ));
+    }
+    Ok(GitHubTracker::new(
+        http.clone(),
+        GitHubSettings {
+            api_url: args.github_api_url.clone(),
+            token,
+            default_owner: args.github_owner.clone().filter(|o| !o.trim().is_empty()),
+            trusted_bots: list(&args.trusted_bots),
+            own_login: args.github_login.clone().filter(|l| !l.trim().is_empty()),
+        },
+    ))
+}
+
 /// Everything a tick needs, built from the settings.
 pub struct Wiring {
     tracker: Arc<GitHubTracker>,
@@ -294,24 +317,13 @@ impl Wiring {
                         .into(),
                 )
             })?;
-        let github_token = secret(args.github_token_file.as_ref(), "AFK_GITHUB_TOKEN");
-        if !github_token.is_configured() {
-            return Err(BadConfig("a GitHub token is required once the loop is armed: set AFK_GITHUB_TOKEN or AFK_GITHUB_TOKEN_FILE".into()));
-        }
+        let tracker = Arc::new(github_tracker(args, &http)?);
         let t3_token = secret(args.t3_token_file.as_ref(), "AFK_T3_TOKEN");
         if !t3_token.is_configured() {
-            return Err(BadConfig("a T3 token is required once the loop is armed: set AFK_T3_TOKEN or AFK_T3_TOKEN_FILE".into()));
+            return Err(BadConfig(
+                "a T3 token is required once the loop is armed: set AFK_T3_TOKEN or AFK_T3_TOKEN_FILE".into(),
+            ));
         }
-        let tracker = Arc::new(GitHubTracker::new(
-            http.clone(),
-            GitHubSettings {
-                api_url: args.github_api_url.clone(),
-                token: github_token,
-                default_owner: args.github_owner.clone(),
-                trusted_bots: list(&args.trusted_bots),
-                own_login: args.github_login.clone(),
-            },
-        ));
         let executor = T3Executor::new(
             http.clone(),
             T3Settings {

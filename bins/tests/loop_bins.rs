@@ -328,3 +328,91 @@ async fn an_empty_mounted_secret_switches_an_optional_notifier_off() {
     assert!(w.slack().is_empty());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn afk_runs_lists_and_shows_the_runs_in_flight() {
+    let w = World::new(&["infra", "web"], &[]).await.unwrap();
+    w.ready("infra", 7, "", "alice");
+    let env = armed(&w);
+    let e = env.clone();
+    assert_eq!(
+        tokio::task::spawn_blocking(move || run("afk-poller", &e, &[]))
+            .await
+            .unwrap()
+            .code,
+        0
+    );
+    // A lock without a record is reported, not listed.
+    lock(&w.sim.github).add_issue(
+        "acme/infra",
+        9,
+        "Locked by hand",
+        "",
+        &["agent-in-progress"],
+    );
+
+    let afk = |args: Vec<&'static str>, env: Vec<(&'static str, String)>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_afk"));
+        cmd.env_clear().args(args);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        (
+            out.status.code().unwrap(),
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    };
+    let e = env.clone();
+    let (code, json, err) = tokio::task::spawn_blocking(move || afk(vec!["runs", "--json"], e))
+        .await
+        .unwrap();
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["runs"].as_array().unwrap().len(), 1);
+    assert_eq!(v["runs"][0]["run"], "infra#7");
+    assert_eq!(v["runs"][0]["phase"], "agent working, nothing pushed");
+    assert_eq!(v["runs"][0]["thread_id"], w.thread("infra", 7, 0).as_str());
+    assert_eq!(v["problems"][0]["issue"], 9);
+
+    let e = env.clone();
+    let (code, table, _) = tokio::task::spawn_blocking(move || afk(vec!["runs"], e))
+        .await
+        .unwrap();
+    assert_eq!(code, 0);
+    assert!(table.starts_with("RUN "), "{table}");
+    assert!(
+        table.contains("infra#7") && table.contains("agent working, nothing pushed"),
+        "{table}"
+    );
+    assert!(
+        table.contains("! infra: carries the in-progress label but has no progress comment"),
+        "{table}"
+    );
+
+    let e = env.clone();
+    let (code, shown, _) =
+        tokio::task::spawn_blocking(move || afk(vec!["runs", "show", "infra#7"], e))
+            .await
+            .unwrap();
+    assert_eq!(code, 0);
+    assert!(
+        shown.contains("\"thread_id\": ") && shown.contains("- [~] Worktree created"),
+        "{shown}"
+    );
+    let e = env.clone();
+    let (code, _, err) =
+        tokio::task::spawn_blocking(move || afk(vec!["runs", "show", "infra#99"], e))
+            .await
+            .unwrap();
+    assert_eq!(code, 2);
+    assert!(err.contains("no run in flight named \"infra#99\""), "{err}");
+    // Read-only: nothing but GETs and the trust query's POST were sent by these commands.
+    let writes_before = w.writes().await;
+    let e = env.clone();
+    tokio::task::spawn_blocking(move || afk(vec!["runs"], e))
+        .await
+        .unwrap();
+    assert_eq!(w.writes().await, writes_before);
+}

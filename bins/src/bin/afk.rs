@@ -22,11 +22,33 @@ enum Command {
     /// GitHub, T3 Code, CI checks, Slack and ntfy are simulated in-process on
     /// 127.0.0.1; the ticks and adapters are the real ones. Needs no network.
     Demo,
+    /// List the runs in flight from their run records (read-only).
+    ///
+    /// Uses the same settings as afk-poller and afk-watcher (see their
+    /// --help): the allowlist, the GitHub URL, owner and token.
+    Runs {
+        #[command(subcommand)]
+        command: Option<RunsCommand>,
+        /// Print JSON instead of a table.
+        #[arg(long, global = true)]
+        json: bool,
+        #[command(flatten)]
+        settings: Box<bins::loop_cmd::LoopArgs>,
+    },
     /// Try the pure policy on hand-written JSON: dispatch, next action, checklist.
     #[command(after_long_help = policy::FORMATS_HELP)]
     Policy {
         #[command(subcommand)]
         command: PolicyCommand,
+    },
+}
+
+#[derive(Debug, Clone, Subcommand)]
+enum RunsCommand {
+    /// One run's record and checklist, e.g. `afk runs show infra#7`.
+    Show {
+        /// The run, as repo#number.
+        run: String,
     },
 }
 
@@ -66,8 +88,72 @@ fn read_input(path: Option<&PathBuf>) -> Result<String, String> {
     }
 }
 
+fn runs(
+    command: Option<RunsCommand>,
+    json: bool,
+    settings: &bins::loop_cmd::LoopArgs,
+) -> Result<(String, u8), String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    let (_, found, problems) = runtime
+        .block_on(bins::runs::read(settings))
+        .map_err(|e| e.to_string())?;
+    let code = if problems
+        .iter()
+        .any(|p| p.level == afk_core::tick::Level::Error)
+    {
+        exit::PARTIAL
+    } else {
+        exit::OK
+    };
+    let now = afk_core::Timestamp::from_offset_date_time(time::OffsetDateTime::now_utc());
+    match command {
+        Some(RunsCommand::Show { run }) => {
+            let found = found
+                .iter()
+                .find(|r| {
+                    format!("{}#{}", r.issue.repo, r.issue.number).eq_ignore_ascii_case(run.trim())
+                })
+                .ok_or_else(|| format!("no run in flight named {run:?} (see `afk runs`)"))?;
+            Ok((
+                format!(
+                    "{}
+",
+                    bins::runs::show(found)
+                ),
+                code,
+            ))
+        }
+        None => {
+            let rows: Vec<_> = found.iter().map(|r| bins::runs::row(r, now)).collect();
+            let mut out = if json {
+                format!(
+                    "{}\n",
+                    serde_json::to_string_pretty(&bins::runs::to_json(&rows, &problems))
+                        .unwrap_or_default()
+                )
+            } else {
+                bins::runs::table(&rows)
+            };
+            if !json {
+                for p in &problems {
+                    out.push_str(&format!(
+                        "! {}: {}\n",
+                        p.repo.as_deref().unwrap_or("-"),
+                        p.message
+                    ));
+                }
+            }
+            Ok((out, code))
+        }
+    }
+}
+
 fn run(cli: Cli) -> Result<String, String> {
     match cli.command {
+        Command::Runs { .. } => Err("internal: runs is handled in main".into()),
         Command::Demo => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -94,6 +180,23 @@ fn run(cli: Cli) -> Result<String, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Runs {
+        command,
+        json,
+        settings,
+    } = &cli.command
+    {
+        return match runs(command.clone(), *json, settings) {
+            Ok((out, code)) => {
+                let _ = std::io::stdout().lock().write_all(out.as_bytes());
+                ExitCode::from(code)
+            }
+            Err(message) => {
+                let _ = writeln!(std::io::stderr().lock(), "afk: {message}");
+                ExitCode::from(exit::BAD_INPUT)
+            }
+        };
+    }
     match run(cli) {
         Ok(out) => {
             // A closed pipe (`afk policy … | head`) is not an error worth a message.
