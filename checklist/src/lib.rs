@@ -2,7 +2,10 @@
 //!
 //! - [`phase`]: the progress checklist, rendered byte-for-byte stably;
 //! - [`marker`]: the run record as one hidden `<!-- afk-run v1 {json} -->`
-//!   line under the checklist, and reading it back strictly.
+//!   line under the checklist, and reading it back strictly;
+//! - [`sut`]: the SUT backlog (`SUT-CHECKLIST.md`) of the checklist runner,
+//!   parsed with line-numbered diagnostics and written back one cell at a
+//!   time.
 //!
 //! This crate does no I/O: it turns values into text and text into values.
 //! Finding, creating and editing the comment on GitHub is the tracker
@@ -10,6 +13,7 @@
 
 pub mod marker;
 pub mod phase;
+pub mod sut;
 
 pub use marker::{MarkerError, comment_body, extract_record, has_marker, marker_line};
 pub use phase::{ChecklistMeta, render};
