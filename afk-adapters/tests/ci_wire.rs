@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use afk_adapters::github::{GitHubBuildStage, GitHubSettings, GitHubTracker};
+use afk_adapters::github::GitHubBuildStage;
 use afk_adapters::http::{Http, HttpSettings, RetryPolicy, Secret};
 use afk_adapters::rollout::{RolloutStage, RolloutTargets};
 use afk_adapters::woodpecker::{WoodpeckerSettings, WoodpeckerStage};
@@ -15,7 +15,7 @@ use serde_json::Value;
 use wiremock::matchers::{method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::common::fast_http;
+use crate::common::{fast_http, github};
 
 fn fixture(name: &str) -> Value {
     let p = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -45,16 +45,7 @@ async fn build_stage(checks: &str, status: &str) -> (MockServer, GitHubBuildStag
         .respond_with(ResponseTemplate::new(200).set_body_json(fixture(status)))
         .mount(&server)
         .await;
-    let tracker = GitHubTracker::new(
-        fast_http(),
-        GitHubSettings {
-            api_url: server.uri(),
-            token: Secret::Value("t".into()),
-            default_owner: Some("acme".into()),
-            trusted_bots: vec![],
-            own_login: Some("afk-bot".into()),
-        },
-    );
+    let tracker = github(&server.uri(), "t", Some("acme"), Some("afk-bot"));
     (server, GitHubBuildStage::new(std::sync::Arc::new(tracker)))
 }
 
@@ -143,16 +134,7 @@ async fn every_check_conclusion_is_classified() {
             .respond_with(ResponseTemplate::new(200).set_body_json(fixture("ci/status-none.json")))
             .mount(&server)
             .await;
-        let tracker = GitHubTracker::new(
-            fast_http(),
-            GitHubSettings {
-                api_url: server.uri(),
-                token: Secret::Value("t".into()),
-                default_owner: Some("acme".into()),
-                trusted_bots: vec![],
-                own_login: None,
-            },
-        );
+        let tracker = github(&server.uri(), "t", Some("acme"), None);
         let report = tracker.build_report(&commit()).await.unwrap();
         let expected = match conclusion.as_str() {
             "success" | "neutral" | "skipped" => StageVerdict::Success,

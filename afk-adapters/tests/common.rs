@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use afk_adapters::http::{Http, HttpSettings, RetryPolicy};
+use afk_adapters::github::{GitHubSettings, GitHubTracker};
+use afk_adapters::http::{Http, HttpSettings, RetryPolicy, Secret};
 use afk_core::Timestamp;
 
 /// An HTTP client with millisecond backoff, so retry tests run fast.
@@ -23,4 +24,23 @@ pub fn fast_http() -> Http {
 
 pub fn ts(s: &str) -> Timestamp {
     Timestamp::parse_rfc3339(s).unwrap()
+}
+
+/// A GitHub tracker at `api_url` (no trusted bots), for wire tests.
+pub fn github(
+    api_url: &str,
+    token: &str,
+    owner: Option<&str>,
+    own_login: Option<&str>,
+) -> GitHubTracker {
+    GitHubTracker::new(
+        fast_http(),
+        GitHubSettings {
+            api_url: api_url.to_owned(),
+            token: Secret::Value(token.to_owned()),
+            default_owner: owner.map(str::to_owned),
+            trusted_bots: vec![],
+            own_login: own_login.map(str::to_owned),
+        },
+    )
 }

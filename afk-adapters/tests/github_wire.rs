@@ -3,15 +3,13 @@
 
 use std::path::Path;
 
-use afk_adapters::github::{GitHubSettings, GitHubTracker};
-use afk_adapters::http::Secret;
 use afk_core::ports::{PortError, Tracker};
 use afk_sim::lock;
 use serde_json::Value;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::common::fast_http;
+use crate::common::github;
 use crate::tracker_contract::{REPO, http_world};
 
 fn fixture(name: &str) -> Value {
@@ -178,15 +176,11 @@ async fn label_names_are_escaped_in_paths() {
 #[tokio::test]
 async fn the_token_never_appears_in_errors_or_debug_output() {
     let w = http_world().await;
-    let wrong = GitHubTracker::new(
-        fast_http(),
-        GitHubSettings {
-            api_url: w.sim.uri(),
-            token: Secret::Value("ghp_wrong_and_secret_0123456789".into()),
-            default_owner: Some("acme".into()),
-            trusted_bots: vec![],
-            own_login: None,
-        },
+    let wrong = github(
+        &w.sim.uri(),
+        "ghp_wrong_and_secret_0123456789",
+        Some("acme"),
+        None,
     );
     let err = wrong
         .open_issues_with_label("infra", "ready-for-agent")
@@ -205,16 +199,7 @@ async fn the_token_never_appears_in_errors_or_debug_output() {
 #[tokio::test]
 async fn a_bare_name_without_an_owner_is_a_clear_error() {
     let w = http_world().await;
-    let no_owner = GitHubTracker::new(
-        fast_http(),
-        GitHubSettings {
-            api_url: w.sim.uri(),
-            token: Secret::Value(afk_sim::GITHUB_TOKEN.into()),
-            default_owner: None,
-            trusted_bots: vec![],
-            own_login: None,
-        },
-    );
+    let no_owner = github(&w.sim.uri(), afk_sim::GITHUB_TOKEN, None, None);
     let err = no_owner.default_branch("infra").await.unwrap_err();
     assert!(err.to_string().contains("AFK_GITHUB_OWNER"), "{err}");
     assert!(w.sim.requests().await.is_empty());
@@ -230,16 +215,7 @@ async fn a_recorded_issues_page_drops_the_pull_request() {
         .respond_with(ResponseTemplate::new(200).set_body_json(fixture("issues-page.json")))
         .mount(&server)
         .await;
-    let tracker = GitHubTracker::new(
-        fast_http(),
-        GitHubSettings {
-            api_url: server.uri(),
-            token: Secret::Value("t".into()),
-            default_owner: Some("acme".into()),
-            trusted_bots: vec![],
-            own_login: Some("afk-bot".into()),
-        },
-    );
+    let tracker = github(&server.uri(), "t", Some("acme"), Some("afk-bot"));
     let issues = tracker
         .open_issues_with_label("infra", "ready-for-agent")
         .await
@@ -270,16 +246,7 @@ async fn a_recorded_trust_answer_uses_the_latest_label_event() {
         .expect(1)
         .mount(&server)
         .await;
-    let tracker = GitHubTracker::new(
-        fast_http(),
-        GitHubSettings {
-            api_url: server.uri(),
-            token: Secret::Value("t".into()),
-            default_owner: Some("acme".into()),
-            trusted_bots: vec![],
-            own_login: Some("afk-bot".into()),
-        },
-    );
+    let tracker = github(&server.uri(), "t", Some("acme"), Some("afk-bot"));
     let trust = tracker
         .label_trust("infra", 12, "ready-for-agent")
         .await

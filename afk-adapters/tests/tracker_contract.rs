@@ -288,6 +288,15 @@ async fn pushed_commits_are_found_by_trailer_newest_first(w: &dyn World) {
         .unwrap();
     let shas: Vec<&str> = commits.iter().map(|c| c.sha.as_str()).collect();
     assert_eq!(shas, ["ccc3", "aaa1"]);
+    // A branch the repository does not have is an error, never "no commits".
+    let wrong = w
+        .tracker()
+        .commits_with_trailer("infra", "no-such-branch", ts("2026-06-10T12:00:00Z"), 7)
+        .await;
+    assert!(
+        matches!(wrong, Err(PortError::NotFound { .. })),
+        "{wrong:?}"
+    );
 }
 
 async fn a_failed_read_is_an_error_never_empty(w: &dyn World) {

@@ -151,9 +151,14 @@ fn runs(
     }
 }
 
-fn run(cli: Cli) -> Result<String, String> {
+/// Every command's output and exit code; `Err` is bad input (exit 2).
+fn run(cli: Cli) -> Result<(String, u8), String> {
     match cli.command {
-        Command::Runs { .. } => Err("internal: runs is handled in main".into()),
+        Command::Runs {
+            command,
+            json,
+            settings,
+        } => runs(command, json, &settings),
         Command::Demo => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -164,7 +169,7 @@ fn run(cli: Cli) -> Result<String, String> {
             runtime
                 .block_on(bins::demo::run(&mut out))
                 .map_err(|e| format!("the demo failed: {e:#}"))?;
-            Ok(String::from_utf8_lossy(&out).into_owned())
+            Ok((String::from_utf8_lossy(&out).into_owned(), exit::OK))
         }
         Command::Policy { command } => {
             let (input, f): (_, fn(&str) -> Result<String, _>) = match &command {
@@ -173,35 +178,19 @@ fn run(cli: Cli) -> Result<String, String> {
                 PolicyCommand::Checklist { input } => (input, policy::checklist),
             };
             let text = read_input(input.as_ref())?;
-            f(&text).map_err(|e| format!("bad input: {e}"))
+            f(&text)
+                .map(|out| (out, exit::OK))
+                .map_err(|e| format!("bad input: {e}"))
         }
     }
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    if let Command::Runs {
-        command,
-        json,
-        settings,
-    } = &cli.command
-    {
-        return match runs(command.clone(), *json, settings) {
-            Ok((out, code)) => {
-                let _ = std::io::stdout().lock().write_all(out.as_bytes());
-                ExitCode::from(code)
-            }
-            Err(message) => {
-                let _ = writeln!(std::io::stderr().lock(), "afk: {message}");
-                ExitCode::from(exit::BAD_INPUT)
-            }
-        };
-    }
-    match run(cli) {
-        Ok(out) => {
+    match run(Cli::parse()) {
+        Ok((out, code)) => {
             // A closed pipe (`afk policy … | head`) is not an error worth a message.
             let _ = std::io::stdout().lock().write_all(out.as_bytes());
-            ExitCode::from(exit::OK)
+            ExitCode::from(code)
         }
         Err(message) => {
             let _ = writeln!(std::io::stderr().lock(), "afk: {message}");
