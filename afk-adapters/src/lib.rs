@@ -11,8 +11,13 @@
 //! - [`github`]: the GitHub tracker and the build stage (checks, statuses);
 //! - [`woodpecker`]: the deploy stage;
 //! - [`rollout`]: the Kubernetes rollout stage;
-//! - [`notify`]: Slack, ntfy and log doorbells.
+//! - [`notify`]: Slack, ntfy and log doorbells;
+//! - [`agent`]: local agent processes (`claude`, `opencode`, any command)
+//!   for the checklist runner;
+//! - [`files`]: whole-file atomic replacement.
 
+pub mod agent;
+pub mod files;
 pub mod github;
 pub mod http;
 pub mod notify;

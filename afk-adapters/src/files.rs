@@ -1,0 +1,121 @@
+//! Files that must never be seen half-written: replaced whole, atomically.
+//!
+//! [`atomic_write`] writes a temporary file beside the target, flushes it to
+//! disk, and renames it over the target (a rename within one directory is
+//! atomic on POSIX file systems), then syncs the directory so the rename
+//! itself survives a power loss. A reader sees the old file or the new one,
+//! never a mixture; a crash leaves at most a stray temporary file, which the
+//! next write of the same target does not trip over.
+//!
+//! This module does not lock: callers that have several writers (the
+//! findings ledger) take a lock around read-modify-write themselves.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+fn temp_path(target: &Path) -> io::Result<PathBuf> {
+    let name = target.file_name().ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} names no file", target.display()),
+        )
+    })?;
+    let unique = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let mut temp = std::ffi::OsString::from(".");
+    temp.push(name);
+    temp.push(format!(".tmp-{}-{unique}", std::process::id()));
+    Ok(target.with_file_name(temp))
+}
+
+/// Replaces `target` with `contents` atomically. The file keeps the
+/// permissions of the file it replaces (new files get the default). On error
+/// the target is untouched and the temporary file is removed.
+pub fn atomic_write(target: &Path, contents: &[u8]) -> io::Result<()> {
+    let temp = temp_path(target)?;
+    let result = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temp)?;
+        if let Ok(meta) = fs::metadata(target) {
+            file.set_permissions(meta.permissions())?;
+        }
+        file.write_all(contents)?;
+        file.sync_all()?;
+        fs::rename(&temp, target)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&temp);
+        return result;
+    }
+    // The rename is durable once the directory entry is; a directory that
+    // cannot be opened for syncing (some file systems) is not an error.
+    let dir = match target.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "afk-files-{}-{name}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn replaces_the_whole_file_and_leaves_no_temporary() {
+        let dir = scratch("replace");
+        let target = dir.join("SUT-CHECKLIST.md");
+        fs::write(&target, "old old old old").unwrap();
+        atomic_write(&target, b"new").unwrap();
+        assert_eq!(fs::read_to_string(&target).unwrap(), "new");
+        let names: Vec<_> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["SUT-CHECKLIST.md"]);
+    }
+
+    #[test]
+    fn a_failed_write_leaves_the_target_as_it_was() {
+        let dir = scratch("fail");
+        // The target's directory does not exist: nothing is written anywhere.
+        let missing = dir.join("no-such-dir").join("f.md");
+        assert!(atomic_write(&missing, b"x").is_err());
+        // The target is a directory: the rename fails, the temp file goes.
+        let target = dir.join("is-a-dir");
+        fs::create_dir(&target).unwrap();
+        fs::write(target.join("keep"), "kept").unwrap();
+        let err = atomic_write(&target, b"x").unwrap_err();
+        assert_ne!(err.kind(), io::ErrorKind::NotFound, "{err}");
+        assert_eq!(fs::read_to_string(target.join("keep")).unwrap(), "kept");
+        let names: Vec<_> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["is-a-dir"]);
+    }
+
+    #[test]
+    fn a_path_without_a_file_name_is_refused() {
+        let err = atomic_write(Path::new("/"), b"x").unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+    }
+}
