@@ -5,7 +5,9 @@
 //! decides policy: that is `afk-core`'s. This crate is where I/O (standard
 //! input and output, files, the environment) is allowed.
 
+pub mod campaign;
 pub mod demo;
+pub mod findings;
 pub mod json_input;
 pub mod loop_cmd;
 pub mod policy;

@@ -273,7 +273,7 @@ pub enum SynthesisError {
     /// No `[` … `]` in the answer.
     #[error("the answer holds no JSON array")]
     NoArray,
-    /// The array is not valid JSON.
+    /// The array is not valid JSON (or never closed).
     #[error("the answer's JSON array does not parse: {0}")]
     Json(String),
 }
@@ -326,7 +326,7 @@ pub fn parse_synthesis(answer: &str, checklist: &Checklist) -> Result<Synthesis,
     let end = text
         .rfind(']')
         .filter(|e| *e > start)
-        .ok_or(SynthesisError::NoArray)?;
+        .ok_or_else(|| SynthesisError::Json("the array is never closed with ']'".into()))?;
     let values: Vec<serde_json::Value> = serde_json::from_str(&text[start..=end])
         .map_err(|e| SynthesisError::Json(e.to_string()))?;
     let mut seen: HashSet<String> = checklist.items.iter().map(|i| i.id.clone()).collect();
@@ -574,6 +574,10 @@ mod tests {
             parse_synthesis("no rows today", &c),
             Err(SynthesisError::NoArray)
         );
+        assert!(matches!(
+            parse_synthesis("[{\"tier\": 1, \"id\": \"cut off", &c),
+            Err(SynthesisError::Json(_))
+        ));
         assert!(matches!(
             parse_synthesis("[{\"tier\": 1,]", &c),
             Err(SynthesisError::Json(_))

@@ -13,6 +13,10 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// The campaign directory for run, status, history, dashboard, cancel
+    /// and finding (default: the working directory).
+    #[arg(short = 'C', long = "dir", global = true, default_value = ".")]
+    dir: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]
@@ -35,11 +39,87 @@ enum Command {
         #[command(flatten)]
         settings: Box<bins::loop_cmd::LoopArgs>,
     },
+    /// Run a campaign: work a markdown backlog with local agents.
+    ///
+    /// Each round takes up to --batch-size to-do rows (tier, then priority,
+    /// then file order), marks them ⏳ and runs one agent per row at once. A
+    /// row is ✅ when its agent exits 0 within --timeout, prints
+    /// `ITEM COMPLETE: <ID>` and writes a non-empty
+    /// runs/<tier>/<id>/FINAL_REPORT.md; otherwise ❌ with the reason logged.
+    /// Ctrl-C or `afk cancel` stops the agents and puts their rows back.
+    /// Exit codes: 0 all done, 1 some failed, 2 bad input, 130 stopped.
+    Run(Box<bins::campaign::RunArgs>),
+    /// The active run (if any), what it is running, and the checklist's totals.
+    Status {
+        /// The backlog.
+        #[arg(long, default_value = "SUT-CHECKLIST.md")]
+        checklist: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every past run of this campaign, oldest first.
+    History {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Per-tier counts, tier reports, what is running, and findings.
+    Dashboard {
+        /// The backlog.
+        #[arg(long, default_value = "SUT-CHECKLIST.md")]
+        checklist: PathBuf,
+    },
+    /// Stop the active run: its agents are killed, their rows back to to-do.
+    Cancel {
+        /// The backlog.
+        #[arg(long, default_value = "SUT-CHECKLIST.md")]
+        checklist: PathBuf,
+        /// How long to wait for the run to stop.
+        #[arg(long, default_value = "30s", value_parser = bins::campaign::parse_duration)]
+        wait: std::time::Duration,
+    },
+    /// The findings ledger: add, list, aggregate.
+    Finding {
+        #[command(subcommand)]
+        command: FindingCommand,
+    },
     /// Try the pure policy on hand-written JSON: dispatch, next action, checklist.
     #[command(after_long_help = policy::FORMATS_HELP)]
     Policy {
         #[command(subcommand)]
         command: PolicyCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum FindingCommand {
+    /// Record a finding in findings/<kind>.json under the next id of its kind.
+    Add {
+        /// bug, dx, improvement or strength.
+        #[arg(long, value_enum)]
+        kind: bins::findings::Kind,
+        /// The finding, a JSON object (e.g. with "title" and "severity").
+        #[arg(long)]
+        entry: String,
+        /// Who found it.
+        #[arg(long)]
+        agent: String,
+        /// The backlog item it belongs to.
+        #[arg(long, env = "AFK_ITEM_ID")]
+        entry_id: Option<String>,
+    },
+    /// One line per finding, from findings/ and every runs/**/findings/.
+    List {
+        /// Only this kind.
+        #[arg(long, value_enum)]
+        kind: Option<bins::findings::Kind>,
+    },
+    /// One JSON summary of every ledger under runs/: counts per kind and severity.
+    Aggregate {
+        /// Also write the summary to this file (replaced atomically).
+        #[arg(long)]
+        output: Option<PathBuf>,
     },
 }
 
@@ -151,9 +231,70 @@ fn runs(
     }
 }
 
+fn finding(root: &std::path::Path, command: FindingCommand) -> Result<(String, u8), String> {
+    let report = |problems: Vec<String>| {
+        for p in &problems {
+            let _ = writeln!(std::io::stderr().lock(), "afk: warning: {p}");
+        }
+        if problems.is_empty() {
+            exit::OK
+        } else {
+            exit::PARTIAL
+        }
+    };
+    match command {
+        FindingCommand::Add {
+            kind,
+            entry,
+            agent,
+            entry_id,
+        } => {
+            let now = time::OffsetDateTime::now_utc()
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default();
+            let id = bins::findings::add(root, kind, &entry, &agent, entry_id.as_deref(), &now)?;
+            Ok((format!("{id}\n"), exit::OK))
+        }
+        FindingCommand::List { kind } => {
+            let (text, problems) = bins::findings::list(root, kind);
+            Ok((text, report(problems)))
+        }
+        FindingCommand::Aggregate { output } => {
+            let (summary, problems) = bins::findings::aggregate(root);
+            let text = format!("{summary:#}\n");
+            if let Some(path) = output {
+                afk_adapters::files::atomic_write(&root.join(&path), text.as_bytes())
+                    .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            }
+            Ok((text, report(problems)))
+        }
+    }
+}
+
 /// Every command's output and exit code; `Err` is bad input (exit 2).
 fn run(cli: Cli) -> Result<(String, u8), String> {
+    let root = || {
+        std::path::absolute(&cli.dir)
+            .ok()
+            .filter(|d| d.is_dir())
+            .ok_or_else(|| format!("-C {}: not a directory", cli.dir.display()))
+    };
     match cli.command {
+        Command::Run(args) => {
+            let mut out = Vec::new();
+            let code = bins::campaign::run(&root()?, &args, &mut out)?;
+            Ok((String::from_utf8_lossy(&out).into_owned(), code))
+        }
+        Command::Status { checklist, json } => Ok((
+            bins::campaign::status(&root()?, &checklist, json)?,
+            exit::OK,
+        )),
+        Command::History { json } => Ok((bins::campaign::history(&root()?, json)?, exit::OK)),
+        Command::Dashboard { checklist } => {
+            Ok((bins::campaign::dashboard(&root()?, &checklist)?, exit::OK))
+        }
+        Command::Cancel { checklist, wait } => bins::campaign::cancel(&root()?, &checklist, wait),
+        Command::Finding { command } => finding(&root()?, command),
         Command::Runs {
             command,
             json,

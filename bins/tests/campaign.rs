@@ -1,0 +1,660 @@
+//! `afk run` and friends as an operator runs them: the real `afk` binary on a
+//! copy of the sample campaign in `fixtures/checklists/sample/`, with the
+//! scripted agents of `fixtures/agents/` as real child processes.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const AFK: &str = env!("CARGO_BIN_EXE_afk");
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures")
+}
+
+fn agent(script: &str) -> String {
+    format!("sh {}", fixtures().join("agents").join(script).display())
+}
+
+/// A fresh copy of the sample campaign.
+fn campaign(name: &str) -> PathBuf {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "afk-campaign-{}-{name}-{}",
+        std::process::id(),
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("config")).unwrap();
+    let sample = fixtures().join("checklists/sample");
+    for f in [
+        "SUT-CHECKLIST.md",
+        "SUT-PACKET.md",
+        "config/run_config.json",
+    ] {
+        std::fs::copy(sample.join(f), dir.join(f)).unwrap();
+    }
+    dir
+}
+
+fn afk_cmd(dir: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(AFK);
+    cmd.arg("-C").arg(dir).args(args).env_remove("AFK_ITEM_ID");
+    cmd
+}
+
+fn afk(dir: &Path, args: &[&str]) -> Output {
+    afk_cmd(dir, args).output().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn run_with(dir: &Path, script: &str, extra: &[&str]) -> Output {
+    let command = agent(script);
+    let mut args = vec!["run", "--runtime", "command", "--agent-command", &command];
+    args.extend_from_slice(extra);
+    afk(dir, &args)
+}
+
+fn read(path: impl AsRef<Path>) -> String {
+    std::fs::read_to_string(path.as_ref())
+        .unwrap_or_else(|e| panic!("{}: {e}", path.as_ref().display()))
+}
+
+fn statuses(dir: &Path) -> Vec<(String, String)> {
+    let (c, d) = checklist::sut::parse(&read(dir.join("SUT-CHECKLIST.md")));
+    assert!(d.is_empty(), "{d:?}");
+    c.items
+        .iter()
+        .map(|i| (i.id.clone(), i.status.glyph().to_owned()))
+        .collect()
+}
+
+fn all(dir: &Path, glyph: &str) -> bool {
+    statuses(dir).iter().all(|(_, g)| g == glyph)
+}
+
+fn last_session(dir: &Path) -> Value {
+    let mut files: Vec<_> = std::fs::read_dir(dir.join(".afk"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("session-")
+        })
+        .collect();
+    files.sort();
+    serde_json::from_str(&read(files.last().unwrap())).unwrap()
+}
+
+/// Awaits a condition, polling, for at most 20 s.
+fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !condition() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Whether process `pid` is gone (an unreaped zombie counts as gone).
+fn dead(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| {
+        stat.rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+    })
+}
+
+fn pids(file: &Path) -> Vec<u32> {
+    std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+fn item_dir(dir: &Path, id: &str) -> PathBuf {
+    let tier = if id.starts_with("SEC") {
+        "tier-2-security"
+    } else {
+        "tier-1-core-reliability"
+    };
+    dir.join("runs").join(tier).join(id)
+}
+
+#[test]
+fn a_finite_run_ticks_every_box_and_writes_each_tier_report_once() {
+    let dir = campaign("finite");
+    let before = read(dir.join("SUT-CHECKLIST.md"));
+    let out = run_with(&dir, "complete.sh", &["--batch-size", "2"]);
+    let log = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{log}");
+    assert!(all(&dir, "✅"), "{:?}", statuses(&dir));
+    // Only the status cells changed.
+    assert_eq!(
+        read(dir.join("SUT-CHECKLIST.md")),
+        before.replace("| ☐ |", "| ✅ |")
+    );
+    // Priority order inside tier 1: P0 first.
+    let started: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("⏳ started"))
+        .filter_map(|l| l.split_whitespace().nth(2))
+        .collect();
+    assert_eq!(
+        started,
+        ["CORE-001", "CORE-002", "CORE-003", "SEC-002", "SEC-001"],
+        "{log}"
+    );
+    for id in ["CORE-001", "SEC-002"] {
+        let d = item_dir(&dir, id);
+        assert!(read(d.join("FINAL_REPORT.md")).contains(id));
+        let agent_log = read(d.join("results/agent-1.log"));
+        assert!(
+            agent_log.contains(&format!("ITEM COMPLETE: {id}")),
+            "{agent_log}"
+        );
+    }
+    // The agent got the rendered prompt on stdin (its report says how long).
+    assert!(read(item_dir(&dir, "CORE-001").join("FINAL_REPORT.md")).contains("bytes"));
+    let t1 = dir.join("runs/tier-1-core-reliability/tier-1-core-reliability-FINAL-REPORT.md");
+    let t2 = dir.join("runs/tier-2-security/tier-2-security-FINAL-REPORT.md");
+    assert!(read(&t1).starts_with("# Tier 1 report"));
+    assert!(read(&t2).starts_with("# Tier 2 report"));
+    let session = last_session(&dir);
+    assert_eq!(session["outcome"], "finished");
+    assert_eq!(session["items"].as_array().unwrap().len(), 5);
+    assert_eq!(session["tier_reports"].as_array().unwrap().len(), 2);
+    assert!(!dir.join(".afk/active-run.json").exists());
+
+    // Once per tier: a second run asks for no report again and runs nothing.
+    std::fs::write(&t1, "kept by the operator").unwrap();
+    let again = run_with(&dir, "complete.sh", &[]);
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again.stderr));
+    assert_eq!(read(&t1), "kept by the operator");
+    let second = last_session(&dir);
+    assert_eq!(second["items"].as_array().unwrap().len(), 0);
+    assert_eq!(second["tier_reports"].as_array().unwrap().len(), 0);
+
+    // The agents' findings are in the ledgers under runs/.
+    let agg = afk(&dir, &["finding", "aggregate"]);
+    let summary: Value = serde_json::from_slice(&agg.stdout).unwrap();
+    assert_eq!(summary["total"], 5);
+    assert_eq!(summary["by_kind"]["strength"], 5);
+    assert_eq!(summary["by_severity"]["info"], 5);
+    assert_eq!(summary["findings"][0]["entry_id"], "CORE-001");
+
+    // status, history and dashboard read it back.
+    let status = text(&afk(&dir, &["status"]).stdout);
+    assert!(
+        status.contains("no active run") && status.contains("5/5 done"),
+        "{status}"
+    );
+    let history = text(&afk(&dir, &["history"]).stdout);
+    assert_eq!(
+        history.lines().filter(|l| l.contains("finished")).count(),
+        2,
+        "{history}"
+    );
+    let dash = text(&afk(&dir, &["dashboard"]).stdout);
+    assert!(
+        dash.contains("Tier 1: Core reliability") && dash.contains("yes"),
+        "{dash}"
+    );
+}
+
+#[test]
+fn a_failing_agent_marks_its_row_failed_with_the_reason() {
+    let dir = campaign("fail");
+    let out = run_with(&dir, "fail.sh", &[]);
+    let log = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{log}");
+    assert!(all(&dir, "❌"), "{:?}", statuses(&dir));
+    assert!(
+        log.contains("CORE-001 ❌ failed") && log.contains("exited with code 3"),
+        "{log}"
+    );
+    assert!(log.contains("cannot reach the system under test"), "{log}");
+    let session = last_session(&dir);
+    assert_eq!(session["outcome"], "finished-with-failures");
+    assert!(
+        session["items"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("code 3")
+    );
+    assert!(
+        !dir.join("runs/tier-1-core-reliability/tier-1-core-reliability-FINAL-REPORT.md")
+            .exists()
+    );
+}
+
+#[test]
+fn a_completion_claim_without_a_report_fails() {
+    let dir = campaign("noreport");
+    let out = run_with(&dir, "no-report.sh", &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(all(&dir, "❌"));
+    assert!(text(&out.stderr).contains("no FINAL_REPORT.md"));
+}
+
+#[test]
+fn a_hanging_agent_is_killed_at_the_timeout_with_no_orphan() {
+    let dir = campaign("hang");
+    std::fs::write(
+        dir.join("SUT-CHECKLIST.md"),
+        "## Tier 1: Core reliability\n\n| Status | ID | Title | Priority | Risk |\n|---|---|---|---|---|\n| ☐ | CORE-001 | Hang | P0 | High |\n",
+    )
+    .unwrap();
+    let out = run_with(&dir, "hang.sh", &["--timeout", "1s"]);
+    let log = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{log}");
+    assert!(all(&dir, "❌"));
+    assert!(log.contains("killed at the timeout"), "{log}");
+    let pids = pids(&item_dir(&dir, "CORE-001").join("pids"));
+    assert_eq!(pids.len(), 2, "the agent and its child");
+    for pid in pids {
+        wait_until(&format!("process {pid} to be gone"), || dead(pid));
+    }
+}
+
+#[test]
+fn infinite_mode_adds_rows_until_rounds_add_nothing() {
+    let dir = campaign("infinite");
+    let out = run_with(
+        &dir,
+        "synthesise.sh",
+        &["--mode", "infinite", "--idle-rounds", "2"],
+    );
+    let log = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{log}");
+    let ids: Vec<String> = statuses(&dir).into_iter().map(|(id, _)| id).collect();
+    assert_eq!(
+        ids,
+        [
+            "CORE-002",
+            "CORE-001",
+            "CORE-003",
+            "CORE-010",
+            "SEC-001",
+            "SEC-002",
+            "CHAOS-001"
+        ]
+    );
+    assert!(all(&dir, "✅"));
+    let file = read(dir.join("SUT-CHECKLIST.md"));
+    assert!(file.contains("## Tier 3: Chaos"), "{file}");
+    assert!(
+        log.contains("dropped row 2: CORE-001: the id is already in the checklist"),
+        "{log}"
+    );
+    assert!(log.contains("dropped row 3"), "{log}");
+    assert!(
+        log.contains("2 synthesis round(s) in a row added nothing"),
+        "{log}"
+    );
+    // Three rounds (one that added, two idle), each answer kept raw.
+    let raw: Vec<_> = std::fs::read_dir(dir.join(".afk/synthesis"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "txt"))
+        .collect();
+    assert_eq!(raw.len(), 3);
+    assert_eq!(last_session(&dir)["rows_added"], 2);
+    assert!(
+        dir.join("runs/tier-3-chaos/tier-3-chaos-FINAL-REPORT.md")
+            .exists()
+    );
+}
+
+#[test]
+fn malformed_synthesis_adds_nothing_and_is_logged() {
+    let dir = campaign("malformed");
+    let before_rows = statuses(&dir).len();
+    let out = run_with(
+        &dir,
+        "malformed-synthesis.sh",
+        &["--mode", "infinite", "--idle-rounds", "1"],
+    );
+    let log = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{log}");
+    assert!(log.contains("does not parse"), "{log}");
+    assert_eq!(statuses(&dir).len(), before_rows);
+}
+
+fn spawn_run(dir: &Path, script: &str, extra: &[&str]) -> Child {
+    let command = agent(script);
+    let mut args = vec!["run", "--runtime", "command", "--agent-command", &command];
+    args.extend_from_slice(extra);
+    afk_cmd(dir, &args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits until the run has `n` agents started and recorded with their groups.
+fn wait_for_agents(dir: &Path, n: usize) -> Vec<u32> {
+    let mut found = Vec::new();
+    wait_until("agents in flight", || {
+        let Ok(t) = std::fs::read_to_string(dir.join(".afk/active-run.json")) else {
+            return false;
+        };
+        let Ok(v) = serde_json::from_str::<Value>(&t) else {
+            return false;
+        };
+        found = v["in_flight"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|f| f["pgid"].as_u64())
+                    .map(|p| p as u32)
+                    .collect()
+            })
+            .unwrap_or_default();
+        found.len() == n
+    });
+    found
+}
+
+#[test]
+fn resume_after_a_killed_run_puts_its_rows_back_and_stops_its_agents() {
+    let dir = campaign("resume");
+    let mut child = spawn_run(&dir, "slow.sh", &["--batch-size", "2"]);
+    let groups = wait_for_agents(&dir, 2);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(statuses(&dir).iter().filter(|(_, g)| g == "⏳").count(), 2);
+
+    // Without --resume the runner refuses and says what to do.
+    let refused = run_with(&dir, "complete.sh", &[]);
+    assert_eq!(refused.status.code(), Some(2));
+    let why = text(&refused.stderr);
+    assert!(
+        why.contains("died") && why.contains("--resume") && why.contains("CORE-001"),
+        "{why}"
+    );
+    let status = text(&afk(&dir, &["status"]).stdout);
+    assert!(status.contains("died without cleaning up"), "{status}");
+
+    let out = run_with(&dir, "complete.sh", &["--resume"]);
+    let log = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{log}");
+    assert!(
+        log.contains("resume: stopped the agent of CORE-001"),
+        "{log}"
+    );
+    assert!(all(&dir, "✅"));
+    for pgid in groups {
+        wait_until("the dead run's agents to be gone", || dead(pgid));
+    }
+}
+
+#[test]
+fn cancel_from_a_second_process_stops_the_run_and_puts_rows_back() {
+    let dir = campaign("cancel");
+    let mut child = spawn_run(&dir, "slow.sh", &["--batch-size", "2"]);
+    let groups = wait_for_agents(&dir, 2);
+
+    // A second runner is refused while this one is alive.
+    let second = run_with(&dir, "complete.sh", &[]);
+    assert_eq!(second.status.code(), Some(2));
+    assert!(text(&second.stderr).contains("already active"));
+    let status = text(&afk(&dir, &["status"]).stdout);
+    assert!(
+        status.contains("active run: pid") && status.contains("CORE-001"),
+        "{status}"
+    );
+
+    let out = afk(&dir, &["cancel"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let said = text(&out.stdout);
+    assert!(said.contains("back to to-do: CORE-001, CORE-002"), "{said}");
+    let code = child.wait().unwrap().code();
+    assert_eq!(code, Some(130));
+    assert!(all(&dir, "☐"), "{:?}", statuses(&dir));
+    assert!(!dir.join(".afk/active-run.json").exists());
+    assert_eq!(last_session(&dir)["outcome"], "cancelled");
+    for pgid in groups {
+        wait_until("cancelled agents to be gone", || dead(pgid));
+    }
+    assert!(text(&afk(&dir, &["cancel"]).stdout).contains("no active run"));
+}
+
+#[test]
+fn ctrl_c_stops_cleanly() {
+    let dir = campaign("ctrlc");
+    let mut child = spawn_run(&dir, "slow.sh", &["--batch-size", "1"]);
+    let groups = wait_for_agents(&dir, 1);
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(130));
+    assert!(all(&dir, "☐"));
+    assert_eq!(last_session(&dir)["outcome"], "interrupted");
+    wait_until("the agent to be gone", || dead(groups[0]));
+}
+
+#[test]
+fn nothing_starts_when_the_input_is_bad() {
+    let check = |name: &str, prepare: &dyn Fn(&Path), args: &[&str], want: &[&str]| {
+        let dir = campaign(name);
+        prepare(&dir);
+        let before = std::fs::read(dir.join("SUT-CHECKLIST.md")).unwrap_or_default();
+        let command = agent("complete.sh");
+        let mut all_args = vec!["run", "--agent-command", &command];
+        all_args.extend_from_slice(args);
+        let out = afk(&dir, &all_args);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{name}: {err}");
+        for w in want {
+            assert!(err.contains(w), "{name}: wanted {w:?} in {err}");
+        }
+        assert!(!dir.join("runs").exists(), "{name}: an agent ran");
+        assert_eq!(
+            std::fs::read(dir.join("SUT-CHECKLIST.md")).unwrap_or_default(),
+            before,
+            "{name}"
+        );
+    };
+    let cmd = ["--runtime", "command"];
+    check(
+        "config",
+        &|d| {
+            let c =
+                read(d.join("config/run_config.json")).replace("\"credentials_key\"", "\"key\"");
+            std::fs::write(d.join("config/run_config.json"), c).unwrap();
+        },
+        &cmd,
+        &["has no \"access.credentials_key\""],
+    );
+    check(
+        "checklist",
+        &|d| {
+            let c = read(d.join("SUT-CHECKLIST.md"))
+                .replace("| ☐ | CORE-003", "| ? | CORE-003")
+                .replace("SEC-002", "SEC-001");
+            std::fs::write(d.join("SUT-CHECKLIST.md"), c).unwrap();
+        },
+        &cmd,
+        &[
+            "2 problem(s)",
+            "SUT-CHECKLIST.md:12:",
+            "SUT-CHECKLIST.md:19:",
+            "SEC-001",
+        ],
+    );
+    check(
+        "brief",
+        &|d| std::fs::remove_file(d.join("SUT-PACKET.md")).unwrap(),
+        &cmd,
+        &["cannot read the mission brief", "SUT-PACKET.md"],
+    );
+    let dir = campaign("claude");
+    let out = afk_cmd(&dir, &["run"])
+        .env("CLAUDE_BIN", "/nonexistent/claude")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("set CLAUDE_BIN"),
+        "{}",
+        text(&out.stderr)
+    );
+    check(
+        "runtime",
+        &|_| {},
+        &["--runtime", "gpt"],
+        &["unknown runtime \"gpt\""],
+    );
+    check(
+        "template",
+        &|d| std::fs::write(d.join("t.md"), "{{nope}}").unwrap(),
+        &["--runtime", "command", "--prompt-template", "t.md"],
+        &["unknown placeholder {{nope}}"],
+    );
+}
+
+#[test]
+fn a_dry_run_shows_the_next_round_and_changes_nothing() {
+    let dir = campaign("dry");
+    let before = read(dir.join("SUT-CHECKLIST.md"));
+    let out = run_with(&dir, "complete.sh", &["--dry-run", "--batch-size", "2"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let shown = text(&out.stdout);
+    assert!(shown.contains("takes 2 of 5 to-do row(s)"), "{shown}");
+    assert!(
+        shown.contains("## CORE-001 — Retry storm under partial outage (tier 1, P0)"),
+        "{shown}"
+    );
+    assert!(shown.contains("## CORE-002"), "{shown}");
+    assert!(!shown.contains("## CORE-003"), "{shown}");
+    // The prompt: brief, fields, where to write, the marker.
+    assert!(
+        shown.contains("Mission brief: checkout service reliability"),
+        "{shown}"
+    );
+    assert!(shown.contains("ITEM COMPLETE: CORE-001"), "{shown}");
+    assert!(
+        shown.contains("runs/tier-1-core-reliability/CORE-001/FINAL_REPORT.md"),
+        "{shown}"
+    );
+    assert_eq!(read(dir.join("SUT-CHECKLIST.md")), before);
+    assert!(!dir.join("runs").exists() && !dir.join(".afk").exists());
+}
+
+#[test]
+fn concurrent_finding_writers_get_unique_ids() {
+    let dir = campaign("findings");
+    let children: Vec<Child> = (0..20)
+        .map(|n| {
+            afk_cmd(
+                &dir,
+                &[
+                    "finding",
+                    "add",
+                    "--kind",
+                    "bug",
+                    "--agent",
+                    &format!("agent-{n}"),
+                    "--entry",
+                    &format!("{{\"title\": \"bug {n}\", \"severity\": \"high\"}}"),
+                ],
+            )
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap()
+        })
+        .collect();
+    let mut ids: Vec<String> = children
+        .into_iter()
+        .map(|c| {
+            let out = c.wait_with_output().unwrap();
+            assert_eq!(out.status.code(), Some(0));
+            text(&out.stdout).trim().to_owned()
+        })
+        .collect();
+    ids.sort();
+    let want: Vec<String> = (1..=20).map(|n| format!("BUG-{n:03}")).collect();
+    assert_eq!(ids, want);
+    let ledger: Value = serde_json::from_str(&read(dir.join("findings/bug.json"))).unwrap();
+    assert_eq!(ledger.as_array().unwrap().len(), 20);
+    assert!(ledger[0]["created_at"].as_str().unwrap().starts_with("20"));
+
+    // Other kinds count on their own.
+    let out = afk(
+        &dir,
+        &[
+            "finding",
+            "add",
+            "--kind",
+            "improvement",
+            "--agent",
+            "a",
+            "--entry",
+            "{\"title\": \"t\"}",
+            "--entry-id",
+            "CORE-001",
+        ],
+    );
+    assert_eq!(text(&out.stdout), "IMP-001\n");
+    let list = text(&afk(&dir, &["finding", "list", "--kind", "improvement"]).stdout);
+    assert!(
+        list.starts_with("IMP-001") && list.contains("CORE-001"),
+        "{list}"
+    );
+
+    // Bad input: a clear error, nothing written.
+    let ledger_before = read(dir.join("findings/bug.json"));
+    for (entry, want) in [
+        ("not json", "not valid JSON"),
+        ("[1]", "must be a JSON object"),
+        ("{\"id\": \"BUG-999\"}", "afk stamps itself"),
+    ] {
+        let out = afk(
+            &dir,
+            &[
+                "finding", "add", "--kind", "bug", "--agent", "a", "--entry", entry,
+            ],
+        );
+        assert_eq!(out.status.code(), Some(2), "{entry}");
+        assert!(
+            text(&out.stderr).contains(want),
+            "{entry}: {}",
+            text(&out.stderr)
+        );
+    }
+    assert_eq!(read(dir.join("findings/bug.json")), ledger_before);
+    // A corrupt ledger is never overwritten.
+    std::fs::write(dir.join("findings/dx.json"), "[{broken").unwrap();
+    let out = afk(
+        &dir,
+        &[
+            "finding", "add", "--kind", "dx", "--agent", "a", "--entry", "{}",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("does not parse"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(read(dir.join("findings/dx.json")), "[{broken");
+    let agg = afk(&dir, &["finding", "aggregate"]);
+    assert_eq!(
+        agg.status.code(),
+        Some(1),
+        "an unreadable ledger is reported"
+    );
+    let summary: Value = serde_json::from_slice(&agg.stdout).unwrap();
+    assert_eq!(summary["total"], 21);
+    assert_eq!(summary["unreadable"].as_array().unwrap().len(), 1);
+}
