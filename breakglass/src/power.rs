@@ -1,0 +1,183 @@
+//! VM power verbs, with no AI in the path.
+//!
+//! Exactly `status`, `forensics`, `reset`, `stop`, `start`, `cycle` (the last
+//! four mutate the VM). A verb is matched exactly: case-sensitive, no
+//! arguments, no whitespace. Anything else is rejected before any process
+//! exists. An accepted verb runs `<ssh> <host> <verb>` as an argument vector
+//! (never a shell), in its own process group, killed at the timeout.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::io::AsyncReadExt;
+
+/// Every verb.
+pub const VERBS: [&str; 6] = ["status", "forensics", "reset", "stop", "start", "cycle"];
+/// The verbs that change the VM's power state (the page asks first).
+pub const MUTATING: [&str; 4] = ["reset", "stop", "start", "cycle"];
+
+/// The verb `text` names, exactly, or `None`.
+pub fn parse_verb(text: &str) -> Option<&'static str> {
+    VERBS.iter().copied().find(|v| *v == text)
+}
+
+/// How verbs run.
+#[derive(Debug, Clone)]
+pub struct PowerSettings {
+    /// The ssh program.
+    pub ssh_bin: String,
+    /// The host (`user@pve`); verbs are unavailable without one.
+    pub host: Option<String>,
+    /// A verb running longer is killed.
+    pub timeout: Duration,
+}
+
+/// What a verb did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerbOutcome {
+    /// The verb as asked.
+    pub verb: String,
+    /// Its exit code; `None` when rejected, killed, or never started.
+    pub exit_code: Option<i32>,
+    /// Its stdout (at most 64 KiB).
+    pub stdout: String,
+    /// Its stderr (at most 64 KiB), or why it did not run.
+    pub stderr: String,
+    /// Not on the list: nothing was spawned.
+    pub rejected: bool,
+}
+
+impl VerbOutcome {
+    /// As the API's JSON.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "verb": self.verb,
+            "exit_code": self.exit_code,
+            "stdout": self.stdout,
+            "stderr": self.stderr,
+            "rejected": self.rejected,
+        })
+    }
+}
+
+const OUTPUT_LIMIT: u64 = 64 * 1024;
+
+async fn read_limited(stream: Option<impl tokio::io::AsyncRead + Unpin>) -> String {
+    let Some(mut s) = stream else {
+        return String::new();
+    };
+    let mut buf = Vec::new();
+    let _ = (&mut s).take(OUTPUT_LIMIT).read_to_end(&mut buf).await;
+    let _ = tokio::io::copy(&mut s, &mut tokio::io::sink()).await;
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// Runs `verb` if it is on the list; otherwise returns a rejection without
+/// starting anything.
+pub async fn run_verb(settings: &PowerSettings, verb: &str) -> VerbOutcome {
+    let mut outcome = VerbOutcome {
+        verb: verb.to_owned(),
+        exit_code: None,
+        stdout: String::new(),
+        stderr: String::new(),
+        rejected: false,
+    };
+    let Some(verb) = parse_verb(verb) else {
+        outcome.rejected = true;
+        outcome.stderr = format!("unknown verb; allowed: {}", VERBS.join(", "));
+        return outcome;
+    };
+    let Some(host) = settings.host.as_deref().filter(|h| !h.trim().is_empty()) else {
+        outcome.stderr = "no VM host is configured (BREAKGLASS_SSH_HOST)".into();
+        return outcome;
+    };
+    let spawned = tokio::process::Command::new(&settings.ssh_bin)
+        .args([host, verb])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn();
+    let mut child = match spawned {
+        Ok(c) => c,
+        Err(e) => {
+            outcome.stderr = format!("cannot start {:?}: {e}", settings.ssh_bin);
+            return outcome;
+        }
+    };
+    let pid = child.id().unwrap_or(0);
+    let out = tokio::spawn(read_limited(child.stdout.take()));
+    let err = tokio::spawn(read_limited(child.stderr.take()));
+    let status = tokio::time::timeout(settings.timeout, child.wait()).await;
+    if let Some(pid) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    {
+        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+    }
+    let timed_out = status.is_err();
+    if timed_out {
+        let _ = child.wait().await;
+    }
+    let collect = |t: tokio::task::JoinHandle<String>| async move {
+        tokio::time::timeout(Duration::from_secs(5), t)
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default()
+    };
+    outcome.stdout = collect(out).await;
+    outcome.stderr = collect(err).await;
+    match status {
+        Ok(Ok(s)) => outcome.exit_code = s.code(),
+        Ok(Err(e)) => outcome
+            .stderr
+            .push_str(&format!("\ncannot wait for ssh: {e}")),
+        Err(_) => outcome.stderr.push_str(&format!(
+            "\nkilled after the verb timeout of {} s",
+            settings.timeout.as_secs()
+        )),
+    }
+    outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn only_the_exact_verbs_are_accepted() {
+        for v in VERBS {
+            assert_eq!(parse_verb(v), Some(v));
+        }
+        for bad in [
+            "",
+            "Status",
+            "STOP",
+            " stop",
+            "stop ",
+            "stop now",
+            "stop;reboot",
+            "reset\n",
+            "cycle\0",
+            "statu",
+            "statuss",
+            "../status",
+            "rm -rf /",
+        ] {
+            assert_eq!(parse_verb(bad), None, "{bad:?}");
+        }
+        assert!(MUTATING.iter().all(|m| VERBS.contains(m)));
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_strings_are_rejected_unless_exact(text in "\\PC{0,12}|(status|stop|reset|start|cycle|forensics)[ ;\\n\\t]?.{0,3}") {
+            let accepted = parse_verb(&text);
+            prop_assert_eq!(accepted.is_some(), VERBS.contains(&text.as_str()));
+        }
+    }
+}

@@ -1,0 +1,249 @@
+//! The HTTP surface: every route of the spec, with its status codes.
+//!
+//! | route | auth | answer |
+//! | --- | --- | --- |
+//! | `GET /health` | none | `{"status":"ok","service":"breakglass"}` |
+//! | `GET /` | none | the console page (embedded) |
+//! | `POST /api/session` | yes | `{"session_id"}` |
+//! | `GET /api/session/{id}/stream` | yes | SSE attach; 404 unknown |
+//! | `POST /api/session/{id}/prompt` | yes | `{"status":"started"}`; 400 bad JSON, 404, 409 busy, 422 empty prompt |
+//! | `POST /api/session/{id}/cancel` | yes | `{"cancelled": bool}`; 404 |
+//! | `GET /api/pve/verbs` | yes | `{"verbs", "mutating"}` |
+//! | `POST /api/pve/{verb}` | yes | 200 exit 0, 502 non-zero or no run, 400 not a verb |
+//!
+//! Missing or wrong credentials are 401 with `WWW-Authenticate: Bearer`.
+//! Error bodies are `{"error": "…"}`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use crate::auth::Auth;
+use crate::power::{self, PowerSettings};
+use crate::session::{AgentSettings, Sessions, StartError};
+use crate::sse;
+
+/// The page, embedded so the binary serves it with no build step.
+pub const INDEX_HTML: &str = include_str!("../web/index.html");
+
+/// Everything the server needs.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Who may use it.
+    pub auth: Auth,
+    /// How turns run.
+    pub agent: AgentSettings,
+    /// The keepalive interval of attach streams.
+    pub keepalive: Duration,
+    /// How power verbs run.
+    pub power: PowerSettings,
+}
+
+/// The server's shared state.
+#[derive(Debug)]
+pub struct App {
+    /// Settings.
+    pub settings: Settings,
+    /// Every session.
+    pub sessions: Sessions,
+    shutdown: watch::Sender<bool>,
+}
+
+impl App {
+    /// A server with no sessions.
+    pub fn new(settings: Settings) -> Arc<App> {
+        let (shutdown, _) = watch::channel(false);
+        Arc::new(App {
+            settings,
+            sessions: Sessions::default(),
+            shutdown,
+        })
+    }
+
+    /// Ends every attach stream and kills every running turn (each still
+    /// appends its `cancelled` and `turn_end`). Returns how many turns ran.
+    pub async fn shut_down(&self) -> usize {
+        let _ = self.shutdown.send(true);
+        self.sessions.cancel_all(Duration::from_secs(10)).await
+    }
+}
+
+fn error(status: StatusCode, message: &str) -> Response {
+    (status, axum::Json(json!({"error": message}))).into_response()
+}
+
+async fn require_auth(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
+    if app.settings.auth.allows(request.headers()) {
+        return next.run(request).await;
+    }
+    let mut response = error(StatusCode::UNAUTHORIZED, "missing or wrong credentials");
+    response
+        .headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    response
+}
+
+async fn health() -> Response {
+    axum::Json(json!({"status": "ok", "service": "breakglass"})).into_response()
+}
+
+async fn index() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        INDEX_HTML,
+    )
+        .into_response()
+}
+
+async fn create(State(app): State<Arc<App>>) -> Response {
+    let session = app.sessions.create();
+    tracing::info!(session = %session.id, "session created");
+    axum::Json(json!({"session_id": session.id.to_string()})).into_response()
+}
+
+async fn stream(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(session) = app.sessions.get(&id) else {
+        return error(StatusCode::NOT_FOUND, "no such session");
+    };
+    let after = sse::last_event_id(headers.get("last-event-id").and_then(|v| v.to_str().ok()));
+    let body = Body::from_stream(sse::stream(
+        session,
+        after,
+        app.settings.keepalive,
+        app.shutdown.subscribe(),
+    ));
+    (
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-store"),
+            (header::HeaderName::from_static("x-accel-buffering"), "no"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+async fn prompt(State(app): State<Arc<App>>, Path(id): Path<String>, body: Bytes) -> Response {
+    let Some(session) = app.sessions.get(&id) else {
+        return error(StatusCode::NOT_FOUND, "no such session");
+    };
+    let value: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!("the body is not JSON: {e}"),
+            );
+        }
+    };
+    let Some(text) = value
+        .get("prompt")
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+    else {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "\"prompt\" must be a non-empty string",
+        );
+    };
+    let model = match value.get("model") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(m)) if !m.trim().is_empty() => Some(m.trim()),
+        Some(_) => {
+            return error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "\"model\" must be a non-empty string",
+            );
+        }
+    };
+    match session.start_turn(text, model, &app.settings.agent) {
+        Ok(()) => {
+            tracing::info!(session = %session.id, "turn started");
+            axum::Json(json!({"status": "started"})).into_response()
+        }
+        Err(StartError::Busy) => error(
+            StatusCode::CONFLICT,
+            "a turn is already running; cancel it or wait for turn_end",
+        ),
+    }
+}
+
+async fn cancel(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
+    let Some(session) = app.sessions.get(&id) else {
+        return error(StatusCode::NOT_FOUND, "no such session");
+    };
+    let cancelled = session.cancel(Duration::from_secs(10)).await;
+    tracing::info!(session = %session.id, cancelled, "cancel");
+    axum::Json(json!({"cancelled": cancelled})).into_response()
+}
+
+async fn verbs() -> Response {
+    axum::Json(json!({"verbs": power::VERBS, "mutating": power::MUTATING})).into_response()
+}
+
+async fn verb(State(app): State<Arc<App>>, Path(verb): Path<String>) -> Response {
+    let outcome = power::run_verb(&app.settings.power, &verb).await;
+    let status = if outcome.rejected {
+        StatusCode::BAD_REQUEST
+    } else if outcome.exit_code == Some(0) {
+        StatusCode::OK
+    } else {
+        StatusCode::BAD_GATEWAY
+    };
+    if !outcome.rejected {
+        tracing::info!(verb = %outcome.verb, exit_code = ?outcome.exit_code, "power verb");
+    }
+    (status, axum::Json(outcome.to_json())).into_response()
+}
+
+/// The router with every route.
+pub fn router(app: Arc<App>) -> Router {
+    let api = Router::new()
+        .route("/api/session", post(create))
+        .route("/api/session/{id}/stream", get(stream))
+        .route("/api/session/{id}/prompt", post(prompt))
+        .route("/api/session/{id}/cancel", post(cancel))
+        .route("/api/pve/verbs", get(verbs))
+        .route("/api/pve/{verb}", post(verb))
+        .route_layer(middleware::from_fn_with_state(app.clone(), require_auth));
+    Router::new()
+        .route("/health", get(health))
+        .route("/", get(index))
+        .merge(api)
+        .with_state(app)
+}
+
+/// Serves `app` on `listener` until `stop` resolves, then ends every attach
+/// stream and kills every running turn.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Arc<App>,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let for_shutdown = app.clone();
+    let router = router(app);
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move {
+            stop.await;
+            let turns = for_shutdown.shut_down().await;
+            tracing::info!(turns_stopped = turns, "shutting down");
+        })
+        .await
+}

@@ -1,0 +1,422 @@
+//! Sessions: the server owns the conversation, clients attach (the tmux
+//! model).
+//!
+//! A [`Session`] has a UUID, an append-only event log with sequential ids
+//! (0, 1, 2, …), a broadcast channel to attached subscribers, and at most one
+//! running turn. Appending and subscribing happen under the same lock, so an
+//! attaching client gets a snapshot of the log plus a receiver that starts
+//! exactly after it: no event is lost or repeated between replay and live
+//! tail.
+//!
+//! A turn runs detached from any client: the agent (`claude -p <prompt>
+//! --output-format stream-json --verbose [--model m]`, with `--session-id
+//! <id>` until the agent has announced its session, `--resume <id>` after)
+//! runs as an argument vector in the session's own directory and its own
+//! process group. Its stdout lines are translated into events as they come.
+//! Cancel and the turn timeout kill the group. Every turn appends exactly one
+//! `turn_end`, whatever happened, as its last event.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::sync::{broadcast, watch};
+use uuid::Uuid;
+
+use crate::event::{self, Body};
+
+/// How turns run.
+#[derive(Debug, Clone)]
+pub struct AgentSettings {
+    /// The agent program (`claude`).
+    pub bin: String,
+    /// `--model`, unless a prompt names its own.
+    pub model: Option<String>,
+    /// Each session works in `<sessions_dir>/<session id>/`.
+    pub sessions_dir: PathBuf,
+    /// A turn running longer is killed.
+    pub turn_timeout: Duration,
+}
+
+/// One logged event: its id and its JSON text (with the id inside).
+#[derive(Debug)]
+pub struct Event {
+    /// Its position in the log.
+    pub id: u64,
+    /// `{"id": n, "type": …, …}` on one line.
+    pub json: String,
+}
+
+impl Event {
+    /// The SSE frame for it: `id: <n>\ndata: <json>\n\n`.
+    pub fn frame(&self) -> String {
+        format!("id: {}\ndata: {}\n\n", self.id, self.json)
+    }
+}
+
+#[derive(Debug)]
+struct Turn {
+    cancel: watch::Sender<bool>,
+    done: watch::Receiver<bool>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    log: Vec<Arc<Event>>,
+    turn: Option<Turn>,
+    /// The agent announced its session (`system/init`): later turns resume.
+    agent_knows_session: bool,
+}
+
+/// Why a turn could not start.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StartError {
+    /// A turn is running.
+    #[error("a turn is already running in this session")]
+    Busy,
+}
+
+/// One session.
+#[derive(Debug)]
+pub struct Session {
+    /// Its id.
+    pub id: Uuid,
+    state: Mutex<State>,
+    tx: broadcast::Sender<Arc<Event>>,
+}
+
+/// How many events a slow subscriber may fall behind before it catches up
+/// from the log instead.
+const CHANNEL: usize = 1024;
+
+impl Session {
+    fn new(id: Uuid) -> Session {
+        let (tx, _) = broadcast::channel(CHANNEL);
+        Session {
+            id,
+            state: Mutex::new(State::default()),
+            tx,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the log half-appended
+        // (push is the last step), so a poisoned lock is still usable.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn append_locked(&self, state: &mut State, mut body: Body) -> Arc<Event> {
+        let id = state.log.len() as u64;
+        let mut map = serde_json::Map::with_capacity(body.len() + 1);
+        map.insert("id".into(), json!(id));
+        map.append(&mut body);
+        let event = Arc::new(Event {
+            id,
+            json: Value::Object(map).to_string(),
+        });
+        state.log.push(event.clone());
+        // No subscriber is fine: the log keeps it for the next attach.
+        let _ = self.tx.send(event.clone());
+        event
+    }
+
+    /// Appends an event and broadcasts it.
+    pub fn append(&self, body: Body) -> Arc<Event> {
+        let mut state = self.lock();
+        self.append_locked(&mut state, body)
+    }
+
+    /// The log after `after` (all of it for `None`), and a receiver that
+    /// yields exactly the events appended after that snapshot.
+    pub fn attach(&self, after: Option<u64>) -> (Vec<Arc<Event>>, broadcast::Receiver<Arc<Event>>) {
+        let state = self.lock();
+        let start = after.map_or(0, |a| {
+            usize::try_from(a.saturating_add(1)).unwrap_or(usize::MAX)
+        });
+        let replay = state
+            .log
+            .get(start..)
+            .map(<[_]>::to_vec)
+            .unwrap_or_default();
+        (replay, self.tx.subscribe())
+    }
+
+    /// The events from id `from` on (to catch up a subscriber that lagged).
+    pub fn events_from(&self, from: u64) -> Vec<Arc<Event>> {
+        let state = self.lock();
+        let start = usize::try_from(from).unwrap_or(usize::MAX);
+        state
+            .log
+            .get(start..)
+            .map(<[_]>::to_vec)
+            .unwrap_or_default()
+    }
+
+    /// How many events the log holds.
+    pub fn len(&self) -> u64 {
+        self.lock().log.len() as u64
+    }
+
+    /// Whether the log is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether a turn is running.
+    pub fn turn_running(&self) -> bool {
+        self.lock().turn.is_some()
+    }
+
+    /// Starts a detached turn: appends the `user` event and runs the agent.
+    pub fn start_turn(
+        self: &Arc<Self>,
+        prompt: &str,
+        model: Option<&str>,
+        settings: &AgentSettings,
+    ) -> Result<(), StartError> {
+        let (cancel_tx, cancel_rx) = watch::channel(false);
+        let (done_tx, done_rx) = watch::channel(false);
+        let resume = {
+            let mut state = self.lock();
+            if state.turn.is_some() {
+                return Err(StartError::Busy);
+            }
+            state.turn = Some(Turn {
+                cancel: cancel_tx,
+                done: done_rx,
+            });
+            self.append_locked(&mut state, event::user(prompt));
+            state.agent_knows_session
+        };
+        let mut argv = vec![
+            settings.bin.clone(),
+            "-p".into(),
+            prompt.into(),
+            "--output-format".into(),
+            "stream-json".into(),
+            "--verbose".into(),
+        ];
+        if let Some(m) = model.or(settings.model.as_deref()) {
+            argv.extend(["--model".into(), m.to_owned()]);
+        }
+        argv.extend([
+            if resume { "--resume" } else { "--session-id" }.to_owned(),
+            self.id.to_string(),
+        ]);
+        let session = self.clone();
+        let dir = settings.sessions_dir.join(self.id.to_string());
+        let timeout = settings.turn_timeout;
+        tokio::spawn(async move {
+            run_turn(&session, argv, dir, timeout, cancel_rx).await;
+            session.finish_turn();
+            let _ = done_tx.send(true);
+        });
+        Ok(())
+    }
+
+    fn finish_turn(&self) {
+        let mut state = self.lock();
+        self.append_locked(&mut state, event::turn_end());
+        state.turn = None;
+    }
+
+    /// Cancels the running turn and waits (up to `wait`) until it has
+    /// appended its `turn_end`. `false` when no turn was running.
+    pub async fn cancel(&self, wait: Duration) -> bool {
+        let done = {
+            let state = self.lock();
+            match &state.turn {
+                None => return false,
+                Some(turn) => {
+                    let _ = turn.cancel.send(true);
+                    turn.done.clone()
+                }
+            }
+        };
+        let mut done = done;
+        let _ = tokio::time::timeout(wait, done.wait_for(|d| *d)).await;
+        true
+    }
+
+    fn saw_session(&self) {
+        self.lock().agent_knows_session = true;
+    }
+}
+
+fn kill_group(pid: u32) {
+    if let Some(pid) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    {
+        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+    }
+}
+
+async fn cancelled(mut rx: watch::Receiver<bool>) {
+    if rx.wait_for(|c| *c).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Runs one agent process to its end, appending what it says. Does not
+/// append `turn_end` (the caller does, exactly once).
+async fn run_turn(
+    session: &Session,
+    argv: Vec<String>,
+    dir: PathBuf,
+    timeout: Duration,
+    cancel: watch::Receiver<bool>,
+) {
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        session.append(event::error(&format!(
+            "cannot create the session directory {}: {e}",
+            dir.display()
+        )));
+        return;
+    }
+    let Some((program, args)) = argv.split_first() else {
+        return;
+    };
+    let spawned = tokio::process::Command::new(program)
+        .args(args)
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn();
+    let mut child = match spawned {
+        Ok(c) => c,
+        Err(e) => {
+            session.append(event::error(&format!(
+                "cannot start the agent {program:?}: {e}"
+            )));
+            return;
+        }
+    };
+    let pid = child.id().unwrap_or(0);
+    let stderr = child.stderr.take().map(|mut s| {
+        tokio::spawn(async move {
+            let mut buf = Vec::new();
+            let _ = (&mut s).take(64 * 1024).read_to_end(&mut buf).await;
+            // Drain the rest so the agent never blocks on a full pipe.
+            let _ = tokio::io::copy(&mut s, &mut tokio::io::sink()).await;
+            String::from_utf8_lossy(&buf).into_owned()
+        })
+    });
+    let stdout = child.stdout.take();
+    let reading = async {
+        if let Some(out) = stdout {
+            let mut lines = BufReader::new(out).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                for body in event::translate(&line) {
+                    if body.get("type").and_then(Value::as_str) == Some("session") {
+                        session.saw_session();
+                    }
+                    session.append(body);
+                }
+            }
+        }
+        child.wait().await
+    };
+    enum End {
+        Exited(std::io::Result<std::process::ExitStatus>),
+        TimedOut,
+        Cancelled,
+    }
+    let end = tokio::select! {
+        status = reading => End::Exited(status),
+        () = tokio::time::sleep(timeout) => End::TimedOut,
+        () = cancelled(cancel) => End::Cancelled,
+    };
+    // Whatever ended it, nothing of its group may outlive the turn.
+    kill_group(pid);
+    if !matches!(end, End::Exited(_)) {
+        let _ = child.wait().await;
+    }
+    let stderr = match stderr {
+        Some(task) => tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default(),
+        None => String::new(),
+    };
+    match end {
+        End::TimedOut => {
+            session.append(event::error(&format!(
+                "the turn ran past its timeout of {} s and was stopped",
+                timeout.as_secs()
+            )));
+        }
+        End::Cancelled => {
+            session.append(event::cancelled());
+        }
+        End::Exited(Err(e)) => {
+            session.append(event::error(&format!("cannot wait for the agent: {e}")));
+        }
+        End::Exited(Ok(status)) if !status.success() => {
+            let head: String = stderr.chars().take(500).collect();
+            let code = status
+                .code()
+                .map_or_else(|| "a signal".to_owned(), |c| format!("code {c}"));
+            session.append(event::error(&format!(
+                "the agent exited with {code}: {head}"
+            )));
+        }
+        End::Exited(Ok(_)) => {}
+    }
+}
+
+/// Every session of this server.
+#[derive(Debug, Default)]
+pub struct Sessions {
+    map: RwLock<HashMap<Uuid, Arc<Session>>>,
+}
+
+impl Sessions {
+    /// A new, empty session.
+    pub fn create(&self) -> Arc<Session> {
+        let session = Arc::new(Session::new(Uuid::new_v4()));
+        self.map
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(session.id, session.clone());
+        session
+    }
+
+    /// The session with this id (any text that is not a UUID finds none).
+    pub fn get(&self, id: &str) -> Option<Arc<Session>> {
+        let id = Uuid::parse_str(id).ok()?;
+        self.map
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&id)
+            .cloned()
+    }
+
+    /// Cancels every running turn and waits for each to end (shutdown).
+    pub async fn cancel_all(&self, wait: Duration) -> usize {
+        let all: Vec<Arc<Session>> = self
+            .map
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect();
+        let mut n = 0;
+        for s in all {
+            if s.cancel(wait).await {
+                n += 1;
+            }
+        }
+        n
+    }
+}
