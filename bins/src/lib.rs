@@ -5,6 +5,7 @@
 //! decides policy: that is `afk-core`'s. This crate is where I/O (standard
 //! input and output, files, the environment) is allowed.
 
+pub mod breakglass_cmd;
 pub mod campaign;
 pub mod demo;
 pub mod findings;

@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod architecture;
+mod breakglass_bin;
 mod campaign;
 mod crash;
 mod loop_bins;
