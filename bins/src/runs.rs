@@ -59,7 +59,8 @@ pub fn row(run: &Run, now: Timestamp) -> RunRow {
     }
 }
 
-fn age(seconds: u64) -> String {
+/// A short age: `45s`, `12m`, `3h05m`.
+pub(crate) fn age(seconds: u64) -> String {
     match seconds {
         s if s < 120 => format!("{s}s"),
         s if s < 7200 => format!("{}m", s / 60),

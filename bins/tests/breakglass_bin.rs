@@ -2,9 +2,9 @@
 //! flags, refusal without credentials, JSON logs without the token, and a
 //! clean stop on SIGTERM that kills a running turn.
 
+use crate::processes::{dead, wait_until};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_breakglass");
 
@@ -112,14 +112,9 @@ fn it_serves_logs_without_the_token_and_stops_cleanly() {
         dir.join("sessions").join(id)
     });
     let pids_file = session_dir.join("pids");
-    let start = std::time::Instant::now();
-    while std::fs::read_to_string(&pids_file).map_or(true, |t| t.lines().count() < 2) {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "the agent never started"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until("the agent to start", || {
+        std::fs::read_to_string(&pids_file).is_ok_and(|t| t.lines().count() == 2)
+    });
     let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
     rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
     let status = child.wait().unwrap();
@@ -138,19 +133,7 @@ fn it_serves_logs_without_the_token_and_stops_cleanly() {
     );
     // SIGKILL lands asynchronously: "gone" is awaited (bounded), not sampled.
     for pid in std::fs::read_to_string(&pids_file).unwrap().lines() {
-        let alive = || {
-            std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).is_ok_and(|s| {
-                !s.rsplit_once(')')
-                    .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
-            })
-        };
-        let start = std::time::Instant::now();
-        while alive() {
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "agent process {pid} outlived the server"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let pid: u32 = pid.trim().parse().unwrap();
+        wait_until(&format!("agent process {pid} to be gone"), || dead(pid));
     }
 }

@@ -4,9 +4,10 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
 
 use serde_json::Value;
+
+use crate::processes::{dead, wait_until};
 
 const AFK: &str = env!("CARGO_BIN_EXE_afk");
 
@@ -92,26 +93,6 @@ fn last_session(dir: &Path) -> Value {
         .collect();
     files.sort();
     serde_json::from_str(&read(files.last().unwrap())).unwrap()
-}
-
-/// Awaits a condition, polling, for at most 20 s.
-fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !condition() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// Whether process `pid` is gone (an unreaped zombie counts as gone).
-fn dead(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| {
-        stat.rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
-    })
 }
 
 fn pids(file: &Path) -> Vec<u32> {

@@ -13,4 +13,5 @@ mod loop_bins;
 mod loop_e2e;
 mod manifests;
 mod policy_cli;
+mod processes;
 mod world;

@@ -10,6 +10,7 @@
 //! - [`event`]: the event vocabulary and the agent's stream-json translator;
 //! - [`sse`]: the attach stream (replay, `caught-up`, live tail, keepalive);
 //! - [`power`]: the whitelisted VM power verbs over ssh;
+//! - [`process`]: child processes in their own process groups;
 //! - [`auth`]: bearer token or trusted identity header;
 //! - [`server`]: the axum router and graceful shutdown.
 //!
@@ -19,6 +20,7 @@
 pub mod auth;
 pub mod event;
 pub mod power;
+pub mod process;
 pub mod server;
 pub mod session;
 pub mod sse;

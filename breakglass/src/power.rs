@@ -6,11 +6,11 @@
 //! exists. An accepted verb runs `<ssh> <host> <verb>` as an argument vector
 //! (never a shell), in its own process group, killed at the timeout.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tokio::io::AsyncReadExt;
+
+use crate::process;
 
 /// Every verb.
 pub const VERBS: [&str; 6] = ["status", "forensics", "reset", "stop", "start", "cycle"];
@@ -61,18 +61,6 @@ impl VerbOutcome {
     }
 }
 
-const OUTPUT_LIMIT: u64 = 64 * 1024;
-
-async fn read_limited(stream: Option<impl tokio::io::AsyncRead + Unpin>) -> String {
-    let Some(mut s) = stream else {
-        return String::new();
-    };
-    let mut buf = Vec::new();
-    let _ = (&mut s).take(OUTPUT_LIMIT).read_to_end(&mut buf).await;
-    let _ = tokio::io::copy(&mut s, &mut tokio::io::sink()).await;
-    String::from_utf8_lossy(&buf).into_owned()
-}
-
 /// Runs `verb` if it is on the list; otherwise returns a rejection without
 /// starting anything.
 pub async fn run_verb(settings: &PowerSettings, verb: &str) -> VerbOutcome {
@@ -92,14 +80,7 @@ pub async fn run_verb(settings: &PowerSettings, verb: &str) -> VerbOutcome {
         outcome.stderr = "no VM host is configured (BREAKGLASS_SSH_HOST)".into();
         return outcome;
     };
-    let spawned = tokio::process::Command::new(&settings.ssh_bin)
-        .args([host, verb])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true)
-        .spawn();
+    let spawned = process::spawn_in_group(&settings.ssh_bin, &[host, verb], None);
     let mut child = match spawned {
         Ok(c) => c,
         Err(e) => {
@@ -108,28 +89,15 @@ pub async fn run_verb(settings: &PowerSettings, verb: &str) -> VerbOutcome {
         }
     };
     let pid = child.id().unwrap_or(0);
-    let out = tokio::spawn(read_limited(child.stdout.take()));
-    let err = tokio::spawn(read_limited(child.stderr.take()));
+    let out = process::read_capped(child.stdout.take());
+    let err = process::read_capped(child.stderr.take());
     let status = tokio::time::timeout(settings.timeout, child.wait()).await;
-    if let Some(pid) = i32::try_from(pid)
-        .ok()
-        .and_then(rustix::process::Pid::from_raw)
-    {
-        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
-    }
-    let timed_out = status.is_err();
-    if timed_out {
+    process::kill_group(pid);
+    if status.is_err() {
         let _ = child.wait().await;
     }
-    let collect = |t: tokio::task::JoinHandle<String>| async move {
-        tokio::time::timeout(Duration::from_secs(5), t)
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .unwrap_or_default()
-    };
-    outcome.stdout = collect(out).await;
-    outcome.stderr = collect(err).await;
+    outcome.stdout = process::collect(out).await;
+    outcome.stderr = process::collect(err).await;
     match status {
         Ok(Ok(s)) => outcome.exit_code = s.code(),
         Ok(Err(e)) => outcome

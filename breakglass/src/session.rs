@@ -18,16 +18,16 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::{broadcast, watch};
 use uuid::Uuid;
 
 use crate::event::{self, Body};
+use crate::process;
 
 /// How turns run.
 #[derive(Debug, Clone)]
@@ -249,15 +249,6 @@ impl Session {
     }
 }
 
-fn kill_group(pid: u32) {
-    if let Some(pid) = i32::try_from(pid)
-        .ok()
-        .and_then(rustix::process::Pid::from_raw)
-    {
-        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
-    }
-}
-
 async fn cancelled(mut rx: watch::Receiver<bool>) {
     if rx.wait_for(|c| *c).await.is_err() {
         std::future::pending::<()>().await;
@@ -283,15 +274,8 @@ async fn run_turn(
     let Some((program, args)) = argv.split_first() else {
         return;
     };
-    let spawned = tokio::process::Command::new(program)
-        .args(args)
-        .current_dir(&dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true)
-        .spawn();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let spawned = process::spawn_in_group(program, &args, Some(&dir));
     let mut child = match spawned {
         Ok(c) => c,
         Err(e) => {
@@ -302,15 +286,7 @@ async fn run_turn(
         }
     };
     let pid = child.id().unwrap_or(0);
-    let stderr = child.stderr.take().map(|mut s| {
-        tokio::spawn(async move {
-            let mut buf = Vec::new();
-            let _ = (&mut s).take(64 * 1024).read_to_end(&mut buf).await;
-            // Drain the rest so the agent never blocks on a full pipe.
-            let _ = tokio::io::copy(&mut s, &mut tokio::io::sink()).await;
-            String::from_utf8_lossy(&buf).into_owned()
-        })
-    });
+    let stderr = process::read_capped(child.stderr.take());
     let stdout = child.stdout.take();
     let reading = async {
         if let Some(out) = stdout {
@@ -337,18 +313,11 @@ async fn run_turn(
         () = cancelled(cancel) => End::Cancelled,
     };
     // Whatever ended it, nothing of its group may outlive the turn.
-    kill_group(pid);
+    process::kill_group(pid);
     if !matches!(end, End::Exited(_)) {
         let _ = child.wait().await;
     }
-    let stderr = match stderr {
-        Some(task) => tokio::time::timeout(Duration::from_secs(5), task)
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .unwrap_or_default(),
-        None => String::new(),
-    };
+    let stderr = process::collect(stderr).await;
     match end {
         End::TimedOut => {
             session.append(event::error(&format!(

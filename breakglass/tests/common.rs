@@ -124,6 +124,17 @@ impl Server {
             .status()
     }
 
+    /// `POST …/cancel`, its JSON answer.
+    pub async fn cancel(&self, session: &str) -> Value {
+        self.post(&format!("/api/session/{session}/cancel"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     pub fn session_dir(&self, session: &str) -> PathBuf {
         self.dir.join("sessions").join(session)
     }
@@ -254,4 +265,12 @@ pub async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
     })
     .await;
     assert!(result.is_ok(), "timed out waiting for {what}");
+}
+
+/// Awaits every pid listed in `file` (one per line) being gone.
+pub async fn all_gone(file: &Path) {
+    for pid in std::fs::read_to_string(file).unwrap().lines() {
+        let pid: u32 = pid.trim().parse().unwrap();
+        wait_until(&format!("process {pid} gone"), || dead(pid)).await;
+    }
 }

@@ -175,15 +175,7 @@ async fn session_routes_answer_with_the_spec_status_codes() {
         !server.app.sessions.get(&id).unwrap().turn_running(),
         "no bad body started a turn"
     );
-    let cancel: Value = server
-        .post(&format!("/api/session/{id}/cancel"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(cancel, json!({"cancelled": false}));
+    assert_eq!(server.cancel(&id).await, json!({"cancelled": false}));
     let resp = prompt("{\"prompt\": \"GATE hello\"}").await.unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(
@@ -194,15 +186,7 @@ async fn session_routes_answer_with_the_spec_status_codes() {
         prompt("{\"prompt\": \"again\"}").await.unwrap().status(),
         409
     );
-    let cancel: Value = server
-        .post(&format!("/api/session/{id}/cancel"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(cancel, json!({"cancelled": true}));
+    assert_eq!(server.cancel(&id).await, json!({"cancelled": true}));
 }
 
 #[tokio::test]

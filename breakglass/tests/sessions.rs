@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use breakglass::session::Sessions;
 use futures_util::StreamExt;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::common::*;
 
@@ -219,30 +219,11 @@ async fn cancel_kills_the_agent_and_its_children_then_ends_the_turn() {
         std::fs::read_to_string(&pids_file).is_ok_and(|t| t.lines().count() == 2)
     })
     .await;
-    let resp: Value = server
-        .post(&format!("/api/session/{id}/cancel"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(resp, json!({"cancelled": true}));
+    assert_eq!(server.cancel(&id).await, json!({"cancelled": true}));
     let rest = sse.events_until(is_turn_end).await;
     assert_eq!(types(&rest), ["cancelled", "turn_end"]);
-    for pid in std::fs::read_to_string(&pids_file).unwrap().lines() {
-        let pid: u32 = pid.trim().parse().unwrap();
-        wait_until(&format!("process {pid} gone"), || dead(pid)).await;
-    }
-    let again: Value = server
-        .post(&format!("/api/session/{id}/cancel"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(again, json!({"cancelled": false}));
+    all_gone(&pids_file).await;
+    assert_eq!(server.cancel(&id).await, json!({"cancelled": false}));
     assert_eq!(server.prompt(&id, "after cancel").await, 200);
 }
 
@@ -263,13 +244,7 @@ async fn a_turn_past_its_timeout_is_killed_and_says_so() {
         .unwrap()
         .to_owned();
     assert!(message.contains("timeout of 1 s"), "{message}");
-    for pid in std::fs::read_to_string(server.session_dir(&id).join("pids"))
-        .unwrap()
-        .lines()
-    {
-        let pid: u32 = pid.trim().parse().unwrap();
-        wait_until(&format!("process {pid} gone"), || dead(pid)).await;
-    }
+    all_gone(&server.session_dir(&id).join("pids")).await;
 }
 
 #[tokio::test]
@@ -285,6 +260,17 @@ async fn a_failing_agent_reports_its_stderr_and_a_missing_one_says_so() {
         message.contains("exited with code 2") && message.contains("model overloaded"),
         "{message}"
     );
+    // The failed turn had started the agent's session, so the next turn must
+    // resume it (the agent refuses a second --session-id for it).
+    assert_eq!(server.prompt(&id, "try again").await, 200);
+    let retry = sse.events_until(is_turn_end).await;
+    assert_eq!(
+        types(&retry)[retry.len() - 2..],
+        ["result", "turn_end"],
+        "{retry:?}"
+    );
+    let argv = std::fs::read_to_string(server.session_dir(&id).join("argv.log")).unwrap();
+    assert_eq!(argv, format!("--session-id {id}\n--resume {id}\n"));
 
     let dir = scratch("missing");
     let mut s = settings(&dir);

@@ -249,9 +249,7 @@ fn finding(root: &std::path::Path, command: FindingCommand) -> Result<(String, u
             agent,
             entry_id,
         } => {
-            let now = time::OffsetDateTime::now_utc()
-                .format(&time::format_description::well_known::Rfc3339)
-                .unwrap_or_default();
+            let now = bins::campaign::now_rfc3339();
             let id = bins::findings::add(root, kind, &entry, &agent, entry_id.as_deref(), &now)?;
             Ok((format!("{id}\n"), exit::OK))
         }

@@ -127,10 +127,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
-fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
+/// Now, as RFC 3339 UTC text.
+pub fn now_rfc3339() -> String {
+    afk_core::Timestamp::from_offset_date_time(time::OffsetDateTime::now_utc()).to_rfc3339()
 }
 
 fn stamp() -> String {
@@ -469,7 +468,6 @@ struct Live {
     session_path: PathBuf,
     session: Value,
     reporter: Reporter,
-    failed: usize,
 }
 
 impl Live {
@@ -490,12 +488,29 @@ impl Live {
         }
     }
 
+    /// How many items failed in this run (from the session's record).
+    fn failed(&self) -> usize {
+        self.session["items"].as_array().map_or(0, |items| {
+            items.iter().filter(|i| i["status"] == "failed").count()
+        })
+    }
+
     fn record(&mut self, entry: Value) {
         if let Some(items) = self.session.get_mut("items").and_then(Value::as_array_mut) {
             items.push(entry);
         }
         self.save_session();
     }
+}
+
+/// The ids of the rows marked ⏳.
+fn running_ids(checklist: &Checklist) -> Vec<&str> {
+    checklist
+        .items
+        .iter()
+        .filter(|i| i.status == Status::Running)
+        .map(|i| i.id.as_str())
+        .collect()
 }
 
 /// Handles a run that died: kills the agent groups it recorded, turns every
@@ -520,12 +535,7 @@ fn clean_up_dead_run(
         }
     }
     let (_, parsed) = load_checklist(checklist)?;
-    let running: Vec<&str> = parsed
-        .items
-        .iter()
-        .filter(|i| i.status == Status::Running)
-        .map(|i| i.id.as_str())
-        .collect();
+    let running = running_ids(&parsed);
     if !running.is_empty() {
         mark(checklist, &running, Status::Todo)?;
         notes.push(format!("turned {} back to to-do", running.join(", ")));
@@ -550,12 +560,7 @@ pub fn run(root: &Path, args: &RunArgs, out: &mut dyn Write) -> Result<u8, Strin
         ));
     }
     let (_, parsed) = load_checklist(&path)?;
-    let running: Vec<&str> = parsed
-        .items
-        .iter()
-        .filter(|i| i.status == Status::Running)
-        .map(|i| i.id.as_str())
-        .collect();
+    let running = running_ids(&parsed);
     if args.dry_run {
         return dry_run(&campaign, &parsed, &running, out).map(|()| exit::OK);
     }
@@ -613,7 +618,6 @@ pub fn run(root: &Path, args: &RunArgs, out: &mut dyn Write) -> Result<u8, Strin
         session_path,
         session,
         reporter,
-        failed: 0,
     };
     live.save_session();
 
@@ -626,7 +630,7 @@ pub fn run(root: &Path, args: &RunArgs, out: &mut dyn Write) -> Result<u8, Strin
     let (outcome, code) = match &result {
         Ok(STOP_INTERRUPTED) => ("interrupted", STOPPED),
         Ok(STOP_CANCELLED) => ("cancelled", STOPPED),
-        Ok(_) if live.failed > 0 => ("finished-with-failures", exit::PARTIAL),
+        Ok(_) if live.failed() > 0 => ("finished-with-failures", exit::PARTIAL),
         Ok(_) => ("finished", exit::OK),
         Err(_) => ("error", exit::PARTIAL),
     };
@@ -893,8 +897,10 @@ fn finish_item(
     let path = &campaign.checklist_path;
     live.active.in_flight.retain(|f| f.id != item.id);
     let log = rel(root, &job.log);
-    let (status, reason, entry) = match &result {
-        Ok(run) if run.cancelled => (Status::Todo, Some("stopped; back to to-do".to_owned()), run),
+    // An agent that never ran fails its row with the reason; the round goes on.
+    let (status, reason) = match &result {
+        Err(e) => (Status::Failed, Some(e.to_string())),
+        Ok(run) if run.cancelled => (Status::Todo, Some("stopped; back to to-do".to_owned())),
         Ok(run) => {
             let report = campaign.item_dir(item).join("FINAL_REPORT.md");
             let evidence = RunEvidence {
@@ -905,7 +911,11 @@ fn finish_item(
                 report_bytes: std::fs::metadata(&report).ok().map(|m| m.len()),
             };
             match decide::judge(&evidence) {
-                Ok(()) => (Status::Done, None, run),
+                Ok(()) => (Status::Done, None),
+                Err(FailReason::TimedOut) => (
+                    Status::Failed,
+                    Some(format!("killed at the timeout ({:?})", campaign.timeout)),
+                ),
                 Err(reason) => {
                     let mut why = reason.to_string();
                     if matches!(reason, FailReason::ExitCode(_))
@@ -913,54 +923,34 @@ fn finish_item(
                     {
                         why.push_str(&format!("; stderr: {}", run.stderr_head.trim()));
                     }
-                    if reason == FailReason::TimedOut {
-                        why = format!("killed at the timeout ({:?})", campaign.timeout);
-                    }
-                    (Status::Failed, Some(why), run)
+                    (Status::Failed, Some(why))
                 }
             }
-        }
-        Err(e) => {
-            // The agent never ran: the row fails with the reason, and the
-            // round goes on.
-            let why = e.to_string();
-            mark(path, &[&item.id], Status::Failed)?;
-            live.failed += 1;
-            live.reporter.line(&format!("{} ❌ failed: {why}", item.id));
-            live.record(json!({"id": item.id, "tier": item.tier, "status": "failed", "reason": why, "log": log}));
-            live.save_active(root);
-            return Ok(());
         }
     };
     mark(path, &[&item.id], status)?;
     live.save_active(root);
-    let secs = entry.duration.as_secs_f64();
+    let run = result.as_ref().ok();
+    let duration = run.map_or(Duration::ZERO, |r| r.duration);
+    let secs = duration.as_secs_f64();
     let (_, parsed) = load_checklist(path)?;
     let counts = Counts::of(&parsed);
-    match (&status, &reason) {
-        (Status::Done, _) => live
-            .reporter
-            .line(&format!("{} ✅ done in {secs:.1}s [{counts}]", item.id)),
-        (Status::Todo, _) => live.reporter.line(&format!(
-            "{} ☐ stopped after {secs:.1}s; back to to-do",
-            item.id
-        )),
-        (_, why) => {
-            live.failed += 1;
-            live.reporter.line(&format!(
-                "{} ❌ failed after {secs:.1}s: {} (log: {log}) [{counts}]",
-                item.id,
-                why.as_deref().unwrap_or("unknown")
-            ));
-        }
-    }
+    live.reporter.line(&match status {
+        Status::Done => format!("{} ✅ done in {secs:.1}s [{counts}]", item.id),
+        Status::Todo => format!("{} ☐ stopped after {secs:.1}s; back to to-do", item.id),
+        _ => format!(
+            "{} ❌ failed after {secs:.1}s: {} (log: {log}) [{counts}]",
+            item.id,
+            reason.as_deref().unwrap_or("unknown")
+        ),
+    });
     live.record(json!({
         "id": item.id,
         "tier": item.tier,
         "status": match status { Status::Done => "done", Status::Todo => "stopped", _ => "failed" },
         "reason": reason,
-        "exit_code": entry.exit_code,
-        "duration_ms": u64::try_from(entry.duration.as_millis()).unwrap_or(u64::MAX),
+        "exit_code": run.and_then(|r| r.exit_code),
+        "duration_ms": u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
         "log": log,
     }));
     live.reporter.progress(counts);
@@ -1224,19 +1214,11 @@ fn tier_counts(checklist: &Checklist) -> Vec<(u32, String, [usize; 4])> {
 }
 
 fn elapsed_since(rfc3339: &str) -> String {
-    let Ok(then) =
-        time::OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339)
-    else {
-        return "?".into();
-    };
-    let secs = (time::OffsetDateTime::now_utc() - then)
-        .whole_seconds()
-        .max(0);
-    if secs >= 3600 {
-        format!("{}h{:02}m", secs / 3600, secs / 60 % 60)
-    } else {
-        format!("{}m{:02}s", secs / 60, secs % 60)
-    }
+    let now = afk_core::Timestamp::from_offset_date_time(time::OffsetDateTime::now_utc());
+    afk_core::Timestamp::parse_rfc3339(rfc3339).map_or_else(
+        |_| "?".into(),
+        |then| crate::runs::age(now.seconds_since(then)),
+    )
 }
 
 /// The active run, described: `(text, json)`.

@@ -130,9 +130,9 @@ pub fn claim_active(root: &Path, run: &ActiveRun) -> Result<bool, String> {
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let path = active_path(root);
     let text = format!("{:#}\n", run.to_json());
-    // The claim is an exclusive create of a temporary name, renamed into
-    // place only if no active file exists: write then hard-link, which fails
-    // when the target exists, so the claim and the content arrive together.
+    // Write the content under a private name, then hard-link it into place:
+    // the link fails when an active file exists, so the claim is exclusive
+    // and a reader never sees the file without its content.
     let temp = dir.join(format!(".active-run.{}.json", std::process::id()));
     std::fs::write(&temp, &text).map_err(|e| format!("cannot write {}: {e}", temp.display()))?;
     let linked = std::fs::hard_link(&temp, &path);
