@@ -11,13 +11,12 @@
 //! - [`github`]: the GitHub tracker and the build stage (checks, statuses);
 //! - [`woodpecker`]: the deploy stage;
 //! - [`rollout`]: the Kubernetes rollout stage;
-//! - [`notify`]: Slack, ntfy and log doorbells;
-//! - [`agent`]: local agent processes (`claude`, `opencode`, any command)
-//!   for the checklist runner;
-//! - [`files`]: whole-file atomic replacement.
+//! - [`notify`]: Slack, ntfy and log doorbells.
+//!
+//! Local agent processes and the checklist runner's files are not here: they
+//! belong to the `runner` crate and the `afk-process` toolkit, so that
+//! nothing local links the HTTP and Kubernetes clients.
 
-pub mod agent;
-pub mod files;
 pub mod github;
 pub mod http;
 pub mod notify;

@@ -9,7 +9,6 @@ mod ci_wire;
 mod common;
 mod executor_contract;
 mod github_wire;
-mod local_agents;
 mod notify_wire;
 mod t3_fixture;
 mod t3_wire;

@@ -987,32 +987,3 @@ async fn finish(
         .await?;
     Ok(())
 }
-
-/// A clock that always says the same time (tests, the demo).
-#[derive(Debug, Clone)]
-pub struct FixedClock(pub std::sync::Arc<std::sync::Mutex<Timestamp>>);
-
-impl FixedClock {
-    /// A clock stopped at `t`.
-    pub fn at(t: Timestamp) -> Self {
-        FixedClock(std::sync::Arc::new(std::sync::Mutex::new(t)))
-    }
-
-    /// Moves the clock forward.
-    pub fn advance(&self, seconds: u64) {
-        let mut t = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        *t = t.plus_seconds(seconds);
-    }
-}
-
-impl Clock for FixedClock {
-    fn now(&self) -> Timestamp {
-        *self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-}

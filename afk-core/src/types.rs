@@ -229,6 +229,15 @@ pub struct TimestampError {
     pub value: String,
 }
 
+/// A short age for tables: `45s`, `12m`, `3h05m`.
+pub fn short_age(seconds: u64) -> String {
+    match seconds {
+        s if s < 120 => format!("{s}s"),
+        s if s < 7200 => format!("{}m", s / 60),
+        s => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
 impl Timestamp {
     /// Reads an RFC 3339 time such as `2026-06-10T12:00:00Z`; any offset is
     /// converted to UTC.

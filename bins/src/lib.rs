@@ -6,14 +6,11 @@
 //! input and output, files, the environment) is allowed.
 
 pub mod breakglass_cmd;
-pub mod campaign;
-pub mod demo;
-pub mod findings;
+pub mod campaign_cmd;
 pub mod json_input;
 pub mod loop_cmd;
 pub mod policy;
 pub mod runs;
-pub mod sim_world;
 
 /// Exit codes shared by every afk binary.
 pub mod exit {

@@ -2,118 +2,14 @@
 //!
 //! It uses the same settings as the CronJob binaries and the same discovery
 //! as the watcher (`afk_core::tick::find_runs`), so it lists exactly what the
-//! watcher drives. It writes nothing.
-
-use std::fmt::Write as _;
+//! watcher drives; `checklist::runs` renders them. It writes nothing.
 
 use afk_adapters::http::{Http, HttpSettings};
-use afk_core::tick::{Entry, Level, Run, TickReport, find_runs};
-use afk_core::{Config, Timestamp};
+use afk_core::Config;
+use afk_core::tick::{Entry, Run, TickReport, find_runs};
 use checklist::ProgressComment;
-use serde_json::{Value, json};
 
 use crate::loop_cmd::{BadConfig, LoopArgs, github_tracker};
-
-/// One run, summarised.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RunRow {
-    /// `repo#n`.
-    pub key: String,
-    /// Where it stands, in a few words.
-    pub phase: String,
-    /// The thread working it.
-    pub thread_id: String,
-    /// Seconds since the first dispatch.
-    pub age_seconds: u64,
-    /// Thread attempt (0 = the first thread).
-    pub attempt: u32,
-    /// Corrective turns sent.
-    pub fix_forward_attempts: u32,
-    /// The last CI verdict read, if any.
-    pub last_ci: Option<String>,
-    /// The newest commit pushed for it.
-    pub commit: Option<String>,
-}
-
-/// Summarises a run at `now`.
-pub fn row(run: &Run, now: Timestamp) -> RunRow {
-    let r = &run.record;
-    let phase = match (&r.outcome, &r.commit) {
-        (Some(o), _) if r.notified => format!("{}: cleaning up", o.kind.as_str()),
-        (Some(o), _) => format!("{}: doorbell pending", o.kind.as_str()),
-        (None, None) => "agent working, nothing pushed".to_owned(),
-        (None, Some(_)) => format!(
-            "pushed, CI {}",
-            r.last_ci.map_or("not read yet", |c| c.as_str())
-        ),
-    };
-    RunRow {
-        key: format!("{}#{}", run.issue.repo, run.issue.number),
-        phase,
-        thread_id: r.thread_id.clone(),
-        age_seconds: now.seconds_since(r.dispatched_at),
-        attempt: r.attempt,
-        fix_forward_attempts: r.fix_forward_attempts,
-        last_ci: r.last_ci.map(|c| c.as_str().to_owned()),
-        commit: r.commit.clone(),
-    }
-}
-
-/// A short age: `45s`, `12m`, `3h05m`.
-pub(crate) fn age(seconds: u64) -> String {
-    match seconds {
-        s if s < 120 => format!("{s}s"),
-        s if s < 7200 => format!("{}m", s / 60),
-        s => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
-    }
-}
-
-/// A table for a terminal.
-pub fn table(rows: &[RunRow]) -> String {
-    if rows.is_empty() {
-        return "no runs in flight\n".to_owned();
-    }
-    let mut out = format!(
-        "{:<22} {:<34} {:>7} {:>8}  {:<10} {}\n",
-        "RUN", "PHASE", "AGE", "ATTEMPTS", "COMMIT", "THREAD"
-    );
-    for r in rows {
-        let attempts = format!("{}/{}", r.attempt, r.fix_forward_attempts);
-        let commit: String = r
-            .commit
-            .as_deref()
-            .unwrap_or("-")
-            .chars()
-            .take(10)
-            .collect();
-        let _ = writeln!(
-            out,
-            "{:<22} {:<34} {:>7} {:>8}  {:<10} {}",
-            r.key,
-            r.phase,
-            age(r.age_seconds),
-            attempts,
-            commit,
-            r.thread_id
-        );
-    }
-    out
-}
-
-/// The JSON form (`--json`).
-pub fn to_json(rows: &[RunRow], problems: &[Entry]) -> Value {
-    json!({
-        "runs": rows.iter().map(|r| json!({
-            "run": r.key, "phase": r.phase, "thread_id": r.thread_id, "age_seconds": r.age_seconds,
-            "attempt": r.attempt, "fix_forward_attempts": r.fix_forward_attempts,
-            "last_ci": r.last_ci, "commit": r.commit,
-        })).collect::<Vec<_>>(),
-        "problems": problems.iter().map(|e| json!({
-            "level": match e.level { Level::Info => "info", Level::Warn => "warn", Level::Error => "error" },
-            "repo": e.repo, "issue": e.issue, "message": e.message,
-        })).collect::<Vec<_>>(),
-    })
-}
 
 /// Reads the runs in flight.
 ///
@@ -129,33 +25,4 @@ pub async fn read(args: &LoopArgs) -> Result<(Config, Vec<Run>, Vec<Entry>), Bad
     let tracker = github_tracker(args, &http)?;
     let runs = find_runs(&tracker, &ProgressComment, &config, &mut report).await;
     Ok((config, runs, report.entries))
-}
-
-/// `afk runs show repo#n`: the run's record (JSON) and its checklist.
-pub fn show(run: &Run) -> String {
-    let checklist: String = run
-        .comment
-        .body
-        .lines()
-        .filter(|l| !l.trim_start().starts_with("<!-- afk-run"))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    let record = checklist::marker_line(&run.record);
-    let json = record
-        .trim_start_matches("<!-- afk-run v1 ")
-        .trim_end_matches(" -->")
-        .replace("\\u003c", "<")
-        .replace("\\u003e", ">")
-        .replace("\\u0026", "&");
-    let pretty = serde_json::from_str::<Value>(&json)
-        .ok()
-        .and_then(|v| serde_json::to_string_pretty(&v).ok())
-        .unwrap_or(json);
-    format!(
-        "{}#{} ({})\n\nrun record:\n{pretty}\n\n{}",
-        run.issue.repo,
-        run.issue.number,
-        if run.issue.open { "open" } else { "closed" },
-        checklist.trim_end()
-    )
 }

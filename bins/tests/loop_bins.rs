@@ -117,8 +117,9 @@ async fn a_poll_and_a_watch_through_the_binaries() {
 
     // CI green: the watcher closes it and rings Slack. The binaries read the
     // real clock, so the agent's push happens in real time too.
-    *w.clock.0.lock().unwrap() =
-        afk_core::Timestamp::from_offset_date_time(time::OffsetDateTime::now_utc()).plus_seconds(5);
+    w.clock.set(
+        afk_core::Timestamp::from_offset_date_time(time::OffsetDateTime::now_utc()).plus_seconds(5),
+    );
     w.push("infra", 7, "abc1234def");
     w.ci("infra", "abc1234def", "green");
     let e = env.clone();
@@ -310,8 +311,9 @@ async fn an_empty_mounted_secret_switches_an_optional_notifier_off() {
             .code,
         0
     );
-    *w.clock.0.lock().unwrap() =
-        afk_core::Timestamp::from_offset_date_time(time::OffsetDateTime::now_utc()).plus_seconds(5);
+    w.clock.set(
+        afk_core::Timestamp::from_offset_date_time(time::OffsetDateTime::now_utc()).plus_seconds(5),
+    );
     w.push("infra", 7, "abc1234def");
     w.ci("infra", "abc1234def", "green");
     let r = tokio::task::spawn_blocking(move || run("afk-watcher", &env, &[]))

@@ -8,9 +8,7 @@
 mod architecture;
 mod breakglass_bin;
 mod campaign;
-mod crash;
 mod loop_bins;
-mod loop_e2e;
 mod manifests;
 mod policy_cli;
 mod processes;

@@ -1,3 +1,3 @@
-//! The simulated world of `bins::sim_world`, as the tests use it.
+//! The simulated world of `afk_demo::world`, as the tests use it.
 
-pub use bins::sim_world::{REPO, World, actions};
+pub use afk_demo::world::{REPO, World};

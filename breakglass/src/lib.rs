@@ -10,9 +10,11 @@
 //! - [`event`]: the event vocabulary and the agent's stream-json translator;
 //! - [`sse`]: the attach stream (replay, `caught-up`, live tail, keepalive);
 //! - [`power`]: the whitelisted VM power verbs over ssh;
-//! - [`process`]: child processes in their own process groups;
 //! - [`auth`]: bearer token or trusted identity header;
 //! - [`server`]: the axum router and graceful shutdown.
+//!
+//! Agent turns and power verbs are started, watched and stopped by the
+//! `afk-process` toolkit, the same code the checklist runner uses.
 //!
 //! It does not persist sessions across restarts (a restart starts with none)
 //! and it is not part of the AFK loop.
@@ -20,7 +22,6 @@
 pub mod auth;
 pub mod event;
 pub mod power;
-pub mod process;
 pub mod server;
 pub mod session;
 pub mod sse;

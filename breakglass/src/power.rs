@@ -10,12 +10,16 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::process;
-
 /// Every verb.
 pub const VERBS: [&str; 6] = ["status", "forensics", "reset", "stop", "start", "cycle"];
 /// The verbs that change the VM's power state (the page asks first).
 pub const MUTATING: [&str; 4] = ["reset", "stop", "start", "cycle"];
+
+/// At most this much of a verb's stdout and stderr is kept.
+const OUTPUT_KEPT: u64 = 64 * 1024;
+
+/// How long the output readers may take once the verb's group is gone.
+const GRACE: Duration = Duration::from_secs(5);
 
 /// The verb `text` names, exactly, or `None`.
 pub fn parse_verb(text: &str) -> Option<&'static str> {
@@ -80,24 +84,27 @@ pub async fn run_verb(settings: &PowerSettings, verb: &str) -> VerbOutcome {
         outcome.stderr = "no VM host is configured (BREAKGLASS_SSH_HOST)".into();
         return outcome;
     };
-    let spawned = process::spawn_in_group(&settings.ssh_bin, &[host, verb], None);
-    let mut child = match spawned {
-        Ok(c) => c,
+    let spec = afk_process::Spec {
+        argv: vec![settings.ssh_bin.clone(), host.to_owned(), verb.to_owned()],
+        ..afk_process::Spec::default()
+    };
+    let mut group = match afk_process::Group::spawn(&spec) {
+        Ok(g) => g,
         Err(e) => {
             outcome.stderr = format!("cannot start {:?}: {e}", settings.ssh_bin);
             return outcome;
         }
     };
-    let pid = child.id().unwrap_or(0);
-    let out = process::read_capped(child.stdout.take());
-    let err = process::read_capped(child.stderr.take());
-    let status = tokio::time::timeout(settings.timeout, child.wait()).await;
-    process::kill_group(pid);
-    if status.is_err() {
-        let _ = child.wait().await;
-    }
-    outcome.stdout = process::collect(out).await;
-    outcome.stderr = process::collect(err).await;
+    let out = afk_process::read_capped(group.take_stdout(), OUTPUT_KEPT);
+    let err = afk_process::read_capped(group.take_stderr(), OUTPUT_KEPT);
+    let end = group.supervise(async {}, settings.timeout, None).await;
+    let text = |bytes: Vec<u8>| String::from_utf8_lossy(&bytes).into_owned();
+    outcome.stdout = text(afk_process::collect(out, GRACE).await);
+    outcome.stderr = text(afk_process::collect(err, GRACE).await);
+    let status = match end {
+        afk_process::End::Exited(status) => Ok(status),
+        afk_process::End::TimedOut | afk_process::End::Cancelled => Err(()),
+    };
     match status {
         Ok(Ok(s)) => outcome.exit_code = s.code(),
         Ok(Err(e)) => outcome

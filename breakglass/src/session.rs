@@ -27,7 +27,7 @@ use tokio::sync::{broadcast, watch};
 use uuid::Uuid;
 
 use crate::event::{self, Body};
-use crate::process;
+use afk_process::End;
 
 /// How turns run.
 #[derive(Debug, Clone)]
@@ -249,11 +249,8 @@ impl Session {
     }
 }
 
-async fn cancelled(mut rx: watch::Receiver<bool>) {
-    if rx.wait_for(|c| *c).await.is_err() {
-        std::future::pending::<()>().await;
-    }
-}
+/// At most this much of an agent's stderr is kept for its error event.
+const STDERR_KEPT: u64 = 64 * 1024;
 
 /// Runs one agent process to its end, appending what it says. Does not
 /// append `turn_end` (the caller does, exactly once).
@@ -271,13 +268,16 @@ async fn run_turn(
         )));
         return;
     }
-    let Some((program, args)) = argv.split_first() else {
+    let Some(program) = argv.first() else {
         return;
     };
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let spawned = process::spawn_in_group(program, &args, Some(&dir));
-    let mut child = match spawned {
-        Ok(c) => c,
+    let spec = afk_process::Spec {
+        argv: argv.clone(),
+        cwd: Some(dir.clone()),
+        ..afk_process::Spec::default()
+    };
+    let mut group = match afk_process::Group::spawn(&spec) {
+        Ok(g) => g,
         Err(e) => {
             session.append(event::error(&format!(
                 "cannot start the agent {program:?}: {e}"
@@ -285,9 +285,8 @@ async fn run_turn(
             return;
         }
     };
-    let pid = child.id().unwrap_or(0);
-    let stderr = process::read_capped(child.stderr.take());
-    let stdout = child.stdout.take();
+    let stderr = afk_process::read_capped(group.take_stderr(), STDERR_KEPT);
+    let stdout = group.take_stdout();
     let reading = async {
         if let Some(out) = stdout {
             let mut lines = BufReader::new(out).lines();
@@ -300,24 +299,13 @@ async fn run_turn(
                 }
             }
         }
-        child.wait().await
     };
-    enum End {
-        Exited(std::io::Result<std::process::ExitStatus>),
-        TimedOut,
-        Cancelled,
-    }
-    let end = tokio::select! {
-        status = reading => End::Exited(status),
-        () = tokio::time::sleep(timeout) => End::TimedOut,
-        () = cancelled(cancel) => End::Cancelled,
-    };
-    // Whatever ended it, nothing of its group may outlive the turn.
-    process::kill_group(pid);
-    if !matches!(end, End::Exited(_)) {
-        let _ = child.wait().await;
-    }
-    let stderr = process::collect(stderr).await;
+    // Whatever ends it, nothing of its group outlives the turn.
+    let end = group.supervise(reading, timeout, Some(cancel)).await;
+    let stderr = String::from_utf8_lossy(
+        &afk_process::collect(stderr, std::time::Duration::from_secs(5)).await,
+    )
+    .into_owned();
     match end {
         End::TimedOut => {
             session.append(event::error(&format!(

@@ -5,17 +5,16 @@
 //!   line under the checklist, and reading it back strictly;
 //! - [`sut`]: the SUT backlog (`SUT-CHECKLIST.md`) of the checklist runner,
 //!   parsed with line-numbered diagnostics and written back one cell at a
-//!   time;
-//! - [`campaign`]: the checklist runner's pure decisions (which rows next,
-//!   whether an item is done, prompts, synthesised rows).
+//!   time (the runner's decisions over it are `runner::decide`);
+//! - [`runs`]: the runs in flight as a table, JSON, or one in full.
 //!
 //! This crate does no I/O: it turns values into text and text into values.
 //! Finding, creating and editing the comment on GitHub is the tracker
 //! adapter's job; deciding what the record should say is the core's.
 
-pub mod campaign;
 pub mod marker;
 pub mod phase;
+pub mod runs;
 pub mod sut;
 
 pub use marker::{MarkerError, comment_body, extract_record, has_marker, marker_line};

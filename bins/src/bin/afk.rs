@@ -6,6 +6,8 @@ use std::process::ExitCode;
 
 use bins::{exit, policy};
 use clap::{Parser, Subcommand};
+use runner::Error;
+use runner::findings::{self, Kind};
 
 /// afk — agents implement issues while their owner is away from the keyboard.
 #[derive(Debug, Parser)]
@@ -48,7 +50,7 @@ enum Command {
     /// runs/<tier>/<id>/FINAL_REPORT.md; otherwise ❌ with the reason logged.
     /// Ctrl-C or `afk cancel` stops the agents and puts their rows back.
     /// Exit codes: 0 all done, 1 some failed, 2 bad input, 130 stopped.
-    Run(Box<bins::campaign::RunArgs>),
+    Run(Box<bins::campaign_cmd::RunArgs>),
     /// The active run (if any), what it is running, and the checklist's totals.
     Status {
         /// The backlog.
@@ -76,7 +78,7 @@ enum Command {
         #[arg(long, default_value = "SUT-CHECKLIST.md")]
         checklist: PathBuf,
         /// How long to wait for the run to stop.
-        #[arg(long, default_value = "30s", value_parser = bins::campaign::parse_duration)]
+        #[arg(long, default_value = "30s", value_parser = bins::campaign_cmd::parse_duration)]
         wait: std::time::Duration,
     },
     /// The findings ledger: add, list, aggregate.
@@ -97,8 +99,8 @@ enum FindingCommand {
     /// Record a finding in findings/<kind>.json under the next id of its kind.
     Add {
         /// bug, dx, improvement or strength.
-        #[arg(long, value_enum)]
-        kind: bins::findings::Kind,
+        #[arg(long, value_parser = kind)]
+        kind: Kind,
         /// The finding, a JSON object (e.g. with "title" and "severity").
         #[arg(long)]
         entry: String,
@@ -112,8 +114,8 @@ enum FindingCommand {
     /// One line per finding, from findings/ and every runs/**/findings/.
     List {
         /// Only this kind.
-        #[arg(long, value_enum)]
-        kind: Option<bins::findings::Kind>,
+        #[arg(long, value_parser = kind)]
+        kind: Option<Kind>,
     },
     /// One JSON summary of every ledger under runs/: counts per kind and severity.
     Aggregate {
@@ -154,32 +156,46 @@ enum PolicyCommand {
     },
 }
 
-fn read_input(path: Option<&PathBuf>) -> Result<String, String> {
+fn kind(text: &str) -> Result<Kind, String> {
+    text.parse()
+}
+
+fn read_input(path: Option<&PathBuf>) -> Result<String, Error> {
     match path {
         Some(p) if p.as_os_str() != "-" => std::fs::read_to_string(p)
-            .map_err(|e| format!("cannot read input file {}: {e}", p.display())),
+            .map_err(|e| Error::input(format!("cannot read input file {}: {e}", p.display()))),
         _ => {
             let mut text = String::new();
             std::io::stdin()
                 .read_to_string(&mut text)
-                .map_err(|e| format!("cannot read standard input: {e}"))?;
+                .map_err(|e| Error::input(format!("cannot read standard input: {e}")))?;
             Ok(text)
         }
     }
+}
+
+fn tokio(multi_thread: bool) -> Result<tokio::runtime::Runtime, Error> {
+    let mut builder = if multi_thread {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(2);
+        b
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    builder
+        .enable_all()
+        .build()
+        .map_err(|e| Error::failed(format!("cannot start the async runtime: {e}")))
 }
 
 fn runs(
     command: Option<RunsCommand>,
     json: bool,
     settings: &bins::loop_cmd::LoopArgs,
-) -> Result<(String, u8), String> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
-    let (_, found, problems) = runtime
+) -> Result<(String, u8), Error> {
+    let (_, found, problems) = tokio(false)?
         .block_on(bins::runs::read(settings))
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| Error::input(e.to_string()))?;
     let code = if problems
         .iter()
         .any(|p| p.level == afk_core::tick::Level::Error)
@@ -189,49 +205,34 @@ fn runs(
         exit::OK
     };
     let now = afk_core::Timestamp::from_offset_date_time(time::OffsetDateTime::now_utc());
-    match command {
-        Some(RunsCommand::Show { run }) => {
-            let found = found
-                .iter()
-                .find(|r| {
-                    format!("{}#{}", r.issue.repo, r.issue.number).eq_ignore_ascii_case(run.trim())
-                })
-                .ok_or_else(|| format!("no run in flight named {run:?} (see `afk runs`)"))?;
-            Ok((
-                format!(
-                    "{}
-",
-                    bins::runs::show(found)
-                ),
-                code,
-            ))
-        }
-        None => {
-            let rows: Vec<_> = found.iter().map(|r| bins::runs::row(r, now)).collect();
-            let mut out = if json {
-                format!(
-                    "{}\n",
-                    serde_json::to_string_pretty(&bins::runs::to_json(&rows, &problems))
-                        .unwrap_or_default()
-                )
-            } else {
-                bins::runs::table(&rows)
-            };
-            if !json {
-                for p in &problems {
-                    out.push_str(&format!(
-                        "! {}: {}\n",
-                        p.repo.as_deref().unwrap_or("-"),
-                        p.message
-                    ));
-                }
-            }
-            Ok((out, code))
-        }
+    if let Some(RunsCommand::Show { run }) = command {
+        let found = found
+            .iter()
+            .find(|r| {
+                format!("{}#{}", r.issue.repo, r.issue.number).eq_ignore_ascii_case(run.trim())
+            })
+            .ok_or_else(|| {
+                Error::input(format!("no run in flight named {run:?} (see `afk runs`)"))
+            })?;
+        return Ok((format!("{}\n", checklist::runs::show(found)), code));
     }
+    let rows: Vec<_> = found.iter().map(|r| checklist::runs::row(r, now)).collect();
+    if json {
+        let value = checklist::runs::to_json(&rows, &problems);
+        return Ok((format!("{value:#}\n"), code));
+    }
+    let mut out = checklist::runs::table(&rows);
+    for p in &problems {
+        out.push_str(&format!(
+            "! {}: {}\n",
+            p.repo.as_deref().unwrap_or("-"),
+            p.message
+        ));
+    }
+    Ok((out, code))
 }
 
-fn finding(root: &std::path::Path, command: FindingCommand) -> Result<(String, u8), String> {
+fn finding(root: &std::path::Path, command: FindingCommand) -> Result<(String, u8), Error> {
     let report = |problems: Vec<String>| {
         for p in &problems {
             let _ = writeln!(std::io::stderr().lock(), "afk: warning: {p}");
@@ -249,67 +250,79 @@ fn finding(root: &std::path::Path, command: FindingCommand) -> Result<(String, u
             agent,
             entry_id,
         } => {
-            let now = bins::campaign::now_rfc3339();
-            let id = bins::findings::add(root, kind, &entry, &agent, entry_id.as_deref(), &now)?;
+            let now = runner::now_rfc3339();
+            let id = findings::add(root, kind, &entry, &agent, entry_id.as_deref(), &now)?;
             Ok((format!("{id}\n"), exit::OK))
         }
         FindingCommand::List { kind } => {
-            let (text, problems) = bins::findings::list(root, kind);
+            let (text, problems) = findings::list(root, kind);
             Ok((text, report(problems)))
         }
         FindingCommand::Aggregate { output } => {
-            let (summary, problems) = bins::findings::aggregate(root);
+            let (summary, problems) = findings::aggregate(root);
             let text = format!("{summary:#}\n");
             if let Some(path) = output {
-                afk_adapters::files::atomic_write(&root.join(&path), text.as_bytes())
-                    .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+                runner::files::atomic_write(&root.join(&path), text.as_bytes())
+                    .map_err(|e| Error::failed(format!("cannot write {}: {e}", path.display())))?;
             }
             Ok((text, report(problems)))
         }
     }
 }
 
-/// Every command's output and exit code; `Err` is bad input (exit 2).
-fn run(cli: Cli) -> Result<(String, u8), String> {
+#[cfg(feature = "demo")]
+fn demo() -> Result<(String, u8), Error> {
+    let mut out = Vec::new();
+    tokio(true)?
+        .block_on(afk_demo::demo::run(&mut out))
+        .map_err(|e| Error::failed(format!("the demo failed: {e:#}")))?;
+    Ok((String::from_utf8_lossy(&out).into_owned(), exit::OK))
+}
+
+#[cfg(not(feature = "demo"))]
+fn demo() -> Result<(String, u8), Error> {
+    Err(Error::input(
+        "this afk was built without the demo (the image leaves the simulated world out); \
+         run it from a checkout: cargo run -p bins --bin afk -- demo",
+    ))
+}
+
+/// Every command's output and exit code.
+fn run(cli: Cli) -> Result<(String, u8), Error> {
     let root = || {
         std::path::absolute(&cli.dir)
             .ok()
             .filter(|d| d.is_dir())
-            .ok_or_else(|| format!("-C {}: not a directory", cli.dir.display()))
+            .ok_or_else(|| Error::input(format!("-C {}: not a directory", cli.dir.display())))
     };
     match cli.command {
         Command::Run(args) => {
             let mut out = Vec::new();
-            let code = bins::campaign::run(&root()?, &args, &mut out)?;
+            let code = bins::campaign_cmd::run(&root()?, &args, &mut out)?;
             Ok((String::from_utf8_lossy(&out).into_owned(), code))
         }
-        Command::Status { checklist, json } => Ok((
-            bins::campaign::status(&root()?, &checklist, json)?,
-            exit::OK,
-        )),
-        Command::History { json } => Ok((bins::campaign::history(&root()?, json)?, exit::OK)),
-        Command::Dashboard { checklist } => {
-            Ok((bins::campaign::dashboard(&root()?, &checklist)?, exit::OK))
+        Command::Status { checklist, json } => {
+            Ok((runner::views::status(&root()?, &checklist, json)?, exit::OK))
         }
-        Command::Cancel { checklist, wait } => bins::campaign::cancel(&root()?, &checklist, wait),
+        Command::History { json } => Ok((runner::views::history(&root()?, json)?, exit::OK)),
+        Command::Dashboard { checklist } => {
+            Ok((runner::views::dashboard(&root()?, &checklist)?, exit::OK))
+        }
+        Command::Cancel { checklist, wait } => {
+            let done = runner::views::cancel(&root()?, &checklist, wait)?;
+            let code = match done {
+                runner::views::Cancelled::StillRunning { .. } => exit::PARTIAL,
+                _ => exit::OK,
+            };
+            Ok((done.to_string(), code))
+        }
         Command::Finding { command } => finding(&root()?, command),
         Command::Runs {
             command,
             json,
             settings,
         } => runs(command, json, &settings),
-        Command::Demo => {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .map_err(|e| format!("cannot start the async runtime: {e}"))?;
-            let mut out = Vec::new();
-            runtime
-                .block_on(bins::demo::run(&mut out))
-                .map_err(|e| format!("the demo failed: {e:#}"))?;
-            Ok((String::from_utf8_lossy(&out).into_owned(), exit::OK))
-        }
+        Command::Demo => demo(),
         Command::Policy { command } => {
             let (input, f): (_, fn(&str) -> Result<String, _>) = match &command {
                 PolicyCommand::Dispatch { input } => (input, policy::dispatch),
@@ -319,7 +332,7 @@ fn run(cli: Cli) -> Result<(String, u8), String> {
             let text = read_input(input.as_ref())?;
             f(&text)
                 .map(|out| (out, exit::OK))
-                .map_err(|e| format!("bad input: {e}"))
+                .map_err(|e| Error::input(format!("bad input: {e}")))
         }
     }
 }
@@ -331,9 +344,13 @@ fn main() -> ExitCode {
             let _ = std::io::stdout().lock().write_all(out.as_bytes());
             ExitCode::from(code)
         }
-        Err(message) => {
-            let _ = writeln!(std::io::stderr().lock(), "afk: {message}");
-            ExitCode::from(exit::BAD_INPUT)
+        Err(e) => {
+            let _ = writeln!(std::io::stderr().lock(), "afk: {e}");
+            // Bad input did nothing (2); a failure while working is 1.
+            ExitCode::from(match e {
+                Error::Input(_) => exit::BAD_INPUT,
+                Error::Failed(_) => exit::PARTIAL,
+            })
         }
     }
 }

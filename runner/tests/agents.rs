@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use afk_adapters::agent::{AgentJob, Runtime, run};
+use runner::agent::{AgentJob, Runtime, run};
 use tokio::sync::watch;
 
 fn scratch(name: &str) -> PathBuf {

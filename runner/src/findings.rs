@@ -16,8 +16,10 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value, json};
 
+use crate::Error;
+
 /// A finding's kind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Kind {
     /// A defect (`BUG-…`).
     Bug,
@@ -53,8 +55,19 @@ impl Kind {
         }
     }
 
-    fn from_name(name: &str) -> Option<Kind> {
+    /// The kind named `name` (`bug`, `dx`, `improvement`, `strength`).
+    pub fn from_name(name: &str) -> Option<Kind> {
         Kind::ALL.into_iter().find(|k| k.name() == name)
+    }
+}
+
+impl std::str::FromStr for Kind {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Kind, String> {
+        Kind::from_name(text.trim()).ok_or_else(|| {
+            format!("unknown kind {text:?} (expected bug, dx, improvement or strength)")
+        })
     }
 }
 
@@ -94,41 +107,42 @@ pub fn add(
     agent: &str,
     entry_id: Option<&str>,
     now: &str,
-) -> Result<String, String> {
+) -> Result<String, Error> {
     let agent = agent.trim();
     if agent.is_empty() {
-        return Err("--agent is empty: say which agent found it".into());
+        return Err(Error::input("--agent is empty: say which agent found it"));
     }
-    let fields =
-        match serde_json::from_str::<Value>(entry) {
-            Ok(Value::Object(map)) => map,
-            Ok(_) => return Err(
-                "--entry must be a JSON object, e.g. '{\"title\": \"…\", \"severity\": \"high\"}'"
-                    .into(),
-            ),
-            Err(e) => return Err(format!("--entry is not valid JSON: {e}")),
-        };
+    let fields = match serde_json::from_str::<Value>(entry) {
+        Ok(Value::Object(map)) => map,
+        Ok(_) => {
+            return Err(Error::input(
+                "--entry must be a JSON object, e.g. '{\"title\": \"…\", \"severity\": \"high\"}'",
+            ));
+        }
+        Err(e) => return Err(Error::input(format!("--entry is not valid JSON: {e}"))),
+    };
     if let Some(key) = STAMPED.iter().find(|k| fields.contains_key(**k)) {
-        return Err(format!(
+        return Err(Error::input(format!(
             "--entry sets {key:?}, which afk stamps itself (id, kind, created_at, agent, entry_id)"
-        ));
+        )));
     }
     let folder = dir.join("findings");
     std::fs::create_dir_all(&folder)
-        .map_err(|e| format!("cannot create {}: {e}", folder.display()))?;
+        .map_err(|e| Error::failed(format!("cannot create {}: {e}", folder.display())))?;
     let lock_path = folder.join(".lock");
     let lock = OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .open(&lock_path)
-        .map_err(|e| format!("cannot open {}: {e}", lock_path.display()))?;
+        .map_err(|e| Error::failed(format!("cannot open {}: {e}", lock_path.display())))?;
     // Held until `lock` is dropped at the end of this function, across the
     // read, the new id and the replace.
     lock.lock()
-        .map_err(|e| format!("cannot lock {}: {e}", lock_path.display()))?;
+        .map_err(|e| Error::failed(format!("cannot lock {}: {e}", lock_path.display())))?;
     let path = folder.join(format!("{}.json", kind.name()));
-    let mut ledger = read_ledger(&path)?;
+    // A ledger that does not parse is the operator's to fix: nothing is written.
+    let mut ledger = read_ledger(&path).map_err(Error::Input)?;
     let next = ledger
         .iter()
         .filter_map(|f| f.get("id").and_then(Value::as_str))
@@ -146,10 +160,10 @@ pub fn add(
     record.extend(fields);
     ledger.push(Value::Object(record));
     let mut text = serde_json::to_string_pretty(&ledger)
-        .map_err(|e| format!("cannot encode the ledger: {e}"))?;
+        .map_err(|e| Error::failed(format!("cannot encode the ledger: {e}")))?;
     text.push('\n');
-    afk_adapters::files::atomic_write(&path, text.as_bytes())
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    crate::files::atomic_write(&path, text.as_bytes())
+        .map_err(|e| Error::failed(format!("cannot write {}: {e}", path.display())))?;
     drop(lock);
     Ok(id)
 }

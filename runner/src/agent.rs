@@ -6,23 +6,22 @@
 //!   `opencode run [--model m] <prompt>`, or an operator's command line
 //!   ([`split_command`]: split like a POSIX shell would, but never run through
 //!   one) with the prompt on standard input.
-//! - [`run`] starts one agent in its own process group, captures stdout and
-//!   stderr into the item's log while it runs, and ends it at the timeout or
-//!   on cancel by killing the whole group. After any ending the group is
-//!   killed once more, so a child the agent left behind does not outlive it.
+//! - [`run`] starts one agent with the `afk-process` toolkit (its own
+//!   process group), captures stdout and stderr into the item's log while it
+//!   runs, and ends it at the timeout or on cancel. Whatever ended it, the
+//!   whole group is killed, so a child the agent left behind does not
+//!   outlive it.
 //!
 //! The runner adds no permission-bypass flags: how far an agent may go is the
 //! operator's configuration of that agent. Whether a run finished its item is
-//! not decided here (see `checklist::campaign::judge`).
+//! not decided here (see [`crate::decide::judge`]).
 
 use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use afk_process::{End, Group, Spec};
 use tokio::sync::watch;
 
 /// Why an agent could not be run.
@@ -311,66 +310,21 @@ pub struct AgentRun {
     pub pid: u32,
 }
 
-/// Stops a process group with SIGKILL; a group that is already gone is fine.
-pub fn kill_group(pgid: u32) {
-    let Some(pid) = i32::try_from(pgid)
-        .ok()
-        .and_then(rustix::process::Pid::from_raw)
-    else {
-        return;
-    };
-    let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
-}
+/// At most this much of stdout and stderr is kept in memory (the log on disk
+/// keeps everything).
+const KEPT: usize = 8 << 20;
 
-/// Whether any process of group `pgid` is still alive (zombies included).
-pub fn group_alive(pgid: u32) -> bool {
-    i32::try_from(pgid)
-        .ok()
-        .and_then(rustix::process::Pid::from_raw)
-        .is_some_and(|pid| rustix::process::test_kill_process_group(pid).is_ok())
-}
+/// How long the output readers may take once the group is gone.
+const GRACE: Duration = Duration::from_secs(5);
 
-/// A bounded copy of what a stream produced: at most `LIMIT` bytes are kept
-/// (the log on disk keeps everything).
-const LIMIT: usize = 8 << 20;
-
-async fn pump(
-    mut stream: impl AsyncRead + Unpin,
-    log: Arc<Mutex<File>>,
-) -> std::io::Result<Vec<u8>> {
-    let mut kept = Vec::new();
-    let mut buf = vec![0u8; 16 * 1024];
-    loop {
-        let n = stream.read(&mut buf).await?;
-        if n == 0 {
-            return Ok(kept);
-        }
-        {
-            let mut file = log
-                .lock()
-                .map_err(|_| std::io::Error::other("log lock poisoned"))?;
-            file.write_all(&buf[..n])?;
-        }
-        let room = LIMIT.saturating_sub(kept.len()).min(n);
-        kept.extend_from_slice(&buf[..room]);
-    }
-}
-
-/// Resolves when `cancel` turns true (never, if its sender is gone).
-async fn cancelled(mut cancel: watch::Receiver<bool>) {
-    loop {
-        if *cancel.borrow_and_update() {
-            return;
-        }
-        if cancel.changed().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    }
-}
-
-/// Runs one agent to its end: exit, timeout, or cancel. `on_start` gets the
-/// process id (which is also its process group id) as soon as it runs, so the
-/// caller can record it for a later cleanup.
+/// Runs one agent to its end: exit, timeout, or cancel, through the
+/// `afk-process` toolkit (its own process group, killed whole at the end).
+/// `on_start` gets the process id (which is also its process group id) as
+/// soon as it runs, so the caller can record it for a later cleanup.
+///
+/// # Errors
+/// `NotFound` when the program does not exist, `Io` when the log cannot be
+/// written or the process cannot be started.
 pub async fn run(
     runtime: &Runtime,
     job: &AgentJob,
@@ -378,97 +332,48 @@ pub async fn run(
     on_start: impl FnOnce(u32),
 ) -> Result<AgentRun, AgentError> {
     let argv = runtime.argv(&job.prompt);
-    let (program, args) = argv.split_first().ok_or_else(|| AgentError::BadCommand {
-        command: String::new(),
-        problem: "it names no program".into(),
-    })?;
+    let program = argv.first().cloned().unwrap_or_default();
     let log = File::create(&job.log).map_err(io_error(format!(
         "cannot create the agent log {}",
         job.log.display()
     )))?;
     let log = Arc::new(Mutex::new(log));
-    let mut command = tokio::process::Command::new(program);
-    command
-        .args(args)
-        .envs(job.env.iter().map(|(k, v)| (k, v)))
-        .current_dir(&job.cwd)
-        .stdin(if runtime.prompt_on_stdin() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
+    let spec = Spec {
+        argv,
+        cwd: Some(job.cwd.clone()),
+        env: job.env.clone(),
+        stdin: runtime
+            .prompt_on_stdin()
+            .then(|| job.prompt.clone().into_bytes()),
+    };
     let started = Instant::now();
-    let mut child = command.spawn().map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            AgentError::NotFound {
-                program: program.clone(),
-                hint: String::new(),
-            }
-        } else {
-            AgentError::Io {
-                what: format!("cannot start {program:?}"),
-                source: e,
-            }
-        }
+    let mut group = Group::spawn(&spec).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => AgentError::NotFound {
+            program: program.clone(),
+            hint: String::new(),
+        },
+        _ => AgentError::Io {
+            what: format!("cannot start {program:?}"),
+            source: e,
+        },
     })?;
-    let pid = child.id().unwrap_or(0);
+    let pid = group.pgid();
     on_start(pid);
-    if let Some(mut stdin) = child.stdin.take() {
-        let prompt = job.prompt.clone();
-        // An agent that never reads its input is fine: a closed pipe is not
-        // an error worth reporting.
-        tokio::spawn(async move {
-            let _ = stdin.write_all(prompt.as_bytes()).await;
-            let _ = stdin.shutdown().await;
-        });
-    }
-    let out = child
-        .stdout
-        .take()
-        .map(|s| tokio::spawn(pump(s, log.clone())));
-    let err = child
-        .stderr
-        .take()
-        .map(|s| tokio::spawn(pump(s, log.clone())));
-
-    enum End {
-        Exited(std::io::Result<std::process::ExitStatus>),
-        TimedOut,
-        Cancelled,
-    }
-    let end = tokio::select! {
-        status = child.wait() => End::Exited(status),
-        () = tokio::time::sleep(job.timeout) => End::TimedOut,
-        () = cancelled(cancel) => End::Cancelled,
-    };
-    // Whatever ended it, nothing of its group may outlive it.
-    kill_group(pid);
-    let (timed_out, was_cancelled) = (matches!(end, End::TimedOut), matches!(end, End::Cancelled));
-    let status = match end {
-        End::Exited(status) => Some(status.map_err(io_error("cannot wait for the agent"))?),
-        End::TimedOut | End::Cancelled => {
-            let _ = child.wait().await;
-            None
-        }
-    };
+    let out = afk_process::pump(group.take_stdout(), log.clone(), KEPT);
+    let err = afk_process::pump(group.take_stderr(), log.clone(), KEPT);
+    let end = group.supervise(async {}, job.timeout, Some(cancel)).await;
     let duration = started.elapsed();
-    // With the group gone the pipes close; a process that escaped the group
-    // (setsid) could hold them open, so the wait is bounded.
-    let collect = |task: Option<tokio::task::JoinHandle<std::io::Result<Vec<u8>>>>| async move {
-        match task {
-            Some(t) => match tokio::time::timeout(Duration::from_secs(5), t).await {
-                Ok(Ok(Ok(bytes))) => bytes,
-                _ => Vec::new(),
-            },
-            None => Vec::new(),
-        }
+    let (status, timed_out, cancelled) = match end {
+        End::Exited(status) => (
+            Some(status.map_err(io_error("cannot wait for the agent"))?),
+            false,
+            false,
+        ),
+        End::TimedOut => (None, true, false),
+        End::Cancelled => (None, false, true),
     };
-    let stdout = collect(out).await;
-    let stderr = collect(err).await;
+    let stdout = afk_process::collect(out, GRACE).await;
+    let stderr = afk_process::collect(err, GRACE).await;
     let output = std::fs::read(&job.log)
         .map(|b| String::from_utf8_lossy(&b).into_owned())
         .map_err(io_error(format!(
@@ -478,7 +383,7 @@ pub async fn run(
     Ok(AgentRun {
         exit_code: status.and_then(|s| s.code()),
         timed_out,
-        cancelled: was_cancelled,
+        cancelled,
         stdout: String::from_utf8_lossy(&stdout).into_owned(),
         output,
         stderr_head: String::from_utf8_lossy(&stderr).chars().take(500).collect(),

@@ -7,15 +7,20 @@
 //!   in one pass (a value is never expanded again);
 //! - [`parse_synthesis`]: new backlog rows from an agent's answer, with code
 //!   fences and ANSI escapes stripped and every dropped row explained;
-//! - [`slug`]: the directory name of a tier.
+//! - [`slug`]: the directory name of a tier;
+//! - [`progress`]: counts per status and per tier, and which tiers are due
+//!   their report.
 //!
-//! Running agents, writing files and keeping state are the `afk` binary's
-//! job; nothing here does I/O.
+//! Running agents, writing files and keeping state are the rest of the
+//! crate's job; nothing here does I/O (a tidy test reads these files for
+//! `std::fs`, `std::process`, `std::env`, `std::net` and tokio).
+
+pub mod progress;
 
 use std::collections::HashSet;
 use std::fmt;
 
-use crate::sut::{Checklist, Item, NewItem, Status};
+use checklist::sut::{Checklist, Item, NewItem, Status};
 
 /// The rank of a priority cell: `P0` first, unknown or empty last.
 fn priority_rank(priority: &str) -> u32 {
@@ -391,7 +396,7 @@ pub fn parse_synthesis(answer: &str, checklist: &Checklist) -> Result<Synthesis,
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sut::parse;
+    use checklist::sut::parse;
 
     const FILE: &str = "## Tier 2: Security
 

@@ -1,0 +1,330 @@
+//! The one process toolkit of afk: how a local agent (a checklist-runner
+//! item, a breakglass turn) or a power verb is started, watched and stopped.
+//!
+//! - [`Group::spawn`] starts an argument vector (never a shell) in a process
+//!   group of its own, with its input either closed or fed from memory.
+//! - [`Group::supervise`] waits for the process to end, its timeout, or a
+//!   cancel, and then kills the whole group, whatever ended it, so nothing the
+//!   process started in its group outlives it.
+//! - [`read_capped`] and [`pump`] read its output without ever blocking it
+//!   on a full pipe; [`collect`] waits for them with a bounded grace.
+//!
+//! It does not interpret output, decide whether a run succeeded, or know what
+//! an agent is: those are its callers' business (`runner`, `breakglass`).
+
+use std::future::Future;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::process::{Child, ChildStderr, ChildStdout};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// What to start.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Spec {
+    /// The program, then its arguments.
+    pub argv: Vec<String>,
+    /// The working directory (the caller's when `None`).
+    pub cwd: Option<PathBuf>,
+    /// Added to the inherited environment.
+    pub env: Vec<(String, String)>,
+    /// Written to its standard input, which is then closed; `None` closes
+    /// standard input at once.
+    pub stdin: Option<Vec<u8>>,
+}
+
+/// How a supervised process ended.
+#[derive(Debug)]
+pub enum End {
+    /// It exited by itself (and its output reader finished).
+    Exited(std::io::Result<ExitStatus>),
+    /// It ran past its timeout and was killed.
+    TimedOut,
+    /// It was told to stop and was killed.
+    Cancelled,
+}
+
+/// A running process that leads its own process group.
+#[derive(Debug)]
+pub struct Group {
+    child: Child,
+    pgid: u32,
+}
+
+impl Group {
+    /// Starts `spec` in a new process group, stdout and stderr piped.
+    ///
+    /// # Errors
+    /// The spawn error (`NotFound` when the program does not exist); an empty
+    /// argument vector is `InvalidInput`.
+    pub fn spawn(spec: &Spec) -> std::io::Result<Group> {
+        let (program, args) = spec.argv.split_first().ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "no program to run")
+        })?;
+        let mut command = tokio::process::Command::new(program);
+        command
+            .args(args)
+            .envs(spec.env.iter().map(|(k, v)| (k, v)))
+            .stdin(if spec.stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        if let Some(dir) = &spec.cwd {
+            command.current_dir(dir);
+        }
+        let mut child = command.spawn()?;
+        let pgid = child.id().unwrap_or(0);
+        if let (Some(mut pipe), Some(bytes)) = (child.stdin.take(), spec.stdin.clone()) {
+            // A process that never reads its input is fine: a closed pipe is
+            // not an error worth reporting.
+            tokio::spawn(async move {
+                let _ = pipe.write_all(&bytes).await;
+                let _ = pipe.shutdown().await;
+            });
+        }
+        Ok(Group { child, pgid })
+    }
+
+    /// Its process id, which is also its process group id.
+    pub fn pgid(&self) -> u32 {
+        self.pgid
+    }
+
+    /// Its standard output, once.
+    pub fn take_stdout(&mut self) -> Option<ChildStdout> {
+        self.child.stdout.take()
+    }
+
+    /// Its standard error, once.
+    pub fn take_stderr(&mut self) -> Option<ChildStderr> {
+        self.child.stderr.take()
+    }
+
+    /// Waits until the process has exited and `reading` (the caller's reader
+    /// of its output, if it reads as it goes) has finished, or `timeout`
+    /// passes, or `cancel` turns true. Then the whole group is killed and
+    /// the process reaped, whatever ended it.
+    pub async fn supervise(
+        mut self,
+        reading: impl Future<Output = ()>,
+        timeout: Duration,
+        cancel: Option<watch::Receiver<bool>>,
+    ) -> End {
+        let child = &mut self.child;
+        let exited = async {
+            reading.await;
+            child.wait().await
+        };
+        let end = tokio::select! {
+            status = exited => End::Exited(status),
+            () = tokio::time::sleep(timeout) => End::TimedOut,
+            () = cancelled(cancel) => End::Cancelled,
+        };
+        kill_group(self.pgid);
+        if !matches!(end, End::Exited(_)) {
+            let _ = self.child.wait().await;
+        }
+        end
+    }
+}
+
+/// Sends SIGKILL to process group `pgid`; a group that is gone is fine.
+pub fn kill_group(pgid: u32) {
+    if let Some(pid) = pid_of(pgid) {
+        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+    }
+}
+
+/// Whether any process of group `pgid` is still alive (zombies included).
+pub fn group_alive(pgid: u32) -> bool {
+    pid_of(pgid).is_some_and(|pid| rustix::process::test_kill_process_group(pid).is_ok())
+}
+
+/// Whether process `pid` has ended: no such process, or a zombie that
+/// nobody has reaped yet (it runs nothing any more). Linux `/proc` only.
+pub fn ended(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+    }
+}
+
+/// Sends SIGTERM to process `pid` (not its group).
+///
+/// # Errors
+/// The signal could not be sent (no such process, not permitted).
+pub fn terminate(pid: u32) -> std::io::Result<()> {
+    let pid = pid_of(pid).ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("bad pid {pid}"))
+    })?;
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).map_err(Into::into)
+}
+
+fn pid_of(raw: u32) -> Option<rustix::process::Pid> {
+    // 0 and 1 would signal our own group or every process: never.
+    i32::try_from(raw)
+        .ok()
+        .filter(|p| *p > 1)
+        .and_then(rustix::process::Pid::from_raw)
+}
+
+/// Resolves when `cancel` turns true (never, without a receiver or once its
+/// sender is gone).
+pub async fn cancelled(cancel: Option<watch::Receiver<bool>>) {
+    let Some(mut cancel) = cancel else {
+        return std::future::pending().await;
+    };
+    loop {
+        if *cancel.borrow_and_update() {
+            return;
+        }
+        if cancel.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// Reads the first `limit` bytes of `stream` in the background and drains the
+/// rest, so the process never blocks on a full pipe.
+pub fn read_capped(
+    stream: Option<impl AsyncRead + Unpin + Send + 'static>,
+    limit: u64,
+) -> JoinHandle<std::io::Result<Vec<u8>>> {
+    tokio::spawn(async move {
+        let Some(mut s) = stream else {
+            return Ok(Vec::new());
+        };
+        let mut kept = Vec::new();
+        (&mut s).take(limit).read_to_end(&mut kept).await?;
+        tokio::io::copy(&mut s, &mut tokio::io::sink()).await?;
+        Ok(kept)
+    })
+}
+
+/// Copies everything `stream` produces into `log` as it comes (the log keeps
+/// it all), and returns the first `limit` bytes.
+pub fn pump(
+    stream: Option<impl AsyncRead + Unpin + Send + 'static>,
+    log: Arc<Mutex<std::fs::File>>,
+    limit: usize,
+) -> JoinHandle<std::io::Result<Vec<u8>>> {
+    tokio::spawn(async move {
+        let Some(mut s) = stream else {
+            return Ok(Vec::new());
+        };
+        let mut kept = Vec::new();
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            let n = s.read(&mut buf).await?;
+            if n == 0 {
+                return Ok(kept);
+            }
+            log.lock()
+                .map_err(|_| std::io::Error::other("log lock poisoned"))?
+                .write_all(&buf[..n])?;
+            let room = limit.saturating_sub(kept.len()).min(n);
+            kept.extend_from_slice(&buf[..room]);
+        }
+    })
+}
+
+/// What a [`read_capped`] or [`pump`] task read, waiting at most `grace`:
+/// once the group is killed its pipes close, but a process that left the
+/// group (`setsid`) could hold them open. A failed read yields what is known:
+/// nothing.
+pub async fn collect(task: JoinHandle<std::io::Result<Vec<u8>>>, grace: Duration) -> Vec<u8> {
+    match tokio::time::timeout(grace, task).await {
+        Ok(Ok(Ok(bytes))) => bytes,
+        _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn spec(script: &str) -> Spec {
+        Spec {
+            argv: vec!["sh".into(), "-c".into(), script.into()],
+            ..Spec::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn an_exit_is_reported_with_its_output() {
+        let mut group = Group::spawn(&Spec {
+            stdin: Some(b"from stdin".to_vec()),
+            ..spec("cat; echo oops >&2; exit 3")
+        })
+        .unwrap();
+        let out = read_capped(group.take_stdout(), 4);
+        let err = read_capped(group.take_stderr(), 100);
+        let end = group
+            .supervise(async {}, Duration::from_secs(10), None)
+            .await;
+        assert!(
+            matches!(end, End::Exited(Ok(s)) if s.code() == Some(3)),
+            "{end:?}"
+        );
+        assert_eq!(collect(out, Duration::from_secs(5)).await, b"from");
+        assert_eq!(collect(err, Duration::from_secs(5)).await, b"oops\n");
+    }
+
+    #[tokio::test]
+    async fn a_timeout_kills_the_whole_group() {
+        let mut group = Group::spawn(&spec("sleep 30 & echo $!; wait")).unwrap();
+        let pgid = group.pgid();
+        let out = read_capped(group.take_stdout(), 100);
+        let end = group
+            .supervise(async {}, Duration::from_millis(300), None)
+            .await;
+        assert!(matches!(end, End::TimedOut), "{end:?}");
+        let grandchild: u32 = String::from_utf8(collect(out, Duration::from_secs(5)).await)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        // SIGKILL is delivered asynchronously: the end is awaited, bounded.
+        let all_ended = tokio::time::timeout(Duration::from_secs(10), async {
+            while !(ended(pgid) && ended(grandchild)) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        });
+        assert!(all_ended.await.is_ok(), "the group outlived its timeout");
+    }
+
+    #[tokio::test]
+    async fn a_cancel_kills_the_whole_group() {
+        let group = Group::spawn(&spec("sleep 30")).unwrap();
+        let pgid = group.pgid();
+        let (tx, rx) = watch::channel(false);
+        let waiting = tokio::spawn(group.supervise(async {}, Duration::from_secs(30), Some(rx)));
+        tx.send(true).unwrap();
+        let end = waiting.await.unwrap();
+        assert!(matches!(end, End::Cancelled), "{end:?}");
+        assert!(ended(pgid));
+    }
+
+    #[test]
+    fn nothing_is_started_for_an_empty_command_and_no_one_is_signalled_by_accident() {
+        let err = Group::spawn(&Spec::default()).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+        // 0 and 1 never reach kill(2): they would mean our own group or init.
+        assert!(!group_alive(0));
+        assert!(terminate(0).is_err());
+        assert!(terminate(1).is_err());
+    }
+}

@@ -1,0 +1,643 @@
+//! `afk run`: rounds of concurrent agents over the backlog.
+//!
+//! Each round takes a batch ([`crate::decide::select_batch`]), marks it ⏳,
+//! runs one agent per row at once and judges each as it ends
+//! ([`crate::decide::judge`]). The checklist is re-read before every write,
+//! one cell changes per row, and the file is replaced atomically. The active
+//! run file records the agents' process groups as they start, so a later
+//! `--resume` or `afk cancel` can stop what a dead runner left behind.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
+
+use checklist::sut::{self, Checklist, Item, Status};
+use tokio::sync::{mpsc, watch};
+
+use crate::agent::{self, AgentJob, AgentRun};
+use crate::campaign::{Campaign, Mode, Settings, load_checklist};
+use crate::decide::progress::Counts;
+use crate::decide::{self, FailReason, RunEvidence};
+use crate::event::{Event, ItemEnd, Outcome};
+use crate::files::atomic_write;
+use crate::state::{self, ActiveRun, InFlight, ItemRecord, ItemStatus, Session};
+use crate::{Error, now_rfc3339, rel};
+
+/// Why a run stops before its work runs out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum StopReason {
+    /// Ctrl-C (SIGINT).
+    Interrupted = 1,
+    /// `afk cancel` (SIGTERM).
+    Cancelled = 2,
+}
+
+impl StopReason {
+    fn outcome(self) -> Outcome {
+        match self {
+            StopReason::Interrupted => Outcome::Interrupted,
+            StopReason::Cancelled => Outcome::Cancelled,
+        }
+    }
+}
+
+/// Where a stop comes from.
+#[derive(Debug)]
+pub enum Stops {
+    /// This process's SIGINT and SIGTERM (the `afk` binary).
+    Signals,
+    /// A channel (tests and embedders): the first reason sent stops the run.
+    Channel(watch::Receiver<Option<StopReason>>),
+}
+
+/// The stop reason shared by the signal task and the rounds.
+#[derive(Debug, Clone, Default)]
+struct StopFlag(Arc<AtomicU8>);
+
+impl StopFlag {
+    fn set(&self, why: StopReason) {
+        let _ = self
+            .0
+            .compare_exchange(0, why as u8, Ordering::SeqCst, Ordering::SeqCst);
+    }
+
+    fn get(&self) -> Option<StopReason> {
+        match self.0.load(Ordering::SeqCst) {
+            1 => Some(StopReason::Interrupted),
+            2 => Some(StopReason::Cancelled),
+            _ => None,
+        }
+    }
+}
+
+/// A timestamp for file names: `20261121T100000Z-<pid>`.
+pub(crate) fn stamp() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    format!(
+        "{:04}{:02}{:02}T{:02}{:02}{:02}Z-{}",
+        now.year(),
+        u8::from(now.month()),
+        now.day(),
+        now.hour(),
+        now.minute(),
+        now.second(),
+        std::process::id()
+    )
+}
+
+/// Sets the status of the rows `ids` in the checklist file: re-read, one
+/// cell changed per row, replaced atomically. Ids no longer in the file are
+/// returned (someone removed the row meanwhile).
+pub(crate) fn mark(path: &Path, ids: &[&str], status: Status) -> Result<Vec<String>, Error> {
+    let (mut text, _) = load_checklist(path).map_err(|e| Error::failed(e.to_string()))?;
+    let mut missing = Vec::new();
+    for id in ids {
+        let (checklist, _) = sut::parse(&text);
+        match checklist.items.iter().find(|i| i.id == *id) {
+            Some(item) if item.status != status => text = sut::set_status(&text, item, status),
+            Some(_) => {}
+            None => missing.push((*id).to_owned()),
+        }
+    }
+    atomic_write(path, text.as_bytes()).map_err(|e| {
+        Error::failed(format!(
+            "cannot write the checklist {}: {e}",
+            path.display()
+        ))
+    })?;
+    Ok(missing)
+}
+
+/// The ids of the rows marked ⏳.
+fn running_ids(checklist: &Checklist) -> Vec<&str> {
+    checklist
+        .items
+        .iter()
+        .filter(|i| i.status == Status::Running)
+        .map(|i| i.id.as_str())
+        .collect()
+}
+
+/// Handles a run that died: kills the agent groups it recorded, turns every
+/// ⏳ row back to to-do, and removes its active file. Returns what it did.
+///
+/// # Errors
+/// `Failed` when the checklist or the state cannot be rewritten.
+pub fn clean_up_dead_run(
+    root: &Path,
+    checklist: &Path,
+    dead: Option<&ActiveRun>,
+) -> Result<Vec<String>, Error> {
+    let mut notes = Vec::new();
+    if let Some(run) = dead {
+        for f in &run.in_flight {
+            if let Some(pgid) = f.pgid
+                && afk_process::group_alive(pgid)
+            {
+                afk_process::kill_group(pgid);
+                notes.push(format!(
+                    "stopped the agent of {} left by pid {} (process group {pgid})",
+                    f.id, run.pid
+                ));
+            }
+        }
+    }
+    let (_, parsed) = load_checklist(checklist)?;
+    let running = running_ids(&parsed);
+    if !running.is_empty() {
+        mark(checklist, &running, Status::Todo)?;
+        notes.push(format!("turned {} back to to-do", running.join(", ")));
+    }
+    state::clear_active(root)?;
+    Ok(notes)
+}
+
+/// The live run: its state files and where its events go.
+pub(crate) struct Live<'a> {
+    pub(crate) active: ActiveRun,
+    pub(crate) session_path: PathBuf,
+    pub(crate) session: Session,
+    pub(crate) events: &'a mut dyn FnMut(Event),
+}
+
+impl std::fmt::Debug for Live<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Live")
+            .field("active", &self.active)
+            .field("session_path", &self.session_path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Live<'_> {
+    pub(crate) fn emit(&mut self, event: Event) {
+        (self.events)(event);
+    }
+
+    fn save_active(&mut self, root: &Path) {
+        if let Err(e) = state::write_active(root, &self.active) {
+            self.emit(Event::Warning(e.to_string()));
+        }
+    }
+
+    pub(crate) fn save_session(&mut self) {
+        if let Err(e) = state::write_session(&self.session_path, &self.session) {
+            self.emit(Event::Warning(e.to_string()));
+        }
+    }
+}
+
+/// The next round's rows and prompts, as text; starts and changes nothing.
+///
+/// # Errors
+/// `Input` for anything [`Campaign::prepare`] refuses.
+pub fn dry_run(root: &Path, settings: &Settings) -> Result<String, Error> {
+    let campaign = Campaign::prepare(root, settings)?;
+    let (_, parsed) = load_checklist(&campaign.checklist_path)?;
+    let running = running_ids(&parsed);
+    let batch = decide::select_batch(&parsed, campaign.batch_size);
+    let todo = Counts::of(&parsed).todo;
+    let argv = campaign.runtime.argv("<prompt>");
+    let mut out = format!(
+        "afk run --dry-run: nothing is started and nothing changes.\nruntime: {}{}\n",
+        argv.join(" "),
+        if campaign.runtime.prompt_on_stdin() {
+            " (prompt on stdin)"
+        } else {
+            ""
+        }
+    );
+    if !running.is_empty() {
+        out.push_str(&format!(
+            "rows marked ⏳ (need --resume unless a run is active): {}\n",
+            running.join(", ")
+        ));
+    }
+    if batch.is_empty() {
+        let next = match campaign.mode {
+            Mode::Finite => "the run would finish at once",
+            Mode::Infinite => "the next round would ask an agent for new rows",
+        };
+        out.push_str(&format!("no to-do rows: {next}.\n"));
+        return Ok(out);
+    }
+    out.push_str(&format!(
+        "the next round takes {} of {todo} to-do row(s) (batch size {}):\n",
+        batch.len(),
+        campaign.batch_size
+    ));
+    for item in &batch {
+        let prompt = campaign
+            .item_prompt(item)
+            .map_err(|e| Error::input(format!("the prompt template: {e}")))?;
+        out.push_str(&format!(
+            "\n## {} — {} (tier {}, {})\nrun directory: {}\n----- prompt -----\n{}\n----- end of prompt -----\n",
+            item.id,
+            item.title,
+            item.tier,
+            if item.priority.is_empty() {
+                "no priority"
+            } else {
+                &item.priority
+            },
+            rel(&campaign.root, &campaign.item_dir(item)),
+            prompt.trim_end()
+        ));
+    }
+    Ok(out)
+}
+
+/// `afk run`: works the backlog until it is done (finite), until synthesis
+/// stops adding rows (infinite), or until it is stopped. Returns how it
+/// ended; every step is reported to `events` as it happens.
+///
+/// # Errors
+/// `Input` when the campaign is not valid or another runner holds it
+/// (nothing was started or changed); `Failed` when the runtime cannot start.
+pub fn run(
+    root: &Path,
+    settings: &Settings,
+    stops: Stops,
+    events: &mut dyn FnMut(Event),
+) -> Result<Outcome, Error> {
+    let campaign = Campaign::prepare(root, settings)?;
+    let path = campaign.checklist_path.clone();
+
+    // Another runner, or the remains of a dead one?
+    let active = state::read_active(root)?;
+    if let Some(a) = &active
+        && state::runner_alive(a.pid)
+    {
+        return Err(Error::input(format!(
+            "a run is already active (pid {}, since {}); `afk status` shows it, `afk cancel` stops it",
+            a.pid, a.started_at
+        )));
+    }
+    let (_, parsed) = load_checklist(&path)?;
+    let running = running_ids(&parsed);
+    if !settings.resume && (active.is_some() || !running.is_empty()) {
+        let who = active
+            .as_ref()
+            .map(|a| format!("run pid {} died without cleaning up", a.pid))
+            .unwrap_or_else(|| "no run is active".into());
+        return Err(Error::input(format!(
+            "{who}; rows marked ⏳: {}. `afk run --resume` turns them back to to-do and starts again",
+            if running.is_empty() {
+                "none".into()
+            } else {
+                running.join(", ")
+            }
+        )));
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::failed(format!("cannot start the async runtime: {e}")))?;
+    if settings.resume {
+        for note in clean_up_dead_run(root, &path, active.as_ref())? {
+            events(Event::Resumed(note));
+        }
+    }
+
+    let session_path = state::state_dir(root).join(format!("session-{}.json", stamp()));
+    let started_at = now_rfc3339();
+    let active = ActiveRun {
+        pid: std::process::id(),
+        started_at: started_at.clone(),
+        session: rel(root, &session_path),
+        checklist: rel(root, &path),
+        in_flight: Vec::new(),
+    };
+    if !state::claim_active(root, &active)? {
+        return Err(Error::input(
+            "another run claimed this campaign a moment ago; `afk status` shows it",
+        ));
+    }
+    let session = Session {
+        started_at,
+        ended_at: None,
+        pid: std::process::id(),
+        checklist: rel(root, &path),
+        mode: campaign.mode.as_str().to_owned(),
+        runtime: campaign.runtime.program().to_owned(),
+        batch_size: campaign.batch_size,
+        timeout_seconds: campaign.timeout.as_secs_f64(),
+        outcome: Outcome::Running,
+        rounds: 0,
+        synthesis_rounds: 0,
+        rows_added: 0,
+        items: Vec::new(),
+        tier_reports: Vec::new(),
+    };
+    let mut live = Live {
+        active,
+        session_path,
+        session,
+        events,
+    };
+    live.save_session();
+
+    let result = runtime.block_on(async {
+        let flag = StopFlag::default();
+        let (cancel_tx, cancel) = watch::channel(false);
+        watch_stops(stops, flag.clone(), cancel_tx)?;
+        drive(&campaign, &mut live, &flag, &cancel).await
+    });
+    let outcome = match &result {
+        Ok(Some(why)) => why.outcome(),
+        Ok(None) if live.session.failed() > 0 => Outcome::FinishedWithFailures,
+        Ok(None) => Outcome::Finished,
+        Err(e) => {
+            live.emit(Event::Error(e.to_string()));
+            Outcome::Error
+        }
+    };
+    live.session.outcome = outcome;
+    live.session.ended_at = Some(now_rfc3339());
+    live.save_session();
+    if let Err(e) = state::clear_active(root) {
+        live.emit(Event::Warning(e.to_string()));
+    }
+    let counts = load_checklist(&path)
+        .map(|(_, c)| Counts::of(&c))
+        .unwrap_or_default();
+    let session = rel(root, &live.session_path);
+    live.emit(Event::Ended {
+        outcome,
+        counts,
+        session,
+    });
+    Ok(outcome)
+}
+
+/// Turns the stop source into the shared flag and the agents' cancel.
+fn watch_stops(stops: Stops, flag: StopFlag, cancel: watch::Sender<bool>) -> Result<(), Error> {
+    match stops {
+        Stops::Signals => {
+            use tokio::signal::unix::{SignalKind, signal};
+            let mut int = signal(SignalKind::interrupt())
+                .map_err(|e| Error::failed(format!("cannot handle Ctrl-C: {e}")))?;
+            let mut term = signal(SignalKind::terminate())
+                .map_err(|e| Error::failed(format!("cannot handle SIGTERM: {e}")))?;
+            tokio::spawn(async move {
+                let why = tokio::select! {
+                    _ = int.recv() => StopReason::Interrupted,
+                    _ = term.recv() => StopReason::Cancelled,
+                };
+                flag.set(why);
+                let _ = cancel.send(true);
+            });
+        }
+        Stops::Channel(mut rx) => {
+            tokio::spawn(async move {
+                loop {
+                    if let Some(why) = *rx.borrow_and_update() {
+                        flag.set(why);
+                        let _ = cancel.send(true);
+                        return;
+                    }
+                    if rx.changed().await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The rounds: returns why it stopped (`None` when the work ran out).
+async fn drive(
+    campaign: &Campaign,
+    live: &mut Live<'_>,
+    flag: &StopFlag,
+    cancel: &watch::Receiver<bool>,
+) -> Result<Option<StopReason>, Error> {
+    let path = &campaign.checklist_path;
+    let mut asked: Vec<u32> = Vec::new();
+    let mut idle = 0;
+    loop {
+        if let Some(why) = flag.get() {
+            return Ok(Some(why));
+        }
+        let (_, parsed) = load_checklist(path).map_err(|e| Error::failed(e.to_string()))?;
+        live.emit(Event::Progress(Counts::of(&parsed)));
+        crate::reports::tier_reports(campaign, live, &parsed, &mut asked, cancel).await?;
+        if let Some(why) = flag.get() {
+            return Ok(Some(why));
+        }
+        let batch: Vec<Item> = decide::select_batch(&parsed, campaign.batch_size)
+            .into_iter()
+            .cloned()
+            .collect();
+        if batch.is_empty() {
+            if campaign.mode == Mode::Finite {
+                return Ok(None);
+            }
+            let added = crate::reports::synthesise(campaign, live, &parsed, cancel).await?;
+            if added == 0 {
+                idle += 1;
+                if idle >= campaign.idle_rounds {
+                    live.emit(Event::IdleStop { rounds: idle });
+                    return Ok(flag.get());
+                }
+            } else {
+                idle = 0;
+            }
+            continue;
+        }
+        live.session.rounds += 1;
+        run_round(campaign, live, &batch, cancel).await?;
+    }
+}
+
+/// The next free `agent-<n>.log` in `results`.
+fn next_log(results: &Path) -> PathBuf {
+    let n = (1..)
+        .find(|n| !results.join(format!("agent-{n}.log")).exists())
+        .unwrap_or(1);
+    results.join(format!("agent-{n}.log"))
+}
+
+/// Prepares one item's directory and job: its results folder, a fresh log,
+/// and any report of an earlier attempt moved aside (it must not pass this
+/// one).
+fn item_job(campaign: &Campaign, item: &Item) -> Result<AgentJob, Error> {
+    let dir = campaign.item_dir(item);
+    let results = dir.join("results");
+    std::fs::create_dir_all(&results)
+        .map_err(|e| Error::failed(format!("cannot create {}: {e}", results.display())))?;
+    let log = next_log(&results);
+    let report = dir.join("FINAL_REPORT.md");
+    if report.exists() {
+        let kept = results.join(format!(
+            "FINAL_REPORT.before-{}.md",
+            log.file_stem().and_then(|s| s.to_str()).unwrap_or("agent")
+        ));
+        std::fs::rename(&report, &kept).map_err(|e| {
+            Error::failed(format!(
+                "cannot move the old report {}: {e}",
+                report.display()
+            ))
+        })?;
+    }
+    let prompt = campaign
+        .item_prompt(item)
+        .map_err(|e| Error::input(format!("the prompt template: {e}")))?;
+    Ok(AgentJob {
+        prompt,
+        env: campaign.item_env(item),
+        cwd: dir,
+        log,
+        timeout: campaign.timeout,
+    })
+}
+
+/// One round: mark the batch ⏳, run one agent per row concurrently, judge
+/// each as it ends.
+async fn run_round(
+    campaign: &Campaign,
+    live: &mut Live<'_>,
+    batch: &[Item],
+    cancel: &watch::Receiver<bool>,
+) -> Result<(), Error> {
+    let root = &campaign.root;
+    let ids: Vec<&str> = batch.iter().map(|i| i.id.as_str()).collect();
+    let vanished = mark(&campaign.checklist_path, &ids, Status::Running)?;
+    for id in &vanished {
+        live.emit(Event::ItemVanished { id: id.clone() });
+    }
+    let (pid_tx, mut pid_rx) = mpsc::unbounded_channel::<(String, u32)>();
+    let mut set = tokio::task::JoinSet::new();
+    for item in batch.iter().filter(|i| !vanished.contains(&i.id)) {
+        let job = item_job(campaign, item)?;
+        live.active.in_flight.push(InFlight {
+            id: item.id.clone(),
+            pgid: None,
+            started_at: now_rfc3339(),
+            log: rel(root, &job.log),
+        });
+        live.emit(Event::ItemStarted {
+            id: item.id.clone(),
+            title: item.title.clone(),
+            log: rel(root, &job.log),
+        });
+        let runtime = campaign.runtime.clone();
+        let cancel = cancel.clone();
+        let tx = pid_tx.clone();
+        let item = item.clone();
+        set.spawn(async move {
+            let id = item.id.clone();
+            let result = agent::run(&runtime, &job, cancel, move |pid| {
+                let _ = tx.send((id, pid));
+            })
+            .await;
+            (item, job, result)
+        });
+    }
+    live.save_active(root);
+    while !set.is_empty() {
+        tokio::select! {
+            Some((id, pgid)) = pid_rx.recv() => {
+                if let Some(f) = live.active.in_flight.iter_mut().find(|f| f.id == id) {
+                    f.pgid = Some(pgid);
+                }
+                live.save_active(root);
+            }
+            Some(joined) = set.join_next() => {
+                let (item, job, result) =
+                    joined.map_err(|e| Error::failed(format!("an agent task failed: {e}")))?;
+                finish_item(campaign, live, &item, &job, result)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// How one attempt ended, from its agent's run.
+fn verdict(
+    campaign: &Campaign,
+    item: &Item,
+    result: &Result<AgentRun, agent::AgentError>,
+) -> ItemEnd {
+    match result {
+        Err(e) => ItemEnd::Failed(e.to_string()),
+        Ok(run) if run.cancelled => ItemEnd::Stopped,
+        Ok(run) => {
+            let report = campaign.item_dir(item).join("FINAL_REPORT.md");
+            let evidence = RunEvidence {
+                id: &item.id,
+                exit_code: run.exit_code,
+                timed_out: run.timed_out,
+                output: &run.output,
+                report_bytes: std::fs::metadata(&report).ok().map(|m| m.len()),
+            };
+            match decide::judge(&evidence) {
+                Ok(()) => ItemEnd::Done,
+                Err(FailReason::TimedOut) => {
+                    ItemEnd::Failed(format!("killed at the timeout ({:?})", campaign.timeout))
+                }
+                Err(reason) => {
+                    let mut why = reason.to_string();
+                    if matches!(reason, FailReason::ExitCode(_))
+                        && !run.stderr_head.trim().is_empty()
+                    {
+                        why.push_str(&format!("; stderr: {}", run.stderr_head.trim()));
+                    }
+                    ItemEnd::Failed(why)
+                }
+            }
+        }
+    }
+}
+
+fn finish_item(
+    campaign: &Campaign,
+    live: &mut Live<'_>,
+    item: &Item,
+    job: &AgentJob,
+    result: Result<AgentRun, agent::AgentError>,
+) -> Result<(), Error> {
+    let root = &campaign.root;
+    let path = &campaign.checklist_path;
+    live.active.in_flight.retain(|f| f.id != item.id);
+    let log = rel(root, &job.log);
+    let end = verdict(campaign, item, &result);
+    let (status, recorded, reason) = match &end {
+        ItemEnd::Done => (Status::Done, ItemStatus::Done, None),
+        ItemEnd::Stopped => (
+            Status::Todo,
+            ItemStatus::Stopped,
+            Some("stopped; back to to-do".to_owned()),
+        ),
+        ItemEnd::Failed(why) => (Status::Failed, ItemStatus::Failed, Some(why.clone())),
+    };
+    mark(path, &[&item.id], status)?;
+    live.save_active(root);
+    let run = result.as_ref().ok();
+    let duration = run.map_or(Duration::ZERO, |r| r.duration);
+    let (_, parsed) = load_checklist(path).map_err(|e| Error::failed(e.to_string()))?;
+    let counts = Counts::of(&parsed);
+    live.emit(Event::ItemEnded {
+        id: item.id.clone(),
+        end,
+        seconds: duration.as_secs_f64(),
+        log: log.clone(),
+        counts,
+    });
+    live.session.items.push(ItemRecord {
+        id: item.id.clone(),
+        tier: item.tier,
+        status: recorded,
+        reason,
+        exit_code: run.and_then(|r| r.exit_code),
+        duration_ms: u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
+        log,
+    });
+    live.save_session();
+    live.emit(Event::Progress(counts));
+    Ok(())
+}

@@ -1,0 +1,252 @@
+//! What `afk status`, `history`, `dashboard` and `cancel` show and do: the
+//! state files and the checklist read back, never changed (but for `cancel`,
+//! which signals the runner, or tidies up after a dead one).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::campaign::load_checklist;
+use crate::decide::progress::{Counts, tier_counts};
+use crate::decide::slug;
+use crate::rounds::clean_up_dead_run;
+use crate::state::{self, ItemStatus};
+use crate::{Error, now, rel};
+
+fn elapsed_since(rfc3339: &str) -> String {
+    afk_core::Timestamp::parse_rfc3339(rfc3339).map_or_else(
+        |_| "?".into(),
+        |then| afk_core::types::short_age(now().seconds_since(then)),
+    )
+}
+
+fn counts_json(c: Counts) -> Value {
+    json!({"total": c.total, "done": c.done, "failed": c.failed, "running": c.running})
+}
+
+/// The active run, described: `(text, json)`.
+fn describe_active(root: &Path) -> Result<(String, Value), Error> {
+    Ok(match state::read_active(root)? {
+        None => ("no active run\n".into(), json!({"active": false})),
+        Some(a) if !state::runner_alive(a.pid) => (
+            format!(
+                "no active run: run pid {} (since {}) died without cleaning up; `afk run --resume` or `afk cancel` tidies it\n",
+                a.pid, a.started_at
+            ),
+            json!({"active": false, "stale": a}),
+        ),
+        Some(a) => {
+            let mut text = format!(
+                "active run: pid {}, since {} ({})\n",
+                a.pid,
+                a.started_at,
+                elapsed_since(&a.started_at)
+            );
+            for f in &a.in_flight {
+                text.push_str(&format!(
+                    "  ⏳ {:<14} for {:<8} log {}\n",
+                    f.id,
+                    elapsed_since(&f.started_at),
+                    f.log
+                ));
+            }
+            (text, json!({"active": true, "run": a}))
+        }
+    })
+}
+
+/// `afk status`: the active run and the checklist's totals.
+///
+/// # Errors
+/// The checklist or the active-run file cannot be read.
+pub fn status(root: &Path, checklist: &Path, as_json: bool) -> Result<String, Error> {
+    let (text, mut value) = describe_active(root)?;
+    let (_, parsed) = load_checklist(&root.join(checklist))?;
+    let counts = Counts::of(&parsed);
+    let last = state::session_files(root)
+        .last()
+        .and_then(|p| state::read_session(p).ok());
+    if as_json {
+        value["checklist"] = counts_json(counts);
+        value["last_session"] = serde_json::to_value(&last).unwrap_or(Value::Null);
+        return Ok(format!("{value:#}\n"));
+    }
+    let mut out = text;
+    out.push_str(&format!("checklist: {counts}\n"));
+    if let Some(s) = last {
+        out.push_str(&format!(
+            "last session: {} → {} ({})\n",
+            s.started_at,
+            s.ended_at.as_deref().unwrap_or("still running"),
+            s.outcome.as_str()
+        ));
+    }
+    Ok(out)
+}
+
+/// `afk history`: one line per session, oldest first; a session file that
+/// does not parse is shown with why, not skipped.
+///
+/// # Errors
+/// Never for a bad session file; only the output encoding could fail.
+pub fn history(root: &Path, as_json: bool) -> Result<String, Error> {
+    let rows: Vec<(String, Result<state::Session, Error>)> = state::session_files(root)
+        .into_iter()
+        .map(|p| (rel(root, &p), state::read_session(&p)))
+        .collect();
+    if as_json {
+        let list: Vec<Value> = rows
+            .iter()
+            .map(|(file, s)| match s {
+                Ok(s) => serde_json::to_value(s).unwrap_or(Value::Null),
+                Err(e) => json!({"file": file, "error": e.to_string()}),
+            })
+            .collect();
+        return Ok(format!("{:#}\n", Value::Array(list)));
+    }
+    if rows.is_empty() {
+        return Ok("no runs yet\n".into());
+    }
+    let mut out = format!(
+        "{:<26} {:<24} {:>5} {:>5} {:>6}  {}\n",
+        "started", "outcome", "done", "fail", "added", "session"
+    );
+    for (file, s) in rows {
+        match s {
+            Ok(s) => out.push_str(&format!(
+                "{:<26} {:<24} {:>5} {:>5} {:>6}  {}\n",
+                s.started_at,
+                s.outcome.as_str(),
+                s.count(ItemStatus::Done),
+                s.count(ItemStatus::Failed),
+                s.rows_added,
+                file
+            )),
+            Err(e) => out.push_str(&format!("{:<26} {e}\n", "?")),
+        }
+    }
+    Ok(out)
+}
+
+/// `afk dashboard`: per-tier counts, tier reports, what is running, findings.
+///
+/// # Errors
+/// The checklist or the active-run file cannot be read.
+pub fn dashboard(root: &Path, checklist: &Path) -> Result<String, Error> {
+    let (_, parsed) = load_checklist(&root.join(checklist))?;
+    let mut out = format!(
+        "{:<40} {:>5} {:>5} {:>5} {:>5}  report\n",
+        "tier", "todo", "run", "done", "fail"
+    );
+    for t in tier_counts(&parsed) {
+        let s = slug(t.number, &t.name);
+        let report = root
+            .join("runs")
+            .join(&s)
+            .join(format!("{s}-FINAL-REPORT.md"));
+        let label: String = format!("Tier {}: {}", t.number, t.name)
+            .chars()
+            .take(40)
+            .collect();
+        let c = t.counts;
+        out.push_str(&format!(
+            "{label:<40} {:>5} {:>5} {:>5} {:>5}  {}\n",
+            c.todo,
+            c.running,
+            c.done,
+            c.failed,
+            if report.exists() { "yes" } else { "-" }
+        ));
+    }
+    out.push_str(&format!("total: {}\n\n", Counts::of(&parsed)));
+    out.push_str(&describe_active(root)?.0);
+    let (summary, _) = crate::findings::aggregate(root);
+    out.push_str(&format!(
+        "findings: {} {}\n",
+        summary["total"], summary["by_kind"]
+    ));
+    Ok(out)
+}
+
+/// How `afk cancel` ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cancelled {
+    /// Nothing was running.
+    NothingActive,
+    /// The runner had died; what was tidied after it.
+    TidiedDeadRun {
+        /// The dead runner's pid.
+        pid: u32,
+        /// What was done.
+        notes: Vec<String>,
+    },
+    /// The runner stopped; these rows went back to to-do.
+    Stopped {
+        /// The runner's pid.
+        pid: u32,
+        /// The rows that were in flight.
+        back_to_todo: Vec<String>,
+    },
+    /// The runner was told to stop but was still running at the deadline.
+    StillRunning {
+        /// The runner's pid.
+        pid: u32,
+    },
+}
+
+/// `afk cancel`: stops the active run (its agents are killed and their rows
+/// go back to to-do) and waits up to `wait` for it to finish. A run that
+/// already died is tidied up here instead.
+///
+/// # Errors
+/// The state cannot be read, or the runner cannot be signalled.
+pub fn cancel(root: &Path, checklist: &Path, wait: Duration) -> Result<Cancelled, Error> {
+    let Some(active) = state::read_active(root)? else {
+        return Ok(Cancelled::NothingActive);
+    };
+    if !state::runner_alive(active.pid) {
+        let notes = clean_up_dead_run(root, &root.join(checklist), Some(&active))?;
+        return Ok(Cancelled::TidiedDeadRun {
+            pid: active.pid,
+            notes,
+        });
+    }
+    afk_process::terminate(active.pid)
+        .map_err(|e| Error::failed(format!("cannot signal run pid {}: {e}", active.pid)))?;
+    let started = Instant::now();
+    while started.elapsed() < wait {
+        if state::read_active(root)?.is_none_or(|a| a.pid != active.pid) {
+            return Ok(Cancelled::Stopped {
+                pid: active.pid,
+                back_to_todo: active.in_flight.iter().map(|f| f.id.clone()).collect(),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(Cancelled::StillRunning { pid: active.pid })
+}
+
+impl std::fmt::Display for Cancelled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Cancelled::NothingActive => writeln!(f, "no active run; nothing to cancel"),
+            Cancelled::TidiedDeadRun { pid, notes } => {
+                writeln!(f, "run pid {pid} had died; tidied up after it")?;
+                notes.iter().try_for_each(|n| writeln!(f, "  {n}"))
+            }
+            Cancelled::Stopped { pid, back_to_todo } => writeln!(
+                f,
+                "cancelled run pid {pid}; back to to-do: {}",
+                if back_to_todo.is_empty() {
+                    "none".into()
+                } else {
+                    back_to_todo.join(", ")
+                }
+            ),
+            Cancelled::StillRunning { pid } => {
+                writeln!(f, "run pid {pid} was told to stop but is still running")
+            }
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! Whole runs through the library, with the scripted agents of
+//! `fixtures/agents/` as real processes: the events are asserted as values,
+//! not as parsed text.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use runner::agent::Runtime;
+use runner::campaign::{Mode, Settings};
+use runner::event::{Event, ItemEnd, Outcome};
+use runner::rounds::{StopReason, Stops};
+use runner::{Error, state};
+use tokio::sync::watch;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures")
+}
+
+fn campaign(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("afk-runner-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("config")).unwrap();
+    let sample = fixtures().join("checklists/sample");
+    for f in [
+        "SUT-CHECKLIST.md",
+        "SUT-PACKET.md",
+        "config/run_config.json",
+    ] {
+        std::fs::copy(sample.join(f), dir.join(f)).unwrap();
+    }
+    dir
+}
+
+fn settings(script: &str) -> Settings {
+    Settings {
+        checklist: "SUT-CHECKLIST.md".into(),
+        mission_brief: "SUT-PACKET.md".into(),
+        config: "config/run_config.json".into(),
+        mode: Mode::Finite,
+        batch_size: 3,
+        runtime: Runtime::Command {
+            argv: vec![
+                "sh".into(),
+                fixtures().join("agents").join(script).display().to_string(),
+            ],
+        },
+        timeout: Duration::from_secs(30),
+        idle_rounds: 2,
+        prompt_template: None,
+        dry_run: false,
+        resume: false,
+        afk_bin: String::new(),
+        path_var: std::env::var("PATH").ok(),
+    }
+}
+
+fn run(dir: &Path, settings: &Settings, stops: Stops) -> (Result<Outcome, Error>, Vec<Event>) {
+    let mut events = Vec::new();
+    let outcome = runner::run(dir, settings, stops, &mut |e| events.push(e));
+    (outcome, events)
+}
+
+fn never() -> Stops {
+    let (tx, rx) = watch::channel(None);
+    // The sender lives as long as the test: no stop ever comes.
+    std::mem::forget(tx);
+    Stops::Channel(rx)
+}
+
+fn ended(events: &[Event]) -> Vec<(String, ItemEnd)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::ItemEnded { id, end, .. } => Some((id.clone(), end.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_finite_run_reports_each_item_and_tier_as_values() {
+    let dir = campaign("finite");
+    let (outcome, events) = run(&dir, &settings("complete.sh"), never());
+    assert_eq!(outcome, Ok(Outcome::Finished));
+    let mut done: Vec<String> = ended(&events)
+        .into_iter()
+        .map(|(id, end)| {
+            assert_eq!(end, ItemEnd::Done, "{id}");
+            id
+        })
+        .collect();
+    done.sort();
+    assert_eq!(
+        done,
+        ["CORE-001", "CORE-002", "CORE-003", "SEC-001", "SEC-002"]
+    );
+    let tiers: Vec<u32> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::TierReportWritten { tier, .. } => Some(*tier),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(tiers, [1, 2]);
+    let Some(Event::Ended {
+        outcome, counts, ..
+    }) = events.last()
+    else {
+        panic!("the last event is not the end: {events:?}");
+    };
+    assert_eq!(*outcome, Outcome::Finished);
+    assert_eq!((counts.done, counts.total), (5, 5));
+    // The session file says the same, typed.
+    let files = state::session_files(&dir);
+    let session = state::read_session(files.last().unwrap()).unwrap();
+    assert_eq!(session.outcome, Outcome::Finished);
+    assert_eq!(session.items.len(), 5);
+    assert_eq!(session.tier_reports.len(), 2);
+    assert_eq!(state::read_active(&dir), Ok(None));
+}
+
+#[test]
+fn a_failing_agent_ends_its_items_failed_with_the_exit_code() {
+    let dir = campaign("failing");
+    let (outcome, events) = run(&dir, &settings("fail.sh"), never());
+    assert_eq!(outcome, Ok(Outcome::FinishedWithFailures));
+    let ends = ended(&events);
+    assert_eq!(ends.len(), 5);
+    for (id, end) in ends {
+        let ItemEnd::Failed(reason) = end else {
+            panic!("{id} did not fail");
+        };
+        assert!(reason.contains("exited with"), "{id}: {reason}");
+    }
+}
+
+#[test]
+fn a_stop_puts_the_rows_back_and_ends_cancelled() {
+    let dir = campaign("stopped");
+    let (tx, rx) = watch::channel(None);
+    let stopper = std::thread::spawn(move || {
+        // Wait until an agent is recorded, then stop the run.
+        let dir = campaign_dir("stopped");
+        for _ in 0..200 {
+            if state::read_active(&dir)
+                .ok()
+                .flatten()
+                .is_some_and(|a| a.in_flight.iter().any(|f| f.pgid.is_some()))
+            {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        tx.send(Some(StopReason::Cancelled)).unwrap();
+    });
+    let (outcome, events) = run(&dir, &settings("hang.sh"), Stops::Channel(rx));
+    stopper.join().unwrap();
+    assert_eq!(outcome, Ok(Outcome::Cancelled));
+    let ends = ended(&events);
+    assert!(!ends.is_empty());
+    assert!(
+        ends.iter().all(|(_, end)| *end == ItemEnd::Stopped),
+        "{ends:?}"
+    );
+    let text = std::fs::read_to_string(dir.join("SUT-CHECKLIST.md")).unwrap();
+    assert!(!text.contains('⏳'), "{text}");
+}
+
+fn campaign_dir(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("afk-runner-{}-{name}", std::process::id()))
+}
+
+#[test]
+fn bad_input_is_an_input_error_and_changes_nothing() {
+    let dir = campaign("bad");
+    let before = std::fs::read_to_string(dir.join("SUT-CHECKLIST.md")).unwrap();
+    let mut missing = settings("complete.sh");
+    missing.mission_brief = "NOPE.md".into();
+    let (outcome, events) = run(&dir, &missing, never());
+    assert!(
+        matches!(&outcome, Err(Error::Input(m)) if m.contains("NOPE.md")),
+        "{outcome:?}"
+    );
+    assert_eq!(events, []);
+    let mut bad_template = settings("complete.sh");
+    std::fs::write(dir.join("t.md"), "{{id}} {{nonsense}}").unwrap();
+    bad_template.prompt_template = Some("t.md".into());
+    let (outcome, _) = run(&dir, &bad_template, never());
+    assert!(
+        matches!(&outcome, Err(Error::Input(m)) if m.contains("nonsense")),
+        "{outcome:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("SUT-CHECKLIST.md")).unwrap(),
+        before
+    );
+    assert!(!dir.join(".afk").exists());
+}
