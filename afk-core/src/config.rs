@@ -70,12 +70,14 @@ pub const KEYS: &[KeySpec] = &[
         default: "900",
         meaning: "a pushed commit with no CI signal after this is escalated",
     },
-    KeySpec {
-        key: "AFK_BUDGET_USD",
-        default: "100",
-        meaning: "per-issue spend cap, passed to the runtime where it supports one",
-    },
 ];
+
+/// Keys afk no longer reads. Setting one is an error rather than silence:
+/// an operator who set it believes it does something.
+pub const RETIRED_KEYS: &[(&str, &str)] = &[(
+    "AFK_BUDGET_USD",
+    "nothing: this setting is retired (T3 v0.0.27 takes no spend cap, so no run was ever capped by it); remove it",
+)];
 
 /// The validated policy settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -98,8 +100,6 @@ pub struct Config {
     pub prepush_max_seconds: u64,
     /// Seconds after a push at which a commit without CI signal is escalated.
     pub ci_start_max_seconds: u64,
-    /// Per-issue spend cap in US dollars.
-    pub budget_usd: f64,
 }
 
 impl Default for Config {
@@ -115,7 +115,6 @@ impl Default for Config {
             fix_forward_max_seconds: 3600,
             prepush_max_seconds: 14_400,
             ci_start_max_seconds: 900,
-            budget_usd: 100.0,
         }
     }
 }
@@ -159,7 +158,6 @@ fn render_errors(errors: &[ConfigError]) -> String {
 const BOOL_EXPECTED: &str = "a boolean (1, true, yes, on / 0, false, no, off)";
 const COUNT_EXPECTED: &str = "a whole number from 0 to 4294967295";
 const SECONDS_EXPECTED: &str = "a whole number of seconds, 0 or more";
-const USD_EXPECTED: &str = "a number of US dollars, 0 or more";
 const LABEL_EXPECTED: &str = "a label name without commas or line breaks";
 
 impl Config {
@@ -180,6 +178,16 @@ impl Config {
         // how many times a key was given before.
         let mut values: Vec<(&'static str, String)> = Vec::new();
         for (key, value) in pairs {
+            if let Some((retired, expected)) = RETIRED_KEYS.iter().find(|(k, _)| *k == key.as_ref())
+                && !value.as_ref().trim().is_empty()
+            {
+                errors.push(ConfigError {
+                    key: retired,
+                    value: value.as_ref().to_owned(),
+                    expected,
+                });
+                continue;
+            }
             let Some(spec) = KEYS.iter().find(|s| s.key == key.as_ref()) else {
                 continue;
             };
@@ -229,12 +237,6 @@ impl Config {
                     .parse::<u64>()
                     .map(|v| config.ci_start_max_seconds = v)
                     .map_err(|_| bad(SECONDS_EXPECTED)),
-                "AFK_BUDGET_USD" => value
-                    .parse::<f64>()
-                    .ok()
-                    .filter(|v| v.is_finite() && *v >= 0.0)
-                    .map(|v| config.budget_usd = v)
-                    .ok_or_else(|| bad(USD_EXPECTED)),
                 _ => Ok(()),
             };
             if let Err(e) = result {
@@ -347,11 +349,10 @@ mod tests {
         let err = parse(&[
             ("AFK_FIX_FORWARD_MAX_ATTEMPTS", "five"),
             ("AFK_PREPUSH_MAX_SECONDS", "-1"),
-            ("AFK_BUDGET_USD", "NaN"),
             ("AFK_CI_START_MAX_SECONDS", "60"),
         ])
         .unwrap_err();
-        insta::assert_snapshot!(err.to_string(), @r#"AFK_FIX_FORWARD_MAX_ATTEMPTS: cannot use "five": expected a whole number from 0 to 4294967295; AFK_PREPUSH_MAX_SECONDS: cannot use "-1": expected a whole number of seconds, 0 or more; AFK_BUDGET_USD: cannot use "NaN": expected a number of US dollars, 0 or more"#);
+        insta::assert_snapshot!(err.to_string(), @r#"AFK_FIX_FORWARD_MAX_ATTEMPTS: cannot use "five": expected a whole number from 0 to 4294967295; AFK_PREPUSH_MAX_SECONDS: cannot use "-1": expected a whole number of seconds, 0 or more"#);
     }
 
     #[test]
@@ -366,7 +367,6 @@ mod tests {
             ("AFK_FIX_FORWARD_MAX_SECONDS", "60"),
             ("AFK_PREPUSH_MAX_SECONDS", "120"),
             ("AFK_CI_START_MAX_SECONDS", "30"),
-            ("AFK_BUDGET_USD", "12.5"),
             ("PATH", "/usr/bin"),
         ])
         .unwrap();
@@ -382,13 +382,20 @@ mod tests {
                 fix_forward_max_seconds: 60,
                 prepush_max_seconds: 120,
                 ci_start_max_seconds: 30,
-                budget_usd: 12.5,
             }
         );
         assert!(config.allows("Infra"));
         assert!(!config.allows("evil/infra"));
         // The KEYS table names exactly the keys the parser reads.
-        assert_eq!(KEYS.len(), 10);
+        assert_eq!(KEYS.len(), 9);
+    }
+
+    #[test]
+    fn a_retired_key_is_an_error_not_silence() {
+        let err = parse(&[("AFK_BUDGET_USD", "100"), ("AFK_KILL_SWITCH", "off")]).unwrap_err();
+        insta::assert_snapshot!(err.to_string(), @r#"AFK_BUDGET_USD: cannot use "100": expected nothing: this setting is retired (T3 v0.0.27 takes no spend cap, so no run was ever capped by it); remove it"#);
+        // Empty is "not set", as for every key.
+        assert!(parse(&[("AFK_BUDGET_USD", " ")]).is_ok());
     }
 
     #[test]

@@ -7,7 +7,6 @@
 
 pub mod breakglass_cmd;
 pub mod campaign_cmd;
-pub mod json_input;
 pub mod loop_cmd;
 pub mod policy;
 pub mod runs;

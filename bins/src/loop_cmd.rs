@@ -67,8 +67,8 @@ pub struct LoopArgs {
     /// Seconds after which a pushed commit with no CI signal is escalated. Default: 900.
     #[arg(long, env = "AFK_CI_START_MAX_SECONDS", hide_env_values = true)]
     pub ci_start_max_seconds: Option<String>,
-    /// Per-issue spend cap in USD. Default: 100.
-    #[arg(long, env = "AFK_BUDGET_USD", hide_env_values = true)]
+    /// Retired (T3 v0.0.27 takes no spend cap); setting it is an error.
+    #[arg(long, env = "AFK_BUDGET_USD", hide = true, hide_env_values = true)]
     pub budget_usd: Option<String>,
 
     /// GitHub REST base URL.

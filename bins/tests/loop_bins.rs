@@ -217,7 +217,6 @@ fn help_lists_every_setting_with_its_env_name_and_no_secret() {
         "AFK_FIX_FORWARD_MAX_SECONDS",
         "AFK_PREPUSH_MAX_SECONDS",
         "AFK_CI_START_MAX_SECONDS",
-        "AFK_BUDGET_USD",
         "AFK_GITHUB_API_URL",
         "AFK_GITHUB_TOKEN_FILE",
         "AFK_GITHUB_OWNER",

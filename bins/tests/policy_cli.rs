@@ -234,7 +234,7 @@ fn bad_input_exits_2_naming_the_field() {
         (
             &["policy", "dispatch"],
             r#"{"issues": [], "config": {"AFK_BUDGET_USD": "lots"}}"#,
-            "afk: bad input: config: AFK_BUDGET_USD: cannot use \"lots\"",
+            "afk: bad input: config: AFK_BUDGET_USD: cannot use \"lots\": expected nothing: this setting is retired",
         ),
         (
             &["policy", "next-action"],
@@ -244,7 +244,7 @@ fn bad_input_exits_2_naming_the_field() {
         (
             &["policy", "next-action"],
             r#"{"state": {"seconds_since_dispatch": -5}}"#,
-            "afk: bad input: state.seconds_since_dispatch: expected a whole number, 0 or more",
+            "afk: bad input: state.seconds_since_dispatch: invalid value: integer `-5`, expected u64",
         ),
         (
             &["policy", "checklist"],
