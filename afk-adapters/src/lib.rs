@@ -11,7 +11,9 @@
 //! - [`github`]: the GitHub tracker and the build stage (checks, statuses);
 //! - [`woodpecker`]: the deploy stage;
 //! - [`rollout`]: the Kubernetes rollout stage;
-//! - [`notify`]: Slack, ntfy and log doorbells.
+//! - [`notify`]: Slack, ntfy and log doorbells;
+//! - [`services`]: all of them built from typed settings, and a tick run
+//!   with them.
 //!
 //! Local agent processes and the checklist runner's files are not here: they
 //! belong to the `runner` crate and the `afk-process` toolkit, so that
@@ -21,5 +23,6 @@ pub mod github;
 pub mod http;
 pub mod notify;
 pub mod rollout;
+pub mod services;
 pub mod t3;
 pub mod woodpecker;

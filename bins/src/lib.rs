@@ -8,7 +8,6 @@
 pub mod breakglass_cmd;
 pub mod campaign_cmd;
 pub mod loop_cmd;
-pub mod policy;
 pub mod runs;
 
 /// Exit codes shared by every afk binary.

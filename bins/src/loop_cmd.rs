@@ -8,34 +8,19 @@
 //! Exit codes: 0 the tick ran (a disabled tick is a success), 1 the tick ran
 //! but some repository or run failed, 2 bad configuration (nothing was done).
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use afk_adapters::github::{GitHubBuildStage, GitHubSettings, GitHubTracker};
-use afk_adapters::http::{Http, HttpSettings, RetryPolicy, Secret};
-use afk_adapters::notify::{LogNotifier, NtfyNotifier, SlackNotifier};
-use afk_adapters::rollout::{RolloutStage, RolloutTargets};
-use afk_adapters::t3::{T3Executor, T3Settings};
-use afk_adapters::woodpecker::{WoodpeckerSettings, WoodpeckerStage};
-use afk_core::ci::StageProbe;
-use afk_core::doorbell::Notifier;
-use afk_core::tick::{
-    Clock, Level, Ports, TickOptions, TickReport, poll_disabled, poll_tick, watch_disabled,
-    watch_tick,
-};
-use afk_core::{Config, Timestamp};
-use checklist::ProgressComment;
+use afk_adapters::github::GitHubSettings;
+use afk_adapters::http::{HttpSettings, RetryPolicy, Secret};
+use afk_adapters::rollout::RolloutTargets;
+pub use afk_adapters::services::TickKind;
+use afk_adapters::services::{NtfySettings, ServiceSettings, Services, SystemClock};
+use afk_adapters::t3::T3Settings;
+use afk_adapters::woodpecker::WoodpeckerSettings;
+use afk_core::Config;
+use afk_core::tick::{Clock, Level, TickOptions, TickReport, poll_disabled, watch_disabled};
 
 use crate::exit;
-
-/// Which tick a binary runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TickKind {
-    /// `afk-poller`.
-    Poll,
-    /// `afk-watcher`.
-    Watch,
-}
 
 /// Every setting of the loop binaries (`07-deploy.md`).
 #[derive(Debug, Clone, clap::Args)]
@@ -184,18 +169,11 @@ pub struct LoopArgs {
 #[error("{0}")]
 pub struct BadConfig(pub String);
 
-/// The wall clock.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> Timestamp {
-        Timestamp::from_offset_date_time(time::OffsetDateTime::now_utc())
-    }
-}
-
 impl LoopArgs {
     /// The policy settings, through the one parser of `afk-core`.
+    ///
+    /// # Errors
+    /// `BadConfig` naming every key that cannot be used.
     pub fn policy(&self) -> Result<Config, BadConfig> {
         let pairs = [
             ("AFK_KILL_SWITCH", &self.kill_switch),
@@ -219,6 +197,99 @@ impl LoopArgs {
         )
         .map_err(|e| BadConfig(format!("bad configuration: {e}")))
     }
+
+    /// The tracker's settings (the one adapter `afk runs` needs).
+    ///
+    /// # Errors
+    /// `BadConfig` when no token is configured.
+    pub fn github(&self) -> Result<GitHubSettings, BadConfig> {
+        let token = secret(self.github_token_file.as_ref(), "AFK_GITHUB_TOKEN");
+        if !token.is_configured() {
+            return Err(BadConfig(
+                "a GitHub token is required: set AFK_GITHUB_TOKEN or AFK_GITHUB_TOKEN_FILE".into(),
+            ));
+        }
+        Ok(GitHubSettings {
+            api_url: self.github_api_url.clone(),
+            token,
+            default_owner: some(&self.github_owner),
+            trusted_bots: list(&self.trusted_bots),
+            own_login: some(&self.github_login),
+        })
+    }
+
+    /// The client's timeouts, with the tick's deadline.
+    pub fn http(&self, deadline: Option<Instant>) -> HttpSettings {
+        let request = Duration::from_secs(self.request_timeout_seconds.max(1));
+        HttpSettings {
+            connect_timeout: Duration::from_secs(5).min(request),
+            request_timeout: request,
+            retry: RetryPolicy::default(),
+            deadline,
+        }
+    }
+
+    /// Everything an armed loop needs, checked.
+    ///
+    /// # Errors
+    /// `BadConfig` naming the setting that is missing or unreadable.
+    pub fn services(&self, deadline: Instant) -> Result<ServiceSettings, BadConfig> {
+        let t3_url = some(&self.t3_url).ok_or_else(|| {
+            BadConfig(
+                "AFK_T3_URL is required once the loop is armed (the allowlist is not empty)".into(),
+            )
+        })?;
+        let github = self.github()?;
+        let t3_token = secret(self.t3_token_file.as_ref(), "AFK_T3_TOKEN");
+        if !t3_token.is_configured() {
+            return Err(BadConfig(
+                "a T3 token is required once the loop is armed: set AFK_T3_TOKEN or AFK_T3_TOKEN_FILE".into(),
+            ));
+        }
+        let ntfy = match some(&self.ntfy_url) {
+            None => None,
+            Some(url) => Some(NtfySettings {
+                url,
+                topic: Secret::Value(some(&self.ntfy_topic).ok_or_else(|| {
+                    BadConfig("AFK_NTFY_URL is set but AFK_NTFY_TOPIC is not".into())
+                })?),
+                token: optional_secret(self.ntfy_token_file.as_ref(), "AFK_NTFY_TOKEN")
+                    .unwrap_or(Secret::None),
+            }),
+        };
+        Ok(ServiceSettings {
+            http: self.http(Some(deadline)),
+            github,
+            t3: T3Settings {
+                web_url: some(&self.t3_web_url).unwrap_or_else(|| t3_url.clone()),
+                base_url: t3_url,
+                token: t3_token,
+                model: self.t3_model.clone(),
+                instance: self.t3_instance.clone(),
+                workspace_base: self.t3_workspace_base.clone(),
+                default_owner: self.github_owner.clone(),
+            },
+            woodpecker: some(&self.woodpecker_url).map(|url| WoodpeckerSettings {
+                url,
+                token: secret(self.woodpecker_token_file.as_ref(), "AFK_WOODPECKER_TOKEN"),
+                default_owner: self.github_owner.clone(),
+            }),
+            rollout: some(&self.rollout_targets)
+                .map(|t| RolloutTargets::parse(&t))
+                .transpose()
+                .map_err(BadConfig)?,
+            slack: optional_secret(
+                self.slack_webhook_url_file.as_ref(),
+                "AFK_SLACK_WEBHOOK_URL",
+            ),
+            ntfy,
+        })
+    }
+}
+
+/// A setting that is set and not blank.
+fn some(value: &Option<String>) -> Option<String> {
+    value.clone().filter(|v| !v.trim().is_empty())
 }
 
 fn secret(file: Option<&String>, env_name: &str) -> Secret {
@@ -252,184 +323,6 @@ fn list(text: &str) -> Vec<String> {
         .filter(|s| !s.is_empty())
         .map(str::to_owned)
         .collect()
-}
-
-/// The GitHub tracker from the settings (the one adapter `afk runs` needs).
-///
-/// # Errors
-/// `BadConfig` when no token is configured.
-pub fn github_tracker(args: &LoopArgs, http: &Http) -> Result<GitHubTracker, BadConfig> {
-    let token = secret(args.github_token_file.as_ref(), "AFK_GITHUB_TOKEN");
-    if !token.is_configured() {
-        return Err(BadConfig(
-            "a GitHub token is required: set AFK_GITHUB_TOKEN or AFK_GITHUB_TOKEN_FILE".into(),
-        ));
-    }
-    Ok(GitHubTracker::new(
-        http.clone(),
-        GitHubSettings {
-            api_url: args.github_api_url.clone(),
-            token,
-            default_owner: args.github_owner.clone().filter(|o| !o.trim().is_empty()),
-            trusted_bots: list(&args.trusted_bots),
-            own_login: args.github_login.clone().filter(|l| !l.trim().is_empty()),
-        },
-    ))
-}
-
-/// Everything a tick needs, built from the settings.
-pub struct Wiring {
-    tracker: Arc<GitHubTracker>,
-    executor: T3Executor,
-    build: GitHubBuildStage,
-    deploy: Option<WoodpeckerStage>,
-    rollout: Option<RolloutStage>,
-    notifiers: Vec<Box<dyn Notifier>>,
-}
-
-impl std::fmt::Debug for Wiring {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Wiring").finish_non_exhaustive()
-    }
-}
-
-impl Wiring {
-    /// Builds the adapters. Checks what an armed loop needs.
-    ///
-    /// # Errors
-    /// `BadConfig` naming the setting that is missing or unreadable.
-    pub fn build(args: &LoopArgs, deadline: Instant) -> Result<Wiring, BadConfig> {
-        let http = Http::new(&HttpSettings {
-            connect_timeout: Duration::from_secs(5)
-                .min(Duration::from_secs(args.request_timeout_seconds.max(1))),
-            request_timeout: Duration::from_secs(args.request_timeout_seconds.max(1)),
-            retry: RetryPolicy::default(),
-            deadline: Some(deadline),
-        })
-        .map_err(|e| BadConfig(e.to_string()))?;
-        let t3_url = args
-            .t3_url
-            .clone()
-            .filter(|u| !u.trim().is_empty())
-            .ok_or_else(|| {
-                BadConfig(
-                    "AFK_T3_URL is required once the loop is armed (the allowlist is not empty)"
-                        .into(),
-                )
-            })?;
-        let tracker = Arc::new(github_tracker(args, &http)?);
-        let t3_token = secret(args.t3_token_file.as_ref(), "AFK_T3_TOKEN");
-        if !t3_token.is_configured() {
-            return Err(BadConfig(
-                "a T3 token is required once the loop is armed: set AFK_T3_TOKEN or AFK_T3_TOKEN_FILE".into(),
-            ));
-        }
-        let executor = T3Executor::new(
-            http.clone(),
-            T3Settings {
-                web_url: args.t3_web_url.clone().unwrap_or_else(|| t3_url.clone()),
-                base_url: t3_url,
-                token: t3_token,
-                model: args.t3_model.clone(),
-                instance: args.t3_instance.clone(),
-                workspace_base: args.t3_workspace_base.clone(),
-                default_owner: args.github_owner.clone(),
-            },
-        );
-        let deploy = args
-            .woodpecker_url
-            .as_ref()
-            .filter(|u| !u.trim().is_empty())
-            .map(|url| {
-                WoodpeckerStage::new(
-                    http.clone(),
-                    WoodpeckerSettings {
-                        url: url.clone(),
-                        token: secret(args.woodpecker_token_file.as_ref(), "AFK_WOODPECKER_TOKEN"),
-                        default_owner: args.github_owner.clone(),
-                    },
-                )
-            });
-        let rollout = match args
-            .rollout_targets
-            .as_deref()
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-        {
-            Some(text) => {
-                let targets = RolloutTargets::parse(text).map_err(BadConfig)?;
-                Some(RolloutStage::in_cluster(targets).map_err(|e| BadConfig(e.to_string()))?)
-            }
-            None => None,
-        };
-        let mut notifiers: Vec<Box<dyn Notifier>> = Vec::new();
-        if let Some(slack) = optional_secret(
-            args.slack_webhook_url_file.as_ref(),
-            "AFK_SLACK_WEBHOOK_URL",
-        ) {
-            notifiers.push(Box::new(SlackNotifier::new(http.clone(), slack)));
-        }
-        if let Some(url) = args.ntfy_url.as_ref().filter(|u| !u.trim().is_empty()) {
-            let topic = args
-                .ntfy_topic
-                .clone()
-                .filter(|t| !t.trim().is_empty())
-                .ok_or_else(|| BadConfig("AFK_NTFY_URL is set but AFK_NTFY_TOPIC is not".into()))?;
-            notifiers.push(Box::new(NtfyNotifier::new(
-                http.clone(),
-                url.clone(),
-                Secret::Value(topic),
-                optional_secret(args.ntfy_token_file.as_ref(), "AFK_NTFY_TOKEN")
-                    .unwrap_or(Secret::None),
-            )));
-        }
-        if notifiers.is_empty() {
-            notifiers.push(Box::new(LogNotifier));
-        }
-        Ok(Wiring {
-            build: GitHubBuildStage::new(tracker.clone()),
-            tracker,
-            executor,
-            deploy,
-            rollout,
-            notifiers,
-        })
-    }
-
-    /// Runs one tick.
-    pub async fn tick(&self, kind: TickKind, config: &Config, options: &TickOptions) -> TickReport {
-        let mut stages: Vec<&dyn StageProbe> = vec![&self.build];
-        if let Some(d) = &self.deploy {
-            stages.push(d);
-        }
-        if let Some(r) = &self.rollout {
-            stages.push(r);
-        }
-        let notifiers: Vec<&dyn Notifier> = self.notifiers.iter().map(AsRef::as_ref).collect();
-        let ports = Ports {
-            tracker: self.tracker.as_ref(),
-            executor: &self.executor,
-            stages: &stages,
-            notifiers: &notifiers,
-            codec: &ProgressComment,
-            clock: &SystemClock,
-        };
-        match kind {
-            TickKind::Poll => poll_tick(&ports, config, options).await,
-            TickKind::Watch => watch_tick(&ports, config, options).await,
-        }
-    }
-
-    /// Requests made so far, by every adapter.
-    pub fn api_calls(&self) -> u64 {
-        // The adapters share one client and one counter.
-        afk_core::ports::Tracker::api_calls(self.tracker.as_ref())
-    }
-
-    /// The GitHub budget the last answer reported.
-    pub fn rate_limit_remaining(&self) -> Option<u64> {
-        afk_core::ports::Tracker::rate_limit_remaining(self.tracker.as_ref())
-    }
 }
 
 /// Installs the log subscriber: JSON lines on stdout, or text.
@@ -501,10 +394,7 @@ pub async fn run(kind: TickKind, args: &LoopArgs) -> u8 {
             return exit::BAD_INPUT;
         }
     };
-    let name = match kind {
-        TickKind::Poll => "poll",
-        TickKind::Watch => "watch",
-    };
+    let name = kind.as_str();
     let options = TickOptions {
         dry_run: args.dry_run,
         deadline: Some(SystemClock.now().plus_seconds(args.tick_deadline_seconds)),
@@ -518,18 +408,28 @@ pub async fn run(kind: TickKind, args: &LoopArgs) -> u8 {
     let (report, calls, remaining) = if let Some(report) = disabled {
         (report, 0, None)
     } else {
-        let wiring = match Wiring::build(
-            args,
-            started + Duration::from_secs(args.tick_deadline_seconds),
-        ) {
-            Ok(w) => w,
+        let deadline = started + Duration::from_secs(args.tick_deadline_seconds);
+        let services = match args.services(deadline) {
+            Ok(settings) => match Services::build(settings) {
+                Ok(s) => s,
+                // The settings were valid; the environment (no in-cluster
+                // credentials, a TLS set-up failure) is what failed.
+                Err(e) => {
+                    tracing::error!(action = "start", "{e}");
+                    return exit::PARTIAL;
+                }
+            },
             Err(e) => {
                 tracing::error!(action = "config", "{e}");
                 return exit::BAD_INPUT;
             }
         };
-        let report = wiring.tick(kind, &config, &options).await;
-        (report, wiring.api_calls(), wiring.rate_limit_remaining())
+        let report = services.tick(kind, &config, &options).await;
+        (
+            report,
+            services.api_calls(),
+            services.rate_limit_remaining(),
+        )
     };
     log_entries(&report);
     let failed = report.failures().count();

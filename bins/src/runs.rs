@@ -4,12 +4,13 @@
 //! as the watcher (`afk_core::tick::find_runs`), so it lists exactly what the
 //! watcher drives; `checklist::runs` renders them. It writes nothing.
 
-use afk_adapters::http::{Http, HttpSettings};
+use afk_adapters::github::GitHubTracker;
+use afk_adapters::http::Http;
 use afk_core::Config;
 use afk_core::tick::{Entry, Run, TickReport, find_runs};
 use checklist::ProgressComment;
 
-use crate::loop_cmd::{BadConfig, LoopArgs, github_tracker};
+use crate::loop_cmd::{BadConfig, LoopArgs};
 
 /// Reads the runs in flight.
 ///
@@ -17,12 +18,12 @@ use crate::loop_cmd::{BadConfig, LoopArgs, github_tracker};
 /// `BadConfig` for unusable settings.
 pub async fn read(args: &LoopArgs) -> Result<(Config, Vec<Run>, Vec<Entry>), BadConfig> {
     let config = args.policy()?;
-    let http = Http::new(&HttpSettings::default()).map_err(|e| BadConfig(e.to_string()))?;
+    let http = Http::new(&args.http(None)).map_err(|e| BadConfig(e.to_string()))?;
     let mut report = TickReport::default();
     if config.allowlist.is_empty() {
         return Ok((config, Vec::new(), Vec::new()));
     }
-    let tracker = github_tracker(args, &http)?;
+    let tracker = GitHubTracker::new(http, args.github()?);
     let runs = find_runs(&tracker, &ProgressComment, &config, &mut report).await;
     Ok((config, runs, report.entries))
 }

@@ -6,14 +6,18 @@
 //! - [`sut`]: the SUT backlog (`SUT-CHECKLIST.md`) of the checklist runner,
 //!   parsed with line-numbered diagnostics and written back one cell at a
 //!   time (the runner's decisions over it are `runner::decide`);
-//! - [`runs`]: the runs in flight as a table, JSON, or one in full.
+//! - [`runs`]: the runs in flight as a table, JSON, or one in full;
+//! - [`policy`]: the JSON formats of `afk policy` (inputs read by private
+//!   serde structs, every error naming its field), around the pure policy.
 //!
-//! This crate does no I/O: it turns values into text and text into values.
+//! This crate does no I/O: it turns values into text and text into values
+//! (every format afk writes or reads that is its own).
 //! Finding, creating and editing the comment on GitHub is the tracker
 //! adapter's job; deciding what the record should say is the core's.
 
 pub mod marker;
 pub mod phase;
+pub mod policy;
 pub mod runs;
 pub mod sut;
 

@@ -4,7 +4,8 @@ use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use bins::{exit, policy};
+use bins::exit;
+use checklist::policy;
 use clap::{Parser, Subcommand};
 use runner::Error;
 use runner::findings::{self, Kind};

@@ -1,4 +1,4 @@
-//! `afk policy`: the policy developer's tool.
+//! The JSON formats of `afk policy`, the policy developer's tool.
 //!
 //! Each command reads one JSON document, calls one pure function of
 //! `afk-core` or `checklist`, and prints the answer. It exists so that a rule
@@ -12,11 +12,11 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
+use crate::ChecklistMeta;
 use afk_core::config::{KEYS, RETIRED_KEYS};
 use afk_core::machine::next_action_with_rule;
 use afk_core::types::priority_from_labels;
 use afk_core::{CiStatus, Config, Issue, Phase, RunState, ThreadStatus, plan_dispatch};
-use checklist::ChecklistMeta;
 use serde::de::{DeserializeOwned, Error as _};
 use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
@@ -341,7 +341,7 @@ pub fn checklist(input: &str) -> Result<String, InputError> {
         fix_forward_attempts: input.fix_forward_attempts,
         default_branch: input.default_branch,
     };
-    Ok(checklist::render(phase, &meta))
+    Ok(crate::render(phase, &meta))
 }
 
 fn pretty(value: &Value) -> String {
