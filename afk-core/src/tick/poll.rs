@@ -1,0 +1,288 @@
+//! The poll tick: which trusted, unblocked, allowlisted ready issues start
+//! now (one per repository, by priority), and their dispatch in crash-safe
+//! order: run record, thread, lock.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::{About, Ports, ReportAction, TickOptions, TickReport, past};
+use crate::config::Config;
+use crate::dispatch::plan_dispatch;
+use crate::ports::{ExecutorSnapshot, PortError, PortResult, ThreadSpec, TrackedIssue, Tracker};
+use crate::prompt::opening_prompt;
+use crate::record::RunRecord;
+use crate::types::{Issue, Phase, priority_from_labels};
+
+/// What the poll tick learned about one repository.
+struct RepoFacts {
+    in_flight: bool,
+    issues: Vec<(Issue, TrackedIssue)>,
+    /// Issues whose trust and blockers were actually read.
+    verified: BTreeSet<u64>,
+}
+
+async fn gather(
+    tracker: &dyn Tracker,
+    config: &Config,
+    repo: &str,
+    report: &mut TickReport,
+) -> PortResult<RepoFacts> {
+    // The lock is asked for directly, open or closed: a closing keyword can
+    // close an issue while its run is still in flight.
+    let in_flight = !tracker
+        .issues_with_label(repo, &config.in_progress_label)
+        .await?
+        .is_empty();
+    let mut ready = tracker
+        .open_issues_with_label(repo, &config.ready_label)
+        .await?;
+    ready.sort_by_key(|t| (priority_from_labels(&t.labels), t.number));
+    let mut facts = RepoFacts {
+        in_flight,
+        issues: Vec::new(),
+        verified: BTreeSet::new(),
+    };
+    let mut found = false;
+    for tracked in ready {
+        let mut issue = Issue {
+            repo: repo.to_owned(),
+            number: tracked.number,
+            title: tracked.title.clone(),
+            labels: tracked.labels.clone(),
+            open_blockers: Vec::new(),
+            // Not read for issues that cannot win the slot anyway (the
+            // repository is locked, the issue is handed back, or a better one
+            // already won): the policy passes them over for that reason.
+            labeled_by_trusted: true,
+            priority: priority_from_labels(&tracked.labels),
+        };
+        let worth_reading =
+            !in_flight && !found && !tracked.has_label(&config.ready_for_human_label);
+        if worth_reading {
+            let trust = tracker
+                .label_trust(repo, tracked.number, &config.ready_label)
+                .await?;
+            issue.labeled_by_trusted = trust.trusted;
+            if !trust.trusted {
+                report.info(
+                    About::issue(repo, tracked.number),
+                    ReportAction::Untrusted,
+                    trust.reason,
+                );
+            } else {
+                issue.open_blockers = tracker.open_blockers(repo, &tracked).await?;
+                found = issue.open_blockers.is_empty();
+            }
+            facts.verified.insert(tracked.number);
+        }
+        facts.issues.push((issue, tracked));
+    }
+    Ok(facts)
+}
+
+fn disabled(message: &str) -> TickReport {
+    let mut report = TickReport {
+        disabled: true,
+        ..TickReport::default()
+    };
+    report.info(About::TICK, ReportAction::Disabled, message);
+    report
+}
+
+/// The report of a poll tick that the configuration disables (kill switch on,
+/// or nothing enrolled), before any I/O; `None` when the poller is armed.
+pub fn poll_disabled(config: &Config) -> Option<TickReport> {
+    if config.kill_switch {
+        return Some(disabled("the kill switch is on: the poller does nothing"));
+    }
+    watch_disabled(config)
+}
+
+/// The report of a watch tick that the configuration disables (nothing
+/// enrolled); `None` otherwise. The kill switch does not disable the
+/// watcher: it still observes and finalises runs.
+pub fn watch_disabled(config: &Config) -> Option<TickReport> {
+    config
+        .allowlist
+        .is_empty()
+        .then(|| disabled("the allowlist is empty: no repository is enrolled"))
+}
+
+/// The poll tick: decide which ready issues may start now and dispatch them.
+pub async fn poll_tick(ports: &Ports<'_>, config: &Config, options: &TickOptions) -> TickReport {
+    if let Some(report) = poll_disabled(config) {
+        return report;
+    }
+    let mut report = TickReport::default();
+    let mut issues = Vec::new();
+    let mut tracked: BTreeMap<(String, u64), TrackedIssue> = BTreeMap::new();
+    let mut verified: BTreeSet<(String, u64)> = BTreeSet::new();
+    let mut in_flight = Vec::new();
+    for repo in &config.allowlist {
+        if past(options.deadline, ports.clock.now()) {
+            report.warn(
+                About::repo(repo),
+                ReportAction::Deadline,
+                "tick deadline reached: repository not read this tick",
+            );
+            continue;
+        }
+        match gather(ports.tracker, config, repo, &mut report).await {
+            Ok(facts) => {
+                if facts.in_flight {
+                    in_flight.push(repo.clone());
+                }
+                verified.extend(facts.verified.iter().map(|n| (repo.clone(), *n)));
+                for (issue, t) in facts.issues {
+                    tracked.insert((repo.clone(), issue.number), t);
+                    issues.push(issue);
+                }
+            }
+            Err(e) => report.error(
+                About::repo(repo),
+                ReportAction::Read,
+                format!("reading the repository failed: {e}"),
+            ),
+        }
+    }
+    let plan = plan_dispatch(&issues, config, &in_flight);
+    report.skipped = plan.skipped.len();
+    for s in &plan.skipped {
+        report.info(
+            About::issue(&s.repo, s.number),
+            ReportAction::Skip,
+            s.reason.to_string(),
+        );
+    }
+    let mut snapshot: Option<ExecutorSnapshot> = None;
+    for d in &plan.decisions {
+        let key = (d.repo.clone(), d.number);
+        if !verified.contains(&key) {
+            // The policy chose an issue whose trust was never read: a bug in
+            // this tick, never a reason to dispatch.
+            report.error(
+                About::issue(&d.repo, d.number),
+                ReportAction::Dispatch,
+                "refused: trust was not verified for this issue",
+            );
+            continue;
+        }
+        if options.dry_run {
+            report.info(
+                About::issue(&d.repo, d.number),
+                ReportAction::Dispatch,
+                format!("dry run: would dispatch ({})", d.reason),
+            );
+            continue;
+        }
+        if past(options.deadline, ports.clock.now()) {
+            report.warn(
+                About::issue(&d.repo, d.number),
+                ReportAction::Deadline,
+                "tick deadline reached: dispatch left for the next tick",
+            );
+            continue;
+        }
+        let Some(issue) = tracked.get(&key) else {
+            continue;
+        };
+        match dispatch_one(ports, config, &mut snapshot, issue).await {
+            Ok(thread) => {
+                report.dispatched.push(format!("{}#{}", d.repo, d.number));
+                report.info(
+                    About::run(&d.repo, d.number, &thread),
+                    ReportAction::Dispatch,
+                    d.reason.clone(),
+                );
+            }
+            Err(e) => report.error(
+                About::issue(&d.repo, d.number),
+                ReportAction::Dispatch,
+                format!("dispatch failed: {e}"),
+            ),
+        }
+    }
+    report
+}
+
+async fn dispatch_one(
+    ports: &Ports<'_>,
+    config: &Config,
+    snapshot: &mut Option<ExecutorSnapshot>,
+    issue: &TrackedIssue,
+) -> PortResult<String> {
+    let (repo, number) = (issue.repo.as_str(), issue.number);
+    let now = ports.clock.now();
+    let existing = ports.tracker.progress_comment(repo, number).await?;
+    let prior = match &existing {
+        Some(c) => ports
+            .codec
+            .record(&c.body)
+            .map_err(|why| PortError::Permanent {
+                message: format!(
+                    "the progress comment's run record cannot be read ({why}); fix or delete it"
+                ),
+            })?,
+        None => None,
+    };
+    let mut record = match prior {
+        // A dispatch that died before it locked the repository: finish it,
+        // keeping its time and thread.
+        Some(r) if r.outcome.is_none() => r,
+        // A finished run whose issue a human armed again: a new attempt.
+        Some(r) => {
+            let attempt = r.attempt.saturating_add(1);
+            let mut fresh =
+                RunRecord::dispatched(ports.executor.thread_id(repo, number, attempt), now);
+            fresh.attempt = attempt;
+            fresh
+        }
+        None => RunRecord::dispatched(ports.executor.thread_id(repo, number, 0), now),
+    };
+    let branch = ports.tracker.default_branch(repo).await?;
+    record.turn_sent_at = Some(record.dispatched_at);
+    // The record first, the thread second. The thread id is deterministic,
+    // so the record can name it before it exists; and once the thread exists
+    // the agent is at work, so the dispatch time must already be durable: a
+    // re-run after a crash keeps it, and the watcher finds commits pushed
+    // since. (Thread first would let a crash in between re-stamp the
+    // dispatch later than the agent's first push.)
+    let body = ports
+        .codec
+        .body(Phase::Worktree, repo, number, &branch, &record);
+    match existing {
+        Some(c) if c.body == body => {}
+        Some(c) => ports.tracker.update_comment(repo, c.id, &body).await?,
+        None => {
+            ports.tracker.create_comment(repo, number, &body).await?;
+        }
+    }
+    if snapshot.is_none() {
+        *snapshot = Some(ports.executor.snapshot(&[]).await?);
+    }
+    let snap = snapshot.as_ref().ok_or_else(|| PortError::Transient {
+        message: "no executor snapshot".into(),
+    })?;
+    let spec = ThreadSpec {
+        repo: repo.to_owned(),
+        issue: number,
+        attempt: record.attempt,
+        title: format!("{repo}#{number}: {}", issue.title),
+        prompt: opening_prompt(repo, number, &issue.title, &branch),
+        created_at: record.dispatched_at,
+    };
+    let thread = ports.executor.ensure_thread(snap, &spec).await?;
+    if thread != record.thread_id {
+        return Err(PortError::ContractViolation {
+            message: format!(
+                "the executor made thread {thread}, but its id for this attempt is {}",
+                record.thread_id
+            ),
+        });
+    }
+    // Last: a dispatch that failed before this point leaves no lock.
+    ports
+        .tracker
+        .add_label(repo, number, &config.in_progress_label)
+        .await?;
+    Ok(record.thread_id)
+}
