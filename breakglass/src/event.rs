@@ -24,31 +24,89 @@ use serde_json::{Map, Value, json};
 /// One translated event, before it gets its id.
 pub type Body = Map<String, Value>;
 
-fn body(value: Value) -> Body {
-    match value {
-        Value::Object(map) => map,
-        _ => Map::new(),
+/// The closed vocabulary of event types (the table above).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventType {
+    /// The agent announced its session id.
+    Session,
+    /// A text block.
+    Text,
+    /// A tool call.
+    Tool,
+    /// The agent's result line.
+    Result,
+    /// The prompt that started a turn.
+    User,
+    /// A turn failed.
+    Error,
+    /// A turn was cancelled.
+    Cancelled,
+    /// A turn ended (exactly once per turn).
+    TurnEnd,
+}
+
+impl EventType {
+    /// Every type.
+    pub const ALL: [EventType; 8] = [
+        EventType::Session,
+        EventType::Text,
+        EventType::Tool,
+        EventType::Result,
+        EventType::User,
+        EventType::Error,
+        EventType::Cancelled,
+        EventType::TurnEnd,
+    ];
+
+    /// Its `type` on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Session => "session",
+            EventType::Text => "text",
+            EventType::Tool => "tool",
+            EventType::Result => "result",
+            EventType::User => "user",
+            EventType::Error => "error",
+            EventType::Cancelled => "cancelled",
+            EventType::TurnEnd => "turn_end",
+        }
     }
+
+    /// The type of `event`, when it has a known one.
+    pub fn of(event: &Body) -> Option<EventType> {
+        let name = event.get("type").and_then(Value::as_str)?;
+        EventType::ALL.into_iter().find(|t| t.as_str() == name)
+    }
+}
+
+/// An event of `kind` with `fields` (an object; anything else adds nothing).
+fn body(kind: EventType, fields: Value) -> Body {
+    let mut map = Map::new();
+    map.insert("type".into(), Value::from(kind.as_str()));
+    if let Value::Object(fields) = fields {
+        map.extend(fields);
+    }
+    map
 }
 
 /// A `user` event.
 pub fn user(prompt: &str) -> Body {
-    body(json!({"type": "user", "prompt": prompt}))
+    body(EventType::User, json!({"prompt": prompt}))
 }
 
 /// An `error` event.
 pub fn error(message: &str) -> Body {
-    body(json!({"type": "error", "message": message}))
+    body(EventType::Error, json!({"message": message}))
 }
 
 /// A `cancelled` event.
 pub fn cancelled() -> Body {
-    body(json!({"type": "cancelled"}))
+    body(EventType::Cancelled, Value::Null)
 }
 
 /// A `turn_end` event.
 pub fn turn_end() -> Body {
-    body(json!({"type": "turn_end"}))
+    body(EventType::TurnEnd, Value::Null)
 }
 
 /// The events one line of the agent's stream-json output yields (often none).
@@ -60,7 +118,7 @@ pub fn translate(line: &str) -> Vec<Body> {
     match kind {
         "system" if line.get("subtype").and_then(Value::as_str) == Some("init") => {
             match line.get("session_id").and_then(Value::as_str) {
-                Some(id) => vec![body(json!({"type": "session", "agent_session_id": id}))],
+                Some(id) => vec![body(EventType::Session, json!({"agent_session_id": id}))],
                 None => Vec::new(),
             }
         }
@@ -70,12 +128,14 @@ pub fn translate(line: &str) -> Vec<Body> {
             .and_then(Value::as_array)
             .map(|blocks| blocks.iter().filter_map(block).collect())
             .unwrap_or_default(),
-        "result" => vec![body(json!({
-            "type": "result",
-            "is_error": line.get("is_error").and_then(Value::as_bool).unwrap_or(false),
-            "result": line.get("result").and_then(Value::as_str).unwrap_or(""),
-            "duration_ms": line.get("duration_ms").and_then(Value::as_u64),
-        }))],
+        "result" => vec![body(
+            EventType::Result,
+            json!({
+                "is_error": line.get("is_error").and_then(Value::as_bool).unwrap_or(false),
+                "result": line.get("result").and_then(Value::as_str).unwrap_or(""),
+                "duration_ms": line.get("duration_ms").and_then(Value::as_u64),
+            }),
+        )],
         _ => Vec::new(),
     }
 }
@@ -84,13 +144,15 @@ fn block(content: &Value) -> Option<Body> {
     match content.get("type").and_then(Value::as_str)? {
         "text" => {
             let text = content.get("text").and_then(Value::as_str)?;
-            Some(body(json!({"type": "text", "text": text})))
+            Some(body(EventType::Text, json!({"text": text})))
         }
-        "tool_use" => Some(body(json!({
-            "type": "tool",
-            "name": content.get("name").and_then(Value::as_str).unwrap_or("?"),
-            "input": content.get("input").cloned().unwrap_or(Value::Null),
-        }))),
+        "tool_use" => Some(body(
+            EventType::Tool,
+            json!({
+                "name": content.get("name").and_then(Value::as_str).unwrap_or("?"),
+                "input": content.get("input").cloned().unwrap_or(Value::Null),
+            }),
+        )),
         _ => None,
     }
 }
@@ -98,6 +160,35 @@ fn block(content: &Value) -> Option<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_event_made_here_has_a_type_of_the_vocabulary() {
+        let made = [
+            user("p"),
+            error("e"),
+            cancelled(),
+            turn_end(),
+            translate(r#"{"type":"system","subtype":"init","session_id":"s"}"#).remove(0),
+            translate(r#"{"type":"assistant","message":{"content":[{"type":"text","text":"t"},{"type":"tool_use","name":"Bash","input":{}}]}}"#).remove(1),
+            translate(r#"{"type":"result","is_error":false,"result":"r","duration_ms":1}"#).remove(0),
+        ];
+        let kinds: Vec<Option<EventType>> = made.iter().map(EventType::of).collect();
+        assert_eq!(
+            kinds,
+            [
+                Some(EventType::User),
+                Some(EventType::Error),
+                Some(EventType::Cancelled),
+                Some(EventType::TurnEnd),
+                Some(EventType::Session),
+                Some(EventType::Tool),
+                Some(EventType::Result),
+            ]
+        );
+        let mut names: Vec<&str> = EventType::ALL.iter().map(|t| t.as_str()).collect();
+        names.dedup();
+        assert_eq!(names.len(), EventType::ALL.len());
+    }
 
     fn check(line: &str, want: Value) {
         let got: Vec<Value> = translate(line).into_iter().map(Value::Object).collect();

@@ -292,7 +292,7 @@ async fn run_turn(
             let mut lines = BufReader::new(out).lines();
             while let Ok(Some(line)) = lines.next_line().await {
                 for body in event::translate(&line) {
-                    if body.get("type").and_then(Value::as_str) == Some("session") {
+                    if event::EventType::of(&body) == Some(event::EventType::Session) {
                         session.saw_session();
                     }
                     session.append(body);

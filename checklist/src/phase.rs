@@ -53,16 +53,17 @@ pub fn render(phase: Phase, meta: &ChecklistMeta) -> String {
     match (repo, meta.issue) {
         (Some(repo), Some(issue)) => {
             out.push_str(&format!("### {repo}#{issue} — AFK run progress"));
-            if let Some(thread) = meta
-                .thread_id
-                .as_deref()
-                .map(str::trim)
-                .filter(|t| !t.is_empty())
-            {
-                out.push_str(&format!(" (thread {thread})"));
-            }
         }
         _ => out.push_str("### AFK run progress"),
+    }
+    // A known thread is named whether or not the issue is.
+    if let Some(thread) = meta
+        .thread_id
+        .as_deref()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+    {
+        out.push_str(&format!(" (thread {thread})"));
     }
     out.push_str("\n\n");
     let branch = meta
@@ -80,11 +81,10 @@ pub fn render(phase: Phase, meta: &ChecklistMeta) -> String {
         };
         out.push_str(&format!("- [{mark}] {}\n", line_text(*line, branch)));
     }
-    if meta.fix_forward_attempts > 0 {
-        out.push_str(&format!(
-            "\n_Fix-forward: {} attempt(s)._\n",
-            meta.fix_forward_attempts
-        ));
+    match meta.fix_forward_attempts {
+        0 => {}
+        1 => out.push_str("\n_Fix-forward: 1 attempt._\n"),
+        n => out.push_str(&format!("\n_Fix-forward: {n} attempts._\n")),
     }
     out
 }
@@ -250,11 +250,20 @@ mod tests {
                 repo: None,
                 ..meta()
             },
-            "### AFK run progress",
+            "### AFK run progress (thread thread-3)",
         );
         check(
             ChecklistMeta {
                 issue: None,
+                thread_id: Some("t-9".into()),
+                ..meta()
+            },
+            "### AFK run progress (thread t-9)",
+        );
+        check(
+            ChecklistMeta {
+                issue: None,
+                thread_id: None,
                 ..meta()
             },
             "### AFK run progress",
@@ -271,8 +280,16 @@ mod tests {
         );
         assert!(with_attempts.contains("- [x] Pushed to main\n"));
         assert!(
-            with_attempts.ends_with("- [ ] Done — issue closed\n\n_Fix-forward: 2 attempt(s)._\n")
+            with_attempts.ends_with("- [ ] Done — issue closed\n\n_Fix-forward: 2 attempts._\n")
         );
+        let one = render(
+            Phase::Ci,
+            &ChecklistMeta {
+                fix_forward_attempts: 1,
+                ..meta()
+            },
+        );
+        assert!(one.ends_with("\n\n_Fix-forward: 1 attempt._\n"), "{one}");
         let unknown_branch = render(Phase::Ci, &ChecklistMeta::default());
         assert!(unknown_branch.contains("- [x] Pushed to the default branch\n"));
     }
