@@ -156,7 +156,7 @@ impl Screen {
 pub fn run(root: &Path, args: &RunArgs, out: &mut dyn Write) -> Result<u8, runner::Error> {
     let settings = args.settings().map_err(runner::Error::Input)?;
     if settings.dry_run {
-        let text = runner::rounds::dry_run(root, &settings)?;
+        let text = runner::views::dry_run(root, &settings)?;
         out.write_all(text.as_bytes())
             .map_err(|e| runner::Error::failed(format!("cannot write the dry run: {e}")))?;
         return Ok(exit::OK);

@@ -14,6 +14,18 @@ use serde_json::Value;
 /// Crates that must stay pure: no I/O, no async runtime, no HTTP.
 const PURE_CRATES: &[&str] = &["afk-core", "checklist"];
 
+/// Source folders that must stay pure: the pure crates, and the decisions of
+/// the runner (a crate with I/O at its edge).
+const PURE_SOURCES: &[&str] = &["afk-core/src", "checklist/src", "runner/src/decide"];
+
+/// Crates whose paths pure source must not name.
+const FORBIDDEN_CRATE_PATHS: &[&str] =
+    &["tokio", "reqwest", "hyper", "kube", "axum", "afk_process"];
+
+/// What the shipped binaries must not link: the simulated world and the test
+/// crates.
+const TEST_WORLD: &[&str] = &["afk-demo", "afk-sim", "wiremock", "insta", "proptest"];
+
 /// Crates a pure crate must not reach, directly or through another crate.
 const FORBIDDEN_DEPENDENCIES: &[&str] = &["tokio", "reqwest", "hyper", "kube", "axum"];
 
@@ -98,6 +110,64 @@ fn forbidden_std_uses(source: &str) -> Vec<(usize, String)> {
     found
 }
 
+/// `(line number, crate)` for every path into a forbidden crate in Rust
+/// source text (`tokio::…`, `use tokio`), comment lines skipped.
+fn forbidden_crate_uses(source: &str) -> Vec<(usize, String)> {
+    let ident = |c: char| c.is_alphanumeric() || c == '_';
+    let mut found = Vec::new();
+    for (i, line) in source.lines().enumerate() {
+        let code = line.trim_start();
+        if code.starts_with("//") {
+            continue;
+        }
+        for krate in FORBIDDEN_CRATE_PATHS {
+            // `krate::` not preceded by an identifier character (so
+            // `my_tokio::` is not a hit), or `use krate` as a whole word.
+            let path = format!("{krate}::");
+            let as_path = code
+                .match_indices(&path)
+                .any(|(at, _)| !code[..at].chars().next_back().is_some_and(ident));
+            let used = code
+                .strip_prefix(&format!("use {krate}"))
+                .is_some_and(|rest| !rest.chars().next().is_some_and(ident));
+            if as_path || used {
+                found.push((i + 1, (*krate).to_owned()));
+            }
+        }
+    }
+    found
+}
+
+/// The words of the image build's `cargo build` command (continuation
+/// lines joined).
+fn image_build_words(containerfile: &str) -> Vec<String> {
+    let joined = containerfile.replace("\\\n", " ");
+    joined
+        .lines()
+        .filter_map(|l| l.split_once("cargo build"))
+        .map(|(_, rest)| rest.split("&&").next().unwrap_or(""))
+        .flat_map(|rest| rest.split_whitespace().map(str::to_owned))
+        .collect()
+}
+
+/// The feature flags among `words`, as cargo metadata takes them.
+fn feature_flags(words: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut it = words.iter();
+    while let Some(w) = it.next() {
+        match w.as_str() {
+            "--no-default-features" | "--all-features" => out.push(w.clone()),
+            "--features" | "-F" => {
+                out.push("--features".into());
+                out.push(it.next().cloned().unwrap_or_default());
+            }
+            w if w.starts_with("--features=") => out.push(w.to_owned()),
+            _ => {}
+        }
+    }
+    out
+}
+
 /// Whether a member manifest opts in to the workspace lints.
 fn inherits_workspace_lints(manifest: &str) -> bool {
     let mut in_lints = false;
@@ -118,8 +188,13 @@ fn inherits_workspace_lints(manifest: &str) -> bool {
 }
 
 fn cargo_metadata() -> Value {
+    cargo_metadata_with(&[])
+}
+
+fn cargo_metadata_with(flags: &[String]) -> Value {
     let out = Command::new(env!("CARGO"))
-        .args(["metadata", "--format-version", "1"])
+        .args(["metadata", "--format-version", "1", "--locked"])
+        .args(flags)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("cargo metadata runs");
@@ -224,7 +299,64 @@ fn the_graph_walk_follows_normal_dependencies_only() {
     assert!(!names.contains("insta"), "dev-dependency ignored");
 }
 
+#[test]
+fn the_crate_scan_catches_paths_into_io_crates() {
+    let source = "\
+//! Never tokio::spawn here.
+use tokio::sync::watch;
+fn f() { afk_process::kill_group(1); }
+let tokio_like = 1;
+use std::fmt;
+";
+    assert_eq!(
+        forbidden_crate_uses(source),
+        vec![(2, "tokio".to_owned()), (3, "afk_process".to_owned())]
+    );
+}
+
+#[test]
+fn the_image_build_line_is_read_with_its_feature_flags() {
+    let file = "FROM x\nRUN cargo build --release --locked --no-default-features \\\n      -p bins --bin afk \\\n && cp a b\n";
+    let words = image_build_words(file);
+    assert_eq!(
+        words,
+        [
+            "--release",
+            "--locked",
+            "--no-default-features",
+            "-p",
+            "bins",
+            "--bin",
+            "afk"
+        ]
+    );
+    assert_eq!(feature_flags(&words), ["--no-default-features"]);
+    let with = ["-F".to_owned(), "demo".to_owned()];
+    assert_eq!(feature_flags(&with), ["--features", "demo"]);
+}
+
 // The invariants, on the real workspace.
+
+#[test]
+fn the_image_build_links_nothing_from_the_test_world() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let file = std::fs::read_to_string(root.join("docs/deploy/Containerfile")).unwrap();
+    let words = image_build_words(&file);
+    assert!(
+        words.windows(2).any(|w| w[0] == "-p" && w[1] == "bins"),
+        "the image builds the bins package: {words:?}"
+    );
+    let linked = reachable(&cargo_metadata_with(&feature_flags(&words)), "bins");
+    let shipped: Vec<&&str> = TEST_WORLD.iter().filter(|t| linked.contains(**t)).collect();
+    assert!(
+        shipped.is_empty(),
+        "the image's binaries link {shipped:?} (build words: {words:?})"
+    );
+    // The check can fail: a default build (what `cargo run` uses, for the
+    // demo) does link the simulated world.
+    let default = reachable(&cargo_metadata(), "bins");
+    assert!(default.contains("afk-demo") && default.contains("wiremock"));
+}
 
 #[test]
 fn pure_crates_do_not_depend_on_io_crates() {
@@ -243,17 +375,20 @@ fn pure_crates_do_not_depend_on_io_crates() {
 }
 
 #[test]
-fn pure_crates_do_not_use_io_modules_of_std() {
+fn pure_sources_do_not_use_io_modules_of_std_or_io_crates() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let mut violations = Vec::new();
-    for krate in PURE_CRATES {
+    for dir in PURE_SOURCES {
         let mut files = Vec::new();
-        rust_files(&root.join(krate).join("src"), &mut files);
-        assert!(!files.is_empty(), "{krate} has sources");
+        rust_files(&root.join(dir), &mut files);
+        assert!(!files.is_empty(), "{dir} has sources");
         for file in files {
             let source = std::fs::read_to_string(&file).expect("source is readable");
             for (line, module) in forbidden_std_uses(&source) {
                 violations.push(format!("{}:{line}: std::{module}", file.display()));
+            }
+            for (line, krate) in forbidden_crate_uses(&source) {
+                violations.push(format!("{}:{line}: {krate}", file.display()));
             }
         }
     }

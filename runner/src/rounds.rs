@@ -111,7 +111,7 @@ pub(crate) fn mark(path: &Path, ids: &[&str], status: Status) -> Result<Vec<Stri
 }
 
 /// The ids of the rows marked ⏳.
-fn running_ids(checklist: &Checklist) -> Vec<&str> {
+pub(crate) fn running_ids(checklist: &Checklist) -> Vec<&str> {
     checklist
         .items
         .iter()
@@ -187,66 +187,6 @@ impl Live<'_> {
             self.emit(Event::Warning(e.to_string()));
         }
     }
-}
-
-/// The next round's rows and prompts, as text; starts and changes nothing.
-///
-/// # Errors
-/// `Input` for anything [`Campaign::prepare`] refuses.
-pub fn dry_run(root: &Path, settings: &Settings) -> Result<String, Error> {
-    let campaign = Campaign::prepare(root, settings)?;
-    let (_, parsed) = load_checklist(&campaign.checklist_path)?;
-    let running = running_ids(&parsed);
-    let batch = decide::select_batch(&parsed, campaign.batch_size);
-    let todo = Counts::of(&parsed).todo;
-    let argv = campaign.runtime.argv("<prompt>");
-    let mut out = format!(
-        "afk run --dry-run: nothing is started and nothing changes.\nruntime: {}{}\n",
-        argv.join(" "),
-        if campaign.runtime.prompt_on_stdin() {
-            " (prompt on stdin)"
-        } else {
-            ""
-        }
-    );
-    if !running.is_empty() {
-        out.push_str(&format!(
-            "rows marked ⏳ (need --resume unless a run is active): {}\n",
-            running.join(", ")
-        ));
-    }
-    if batch.is_empty() {
-        let next = match campaign.mode {
-            Mode::Finite => "the run would finish at once",
-            Mode::Infinite => "the next round would ask an agent for new rows",
-        };
-        out.push_str(&format!("no to-do rows: {next}.\n"));
-        return Ok(out);
-    }
-    out.push_str(&format!(
-        "the next round takes {} of {todo} to-do row(s) (batch size {}):\n",
-        batch.len(),
-        campaign.batch_size
-    ));
-    for item in &batch {
-        let prompt = campaign
-            .item_prompt(item)
-            .map_err(|e| Error::input(format!("the prompt template: {e}")))?;
-        out.push_str(&format!(
-            "\n## {} — {} (tier {}, {})\nrun directory: {}\n----- prompt -----\n{}\n----- end of prompt -----\n",
-            item.id,
-            item.title,
-            item.tier,
-            if item.priority.is_empty() {
-                "no priority"
-            } else {
-                &item.priority
-            },
-            rel(&campaign.root, &campaign.item_dir(item)),
-            prompt.trim_end()
-        ));
-    }
-    Ok(out)
 }
 
 /// `afk run`: works the backlog until it is done (finite), until synthesis

@@ -1,18 +1,79 @@
-//! What `afk status`, `history`, `dashboard` and `cancel` show and do: the
-//! state files and the checklist read back, never changed (but for `cancel`,
-//! which signals the runner, or tidies up after a dead one).
+//! What `afk run --dry-run`, `status`, `history`, `dashboard` and `cancel`
+//! show and do: the state files and the checklist read back, never changed
+//! (but for `cancel`, which signals the runner, or tidies up after a dead
+//! one).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::campaign::load_checklist;
+use crate::campaign::{Campaign, Mode, Settings, load_checklist};
 use crate::decide::progress::{Counts, tier_counts};
-use crate::decide::slug;
-use crate::rounds::clean_up_dead_run;
+use crate::decide::{self, slug};
+use crate::rounds::{clean_up_dead_run, running_ids};
 use crate::state::{self, ItemStatus};
 use crate::{Error, now, rel};
+
+/// The next round's rows and prompts, as text; starts and changes nothing.
+///
+/// # Errors
+/// `Input` for anything [`Campaign::prepare`] refuses.
+pub fn dry_run(root: &Path, settings: &Settings) -> Result<String, Error> {
+    let campaign = Campaign::prepare(root, settings)?;
+    let (_, parsed) = load_checklist(&campaign.checklist_path)?;
+    let running = running_ids(&parsed);
+    let batch = decide::select_batch(&parsed, campaign.batch_size);
+    let todo = Counts::of(&parsed).todo;
+    let argv = campaign.runtime.argv("<prompt>");
+    let mut out = format!(
+        "afk run --dry-run: nothing is started and nothing changes.\nruntime: {}{}\n",
+        argv.join(" "),
+        if campaign.runtime.prompt_on_stdin() {
+            " (prompt on stdin)"
+        } else {
+            ""
+        }
+    );
+    if !running.is_empty() {
+        out.push_str(&format!(
+            "rows marked ⏳ (need --resume unless a run is active): {}\n",
+            running.join(", ")
+        ));
+    }
+    if batch.is_empty() {
+        let next = match campaign.mode {
+            Mode::Finite => "the run would finish at once",
+            Mode::Infinite => "the next round would ask an agent for new rows",
+        };
+        out.push_str(&format!("no to-do rows: {next}.\n"));
+        return Ok(out);
+    }
+    out.push_str(&format!(
+        "the next round takes {} of {todo} to-do row(s) (batch size {}):\n",
+        batch.len(),
+        campaign.batch_size
+    ));
+    for item in &batch {
+        let prompt = campaign
+            .item_prompt(item)
+            .map_err(|e| Error::input(format!("the prompt template: {e}")))?;
+        out.push_str(&format!(
+            "\n## {} — {} (tier {}, {})\nrun directory: {}\n----- prompt -----\n{}\n----- end of prompt -----\n",
+            item.id,
+            item.title,
+            item.tier,
+            if item.priority.is_empty() {
+                "no priority"
+            } else {
+                &item.priority
+            },
+            rel(&campaign.root, &campaign.item_dir(item)),
+            prompt.trim_end()
+        ));
+    }
+    Ok(out)
+}
 
 fn elapsed_since(rfc3339: &str) -> String {
     afk_core::Timestamp::parse_rfc3339(rfc3339).map_or_else(
