@@ -1,0 +1,317 @@
+//! The StageProbe port's contract, run unchanged against the in-memory fake
+//! build stage and against every real stage talking to a loopback server
+//! that speaks its wire format: GitHub checks (the simulator), Woodpecker
+//! (the simulator) and the Kubernetes rollout (a loopback API server serving
+//! recorded Deployment objects).
+//!
+//! What every stage promises (`afk_core::ci::StageProbe`): a commit with no
+//! signal yet is `StageVerdict::None`, one being built is `Pending`, a pass is
+//! `Success`, a failure is `Failure`, each report names its own stage, and a
+//! failed read is an error, never "no signal".
+
+use std::sync::{Arc, Mutex};
+
+use afk_adapters::github::GitHubBuildStage;
+use afk_adapters::http::Secret;
+use afk_adapters::rollout::{RolloutStage, RolloutTargets};
+use afk_adapters::woodpecker::{WoodpeckerSettings, WoodpeckerStage};
+use afk_core::Timestamp;
+use afk_core::ci::{CommitRef, Stage, StageProbe, StageVerdict};
+use afk_sim::fakes::FakeBuildStage;
+use afk_sim::{GITHUB_TOKEN, Sim, WOODPECKER_TOKEN, lock};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+use crate::common::{fast_http, github};
+
+/// What the world says about the commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scripted {
+    Nothing,
+    Running,
+    Passed,
+    Failed,
+    /// The service is down.
+    Broken,
+}
+
+const SHA: &str = "abc1234def5678";
+
+fn commit(branch: &str) -> CommitRef {
+    CommitRef {
+        repo: "infra".into(),
+        branch: branch.into(),
+        sha: SHA.into(),
+        committed_at: Timestamp::from_unix_seconds(1_781_093_400),
+    }
+}
+
+/// A stage and the means to script its world.
+trait World {
+    fn name(&self) -> &'static str;
+    fn stage(&self) -> &dyn StageProbe;
+    fn kind(&self) -> Stage;
+    fn branch(&self) -> &'static str;
+    fn script(&self, state: Scripted);
+}
+
+// ---- the worlds -------------------------------------------------------------------
+
+struct FakeBuild {
+    stage: FakeBuildStage,
+}
+
+impl FakeBuild {
+    fn new() -> Self {
+        let model = Arc::new(Mutex::new(afk_sim::github::GitHubModel::new(
+            GITHUB_TOKEN,
+            "afk-bot",
+        )));
+        lock(&model).add_repo("acme/infra", "master");
+        FakeBuild {
+            stage: FakeBuildStage {
+                model,
+                default_owner: "acme".into(),
+            },
+        }
+    }
+}
+
+fn script_checks(model: &Mutex<afk_sim::github::GitHubModel>, state: Scripted) {
+    let mut m = lock(model);
+    m.broken_repos.clear();
+    let runs: &[(&str, &str, Option<&str>)] = match state {
+        Scripted::Nothing | Scripted::Broken => &[],
+        Scripted::Running => &[("test", "in_progress", None)],
+        Scripted::Passed => &[("test", "completed", Some("success"))],
+        Scripted::Failed => &[("test", "completed", Some("failure"))],
+    };
+    m.set_checks("acme/infra", SHA, runs);
+    if state == Scripted::Broken {
+        m.broken_repos.push("acme/infra".into());
+    }
+}
+
+impl World for FakeBuild {
+    fn name(&self) -> &'static str {
+        "fake build stage"
+    }
+    fn stage(&self) -> &dyn StageProbe {
+        &self.stage
+    }
+    fn kind(&self) -> Stage {
+        Stage::Build
+    }
+    fn branch(&self) -> &'static str {
+        "master"
+    }
+    fn script(&self, state: Scripted) {
+        script_checks(&self.stage.model, state);
+    }
+}
+
+struct GitHubChecks {
+    sim: Sim,
+    stage: GitHubBuildStage,
+}
+
+impl GitHubChecks {
+    async fn new() -> Self {
+        let sim = Sim::start().await;
+        lock(&sim.github).add_repo("acme/infra", "master");
+        let tracker = github(&sim.uri(), GITHUB_TOKEN, Some("acme"), Some("afk-bot"));
+        GitHubChecks {
+            stage: GitHubBuildStage::new(Arc::new(tracker)),
+            sim,
+        }
+    }
+}
+
+impl World for GitHubChecks {
+    fn name(&self) -> &'static str {
+        "GitHub checks over the simulator"
+    }
+    fn stage(&self) -> &dyn StageProbe {
+        &self.stage
+    }
+    fn kind(&self) -> Stage {
+        Stage::Build
+    }
+    fn branch(&self) -> &'static str {
+        "master"
+    }
+    fn script(&self, state: Scripted) {
+        script_checks(&self.sim.github, state);
+    }
+}
+
+struct Woodpecker {
+    sim: Sim,
+    stage: WoodpeckerStage,
+}
+
+impl Woodpecker {
+    async fn new() -> Self {
+        let sim = Sim::start().await;
+        lock(&sim.woodpecker).add_repo("acme/infra");
+        let stage = WoodpeckerStage::new(
+            fast_http(),
+            WoodpeckerSettings {
+                url: format!("{}/woodpecker", sim.uri()),
+                token: Secret::Value(WOODPECKER_TOKEN.into()),
+                default_owner: Some("acme".into()),
+            },
+        );
+        Woodpecker { sim, stage }
+    }
+}
+
+impl World for Woodpecker {
+    fn name(&self) -> &'static str {
+        "Woodpecker over the simulator"
+    }
+    fn stage(&self) -> &dyn StageProbe {
+        &self.stage
+    }
+    fn kind(&self) -> Stage {
+        Stage::Deploy
+    }
+    fn branch(&self) -> &'static str {
+        // The simulator runs its pipelines on `main`.
+        "main"
+    }
+    fn script(&self, state: Scripted) {
+        let mut m = lock(&self.sim.woodpecker);
+        m.broken = state == Scripted::Broken;
+        m.pipelines.clear();
+        let created = 1_781_093_460;
+        match state {
+            Scripted::Nothing | Scripted::Broken => {}
+            Scripted::Running => m.run("acme/infra", SHA, "running", created),
+            Scripted::Passed => m.run("acme/infra", SHA, "success", created),
+            Scripted::Failed => m.run("acme/infra", SHA, "failure", created),
+        }
+    }
+}
+
+/// A loopback Kubernetes API server answering for one Deployment with the
+/// recorded object that matches the scripted state.
+struct KubeApi(Arc<Mutex<Scripted>>);
+
+impl Respond for KubeApi {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        if request.url.path() != "/apis/apps/v1/namespaces/prod/deployments/api" {
+            return ResponseTemplate::new(404);
+        }
+        let file = match *lock(&self.0) {
+            Scripted::Broken => {
+                return ResponseTemplate::new(500).set_body_json(serde_json::json!({
+                    "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                    "message": "etcdserver: request timed out", "reason": "InternalError", "code": 500}));
+            }
+            Scripted::Nothing => "deployment-old-image.json",
+            Scripted::Running => "deployment-progressing.json",
+            Scripted::Passed => "deployment-complete.json",
+            Scripted::Failed => "deployment-deadline-exceeded.json",
+        };
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../fixtures/k8s")
+            .join(file);
+        let body: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        ResponseTemplate::new(200).set_body_json(body)
+    }
+}
+
+struct Rollout {
+    _server: MockServer,
+    state: Arc<Mutex<Scripted>>,
+    stage: RolloutStage,
+}
+
+impl Rollout {
+    async fn new() -> Self {
+        let server = MockServer::start().await;
+        let state = Arc::new(Mutex::new(Scripted::Nothing));
+        Mock::given(wiremock::matchers::any())
+            .respond_with(KubeApi(state.clone()))
+            .mount(&server)
+            .await;
+        let client =
+            kube::Client::try_from(kube::Config::new(server.uri().parse().unwrap())).unwrap();
+        let stage = RolloutStage::new(client, RolloutTargets::parse("infra=prod/api").unwrap());
+        Rollout {
+            _server: server,
+            state,
+            stage,
+        }
+    }
+}
+
+impl World for Rollout {
+    fn name(&self) -> &'static str {
+        "rollout over a loopback Kubernetes API"
+    }
+    fn stage(&self) -> &dyn StageProbe {
+        &self.stage
+    }
+    fn kind(&self) -> Stage {
+        Stage::Rollout
+    }
+    fn branch(&self) -> &'static str {
+        "master"
+    }
+    fn script(&self, state: Scripted) {
+        *lock(&self.state) = state;
+    }
+}
+
+// ---- the contract -----------------------------------------------------------------
+
+async fn contract(world: &dyn World) {
+    let name = world.name();
+    assert_eq!(world.stage().stage(), world.kind(), "{name}");
+    let commit = commit(world.branch());
+    for (state, verdict) in [
+        (Scripted::Nothing, StageVerdict::None),
+        (Scripted::Running, StageVerdict::Pending),
+        (Scripted::Passed, StageVerdict::Success),
+        (Scripted::Failed, StageVerdict::Failure),
+    ] {
+        world.script(state);
+        let report = world
+            .stage()
+            .probe(&commit)
+            .await
+            .unwrap_or_else(|e| panic!("{name}, {state:?}: {e}"))
+            .unwrap_or_else(|| panic!("{name}, {state:?}: the stage does not apply"));
+        assert_eq!(report.verdict, verdict, "{name}, {state:?}: {report:?}");
+        assert_eq!(report.stage, world.kind(), "{name}, {state:?}");
+        assert!(!report.detail.is_empty(), "{name}, {state:?}: says why");
+    }
+    world.script(Scripted::Broken);
+    let got = world.stage().probe(&commit).await;
+    assert!(
+        got.is_err(),
+        "{name}: a failed read is an error, never \"no signal\": {got:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_fake_build_stage_keeps_the_contract() {
+    contract(&FakeBuild::new()).await;
+}
+
+#[tokio::test]
+async fn github_checks_keep_the_contract() {
+    contract(&GitHubChecks::new().await).await;
+}
+
+#[tokio::test]
+async fn woodpecker_keeps_the_contract() {
+    contract(&Woodpecker::new().await).await;
+}
+
+#[tokio::test]
+async fn the_rollout_stage_keeps_the_contract() {
+    contract(&Rollout::new().await).await;
+}
