@@ -254,3 +254,52 @@ async fn a_recorded_trust_answer_uses_the_latest_label_event() {
     assert!(trust.trusted, "{}", trust.reason);
     assert_eq!(trust.actor.as_deref(), Some("alice"));
 }
+
+/// A field GitHub always sends that is missing or mistyped is a contract
+/// violation naming it, never a default (a missing `sha` once read as "",
+/// a missing `state` as closed).
+#[tokio::test]
+async fn a_missing_field_is_a_contract_violation_naming_it() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/repos/acme/infra/commits"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!([
+            {"commit": {"message": "fix\n\nCloses: acme/infra#7", "committer": {"date": "2026-06-10T12:00:00Z"}}}
+        ])))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/repos/acme/infra/issues"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!([
+            {"number": 7, "title": "t", "body": null, "labels": [{"name": "ready-for-agent"}]}
+        ])))
+        .mount(&server)
+        .await;
+    let tracker = github(&server.uri(), "t", Some("acme"), Some("afk-bot"));
+    let since = afk_core::Timestamp::parse_rfc3339("2026-06-10T00:00:00Z").unwrap();
+    for (what, err, field) in [
+        (
+            "commits",
+            tracker
+                .commits_with_trailer("infra", "master", since, 7)
+                .await
+                .unwrap_err(),
+            "[0]: missing field `sha`",
+        ),
+        (
+            "issues",
+            tracker
+                .open_issues_with_label("infra", "ready-for-agent")
+                .await
+                .unwrap_err(),
+            "[0]: missing field `state`",
+        ),
+    ] {
+        match &err {
+            PortError::ContractViolation { message } => {
+                assert!(message.contains(field), "{what}: {message}");
+            }
+            other => panic!("{what}: {other:?}"),
+        }
+    }
+}

@@ -23,16 +23,21 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use afk_core::Timestamp;
-use afk_core::ci::{CommitRef, Stage, StageProbe, StageReport, StageVerdict};
 use afk_core::ports::{
     Comment, PortError, PortResult, PushedCommit, TrackedIssue, Tracker, Trust, has_issue_trailer,
 };
 use afk_core::types::blocked_by_refs;
 use async_trait::async_trait;
 use reqwest::{Method, Url};
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use crate::http::{Http, Secret, now_unix, parse_retry_after};
+
+mod stage;
+mod wire;
+
+pub use stage::GitHubBuildStage;
 
 /// Pages followed at most for one listing (100 items each).
 const MAX_PAGES: usize = 50;
@@ -202,7 +207,12 @@ impl GitHubTracker {
         if (200..300).contains(&status) || accept.contains(&status) {
             return Ok(Page { status, next, body });
         }
-        let message = body["message"].as_str().unwrap_or("").to_owned();
+        // Error bodies vary (HTML from a proxy, empty from a 502): their
+        // message is informative only, so an unreadable one is just absent.
+        let message = serde_json::from_value::<wire::ErrorBody>(body)
+            .unwrap_or_default()
+            .message
+            .unwrap_or_default();
         Err(classify(status, &message, remaining, retry_after, reset))
     }
 
@@ -213,8 +223,8 @@ impl GitHubTracker {
             .await
     }
 
-    /// Every item of a paginated listing.
-    async fn list(&self, url: Url) -> PortResult<Vec<Value>> {
+    /// Every item of a paginated listing, each read as `T`.
+    async fn list<T: DeserializeOwned>(&self, url: Url, what: &str) -> PortResult<Vec<T>> {
         let mut items = Vec::new();
         let mut next = Some(url);
         let mut pages = 0;
@@ -228,14 +238,10 @@ impl GitHubTracker {
                 });
             }
             let page = self.get(url, &[]).await?;
-            match page.body {
-                Value::Array(list) => items.extend(list),
-                other => {
-                    return Err(PortError::ContractViolation {
-                        message: format!("GitHub listing is not an array: {}", excerpt(&other)),
-                    });
-                }
-            }
+            items.extend(wire::decode::<Vec<T>>(
+                &format!("{what} (page {pages})"),
+                page.body,
+            )?);
             next = match page.next {
                 Some(link) => {
                     Some(Url::parse(&link).map_err(|e| PortError::ContractViolation {
@@ -254,12 +260,19 @@ impl GitHubTracker {
             &["issues"],
             &[("state", state), ("labels", label), ("per_page", "100")],
         )?;
-        let items = self.list(url).await?;
-        items
-            .iter()
-            .filter(|i| i.get("pull_request").is_none())
-            .map(|i| tracked_issue(repo, i))
-            .collect()
+        let items: Vec<wire::Issue> = self.list(url, "issues listing").await?;
+        Ok(items
+            .into_iter()
+            .filter(|i| i.pull_request.is_none())
+            .map(|i| TrackedIssue {
+                repo: repo.to_owned(),
+                number: i.number,
+                title: i.title,
+                body: i.body.unwrap_or_default(),
+                labels: i.labels.into_iter().map(wire::Label::into_name).collect(),
+                open: i.state == wire::IssueState::Open,
+            })
+            .collect())
     }
 
     async fn own_login(&self) -> PortResult<String> {
@@ -281,12 +294,7 @@ impl GitHubTracker {
                 },
                 other => other,
             })?;
-        let login = page.body["login"]
-            .as_str()
-            .map(str::to_owned)
-            .ok_or_else(|| PortError::ContractViolation {
-                message: "GET /user answered without a login".into(),
-            })?;
+        let login = wire::decode::<wire::User>("GET /user answer", page.body)?.login;
         lock(&self.caches).own_login = Some(login.clone());
         Ok(login)
     }
@@ -305,7 +313,8 @@ impl GitHubTracker {
         if page.status != 200 {
             return Ok(None);
         }
-        let open = page.body["state"].as_str() == Some("open");
+        let issue: wire::IssueStateOnly = wire::decode("issue", page.body)?;
+        let open = issue.state == wire::IssueState::Open;
         lock(&self.caches).open.insert(key, open);
         Ok(Some(open))
     }
@@ -318,10 +327,9 @@ impl GitHubTracker {
         let url = self.repo_url(repo, &["collaborators", login, "permission"], &[])?;
         let result = match self.get(url, &[404]).await {
             Ok(page) if page.status == 404 => Err("not a collaborator (404)".to_owned()),
-            Ok(page) => page.body["permission"]
-                .as_str()
-                .map(str::to_owned)
-                .ok_or_else(|| "the permission answer has no permission field".to_owned()),
+            Ok(page) => {
+                Ok(wire::decode::<wire::Permission>("permission answer", page.body)?.permission)
+            }
             // The token may lack push access ("Must have push access to view
             // collaborator permission"): untrusted, with the reason.
             Err(PortError::Auth { message }) => {
@@ -344,34 +352,6 @@ impl GitHubTracker {
             .retrying(|| self.request(method.clone(), url.clone(), body.as_ref(), accept))
             .await
     }
-}
-
-fn excerpt(v: &Value) -> String {
-    let text = v.to_string();
-    text.chars().take(200).collect()
-}
-
-fn tracked_issue(repo: &str, item: &Value) -> PortResult<TrackedIssue> {
-    let number = item["number"]
-        .as_u64()
-        .ok_or_else(|| PortError::ContractViolation {
-            message: format!("issue without a number: {}", excerpt(item)),
-        })?;
-    Ok(TrackedIssue {
-        repo: repo.to_owned(),
-        number,
-        title: item["title"].as_str().unwrap_or_default().to_owned(),
-        body: item["body"].as_str().unwrap_or_default().to_owned(),
-        labels: item["labels"]
-            .as_array()
-            .map(|ls| {
-                ls.iter()
-                    .filter_map(|l| l["name"].as_str().or_else(|| l.as_str()).map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default(),
-        open: item["state"].as_str() == Some("open"),
-    })
 }
 
 /// Maps a non-2xx GitHub answer to a port error. A 403 is a rate limit when
@@ -452,8 +432,13 @@ impl Tracker for GitHubTracker {
             .http
             .retrying(|| self.request(Method::POST, url.clone(), Some(&body), &[]))
             .await?;
-        if let Some(errors) = page.body["errors"].as_array().filter(|e| !e.is_empty()) {
-            let kinds: Vec<&str> = errors.iter().filter_map(|e| e["type"].as_str()).collect();
+        let answer: wire::GraphQl<wire::TrustData> = wire::decode("trust query answer", page.body)?;
+        if !answer.errors.is_empty() {
+            let kinds: Vec<&str> = answer
+                .errors
+                .iter()
+                .filter_map(|e| e.kind.as_deref())
+                .collect();
             if kinds.contains(&"RATE_LIMITED") {
                 return Err(PortError::RateLimited { retry_after: None });
             }
@@ -462,30 +447,30 @@ impl Tracker for GitHubTracker {
                     what: format!("{repo}#{number}"),
                 });
             }
+            let messages: Vec<&str> = answer.errors.iter().map(|e| e.message.as_str()).collect();
             return Err(PortError::Permanent {
-                message: format!(
-                    "GitHub GraphQL errors: {}",
-                    excerpt(&Value::Array(errors.clone()))
-                ),
+                message: format!("GitHub GraphQL errors: {}", messages.join("; ")),
             });
         }
-        let issue = &page.body["data"]["repository"]["issue"];
-        if issue.is_null() {
+        let Some(issue) = answer.data.and_then(|d| d.repository).and_then(|r| r.issue) else {
             return Err(PortError::NotFound {
                 what: format!("{repo}#{number}"),
             });
+        };
+        let mut latest: Option<(Timestamp, wire::LabeledEvent)> = None;
+        for event in issue.timeline_items.nodes {
+            if !event.label.name.eq_ignore_ascii_case(label) {
+                continue;
+            }
+            let at = Timestamp::parse_rfc3339(&event.created_at).map_err(|e| {
+                PortError::ContractViolation {
+                    message: format!("a labeled event's createdAt does not read: {e}"),
+                }
+            })?;
+            if latest.as_ref().is_none_or(|(best, _)| at > *best) {
+                latest = Some((at, event));
+            }
         }
-        let latest = issue["timelineItems"]["nodes"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|n| {
-                n["label"]["name"]
-                    .as_str()
-                    .is_some_and(|l| l.eq_ignore_ascii_case(label))
-            })
-            .filter_map(|n| Some((Timestamp::parse_rfc3339(n["createdAt"].as_str()?).ok()?, n)))
-            .max_by_key(|(at, _)| *at);
         let Some((labeled_at, event)) = latest else {
             return Ok(Trust {
                 trusted: false,
@@ -493,20 +478,22 @@ impl Tracker for GitHubTracker {
                 reason: format!("no attributable `labeled` event for {label}"),
             });
         };
-        let Some(actor) = event["actor"]["login"].as_str() else {
+        let Some(actor_node) = &event.actor else {
             return Ok(Trust {
                 trusted: false,
                 actor: None,
                 reason: "the label's actor is unknown (deleted account?)".into(),
             });
         };
+        let actor = actor_node.login.as_str();
         let untrusted = |reason: String| Trust {
             trusted: false,
             actor: Some(actor.to_owned()),
             reason,
         };
-        if let Some(edited) = issue["lastEditedAt"]
-            .as_str()
+        if let Some(edited) = issue
+            .last_edited_at
+            .as_deref()
             .and_then(|e| Timestamp::parse_rfc3339(e).ok())
             && edited > labeled_at
         {
@@ -514,8 +501,7 @@ impl Tracker for GitHubTracker {
                 "the body was edited at {edited}, after {actor} applied {label} at {labeled_at}; re-apply the label to approve it"
             )));
         }
-        let is_bot =
-            event["actor"]["__typename"].as_str() == Some("Bot") || actor.ends_with("[bot]");
+        let is_bot = actor_node.typename == "Bot" || actor.ends_with("[bot]");
         if is_bot {
             let allowed = self
                 .settings
@@ -559,20 +545,18 @@ impl Tracker for GitHubTracker {
             ],
             &[("per_page", "100")],
         )?;
-        let native = match self.list(url).await {
+        let native: Vec<wire::IssueStateOnly> = match self.list(url, "blocked-by listing").await {
             Ok(items) => items,
             Err(PortError::NotFound { .. }) => Vec::new(),
             Err(e) => return Err(e),
         };
         for item in &native {
-            if let Some(n) = item["number"].as_u64() {
-                lock(&self.caches).open.insert(
-                    (repo.to_ascii_lowercase(), n),
-                    item["state"].as_str() == Some("open"),
-                );
-                if !candidates.contains(&n) {
-                    candidates.push(n);
-                }
+            lock(&self.caches).open.insert(
+                (repo.to_ascii_lowercase(), item.number),
+                item.state == wire::IssueState::Open,
+            );
+            if !candidates.contains(&item.number) {
+                candidates.push(item.number);
             }
         }
         let mut open = Vec::new();
@@ -599,12 +583,7 @@ impl Tracker for GitHubTracker {
             return Ok(b.clone());
         }
         let page = self.get(self.repo_url(repo, &[], &[])?, &[]).await?;
-        let branch = page.body["default_branch"]
-            .as_str()
-            .map(str::to_owned)
-            .ok_or_else(|| PortError::ContractViolation {
-                message: format!("repository {repo} has no default_branch"),
-            })?;
+        let branch = wire::decode::<wire::Repository>("repository", page.body)?.default_branch;
         lock(&self.caches)
             .default_branch
             .insert(repo.to_ascii_lowercase(), branch.clone());
@@ -618,12 +597,12 @@ impl Tracker for GitHubTracker {
             &["issues", &number.to_string(), "comments"],
             &[("per_page", "100")],
         )?;
-        let items = self.list(url).await?;
-        let mut found = items.iter().filter(|c| {
-            c["user"]["login"]
-                .as_str()
-                .is_some_and(|l| l.eq_ignore_ascii_case(&own))
-                && c["body"].as_str().is_some_and(checklist::has_marker)
+        let items: Vec<wire::IssueComment> = self.list(url, "comments listing").await?;
+        let mut found = items.into_iter().filter(|c| {
+            c.user
+                .as_ref()
+                .is_some_and(|u| u.login.eq_ignore_ascii_case(&own))
+                && c.body.as_deref().is_some_and(checklist::has_marker)
         });
         let first = found.next();
         if found.next().is_some() {
@@ -633,18 +612,10 @@ impl Tracker for GitHubTracker {
                 "more than one progress comment; using the oldest"
             );
         }
-        first
-            .map(|c| {
-                Ok(Comment {
-                    id: c["id"]
-                        .as_u64()
-                        .ok_or_else(|| PortError::ContractViolation {
-                            message: "comment without an id".into(),
-                        })?,
-                    body: c["body"].as_str().unwrap_or_default().to_owned(),
-                })
-            })
-            .transpose()
+        Ok(first.map(|c| Comment {
+            id: c.id,
+            body: c.body.unwrap_or_default(),
+        }))
     }
 
     async fn create_comment(&self, repo: &str, number: u64, body: &str) -> PortResult<Comment> {
@@ -653,13 +624,10 @@ impl Tracker for GitHubTracker {
         let page = self
             .request(Method::POST, url, Some(&json!({"body": body})), &[])
             .await?;
+        let created: wire::IssueComment = wire::decode("created comment", page.body)?;
         Ok(Comment {
-            id: page.body["id"]
-                .as_u64()
-                .ok_or_else(|| PortError::ContractViolation {
-                    message: "created comment has no id".into(),
-                })?,
-            body: page.body["body"].as_str().unwrap_or(body).to_owned(),
+            id: created.id,
+            body: created.body.unwrap_or_else(|| body.to_owned()),
         })
     }
 
@@ -717,20 +685,27 @@ impl Tracker for GitHubTracker {
             &["commits"],
             &[("sha", branch), ("since", &since_text), ("per_page", "100")],
         )?;
-        let items = self.list(url).await?;
-        Ok(items
-            .iter()
-            .filter_map(|c| {
-                let message = c["commit"]["message"].as_str()?;
-                has_issue_trailer(message, repo, issue).then(|| PushedCommit {
-                    sha: c["sha"].as_str().unwrap_or_default().to_owned(),
-                    message: message.to_owned(),
-                    committed_at: c["commit"]["committer"]["date"]
-                        .as_str()
-                        .and_then(|d| Timestamp::parse_rfc3339(d).ok()),
-                })
-            })
-            .collect())
+        let items: Vec<wire::Commit> = self.list(url, "commits listing").await?;
+        let mut pushed = Vec::new();
+        for c in items {
+            if !has_issue_trailer(&c.commit.message, repo, issue) {
+                continue;
+            }
+            let committed_at = match c.commit.committer.and_then(|a| a.date) {
+                Some(date) => Some(Timestamp::parse_rfc3339(&date).map_err(|e| {
+                    PortError::ContractViolation {
+                        message: format!("commit {}: committer.date does not read: {e}", c.sha),
+                    }
+                })?),
+                None => None,
+            };
+            pushed.push(PushedCommit {
+                sha: c.sha,
+                message: c.commit.message,
+                committed_at,
+            });
+        }
+        Ok(pushed)
     }
 
     fn api_calls(&self) -> u64 {
@@ -846,145 +821,5 @@ mod tests {
         check(404, "Not Found", Some(4999), None, "not_found");
         check(422, "Validation Failed", None, None, "permanent");
         check(502, "", None, None, "transient");
-    }
-}
-
-// ---- the build stage -----------------------------------------------------------
-
-/// The build stage of the CI probe: a commit's check runs and its legacy
-/// commit statuses, read together (GitHub Actions reports only check runs;
-/// Woodpecker only statuses). Zero check runs and zero statuses is
-/// `None` — not pending, not green.
-#[derive(Debug, Clone)]
-pub struct GitHubBuildStage {
-    tracker: std::sync::Arc<GitHubTracker>,
-}
-
-impl GitHubBuildStage {
-    /// The build stage, sharing the tracker's client and caches.
-    pub fn new(tracker: std::sync::Arc<GitHubTracker>) -> Self {
-        GitHubBuildStage { tracker }
-    }
-}
-
-/// What one check run or status says.
-fn check_run_verdict(run: &Value) -> StageVerdict {
-    if run["status"].as_str() != Some("completed") {
-        return StageVerdict::Pending;
-    }
-    match run["conclusion"].as_str().unwrap_or("") {
-        "success" | "neutral" | "skipped" => StageVerdict::Success,
-        "failure" | "timed_out" | "cancelled" | "action_required" | "startup_failure" | "stale" => {
-            StageVerdict::Failure
-        }
-        // An unknown conclusion is not a reason to act either way.
-        _ => StageVerdict::Pending,
-    }
-}
-
-fn status_verdict(status: &Value) -> StageVerdict {
-    match status["state"].as_str().unwrap_or("") {
-        "success" => StageVerdict::Success,
-        "failure" | "error" => StageVerdict::Failure,
-        _ => StageVerdict::Pending,
-    }
-}
-
-impl GitHubTracker {
-    /// The build stage's report for a commit.
-    pub async fn build_report(&self, commit: &CommitRef) -> PortResult<StageReport> {
-        let url = self.repo_url(
-            &commit.repo,
-            &["commits", &commit.sha, "check-runs"],
-            &[("per_page", "100")],
-        )?;
-        let mut runs = Vec::new();
-        let mut next = Some(url);
-        let mut pages = 0;
-        while let Some(url) = next.take() {
-            pages += 1;
-            if pages > MAX_PAGES {
-                break;
-            }
-            let page = self.get(url, &[]).await?;
-            runs.extend(
-                page.body["check_runs"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default(),
-            );
-            next = page.next.and_then(|l| Url::parse(&l).ok());
-        }
-        let status_url = self.repo_url(
-            &commit.repo,
-            &["commits", &commit.sha, "status"],
-            &[("per_page", "100")],
-        )?;
-        let combined = self.get(status_url, &[]).await?.body;
-        let statuses = combined["statuses"].as_array().cloned().unwrap_or_default();
-
-        let mut signals: Vec<(StageVerdict, String, Option<String>)> = Vec::new();
-        for run in &runs {
-            signals.push((
-                check_run_verdict(run),
-                format!(
-                    "check {:?} {}",
-                    run["name"].as_str().unwrap_or("?"),
-                    run["conclusion"]
-                        .as_str()
-                        .or(run["status"].as_str())
-                        .unwrap_or("?")
-                ),
-                run["details_url"]
-                    .as_str()
-                    .or(run["html_url"].as_str())
-                    .map(str::to_owned),
-            ));
-        }
-        for status in &statuses {
-            signals.push((
-                status_verdict(status),
-                format!(
-                    "status {:?} {}",
-                    status["context"].as_str().unwrap_or("?"),
-                    status["state"].as_str().unwrap_or("?")
-                ),
-                status["target_url"].as_str().map(str::to_owned),
-            ));
-        }
-        let report = |verdict, detail: String, link: Option<String>| StageReport {
-            stage: Stage::Build,
-            verdict,
-            link,
-            detail,
-        };
-        if signals.is_empty() {
-            return Ok(report(
-                StageVerdict::None,
-                "no check runs and no statuses for the commit yet".into(),
-                None,
-            ));
-        }
-        for wanted in [StageVerdict::Failure, StageVerdict::Pending] {
-            if let Some((_, detail, link)) = signals.iter().find(|(v, _, _)| *v == wanted) {
-                return Ok(report(wanted, detail.clone(), link.clone()));
-            }
-        }
-        Ok(report(
-            StageVerdict::Success,
-            format!("{} check(s) and status(es) succeeded", signals.len()),
-            None,
-        ))
-    }
-}
-
-#[async_trait]
-impl StageProbe for GitHubBuildStage {
-    fn stage(&self) -> Stage {
-        Stage::Build
-    }
-
-    async fn probe(&self, commit: &CommitRef) -> PortResult<Option<StageReport>> {
-        self.tracker.build_report(commit).await.map(Some)
     }
 }
