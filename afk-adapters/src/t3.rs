@@ -1,6 +1,10 @@
 //! The T3 Code executor, over its orchestration HTTP API (v0.0.27; facts in
 //! `shared/spec/contracts/t3.md`).
 //!
+//! This file is long because every command of the v0.0.27 contract, its
+//! deterministic ids and the liveness rule are one adapter; about a third of
+//! it is unit tests of those rules.
+//!
 //! Two routes: `GET /api/orchestration/snapshot` and
 //! `POST /api/orchestration/dispatch` (one bare command keyed by `type`).
 //! Every id afk sends is deterministic (UUID v5): the project from the

@@ -1,5 +1,8 @@
 //! The machine-checkable Architecture Invariants of `docs/architecture.md`.
 //!
+//! This file is long because every invariant is its own test, and each check
+//! is first tested on synthetic input so that a check that cannot fail shows.
+//!
 //! Review is not enforcement: each invariant is a plain `#[test]` reading the
 //! real workspace (`cargo metadata` and the source files). The checks are
 //! small functions tested on synthetic input first, so a check that could
@@ -411,4 +414,393 @@ fn every_member_inherits_the_workspace_lints() {
             manifest.display()
         );
     }
+}
+
+// ---- the documents and the shape ---------------------------------------------------
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// Every `.rs` file of the workspace (not `target/`, not `node_modules/`).
+fn workspace_rust_files() -> Vec<PathBuf> {
+    fn walk(dir: &Path, into: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let path = entry.path();
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if path.is_dir() {
+                if !(name.starts_with('.') || name == "target" || name == "node_modules") {
+                    walk(&path, into);
+                }
+            } else if name.ends_with(".rs") {
+                into.push(path);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(&workspace_root(), &mut files);
+    files
+}
+
+/// `crate -> [workspace dependencies]` from the doc's `crate-graph` block.
+fn documented_graph(doc: &str) -> BTreeMap<String, BTreeSet<String>> {
+    let block = doc
+        .split("```crate-graph")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .unwrap_or("");
+    block
+        .lines()
+        .filter_map(|line| line.split_once("->"))
+        .map(|(name, deps)| {
+            let name = name.replace("(pure)", "").trim().to_owned();
+            let deps = deps
+                .split(',')
+                .map(str::trim)
+                .filter(|d| !d.is_empty())
+                .map(str::to_owned)
+                .collect();
+            (name, deps)
+        })
+        .collect()
+}
+
+/// The crates of the code map: its ``### `name` `` headings.
+fn documented_crates(doc: &str) -> BTreeSet<String> {
+    let map = doc
+        .split("## Code map")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .unwrap_or("");
+    map.lines()
+        .filter_map(|l| l.strip_prefix("### `"))
+        .filter_map(|l| l.strip_suffix('`'))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The workspace's own graph: each member and its members among its normal
+/// and build dependencies.
+fn actual_graph(metadata: &Value) -> BTreeMap<String, BTreeSet<String>> {
+    let members: BTreeSet<&str> = metadata["workspace_members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_str().unwrap())
+        .collect();
+    let name_of: BTreeMap<&str, &str> = metadata["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["id"].as_str().unwrap(), p["name"].as_str().unwrap()))
+        .collect();
+    metadata["resolve"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| members.contains(n["id"].as_str().unwrap()))
+        .map(|n| {
+            let deps = n["deps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|d| members.contains(d["pkg"].as_str().unwrap()))
+                .filter(|d| {
+                    d["dep_kinds"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .any(|k| k["kind"].is_null() || k["kind"] == "build")
+                })
+                .map(|d| name_of[d["pkg"].as_str().unwrap()].to_owned())
+                .collect();
+            (name_of[n["id"].as_str().unwrap()].to_owned(), deps)
+        })
+        .collect()
+}
+
+/// The test names each Architecture Invariant gives after "Checked by", and
+/// the invariants that name none.
+fn invariant_tests(doc: &str) -> (Vec<String>, Vec<String>) {
+    let mut names = Vec::new();
+    let mut unchecked = Vec::new();
+    for paragraph in doc.split("\n\n") {
+        let Some(at) = paragraph.find("**Architecture Invariant:**") else {
+            continue;
+        };
+        let text = &paragraph[at..];
+        let Some(checked) = text.find("Checked by") else {
+            unchecked.push(text.lines().next().unwrap_or("").to_owned());
+            continue;
+        };
+        for (i, part) in text[checked..].split('`').enumerate() {
+            let is_name = i % 2 == 1
+                && !part.is_empty()
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+            if is_name {
+                names.push(part.to_owned());
+            }
+        }
+    }
+    (names, unchecked)
+}
+
+#[test]
+fn the_document_checks_can_fail() {
+    let doc = "## Crate graph\n\n```crate-graph\na (pure) ->\nb -> a, c\n```\n\n## Code map\n\n### `a`\n\ntext\n\n### `b`\n\n### The `x` folder\n\n## Rules\n\n**Architecture Invariant:** holds. Checked by `fn_one` and\n`fn_two` (`x/y.rs`).\n\n**Architecture Invariant:** trust me.\n";
+    let graph = documented_graph(doc);
+    assert_eq!(graph["a"], BTreeSet::new());
+    assert_eq!(
+        graph["b"],
+        ["a", "c"].iter().map(|s| (*s).to_owned()).collect()
+    );
+    assert_eq!(
+        documented_crates(doc),
+        ["a", "b"].iter().map(|s| (*s).to_owned()).collect()
+    );
+    let (names, unchecked) = invariant_tests(doc);
+    assert_eq!(names, ["fn_one", "fn_two"]);
+    assert_eq!(unchecked, ["**Architecture Invariant:** trust me."]);
+}
+
+#[test]
+fn the_code_map_names_every_crate_and_its_dependencies() {
+    let doc = std::fs::read_to_string(workspace_root().join("docs/architecture.md")).unwrap();
+    let actual = actual_graph(&cargo_metadata());
+    let documented = documented_graph(&doc);
+    assert_eq!(
+        documented, actual,
+        "docs/architecture.md's crate graph (left) is not the workspace's (right)"
+    );
+    let crates: BTreeSet<String> = actual.keys().cloned().collect();
+    assert_eq!(
+        documented_crates(&doc),
+        crates,
+        "the code map's ### `crate` sections (left) are not the workspace members (right)"
+    );
+    for krate in PURE_CRATES {
+        assert!(
+            doc.contains(&format!("{krate} (pure) ->")),
+            "{krate} is marked pure in the graph"
+        );
+    }
+}
+
+#[test]
+fn every_invariant_names_a_test_that_exists() {
+    let doc = std::fs::read_to_string(workspace_root().join("docs/architecture.md")).unwrap();
+    let (names, unchecked) = invariant_tests(&doc);
+    assert!(
+        unchecked.is_empty(),
+        "invariants with no test: {unchecked:#?}"
+    );
+    assert!(
+        names.len() >= 10,
+        "the invariants name their tests: {names:?}"
+    );
+    let sources: Vec<String> = workspace_rust_files()
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .collect();
+    let missing: Vec<&String> = names
+        .iter()
+        .filter(|n| !sources.iter().any(|s| s.contains(&format!("fn {n}("))))
+        .collect();
+    assert!(missing.is_empty(), "named but not found: {missing:?}");
+}
+
+/// Lines of a file at which its top (first 40 lines) explains its length.
+fn says_why_it_is_long(source: &str) -> bool {
+    source
+        .lines()
+        .take(40)
+        .any(|l| l.trim_start().starts_with("//") && l.contains("long because"))
+}
+
+#[test]
+fn every_long_source_file_says_why() {
+    assert!(says_why_it_is_long(
+        "//! The parser.\n//!\n//! It is long because the format is.\n"
+    ));
+    assert!(!says_why_it_is_long("fn long_because() {}\n"));
+    let mut silent = Vec::new();
+    for file in workspace_rust_files() {
+        let source = std::fs::read_to_string(&file).unwrap();
+        if source.lines().count() > 600 && !says_why_it_is_long(&source) {
+            silent.push(file.display().to_string());
+        }
+    }
+    assert!(
+        silent.is_empty(),
+        "files over 600 lines without a sentence at the top saying why: {silent:#?}"
+    );
+}
+
+#[test]
+fn the_binaries_stay_wiring() {
+    let mut files = Vec::new();
+    rust_files(&workspace_root().join("bins/src"), &mut files);
+    let lines: usize = files
+        .iter()
+        .filter(|f| !f.components().any(|c| c.as_os_str() == "bin"))
+        .map(|f| std::fs::read_to_string(f).unwrap().lines().count())
+        .sum();
+    assert!(lines > 0, "bins/src has its settings code");
+    assert!(
+        lines < 1_000,
+        "bins/src outside src/bin has {lines} lines: move what is not wiring into a library"
+    );
+}
+
+/// Calls that start or signal process groups, which only `afk-process` makes.
+const PROCESS_CALLS: &[&str] = &[
+    "process_group(",
+    "kill_process_group(",
+    "test_kill_process_group(",
+    "tokio::process::Command",
+];
+
+fn process_calls(source: &str) -> Vec<(usize, &'static str)> {
+    source
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim_start().starts_with("//"))
+        .flat_map(|(i, l)| {
+            PROCESS_CALLS
+                .iter()
+                .filter(move |c| l.contains(**c))
+                .map(move |c| (i + 1, *c))
+        })
+        .collect()
+}
+
+#[test]
+fn processes_are_started_and_stopped_only_by_afk_process() {
+    assert_eq!(
+        process_calls("// process_group(0)\nlet c = tokio::process::Command::new(x);\n"),
+        [(2, "tokio::process::Command")]
+    );
+    let root = workspace_root();
+    let mut found = Vec::new();
+    for dir in [
+        "runner/src",
+        "breakglass/src",
+        "bins/src",
+        "afk-adapters/src",
+    ] {
+        let mut files = Vec::new();
+        rust_files(&root.join(dir), &mut files);
+        for file in files {
+            let source = std::fs::read_to_string(&file).unwrap();
+            for (line, call) in process_calls(&source) {
+                found.push(format!("{}:{line}: {call}", file.display()));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "process code outside afk-process: {found:#?}"
+    );
+}
+
+#[test]
+fn the_runner_writes_whole_files_only_through_atomic_write() {
+    // The agent's log is streamed while it runs (agent.rs); the findings
+    // lock is a lock file; every other write replaces a file whole.
+    let root = workspace_root();
+    let mut files = Vec::new();
+    rust_files(&root.join("runner/src"), &mut files);
+    let mut found = Vec::new();
+    for file in files {
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+        if name == "files.rs" || name == "agent.rs" {
+            continue;
+        }
+        let source = std::fs::read_to_string(&file).unwrap();
+        // Unit tests may write their scratch files any way they like.
+        let code_part = source.split("#[cfg(test)]").next().unwrap_or("");
+        for (i, line) in code_part.lines().enumerate() {
+            let code = line.trim_start();
+            if code.starts_with("//") {
+                continue;
+            }
+            if code.contains("fs::write(") || code.contains("File::create(") {
+                found.push(format!("{}:{}", file.display(), i + 1));
+            }
+        }
+    }
+    assert!(found.is_empty(), "partial writes: {found:#?}");
+}
+
+/// `(port, type)` for every `impl Port for Type` in `source`.
+fn port_impls(source: &str) -> Vec<(String, String)> {
+    const PORTS: &[&str] = &["Tracker", "Executor", "StageProbe", "Notifier"];
+    source
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("impl "))
+        .filter_map(|rest| {
+            let (port, ty) = rest.split_once(" for ")?;
+            let port = port.rsplit("::").next()?.trim();
+            let ty = ty.trim_end_matches('{').trim();
+            PORTS
+                .contains(&port)
+                .then(|| (port.to_owned(), ty.to_owned()))
+        })
+        .collect()
+}
+
+#[test]
+fn every_port_implementation_runs_its_contract_suite() {
+    assert_eq!(
+        port_impls(
+            "impl StageProbe for WoodpeckerStage {\nimpl Display for X {\nimpl afk_core::ports::Tracker for FakeTracker {\n"
+        ),
+        [
+            ("StageProbe".to_owned(), "WoodpeckerStage".to_owned()),
+            ("Tracker".to_owned(), "FakeTracker".to_owned())
+        ]
+    );
+    // The log doorbell delivers to the process's own log, which a contract
+    // cannot observe; notify_wire.rs tests it.
+    const EXEMPT: &[&str] = &["LogNotifier"];
+    let root = workspace_root();
+    let mut impls = Vec::new();
+    for dir in ["afk-adapters/src", "fixtures/afk-sim/src"] {
+        let mut files = Vec::new();
+        rust_files(&root.join(dir), &mut files);
+        for file in files {
+            impls.extend(port_impls(&std::fs::read_to_string(&file).unwrap()));
+        }
+    }
+    assert!(
+        impls.len() >= 8,
+        "the port implementations are found: {impls:?}"
+    );
+    let mut contracts = String::new();
+    for entry in std::fs::read_dir(root.join("afk-adapters/tests"))
+        .unwrap()
+        .flatten()
+    {
+        if entry
+            .file_name()
+            .to_string_lossy()
+            .ends_with("_contract.rs")
+        {
+            contracts.push_str(&std::fs::read_to_string(entry.path()).unwrap());
+        }
+    }
+    let untested: Vec<&(String, String)> = impls
+        .iter()
+        .filter(|(_, ty)| !EXEMPT.contains(&ty.as_str()) && !contracts.contains(ty.as_str()))
+        .collect();
+    assert!(
+        untested.is_empty(),
+        "port implementations without a contract suite: {untested:?}"
+    );
 }

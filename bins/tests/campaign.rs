@@ -1,6 +1,9 @@
 //! `afk run` and friends as an operator runs them: the real `afk` binary on a
 //! copy of the sample campaign in `fixtures/checklists/sample/`, with the
 //! scripted agents of `fixtures/agents/` as real child processes.
+//!
+//! This file is long because each test drives the real binary through a
+//! whole campaign (start, agents, state files, clean-up) with real processes.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

@@ -1,6 +1,10 @@
 //! The SUT checklist (`SUT-CHECKLIST.md`): a markdown backlog in tiers, read
 //! and written in place.
 //!
+//! This file is long because the parser, the single-cell writer and the
+//! proptests that hold them to "only this cell changed" belong together;
+//! about half of it is tests.
+//!
 //! - A tier starts at a level-2 heading `## Tier <n>: <name>` and runs to the
 //!   next one. Other headings and prose are kept as they are and ignored.
 //! - A tier's items are the rows of its markdown tables. Columns are found by

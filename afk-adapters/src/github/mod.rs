@@ -1,6 +1,10 @@
 //! The GitHub tracker: REST (and one GraphQL query per trust check), facts in
 //! `shared/spec/contracts/github-ci-k8s-notify-sse.md` §1–3.
 //!
+//! This file is long because the tracker port has thirteen operations over
+//! one client and one set of caches; the wire structs (`wire.rs`) and the
+//! build stage (`stage.rs`) are beside it.
+//!
 //! - Lists follow the `Link` header; the issues listing also returns pull
 //!   requests, which are dropped.
 //! - Trust: the most recent `labeled` event for the ready label (GraphQL
