@@ -56,82 +56,52 @@ trait World {
 
 // ---- the worlds -------------------------------------------------------------------
 
-struct FakeBuild {
-    stage: FakeBuildStage,
+/// The build stage over a GitHub model: in memory (the fake), or through the
+/// simulator's HTTP face (the real adapter); both read the same check runs.
+struct Checks {
+    name: &'static str,
+    model: Arc<Mutex<afk_sim::github::GitHubModel>>,
+    stage: Box<dyn StageProbe>,
+    _sim: Option<Sim>,
 }
 
-impl FakeBuild {
-    fn new() -> Self {
+impl Checks {
+    fn fake() -> Self {
         let model = Arc::new(Mutex::new(afk_sim::github::GitHubModel::new(
             GITHUB_TOKEN,
             "afk-bot",
         )));
         lock(&model).add_repo("acme/infra", "master");
-        FakeBuild {
-            stage: FakeBuildStage {
-                model,
+        Checks {
+            name: "fake build stage",
+            stage: Box::new(FakeBuildStage {
+                model: model.clone(),
                 default_owner: "acme".into(),
-            },
+            }),
+            model,
+            _sim: None,
         }
     }
-}
 
-fn script_checks(model: &Mutex<afk_sim::github::GitHubModel>, state: Scripted) {
-    let mut m = lock(model);
-    m.broken_repos.clear();
-    let runs: &[(&str, &str, Option<&str>)] = match state {
-        Scripted::Nothing | Scripted::Broken => &[],
-        Scripted::Running => &[("test", "in_progress", None)],
-        Scripted::Passed => &[("test", "completed", Some("success"))],
-        Scripted::Failed => &[("test", "completed", Some("failure"))],
-    };
-    m.set_checks("acme/infra", SHA, runs);
-    if state == Scripted::Broken {
-        m.broken_repos.push("acme/infra".into());
-    }
-}
-
-impl World for FakeBuild {
-    fn name(&self) -> &'static str {
-        "fake build stage"
-    }
-    fn stage(&self) -> &dyn StageProbe {
-        &self.stage
-    }
-    fn kind(&self) -> Stage {
-        Stage::Build
-    }
-    fn branch(&self) -> &'static str {
-        "master"
-    }
-    fn script(&self, state: Scripted) {
-        script_checks(&self.stage.model, state);
-    }
-}
-
-struct GitHubChecks {
-    sim: Sim,
-    stage: GitHubBuildStage,
-}
-
-impl GitHubChecks {
-    async fn new() -> Self {
+    async fn github() -> Self {
         let sim = Sim::start().await;
         lock(&sim.github).add_repo("acme/infra", "master");
         let tracker = github(&sim.uri(), GITHUB_TOKEN, Some("acme"), Some("afk-bot"));
-        GitHubChecks {
-            stage: GitHubBuildStage::new(Arc::new(tracker)),
-            sim,
+        Checks {
+            name: "GitHub checks over the simulator",
+            model: sim.github.clone(),
+            stage: Box::new(GitHubBuildStage::new(Arc::new(tracker))),
+            _sim: Some(sim),
         }
     }
 }
 
-impl World for GitHubChecks {
+impl World for Checks {
     fn name(&self) -> &'static str {
-        "GitHub checks over the simulator"
+        self.name
     }
     fn stage(&self) -> &dyn StageProbe {
-        &self.stage
+        self.stage.as_ref()
     }
     fn kind(&self) -> Stage {
         Stage::Build
@@ -140,7 +110,18 @@ impl World for GitHubChecks {
         "master"
     }
     fn script(&self, state: Scripted) {
-        script_checks(&self.sim.github, state);
+        let mut m = lock(&self.model);
+        m.broken_repos.clear();
+        let runs: &[(&str, &str, Option<&str>)] = match state {
+            Scripted::Nothing | Scripted::Broken => &[],
+            Scripted::Running => &[("test", "in_progress", None)],
+            Scripted::Passed => &[("test", "completed", Some("success"))],
+            Scripted::Failed => &[("test", "completed", Some("failure"))],
+        };
+        m.set_checks("acme/infra", SHA, runs);
+        if state == Scripted::Broken {
+            m.broken_repos.push("acme/infra".into());
+        }
     }
 }
 
@@ -298,12 +279,12 @@ async fn contract(world: &dyn World) {
 
 #[tokio::test]
 async fn the_fake_build_stage_keeps_the_contract() {
-    contract(&FakeBuild::new()).await;
+    contract(&Checks::fake()).await;
 }
 
 #[tokio::test]
 async fn github_checks_keep_the_contract() {
-    contract(&GitHubChecks::new().await).await;
+    contract(&Checks::github().await).await;
 }
 
 #[tokio::test]

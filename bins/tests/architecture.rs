@@ -35,18 +35,18 @@ const FORBIDDEN_DEPENDENCIES: &[&str] = &["tokio", "reqwest", "hyper", "kube", "
 /// Standard-library modules that do I/O or read the process environment.
 const FORBIDDEN_STD_MODULES: &[&str] = &["fs", "net", "process", "env"];
 
-/// Names of the crates reachable from `root` through normal and build
-/// dependencies (dev-dependencies are the tests' business).
-fn reachable(metadata: &Value, root: &str) -> BTreeSet<String> {
-    let packages = metadata["packages"].as_array().expect("packages");
-    let name_of: BTreeMap<&str, &str> = packages
+/// The resolve graph: package names by id, and each package's normal and
+/// build dependencies (dev-dependencies are the tests' business).
+fn normal_edges(metadata: &Value) -> (BTreeMap<&str, &str>, BTreeMap<&str, Vec<&str>>) {
+    let name_of = metadata["packages"]
+        .as_array()
+        .expect("packages")
         .iter()
         .map(|p| (p["id"].as_str().unwrap(), p["name"].as_str().unwrap()))
         .collect();
-    let nodes = metadata["resolve"]["nodes"]
+    let edges = metadata["resolve"]["nodes"]
         .as_array()
-        .expect("resolve.nodes");
-    let edges: BTreeMap<&str, Vec<&str>> = nodes
+        .expect("resolve.nodes")
         .iter()
         .map(|n| {
             let deps = n["deps"]
@@ -65,6 +65,13 @@ fn reachable(metadata: &Value, root: &str) -> BTreeSet<String> {
             (n["id"].as_str().unwrap(), deps)
         })
         .collect();
+    (name_of, edges)
+}
+
+/// Names of the crates reachable from `root` through normal and build
+/// dependencies.
+fn reachable(metadata: &Value, root: &str) -> BTreeSet<String> {
+    let (name_of, edges) = normal_edges(metadata);
     let root_id = name_of
         .iter()
         .find(|(_, name)| **name == root)
@@ -82,16 +89,40 @@ fn reachable(metadata: &Value, root: &str) -> BTreeSet<String> {
     seen.into_iter().map(|id| name_of[id].to_owned()).collect()
 }
 
+/// Every `file:line: what` that `check` finds in the Rust files under `dirs`
+/// (relative to the workspace root).
+fn scan(dirs: &[&str], check: impl Fn(&Path, &str) -> Vec<(usize, String)>) -> Vec<String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let mut found = Vec::new();
+    for dir in dirs {
+        let mut files = Vec::new();
+        rust_files(&root.join(dir), &mut files);
+        assert!(!files.is_empty(), "{dir} has sources");
+        for file in files {
+            let source = std::fs::read_to_string(&file).expect("source is readable");
+            for (line, what) in check(&file, &source) {
+                found.push(format!("{}:{line}: {what}", file.display()));
+            }
+        }
+    }
+    found
+}
+
+/// `(line number, code)` of every line that is not a comment (the docs may
+/// say what a crate does not do).
+fn code_lines(source: &str) -> impl Iterator<Item = (usize, &str)> {
+    source
+        .lines()
+        .enumerate()
+        .map(|(i, l)| (i + 1, l.trim_start()))
+        .filter(|(_, l)| !l.starts_with("//"))
+}
+
 /// `(line number, module)` for every use of a forbidden std module in Rust
-/// source text. Comment lines are skipped (the docs may say what the crate
-/// does not do).
+/// source text.
 fn forbidden_std_uses(source: &str) -> Vec<(usize, String)> {
     let mut found = Vec::new();
-    for (i, line) in source.lines().enumerate() {
-        let code = line.trim_start();
-        if code.starts_with("//") {
-            continue;
-        }
+    for (line, code) in code_lines(source) {
         for module in FORBIDDEN_STD_MODULES {
             let direct = format!("std::{module}");
             let direct_hit = code.match_indices(&direct).any(|(at, _)| {
@@ -106,7 +137,7 @@ fn forbidden_std_uses(source: &str) -> Vec<(usize, String)> {
                     .any(|word| word == *module)
             });
             if direct_hit || grouped_hit {
-                found.push((i + 1, (*module).to_owned()));
+                found.push((line, (*module).to_owned()));
             }
         }
     }
@@ -114,15 +145,11 @@ fn forbidden_std_uses(source: &str) -> Vec<(usize, String)> {
 }
 
 /// `(line number, crate)` for every path into a forbidden crate in Rust
-/// source text (`tokio::…`, `use tokio`), comment lines skipped.
+/// source text (`tokio::…`, `use tokio`).
 fn forbidden_crate_uses(source: &str) -> Vec<(usize, String)> {
     let ident = |c: char| c.is_alphanumeric() || c == '_';
     let mut found = Vec::new();
-    for (i, line) in source.lines().enumerate() {
-        let code = line.trim_start();
-        if code.starts_with("//") {
-            continue;
-        }
+    for (line, code) in code_lines(source) {
         for krate in FORBIDDEN_CRATE_PATHS {
             // `krate::` not preceded by an identifier character (so
             // `my_tokio::` is not a hit), or `use krate` as a whole word.
@@ -134,7 +161,7 @@ fn forbidden_crate_uses(source: &str) -> Vec<(usize, String)> {
                 .strip_prefix(&format!("use {krate}"))
                 .is_some_and(|rest| !rest.chars().next().is_some_and(ident));
             if as_path || used {
-                found.push((i + 1, (*krate).to_owned()));
+                found.push((line, (*krate).to_owned()));
             }
         }
     }
@@ -379,22 +406,14 @@ fn pure_crates_do_not_depend_on_io_crates() {
 
 #[test]
 fn pure_sources_do_not_use_io_modules_of_std_or_io_crates() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let mut violations = Vec::new();
-    for dir in PURE_SOURCES {
-        let mut files = Vec::new();
-        rust_files(&root.join(dir), &mut files);
-        assert!(!files.is_empty(), "{dir} has sources");
-        for file in files {
-            let source = std::fs::read_to_string(&file).expect("source is readable");
-            for (line, module) in forbidden_std_uses(&source) {
-                violations.push(format!("{}:{line}: std::{module}", file.display()));
-            }
-            for (line, krate) in forbidden_crate_uses(&source) {
-                violations.push(format!("{}:{line}: {krate}", file.display()));
-            }
-        }
-    }
+    let violations = scan(PURE_SOURCES, |_, source| {
+        let mut found: Vec<(usize, String)> = forbidden_std_uses(source)
+            .into_iter()
+            .map(|(l, m)| (l, format!("std::{m}")))
+            .collect();
+        found.extend(forbidden_crate_uses(source));
+        found
+    });
     assert!(
         violations.is_empty(),
         "pure crates use I/O: {violations:#?}"
@@ -486,39 +505,24 @@ fn documented_crates(doc: &str) -> BTreeSet<String> {
 /// The workspace's own graph: each member and its members among its normal
 /// and build dependencies.
 fn actual_graph(metadata: &Value) -> BTreeMap<String, BTreeSet<String>> {
+    let (name_of, edges) = normal_edges(metadata);
     let members: BTreeSet<&str> = metadata["workspace_members"]
         .as_array()
         .unwrap()
         .iter()
         .map(|m| m.as_str().unwrap())
         .collect();
-    let name_of: BTreeMap<&str, &str> = metadata["packages"]
-        .as_array()
-        .unwrap()
+    members
         .iter()
-        .map(|p| (p["id"].as_str().unwrap(), p["name"].as_str().unwrap()))
-        .collect();
-    metadata["resolve"]["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|n| members.contains(n["id"].as_str().unwrap()))
-        .map(|n| {
-            let deps = n["deps"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .filter(|d| members.contains(d["pkg"].as_str().unwrap()))
-                .filter(|d| {
-                    d["dep_kinds"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .any(|k| k["kind"].is_null() || k["kind"] == "build")
-                })
-                .map(|d| name_of[d["pkg"].as_str().unwrap()].to_owned())
+        .map(|id| {
+            let deps = edges
+                .get(id)
+                .into_iter()
+                .flatten()
+                .filter(|d| members.contains(*d))
+                .map(|d| name_of[d].to_owned())
                 .collect();
-            (name_of[n["id"].as_str().unwrap()].to_owned(), deps)
+            (name_of[id].to_owned(), deps)
         })
         .collect()
 }
@@ -667,15 +671,12 @@ const PROCESS_CALLS: &[&str] = &[
 ];
 
 fn process_calls(source: &str) -> Vec<(usize, &'static str)> {
-    source
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim_start().starts_with("//"))
-        .flat_map(|(i, l)| {
+    code_lines(source)
+        .flat_map(|(line, code)| {
             PROCESS_CALLS
                 .iter()
-                .filter(move |c| l.contains(**c))
-                .map(move |c| (i + 1, *c))
+                .filter(move |c| code.contains(**c))
+                .map(move |c| (line, *c))
         })
         .collect()
 }
@@ -686,23 +687,20 @@ fn processes_are_started_and_stopped_only_by_afk_process() {
         process_calls("// process_group(0)\nlet c = tokio::process::Command::new(x);\n"),
         [(2, "tokio::process::Command")]
     );
-    let root = workspace_root();
-    let mut found = Vec::new();
-    for dir in [
-        "runner/src",
-        "breakglass/src",
-        "bins/src",
-        "afk-adapters/src",
-    ] {
-        let mut files = Vec::new();
-        rust_files(&root.join(dir), &mut files);
-        for file in files {
-            let source = std::fs::read_to_string(&file).unwrap();
-            for (line, call) in process_calls(&source) {
-                found.push(format!("{}:{line}: {call}", file.display()));
-            }
-        }
-    }
+    let found = scan(
+        &[
+            "runner/src",
+            "breakglass/src",
+            "bins/src",
+            "afk-adapters/src",
+        ],
+        |_, source| {
+            process_calls(source)
+                .into_iter()
+                .map(|(l, c)| (l, c.to_owned()))
+                .collect()
+        },
+    );
     assert!(
         found.is_empty(),
         "process code outside afk-process: {found:#?}"
@@ -712,29 +710,18 @@ fn processes_are_started_and_stopped_only_by_afk_process() {
 #[test]
 fn the_runner_writes_whole_files_only_through_atomic_write() {
     // The agent's log is streamed while it runs (agent.rs); the findings
-    // lock is a lock file; every other write replaces a file whole.
-    let root = workspace_root();
-    let mut files = Vec::new();
-    rust_files(&root.join("runner/src"), &mut files);
-    let mut found = Vec::new();
-    for file in files {
-        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+    // lock is a lock file; every other write replaces a file whole. Unit
+    // tests may write their scratch files any way they like.
+    let found = scan(&["runner/src"], |file, source| {
+        let name = file.file_name().unwrap_or_default().to_string_lossy();
         if name == "files.rs" || name == "agent.rs" {
-            continue;
+            return Vec::new();
         }
-        let source = std::fs::read_to_string(&file).unwrap();
-        // Unit tests may write their scratch files any way they like.
-        let code_part = source.split("#[cfg(test)]").next().unwrap_or("");
-        for (i, line) in code_part.lines().enumerate() {
-            let code = line.trim_start();
-            if code.starts_with("//") {
-                continue;
-            }
-            if code.contains("fs::write(") || code.contains("File::create(") {
-                found.push(format!("{}:{}", file.display(), i + 1));
-            }
-        }
-    }
+        code_lines(source.split("#[cfg(test)]").next().unwrap_or(""))
+            .filter(|(_, l)| l.contains("fs::write(") || l.contains("File::create("))
+            .map(|(line, _)| (line, "a partial write".to_owned()))
+            .collect()
+    });
     assert!(found.is_empty(), "partial writes: {found:#?}");
 }
 

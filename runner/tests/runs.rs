@@ -16,18 +16,24 @@ fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures")
 }
 
-fn campaign(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("afk-runner-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(dir.join("config")).unwrap();
-    let sample = fixtures().join("checklists/sample");
-    for f in [
-        "SUT-CHECKLIST.md",
-        "SUT-PACKET.md",
-        "config/run_config.json",
-    ] {
-        std::fs::copy(sample.join(f), dir.join(f)).unwrap();
+/// Copies the tree at `from` into `to`.
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap().flatten() {
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
     }
+}
+
+/// A fresh copy of the whole sample campaign.
+fn campaign(name: &str) -> PathBuf {
+    let dir = campaign_dir(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    copy_tree(&fixtures().join("checklists/sample"), &dir);
     dir
 }
 
