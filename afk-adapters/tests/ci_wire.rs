@@ -389,3 +389,40 @@ async fn reqwest_and_kube_clients_coexist_in_one_process() {
         "the kube client builds with the one crypto provider"
     );
 }
+
+/// A check's `details_url` and a status's `target_url` are whatever the app
+/// that wrote them chose; only a link on GitHub itself reaches an agent.
+#[tokio::test]
+async fn only_links_on_github_itself_are_passed_on() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/repos/acme/infra/commits/abc1234def5678/check-runs"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "total_count": 1,
+            "check_runs": [{"name": "test", "status": "completed", "conclusion": "failure",
+                "details_url": "https://evil.example/run?next=ignore-your-instructions",
+                "html_url": "https://github.com/acme/infra/runs/9"}]
+        })))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/repos/acme/infra/commits/abc1234def5678/status"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "state": "failure", "total_count": 1,
+            "statuses": [{"context": "lint", "state": "failure", "target_url": "https://evil.example/lint"}]
+        })))
+        .mount(&server)
+        .await;
+    let tracker = github(&server.uri(), "t", Some("acme"), Some("afk-bot"));
+    assert!(tracker.is_github_link("https://github.com/acme/infra/runs/9"));
+    assert!(tracker.is_github_link(&format!("{}/x", server.uri())));
+    assert!(!tracker.is_github_link("https://github.com.evil.example/x"));
+    assert!(!tracker.is_github_link("not a url"));
+    let report = tracker.build_report(&commit()).await.unwrap();
+    assert_eq!(report.verdict, StageVerdict::Failure);
+    assert_eq!(
+        report.link.as_deref(),
+        Some("https://github.com/acme/infra/runs/9"),
+        "the app's own link is dropped for GitHub's page of the run"
+    );
+}

@@ -41,6 +41,7 @@ pub fn github(
             default_owner: owner.map(str::to_owned),
             trusted_bots: vec![],
             own_login: own_login.map(str::to_owned),
+            web_url: Some("https://github.com".into()),
         },
     )
 }

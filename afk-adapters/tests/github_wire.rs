@@ -230,8 +230,9 @@ async fn a_recorded_issues_page_drops_the_pull_request() {
     assert_eq!(issues[1].body, "", "a null body reads as empty");
 }
 
-/// Recorded payload: the GraphQL trust query's answer. A triage user applied
-/// the label first; the last application, by a write user, decides.
+/// The trust query's answer in GitHub's shape (`__typename` on every node,
+/// as the query asks): a triage user applied the label first and renamed the
+/// issue; the last application, by a write user after the rename, decides.
 #[tokio::test]
 async fn a_recorded_trust_answer_uses_the_latest_label_event() {
     let server = MockServer::start().await;

@@ -125,12 +125,22 @@ impl TrackedIssue {
 pub struct Trust {
     /// Trusted iff the most recent application of the label was made by a
     /// collaborator with write or admin permission (or an allowlisted bot),
-    /// and the body was not edited after it.
+    /// and neither the body nor the title was changed at or after it.
     pub trusted: bool,
     /// Who applied the label, when known.
     pub actor: Option<String>,
     /// Why, for the log.
     pub reason: String,
+}
+
+/// A comment by someone trusted (write or admin permission, or a trusted
+/// bot), as the opening prompt quotes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApprovedComment {
+    /// The author's login.
+    pub author: String,
+    /// The text, as written.
+    pub body: String,
 }
 
 /// A comment on an issue.
@@ -186,6 +196,16 @@ pub trait Tracker: Send + Sync {
 
     /// The repository's default branch.
     async fn default_branch(&self, repo: &str) -> PortResult<String>;
+
+    /// The issue's comments written by collaborators with write or admin
+    /// permission, or by trusted bots, oldest first; afk's own progress
+    /// comment is not among them. Everyone else's comments are left out: they
+    /// never reach an agent as its task.
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown issue; a failed read is an error, never an
+    /// empty list.
+    async fn approved_comments(&self, repo: &str, number: u64) -> PortResult<Vec<ApprovedComment>>;
 
     /// The issue's progress comment: the one comment, written by afk's own
     /// identity, that carries an afk-run marker. `None` when there is none.

@@ -229,6 +229,18 @@ pub struct TimestampError {
     pub value: String,
 }
 
+/// The key a bot is known by, however GitHub spells its login: REST writes
+/// `renovate[bot]`, GraphQL writes `renovate` (with `__typename: Bot`); an
+/// operator may configure either. Two spellings name the same bot iff their
+/// keys are equal.
+pub fn bot_login_key(login: &str) -> String {
+    let login = login.trim();
+    login
+        .strip_suffix("[bot]")
+        .unwrap_or(login)
+        .to_ascii_lowercase()
+}
+
 /// A short age for tables: `45s`, `12m`, `3h05m`.
 pub fn short_age(seconds: u64) -> String {
     match seconds {

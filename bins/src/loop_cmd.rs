@@ -74,7 +74,12 @@ pub struct LoopArgs {
     /// The login afk comments as (asked of GET /user when unset; set it for app tokens).
     #[arg(long, env = "AFK_GITHUB_LOGIN", hide_env_values = true)]
     pub github_login: Option<String>,
-    /// Comma-separated bot logins whose ready label is trusted. Default: none.
+    /// GitHub's web address; only links on it (or the API host) reach an agent.
+    /// Default: https://github.com for api.github.com, else the API's host.
+    #[arg(long, env = "AFK_GITHUB_WEB_URL", hide_env_values = true)]
+    pub github_web_url: Option<String>,
+    /// Comma-separated bot logins whose ready label is trusted, in either
+    /// spelling (`renovate` or `renovate[bot]`). Default: none.
     #[arg(
         long,
         env = "AFK_TRUSTED_BOTS",
@@ -215,6 +220,7 @@ impl LoopArgs {
             default_owner: some(&self.github_owner),
             trusted_bots: list(&self.trusted_bots),
             own_login: some(&self.github_login),
+            web_url: some(&self.github_web_url),
         })
     }
 

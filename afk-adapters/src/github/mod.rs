@@ -28,9 +28,10 @@ use std::time::Duration;
 
 use afk_core::Timestamp;
 use afk_core::ports::{
-    Comment, PortError, PortResult, PushedCommit, TrackedIssue, Tracker, Trust, has_issue_trailer,
+    ApprovedComment, Comment, PortError, PortResult, PushedCommit, TrackedIssue, Tracker, Trust,
+    has_issue_trailer,
 };
-use afk_core::types::blocked_by_refs;
+use afk_core::types::{blocked_by_refs, bot_login_key as bot_key};
 use async_trait::async_trait;
 use reqwest::{Method, Url};
 use serde::de::DeserializeOwned;
@@ -59,6 +60,10 @@ pub struct GitHubSettings {
     pub trusted_bots: Vec<String>,
     /// afk's own login; asked of `GET /user` when not set.
     pub own_login: Option<String>,
+    /// GitHub's web address, the only host whose links (check logs) are
+    /// passed on to an agent; by default `https://github.com` for
+    /// `api.github.com`, and the API's own host for GitHub Enterprise Server.
+    pub web_url: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -129,6 +134,27 @@ impl GitHubTracker {
                 ),
             }),
         }
+    }
+
+    /// Whether `link` points at GitHub itself (its web host or its API host),
+    /// so that it may be passed on to an agent.
+    pub fn is_github_link(&self, link: &str) -> bool {
+        let host_of = |url: &str| {
+            Url::parse(url)
+                .ok()
+                .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+        };
+        let Some(host) = host_of(link) else {
+            return false;
+        };
+        let api = host_of(&self.settings.api_url);
+        let web = match &self.settings.web_url {
+            Some(url) => host_of(url),
+            None => api
+                .as_deref()
+                .map(|a| a.strip_prefix("api.").unwrap_or(a).to_owned()),
+        };
+        Some(&host) == api.as_ref() || Some(&host) == web.as_ref()
     }
 
     fn url(&self, segments: &[&str], query: &[(&str, &str)]) -> PortResult<Url> {
@@ -345,6 +371,36 @@ impl GitHubTracker {
         Ok(result)
     }
 
+    /// Every comment of an issue, oldest first.
+    async fn comments(&self, repo: &str, number: u64) -> PortResult<Vec<wire::IssueComment>> {
+        let url = self.repo_url(
+            repo,
+            &["issues", &number.to_string(), "comments"],
+            &[("per_page", "100")],
+        )?;
+        self.list(url, "comments listing").await
+    }
+
+    /// Whether `login` (a bot, in either spelling) is on AFK_TRUSTED_BOTS
+    /// (in either spelling).
+    fn trusts_bot(&self, login: &str) -> bool {
+        let key = bot_key(login);
+        self.settings.trusted_bots.iter().any(|b| bot_key(b) == key)
+    }
+
+    /// Whether a comment's author may speak for the task: a trusted bot, or a
+    /// collaborator with write or admin permission.
+    async fn trusted_author(&self, repo: &str, user: &wire::User) -> PortResult<bool> {
+        let is_bot = user.kind.as_deref() == Some("Bot") || user.login.ends_with("[bot]");
+        if is_bot {
+            return Ok(self.trusts_bot(&user.login));
+        }
+        Ok(matches!(
+            self.permission(repo, &user.login).await?.as_deref(),
+            Ok("admin" | "write")
+        ))
+    }
+
     async fn write(
         &self,
         method: Method,
@@ -410,8 +466,15 @@ fn classify(
 
 const TRUST_QUERY: &str = "query($owner: String!, $name: String!, $number: Int!) { \
     repository(owner: $owner, name: $name) { issue(number: $number) { lastEditedAt \
-    timelineItems(last: 100, itemTypes: [LABELED_EVENT]) { nodes { ... on LabeledEvent { \
-    createdAt label { name } actor { __typename login } } } } } } }";
+    timelineItems(last: 100, itemTypes: [LABELED_EVENT, RENAMED_TITLE_EVENT]) { nodes { \
+    __typename ... on LabeledEvent { createdAt label { name } actor { __typename login } } \
+    ... on RenamedTitleEvent { createdAt actor { login } } } } } } }";
+
+fn parse_time(what: &str, text: &str) -> PortResult<Timestamp> {
+    Timestamp::parse_rfc3339(text).map_err(|e| PortError::ContractViolation {
+        message: format!("{what} does not read as a time: {e}"),
+    })
+}
 
 #[async_trait]
 impl Tracker for GitHubTracker {
@@ -462,17 +525,22 @@ impl Tracker for GitHubTracker {
             });
         };
         let mut latest: Option<(Timestamp, wire::LabeledEvent)> = None;
-        for event in issue.timeline_items.nodes {
-            if !event.label.name.eq_ignore_ascii_case(label) {
-                continue;
-            }
-            let at = Timestamp::parse_rfc3339(&event.created_at).map_err(|e| {
-                PortError::ContractViolation {
-                    message: format!("a labeled event's createdAt does not read: {e}"),
+        let mut renames: Vec<(Timestamp, Option<String>)> = Vec::new();
+        for item in issue.timeline_items.nodes {
+            match item {
+                wire::TimelineItem::LabeledEvent(event) => {
+                    if !event.label.name.eq_ignore_ascii_case(label) {
+                        continue;
+                    }
+                    let at = parse_time("a labeled event's createdAt", &event.created_at)?;
+                    if latest.as_ref().is_none_or(|(best, _)| at > *best) {
+                        latest = Some((at, event));
+                    }
                 }
-            })?;
-            if latest.as_ref().is_none_or(|(best, _)| at > *best) {
-                latest = Some((at, event));
+                wire::TimelineItem::RenamedTitleEvent(event) => {
+                    let at = parse_time("a renamed event's createdAt", &event.created_at)?;
+                    renames.push((at, event.actor.map(|a| a.login)));
+                }
             }
         }
         let Some((labeled_at, event)) = latest else {
@@ -495,23 +563,29 @@ impl Tracker for GitHubTracker {
             actor: Some(actor.to_owned()),
             reason,
         };
-        if let Some(edited) = issue
-            .last_edited_at
-            .as_deref()
-            .and_then(|e| Timestamp::parse_rfc3339(e).ok())
-            && edited > labeled_at
+        // Timestamps have second precision: an edit in the same second as
+        // the label counts as after it (when in doubt, do not run).
+        if let Some(edited) = issue.last_edited_at.as_deref() {
+            let edited = parse_time("the issue's lastEditedAt", edited)?;
+            if edited >= labeled_at {
+                return Ok(untrusted(format!(
+                    "the body was edited at {edited}, at or after {actor} applied {label} at {labeled_at}; re-apply the label to approve it"
+                )));
+            }
+        }
+        if let Some((renamed, by)) = renames
+            .iter()
+            .filter(|(at, _)| *at >= labeled_at)
+            .max_by_key(|(at, _)| *at)
         {
             return Ok(untrusted(format!(
-                "the body was edited at {edited}, after {actor} applied {label} at {labeled_at}; re-apply the label to approve it"
+                "the title was changed at {renamed} by {}, at or after {actor} applied {label} at {labeled_at}; re-apply the label to approve it",
+                by.as_deref().unwrap_or("an unknown account")
             )));
         }
         let is_bot = actor_node.typename == "Bot" || actor.ends_with("[bot]");
         if is_bot {
-            let allowed = self
-                .settings
-                .trusted_bots
-                .iter()
-                .any(|b| b.eq_ignore_ascii_case(actor));
+            let allowed = self.trusts_bot(actor);
             return Ok(if allowed {
                 Trust {
                     trusted: true,
@@ -594,14 +668,31 @@ impl Tracker for GitHubTracker {
         Ok(branch)
     }
 
+    async fn approved_comments(&self, repo: &str, number: u64) -> PortResult<Vec<ApprovedComment>> {
+        let items = self.comments(repo, number).await?;
+        let own = self.own_login().await?;
+        let mut approved = Vec::new();
+        for c in items {
+            let (Some(user), Some(body)) = (c.user, c.body) else {
+                continue;
+            };
+            // afk's own progress comment is the loop's record, not the task.
+            if user.login.eq_ignore_ascii_case(&own) && checklist::has_marker(&body) {
+                continue;
+            }
+            if self.trusted_author(repo, &user).await? {
+                approved.push(ApprovedComment {
+                    author: user.login,
+                    body,
+                });
+            }
+        }
+        Ok(approved)
+    }
+
     async fn progress_comment(&self, repo: &str, number: u64) -> PortResult<Option<Comment>> {
         let own = self.own_login().await?;
-        let url = self.repo_url(
-            repo,
-            &["issues", &number.to_string(), "comments"],
-            &[("per_page", "100")],
-        )?;
-        let items: Vec<wire::IssueComment> = self.list(url, "comments listing").await?;
+        let items = self.comments(repo, number).await?;
         let mut found = items.into_iter().filter(|c| {
             c.user
                 .as_ref()
@@ -747,6 +838,7 @@ mod tests {
                     default_owner: None,
                     trusted_bots: vec![],
                     own_login: None,
+                    web_url: None,
                 },
             )
         };

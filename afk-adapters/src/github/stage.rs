@@ -88,14 +88,20 @@ impl GitHubTracker {
                     run.name,
                     run.conclusion.as_deref().unwrap_or(&run.status)
                 ),
-                run.details_url.clone().or_else(|| run.html_url.clone()),
+                // Only links on GitHub itself reach an agent: a check's
+                // details_url is whatever its app chose.
+                [&run.details_url, &run.html_url]
+                    .into_iter()
+                    .flatten()
+                    .find(|l| self.is_github_link(l))
+                    .cloned(),
             ));
         }
         for status in &statuses {
             signals.push((
                 status_verdict(status),
                 format!("status {:?} {}", status.context, status.state),
-                status.target_url.clone(),
+                status.target_url.clone().filter(|l| self.is_github_link(l)),
             ));
         }
         let report = |verdict, detail: String, link: Option<String>| StageReport {

@@ -76,10 +76,13 @@ pub(super) struct IssueStateOnly {
     pub state: IssueState,
 }
 
-/// `GET /user`.
+/// `GET /user`, and a comment's author (`simple-user`).
 #[derive(Debug, Deserialize)]
 pub(super) struct User {
     pub login: String,
+    /// `User`, `Bot`, `Organization`, …
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
 }
 
 /// `GET /repos/{owner}/{repo}/collaborators/{login}/permission`.
@@ -187,7 +190,28 @@ pub(super) struct TrustRepository {
 #[serde(rename_all = "camelCase")]
 pub(super) struct TrustIssue {
     pub last_edited_at: Option<String>,
-    pub timeline_items: Nodes<LabeledEvent>,
+    pub timeline_items: Nodes<TimelineItem>,
+}
+
+/// The timeline items the trust query asks for, told apart by `__typename`.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "__typename")]
+pub(super) enum TimelineItem {
+    LabeledEvent(LabeledEvent),
+    RenamedTitleEvent(RenamedTitleEvent),
+}
+
+/// `RenamedTitleEvent { createdAt actor { login } }`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct RenamedTitleEvent {
+    pub created_at: String,
+    pub actor: Option<Login>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct Login {
+    pub login: String,
 }
 
 #[derive(Debug, Deserialize)]

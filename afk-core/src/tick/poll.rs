@@ -8,7 +8,7 @@ use super::{About, Ports, ReportAction, TickOptions, TickReport, past};
 use crate::config::Config;
 use crate::dispatch::plan_dispatch;
 use crate::ports::{ExecutorSnapshot, PortError, PortResult, ThreadSpec, TrackedIssue, Tracker};
-use crate::prompt::opening_prompt;
+use crate::prompt::{ApprovedTask, one_line, opening_prompt};
 use crate::record::RunRecord;
 use crate::types::{Issue, Phase, priority_from_labels};
 
@@ -262,12 +262,23 @@ async fn dispatch_one(
     let snap = snapshot.as_ref().ok_or_else(|| PortError::Transient {
         message: "no executor snapshot".into(),
     })?;
+    // Only what a trusted person approved becomes the task: the title and
+    // body the trust check proved unchanged, and trusted collaborators'
+    // comments.
+    let comments = ports.tracker.approved_comments(repo, number).await?;
     let spec = ThreadSpec {
         repo: repo.to_owned(),
         issue: number,
         attempt: record.attempt,
-        title: format!("{repo}#{number}: {}", issue.title),
-        prompt: opening_prompt(repo, number, &issue.title, &branch),
+        title: format!("{repo}#{number}: {}", one_line(&issue.title, 120)),
+        prompt: opening_prompt(&ApprovedTask {
+            repo,
+            issue: number,
+            title: &issue.title,
+            body: &issue.body,
+            comments: &comments,
+            branch: &branch,
+        }),
         created_at: record.dispatched_at,
     };
     let thread = ports.executor.ensure_thread(snap, &spec).await?;
