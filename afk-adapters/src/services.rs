@@ -11,7 +11,9 @@ use std::sync::Arc;
 
 use afk_core::ci::StageProbe;
 use afk_core::doorbell::Notifier;
-use afk_core::tick::{Clock, Ports, TickOptions, TickReport, poll_tick, watch_tick};
+use afk_core::tick::{
+    Clock, Ports, StopTarget, TickOptions, TickReport, poll_tick, stop_runs, watch_tick,
+};
 use afk_core::{Config, Timestamp};
 use checklist::ProgressComment;
 
@@ -23,20 +25,23 @@ use crate::t3::{T3Executor, T3Settings};
 use crate::woodpecker::{WoodpeckerSettings, WoodpeckerStage};
 
 /// Which tick runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TickKind {
     /// `afk-poller`.
     Poll,
     /// `afk-watcher`.
     Watch,
+    /// `afk stop` (one run) or `afk halt` (every run), by the named operator.
+    Stop(StopTarget, String),
 }
 
 impl TickKind {
-    /// `poll` or `watch`.
-    pub fn as_str(self) -> &'static str {
+    /// `poll`, `watch` or `stop`.
+    pub fn as_str(&self) -> &'static str {
         match self {
             TickKind::Poll => "poll",
             TickKind::Watch => "watch",
+            TickKind::Stop(..) => "stop",
         }
     }
 }
@@ -141,7 +146,12 @@ impl Services {
     }
 
     /// Runs one tick.
-    pub async fn tick(&self, kind: TickKind, config: &Config, options: &TickOptions) -> TickReport {
+    pub async fn tick(
+        &self,
+        kind: &TickKind,
+        config: &Config,
+        options: &TickOptions,
+    ) -> TickReport {
         let mut stages: Vec<&dyn StageProbe> = vec![&self.build];
         if let Some(d) = &self.deploy {
             stages.push(d);
@@ -161,6 +171,7 @@ impl Services {
         match kind {
             TickKind::Poll => poll_tick(&ports, config, options).await,
             TickKind::Watch => watch_tick(&ports, config, options).await,
+            TickKind::Stop(target, by) => stop_runs(&ports, config, options, target, by).await,
         }
     }
 

@@ -624,6 +624,36 @@ impl Executor for T3Executor {
         self.start_turn(thread_id, step, text, created_at).await
     }
 
+    async fn stop_thread(
+        &self,
+        snapshot: &ExecutorSnapshot,
+        thread_id: &str,
+        at: Timestamp,
+    ) -> PortResult<()> {
+        // A deleted or unknown thread runs nothing, and a command to it would
+        // fail T3's invariant (a sticky 500): nothing to send.
+        if !snapshot.is_live(thread_id) {
+            return Ok(());
+        }
+        // Contract §2.8: interrupts go by session, so no turnId is needed;
+        // with no live session T3 still answers 200 and records an activity.
+        // Fixed commandIds make a re-run a receipt lookup, never a second
+        // interrupt of a later turn.
+        for (kind, step) in [
+            ("thread.turn.interrupt", "stop:interrupt"),
+            ("thread.session.stop", "stop:session"),
+        ] {
+            let command = json!({
+                "type": kind,
+                "commandId": command_id(thread_id, step),
+                "threadId": thread_id,
+                "createdAt": t3_time(at),
+            });
+            self.dispatch(&command).await?;
+        }
+        Ok(())
+    }
+
     fn thread_link(&self, thread_id: &str) -> Option<String> {
         Some(format!(
             "{}/{thread_id}",

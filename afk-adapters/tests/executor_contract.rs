@@ -209,6 +209,45 @@ async fn liveness_is_reported(w: &dyn World) {
     }
 }
 
+/// Stopping a running agent interrupts its turn and stops its session; its
+/// status is no longer running. Stopping again changes nothing, and a thread
+/// that is gone or was never made is already stopped.
+async fn stopping_a_thread_stops_its_agent_and_is_safe_to_repeat(w: &dyn World) {
+    let e = w.executor();
+    let s = e.snapshot(&[]).await.unwrap();
+    let id = e.ensure_thread(&s, &spec(0)).await.unwrap();
+    w.script(&id, ThreadStatus::Running, "2026-06-10T12:03:00Z");
+    let watched = [WatchedThread {
+        thread_id: id.clone(),
+        turn_sent_at: ts("2026-06-10T12:02:00Z"),
+    }];
+    let s = e.snapshot(&watched).await.unwrap();
+    assert_eq!(s.status(&id), Some(ThreadStatus::Running));
+    let at = ts("2026-06-10T12:10:00Z");
+    e.stop_thread(&s, &id, at).await.unwrap();
+    let after = e.snapshot(&watched).await.unwrap();
+    assert_ne!(
+        after.status(&id),
+        Some(ThreadStatus::Running),
+        "the agent still runs after a stop"
+    );
+    // A re-run after a crash sends the same commands: nothing changes.
+    e.stop_thread(&s, &id, at).await.unwrap();
+    e.stop_thread(&after, &id, at).await.unwrap();
+    assert_eq!(
+        e.snapshot(&watched).await.unwrap().status(&id),
+        after.status(&id)
+    );
+    assert_eq!(w.turns(&id), 1, "stopping sends no turn");
+    // Gone or never made: already stopped, no error.
+    w.delete(&id);
+    let gone = e.snapshot(&[]).await.unwrap();
+    e.stop_thread(&gone, &id, at).await.unwrap();
+    e.stop_thread(&gone, &e.thread_id("infra", 99, 0), at)
+        .await
+        .unwrap();
+}
+
 macro_rules! contract {
     ($($name:ident),+ $(,)?) => {
         mod fake {
@@ -246,4 +285,5 @@ contract!(
     follow_up_turns_are_sent_once_per_step,
     turns_to_missing_or_deleted_threads_are_not_found,
     liveness_is_reported,
+    stopping_a_thread_stops_its_agent_and_is_safe_to_repeat,
 );

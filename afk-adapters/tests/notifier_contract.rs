@@ -18,6 +18,7 @@ use crate::common::fast_http;
 
 fn bell() -> Doorbell {
     Doorbell {
+        by: None,
         kind: OutcomeKind::NeedsHuman,
         repo: "infra".into(),
         issue: 7,

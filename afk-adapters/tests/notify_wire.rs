@@ -24,6 +24,7 @@ fn fixture(name: &str) -> Value {
 
 fn bell(kind: OutcomeKind) -> Doorbell {
     Doorbell {
+        by: None,
         kind,
         repo: "infra".into(),
         issue: 7,

@@ -51,6 +51,11 @@ pub const KEYS: &[KeySpec] = &[
         meaning: "stamped when a run is handed back to a human",
     },
     KeySpec {
+        key: "AFK_STOP_LABEL",
+        default: "afk-stop",
+        meaning: "stops a run: the agent is interrupted and a human owns the issue",
+    },
+    KeySpec {
         key: "AFK_FIX_FORWARD_MAX_ATTEMPTS",
         default: "5",
         meaning: "corrective turns after a red CI",
@@ -92,6 +97,8 @@ pub struct Config {
     pub in_progress_label: String,
     /// The label stamped on an issue handed back to a human.
     pub ready_for_human_label: String,
+    /// The label that stops a run (whoever applies it).
+    pub stop_label: String,
     /// Corrective turns allowed after a red CI verdict.
     pub fix_forward_max_attempts: u32,
     /// Seconds allowed for fixing forward, from the first red verdict.
@@ -111,6 +118,7 @@ impl Default for Config {
             ready_label: "ready-for-agent".to_owned(),
             in_progress_label: "agent-in-progress".to_owned(),
             ready_for_human_label: "ready-for-human".to_owned(),
+            stop_label: "afk-stop".to_owned(),
             fix_forward_max_attempts: 5,
             fix_forward_max_seconds: 3600,
             prepush_max_seconds: 14_400,
@@ -220,6 +228,9 @@ impl Config {
                     .ok_or_else(|| bad(LABEL_EXPECTED)),
                 "AFK_READY_FOR_HUMAN_LABEL" => parse_label(value)
                     .map(|v| config.ready_for_human_label = v)
+                    .ok_or_else(|| bad(LABEL_EXPECTED)),
+                "AFK_STOP_LABEL" => parse_label(value)
+                    .map(|v| config.stop_label = v)
                     .ok_or_else(|| bad(LABEL_EXPECTED)),
                 "AFK_FIX_FORWARD_MAX_ATTEMPTS" => value
                     .parse::<u32>()
@@ -363,6 +374,7 @@ mod tests {
             ("AFK_READY_LABEL", "go"),
             ("AFK_IN_PROGRESS_LABEL", "busy"),
             ("AFK_READY_FOR_HUMAN_LABEL", "human"),
+            ("AFK_STOP_LABEL", "halt-now"),
             ("AFK_FIX_FORWARD_MAX_ATTEMPTS", "2"),
             ("AFK_FIX_FORWARD_MAX_SECONDS", "60"),
             ("AFK_PREPUSH_MAX_SECONDS", "120"),
@@ -378,6 +390,7 @@ mod tests {
                 ready_label: "go".into(),
                 in_progress_label: "busy".into(),
                 ready_for_human_label: "human".into(),
+                stop_label: "halt-now".into(),
                 fix_forward_max_attempts: 2,
                 fix_forward_max_seconds: 60,
                 prepush_max_seconds: 120,
@@ -387,7 +400,7 @@ mod tests {
         assert!(config.allows("Infra"));
         assert!(!config.allows("evil/infra"));
         // The KEYS table names exactly the keys the parser reads.
-        assert_eq!(KEYS.len(), 9);
+        assert_eq!(KEYS.len(), 10);
     }
 
     #[test]

@@ -56,6 +56,8 @@ pub enum SkipReason {
     },
     /// The issue was handed back to a human.
     HandedToHuman,
+    /// The issue carries the stop label.
+    Stopped,
     /// A better eligible issue in the same repository took the slot.
     LostSlot {
         /// The issue that took it.
@@ -82,6 +84,7 @@ impl fmt::Display for SkipReason {
                 write!(f, "blocked by open issue(s) {list}")
             }
             SkipReason::HandedToHuman => f.write_str("handed back to a human (ready-for-human)"),
+            SkipReason::Stopped => f.write_str("carries the stop label"),
             SkipReason::LostSlot { winner } => {
                 write!(f, "#{winner} takes this repository's slot first")
             }
@@ -236,6 +239,9 @@ fn ineligibility(issue: &Issue, config: &Config, in_flight_repos: &[String]) -> 
     }
     if issue.has_label(&config.ready_for_human_label) {
         return Some(SkipReason::HandedToHuman);
+    }
+    if issue.has_label(&config.stop_label) {
+        return Some(SkipReason::Stopped);
     }
     None
 }

@@ -1,7 +1,7 @@
 //! Doorbells: telling a human, loudly and once, when a run ends.
 //!
-//! Only terminal outcomes ring: `done` (quiet), `needs-human` and `frozen`
-//! (loud). The kinds are a closed type, so a non-terminal kind cannot be
+//! Only terminal outcomes ring: `done` (quiet), `needs-human`, `frozen` and
+//! `stopped` (loud). The kinds are a closed type, so a non-terminal kind cannot be
 //! built in code; [`DoorbellKind::parse`] refuses any other name before
 //! anything is sent. [`ring_all`] tries every notifier; one failing does not
 //! stop the others, and a doorbell counts as rung only when at least one
@@ -19,8 +19,8 @@ use crate::record::OutcomeKind;
 pub type DoorbellKind = OutcomeKind;
 
 impl OutcomeKind {
-    /// Reads a doorbell kind; anything but `done`, `needs-human` or `frozen`
-    /// is refused.
+    /// Reads a doorbell kind; anything but `done`, `needs-human`, `frozen` or
+    /// `stopped` is refused.
     pub fn parse_doorbell(text: &str) -> Result<Self, NotTerminal> {
         OutcomeKind::parse(text).ok_or_else(|| NotTerminal(text.to_owned()))
     }
@@ -28,7 +28,7 @@ impl OutcomeKind {
 
 /// A kind that is not a terminal outcome.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0:?} is not a doorbell kind: only done, needs-human and frozen ring")]
+#[error("{0:?} is not a doorbell kind: only done, needs-human, frozen and stopped ring")]
 pub struct NotTerminal(pub String);
 
 /// How loudly a doorbell should ring.
@@ -53,17 +53,24 @@ pub struct Doorbell {
     pub reason: String,
     /// Deep link to the agent's thread, when one exists.
     pub thread_link: Option<String>,
+    /// Who stopped the run (`stopped` only).
+    pub by: Option<String>,
 }
 
 impl Doorbell {
     /// The title: `[DONE] repo#n landed`, `[NEEDS-HUMAN] repo#n needs a
-    /// human`, `[FROZEN] repo#n frozen — budget exhausted`.
+    /// human`, `[FROZEN] repo#n frozen — budget exhausted`, `[STOPPED] repo#n
+    /// stopped by alice`.
     pub fn title(&self) -> String {
         let key = format!("{}#{}", self.repo, self.issue);
         match self.kind {
             OutcomeKind::Done => format!("[DONE] {key} landed"),
             OutcomeKind::NeedsHuman => format!("[NEEDS-HUMAN] {key} needs a human"),
             OutcomeKind::Frozen => format!("[FROZEN] {key} frozen — budget exhausted"),
+            OutcomeKind::Stopped => format!(
+                "[STOPPED] {key} stopped by {}",
+                self.by.as_deref().unwrap_or("an unknown account")
+            ),
         }
     }
 
@@ -79,7 +86,7 @@ impl Doorbell {
     pub fn loudness(&self) -> Loudness {
         match self.kind {
             OutcomeKind::Done => Loudness::Quiet,
-            OutcomeKind::NeedsHuman | OutcomeKind::Frozen => Loudness::Loud,
+            OutcomeKind::NeedsHuman | OutcomeKind::Frozen | OutcomeKind::Stopped => Loudness::Loud,
         }
     }
 
@@ -146,6 +153,7 @@ mod tests {
 
     fn bell(kind: OutcomeKind, link: Option<&str>) -> Doorbell {
         Doorbell {
+            by: None,
             kind,
             repo: "infra".into(),
             issue: 7,
@@ -172,6 +180,13 @@ mod tests {
             bell(OutcomeKind::Frozen, None).title(),
             "[FROZEN] infra#7 frozen — budget exhausted"
         );
+        let stopped = Doorbell {
+            by: Some("alice".into()),
+            ..bell(OutcomeKind::Stopped, None)
+        };
+        assert_eq!(stopped.title(), "[STOPPED] infra#7 stopped by alice");
+        assert_eq!(stopped.loudness(), Loudness::Loud);
+        assert_eq!(stopped.tags(), ["afk", "stopped", "infra"]);
     }
 
     #[test]
@@ -185,11 +200,15 @@ mod tests {
             OutcomeKind::parse_doorbell("frozen"),
             Ok(OutcomeKind::Frozen)
         );
+        assert_eq!(
+            OutcomeKind::parse_doorbell("stopped"),
+            Ok(OutcomeKind::Stopped)
+        );
         for other in ["wait", "fix_forward", "DONE", "", "progress"] {
             let err = OutcomeKind::parse_doorbell(other).unwrap_err();
             assert!(
                 err.to_string()
-                    .contains("only done, needs-human and frozen ring")
+                    .contains("only done, needs-human, frozen and stopped ring")
             );
         }
     }

@@ -365,6 +365,22 @@ pub trait Executor: Send + Sync {
         created_at: Timestamp,
     ) -> PortResult<()>;
 
+    /// Interrupts the thread's running turn and stops its session, so that
+    /// nothing runs unsupervised once a human owns the issue. Safe to repeat:
+    /// a re-run sends the same commands (the same ids) and the runtime
+    /// answers them from its receipts. A thread with no live session, or one
+    /// that is gone (not live in `snapshot`), is already stopped: `Ok`,
+    /// without a call.
+    ///
+    /// # Errors
+    /// A failed call; the caller tries again next tick before handing back.
+    async fn stop_thread(
+        &self,
+        snapshot: &ExecutorSnapshot,
+        thread_id: &str,
+        at: Timestamp,
+    ) -> PortResult<()>;
+
     /// A link a human can open to watch the thread, when the runtime has one.
     fn thread_link(&self, thread_id: &str) -> Option<String> {
         let _ = thread_id;

@@ -17,6 +17,9 @@ pub enum OutcomeKind {
     NeedsHuman,
     /// CI stayed red (or never started); the run is frozen for a human.
     Frozen,
+    /// A human stopped the run with the stop label (or `afk stop` / `afk
+    /// halt`): the agent was interrupted and a human owns the issue.
+    Stopped,
 }
 
 impl OutcomeKind {
@@ -26,6 +29,7 @@ impl OutcomeKind {
             OutcomeKind::Done => "done",
             OutcomeKind::NeedsHuman => "needs-human",
             OutcomeKind::Frozen => "frozen",
+            OutcomeKind::Stopped => "stopped",
         }
     }
 
@@ -35,6 +39,7 @@ impl OutcomeKind {
             OutcomeKind::Done,
             OutcomeKind::NeedsHuman,
             OutcomeKind::Frozen,
+            OutcomeKind::Stopped,
         ]
         .into_iter()
         .find(|k| k.as_str() == text)
@@ -48,9 +53,24 @@ pub struct Outcome {
     pub kind: OutcomeKind,
     /// Why, in one line, for the doorbell and the log.
     pub reason: String,
+    /// Who stopped the run (`Stopped` only: the stop label's actor, or the
+    /// operator of `afk stop` / `afk halt`).
+    pub by: Option<String>,
 }
 
 impl Outcome {
+    /// A run stopped by `by` (when known).
+    pub fn stopped(by: Option<String>) -> Self {
+        Outcome {
+            kind: OutcomeKind::Stopped,
+            reason: format!(
+                "stopped by {}: the agent was interrupted and a human owns the issue",
+                by.as_deref().unwrap_or("an unknown account")
+            ),
+            by,
+        }
+    }
+
     /// The outcome of an escalation: `Frozen` once something was pushed,
     /// `NeedsHuman` before.
     pub fn from_escalation(escalation: Escalation, pushed: bool) -> Self {
@@ -61,6 +81,7 @@ impl Outcome {
                 OutcomeKind::NeedsHuman
             },
             reason: escalation.to_string(),
+            by: None,
         }
     }
 }

@@ -40,6 +40,9 @@ pub struct LoopArgs {
     /// The label stamped when a run is handed back. Default: ready-for-human.
     #[arg(long, env = "AFK_READY_FOR_HUMAN_LABEL", hide_env_values = true)]
     pub ready_for_human_label: Option<String>,
+    /// The label that stops a run, whoever applies it. Default: afk-stop.
+    #[arg(long, env = "AFK_STOP_LABEL", hide_env_values = true)]
+    pub stop_label: Option<String>,
     /// Corrective turns after a red CI. Default: 5.
     #[arg(long, env = "AFK_FIX_FORWARD_MAX_ATTEMPTS", hide_env_values = true)]
     pub fix_forward_max_attempts: Option<String>,
@@ -186,6 +189,7 @@ impl LoopArgs {
             ("AFK_READY_LABEL", &self.ready_label),
             ("AFK_IN_PROGRESS_LABEL", &self.in_progress_label),
             ("AFK_READY_FOR_HUMAN_LABEL", &self.ready_for_human_label),
+            ("AFK_STOP_LABEL", &self.stop_label),
             (
                 "AFK_FIX_FORWARD_MAX_ATTEMPTS",
                 &self.fix_forward_max_attempts,
@@ -375,7 +379,7 @@ fn log_entries(report: &TickReport) {
 
 /// The whole `main` of `afk-poller` and `afk-watcher`: logs, a runtime, one
 /// tick, the exit code.
-pub fn main(kind: TickKind, settings: &LoopArgs) -> std::process::ExitCode {
+pub fn main(kind: TickKind, settings: &LoopArgs) -> u8 {
     init_logs(&settings.log_format);
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -384,10 +388,10 @@ pub fn main(kind: TickKind, settings: &LoopArgs) -> std::process::ExitCode {
         Ok(r) => r,
         Err(e) => {
             tracing::error!(action = "start", "cannot start the async runtime: {e}");
-            return std::process::ExitCode::from(exit::PARTIAL);
+            return exit::PARTIAL;
         }
     };
-    std::process::ExitCode::from(runtime.block_on(run(kind, settings)))
+    runtime.block_on(run(kind, settings))
 }
 
 /// Runs one tick of `kind` and returns the exit code.
@@ -407,9 +411,11 @@ pub async fn run(kind: TickKind, args: &LoopArgs) -> u8 {
     };
     // A disabled tick needs no adapters at all: the shipped configuration
     // runs with nothing else configured, and makes no request.
+    // Stopping is not disabled by the kill switch: it is what an operator
+    // reaches for when something runs away.
     let disabled = match kind {
         TickKind::Poll => poll_disabled(&config),
-        TickKind::Watch => watch_disabled(&config),
+        TickKind::Watch | TickKind::Stop(..) => watch_disabled(&config),
     };
     let (report, calls, remaining) = if let Some(report) = disabled {
         (report, 0, None)
@@ -430,7 +436,7 @@ pub async fn run(kind: TickKind, args: &LoopArgs) -> u8 {
                 return exit::BAD_INPUT;
             }
         };
-        let report = services.tick(kind, &config, &options).await;
+        let report = services.tick(&kind, &config, &options).await;
         (
             report,
             services.api_calls(),

@@ -18,6 +18,7 @@ struct Run {
 fn run(bin: &str, env: &[(&str, String)], args: &[&str]) -> Run {
     let path = match bin {
         "afk-poller" => env!("CARGO_BIN_EXE_afk-poller"),
+        "afk" => env!("CARGO_BIN_EXE_afk"),
         _ => env!("CARGO_BIN_EXE_afk-watcher"),
     };
     let mut cmd = Command::new(path);
@@ -213,6 +214,7 @@ fn help_lists_every_setting_with_its_env_name_and_no_secret() {
         "AFK_READY_LABEL",
         "AFK_IN_PROGRESS_LABEL",
         "AFK_READY_FOR_HUMAN_LABEL",
+        "AFK_STOP_LABEL",
         "AFK_FIX_FORWARD_MAX_ATTEMPTS",
         "AFK_FIX_FORWARD_MAX_SECONDS",
         "AFK_PREPUSH_MAX_SECONDS",
@@ -286,7 +288,7 @@ fn afk_demo_runs_on_simulated_services_and_says_so() {
         assert!(text.contains(needle), "the demo lacks {needle:?}:\n{text}");
     }
     let last = text.lines().last().unwrap();
-    assert!(last.starts_with("demo: 3 dispatched, 1 closed, 1 frozen for a human, 2 refused as untrusted, 2 doorbells"), "{last}");
+    assert!(last.starts_with("demo: 3 dispatched, 1 closed, 1 frozen for a human, 1 stopped, 2 refused as untrusted, 3 doorbells"), "{last}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -416,4 +418,65 @@ async fn afk_runs_lists_and_shows_the_runs_in_flight() {
         .await
         .unwrap();
     assert_eq!(w.writes().await, writes_before);
+}
+
+/// `afk stop` and `afk halt` apply the stop label and run the watcher's own
+/// stopping code at once, with only the CronJobs' settings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn afk_stop_and_afk_halt_stop_runs_at_once() {
+    let w = World::new(&["infra", "web"], &[]).await.unwrap();
+    w.ready("infra", 7, "", "alice");
+    w.ready("web", 3, "", "alice");
+    let mut dispatched = w.poll().await.dispatched;
+    dispatched.sort();
+    assert_eq!(dispatched, ["infra#7", "web#3"]);
+    for (repo, n) in [("infra", 7), ("web", 3)] {
+        let thread = w.thread(repo, n, 0);
+        lock(&w.sim.t3).run_turn(&thread, &w.now());
+    }
+    let mut env = armed(&w);
+    env.retain(|(k, _)| *k != "AFK_ALLOWLIST");
+    env.push(("AFK_ALLOWLIST", "infra,web".into()));
+
+    // A name that is not a run is bad input; one not in flight fails.
+    let e = env.clone();
+    let bad = tokio::task::spawn_blocking(move || run("afk", &e, &["stop", "infra-7"]))
+        .await
+        .unwrap();
+    assert_eq!(bad.code, 2, "{}", bad.stdout);
+    let e = env.clone();
+    let missing = tokio::task::spawn_blocking(move || run("afk", &e, &["stop", "infra#99"]))
+        .await
+        .unwrap();
+    assert_eq!(missing.code, 1, "{}", missing.stdout);
+    assert!(
+        missing.stdout.contains("no run in flight"),
+        "{}",
+        missing.stdout
+    );
+
+    let e = env.clone();
+    let one = tokio::task::spawn_blocking(move || {
+        run("afk", &e, &["stop", "infra#7", "--by", "ops-oncall"])
+    })
+    .await
+    .unwrap();
+    assert_eq!(one.code, 0, "{}", one.stdout);
+    let infra = w.thread("infra", 7, 0);
+    assert_eq!(lock(&w.sim.t3).threads[&infra].session["status"], "stopped");
+    assert_eq!(w.labels("infra", 7), ["ready-for-human"]);
+    assert!(w.slack()[0].contains("[STOPPED] infra#7 stopped by ops-oncall"));
+    // web#3 still runs.
+    let web = w.thread("web", 3, 0);
+    assert_eq!(lock(&w.sim.t3).threads[&web].session["status"], "running");
+
+    let e = env.clone();
+    let all = tokio::task::spawn_blocking(move || run("afk", &e, &["halt", "--by", "ops-oncall"]))
+        .await
+        .unwrap();
+    assert_eq!(all.code, 0, "{}", all.stdout);
+    assert!(all.stdout.contains("AFK_KILL_SWITCH"), "{}", all.stdout);
+    assert_eq!(lock(&w.sim.t3).threads[&web].session["status"], "stopped");
+    assert_eq!(w.labels("web", 3), ["ready-for-human"]);
+    assert_eq!(w.slack().len(), 2, "one doorbell per stopped run");
 }

@@ -48,7 +48,16 @@ impl ProgressCodec for ProgressComment {
             fix_forward_attempts: record.fix_forward_attempts,
             default_branch: Some(default_branch.to_owned()),
         };
-        comment_body(&render(phase, &meta), record)
+        let mut text = render(phase, &meta);
+        if let Some(outcome) = &record.outcome
+            && outcome.kind == afk_core::OutcomeKind::Stopped
+        {
+            text.push_str(&format!(
+                "\n_Stopped by {}: the agent was interrupted; a human owns this issue now._\n",
+                outcome.by.as_deref().unwrap_or("an unknown account")
+            ));
+        }
+        comment_body(&text, record)
     }
 
     fn record(&self, body: &str) -> Result<Option<RunRecord>, String> {

@@ -61,6 +61,8 @@ pub enum MarkerError {
 struct WireOutcome {
     kind: String,
     reason: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    by: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -108,6 +110,7 @@ impl From<&RunRecord> for WireRecord {
             outcome: r.outcome.as_ref().map(|o| WireOutcome {
                 kind: o.kind.as_str().to_owned(),
                 reason: o.reason.clone(),
+                by: o.by.clone(),
             }),
             notified: r.notified,
         }
@@ -146,10 +149,11 @@ impl WireRecord {
                         .map(|kind| Outcome {
                             kind,
                             reason: o.reason,
+                            by: o.by,
                         })
                         .ok_or_else(|| {
                             format!(
-                                "outcome.kind: unknown outcome {:?} (expected done, needs-human or frozen)",
+                                "outcome.kind: unknown outcome {:?} (expected done, needs-human, frozen or stopped)",
                                 o.kind
                             )
                         })
@@ -258,6 +262,7 @@ mod tests {
             outcome: Some(Outcome {
                 kind: OutcomeKind::Frozen,
                 reason: "budget <spent> --> & gone".into(),
+                by: None,
             }),
             notified: false,
         }
@@ -332,7 +337,7 @@ mod tests {
         );
         check_err(
             r#"<!-- afk-run v1 {"thread_id":"t","dispatched_at":"2026-06-10T12:00:00Z","attempt":0,"outcome":{"kind":"won","reason":""}} -->"#,
-            "line 1: afk-run v1 record cannot be read: outcome.kind: unknown outcome \"won\" (expected done, needs-human or frozen)",
+            "line 1: afk-run v1 record cannot be read: outcome.kind: unknown outcome \"won\" (expected done, needs-human, frozen or stopped)",
         );
         check_err(
             r#"<!-- afk-run v1 {"thread_id":" ","dispatched_at":"2026-06-10T12:00:00Z","attempt":0} -->"#,
@@ -373,8 +378,10 @@ mod tests {
                     OutcomeKind::Done,
                     OutcomeKind::NeedsHuman,
                     OutcomeKind::Frozen,
+                    OutcomeKind::Stopped,
                 ]),
                 ".{0,60}",
+                prop::option::of("[a-z\\[\\]-]{1,20}"),
             )),
             any::<bool>(),
         );
@@ -393,7 +400,7 @@ mod tests {
                 turn_sent_at,
                 thread_turns,
                 last_ci,
-                outcome: outcome.map(|(kind, reason)| Outcome { kind, reason }),
+                outcome: outcome.map(|(kind, reason, by)| Outcome { kind, reason, by }),
                 notified,
             }
         })

@@ -20,14 +20,17 @@
 //!
 //! - [`poll`]: which ready issues start now, and their dispatch;
 //! - [`watch`]: every run in flight driven one step;
+//! - [`stop`]: a run stopped for a human (the stop label, `afk stop`, `afk halt`);
 //! - [`report`]: the report's closed vocabulary.
 
 mod poll;
 pub mod report;
+mod stop;
 mod watch;
 
 pub use poll::{poll_disabled, poll_tick, watch_disabled};
 pub use report::{About, Entry, Level, ReportAction, TickReport};
+pub use stop::{StopTarget, stop_runs};
 pub use watch::{Run, find_runs, watch_tick};
 
 use crate::ci::StageProbe;

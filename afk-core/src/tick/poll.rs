@@ -55,8 +55,10 @@ async fn gather(
             labeled_by_trusted: true,
             priority: priority_from_labels(&tracked.labels),
         };
-        let worth_reading =
-            !in_flight && !found && !tracked.has_label(&config.ready_for_human_label);
+        let worth_reading = !in_flight
+            && !found
+            && !tracked.has_label(&config.ready_for_human_label)
+            && !tracked.has_label(&config.stop_label);
         if worth_reading {
             let trust = tracker
                 .label_trust(repo, tracked.number, &config.ready_label)
@@ -128,6 +130,23 @@ pub async fn poll_tick(ports: &Ports<'_>, config: &Config, options: &TickOptions
         }
         match gather(ports.tracker, config, repo, &mut report).await {
             Ok(facts) => {
+                for (_, t) in facts
+                    .issues
+                    .iter()
+                    .filter(|(_, t)| t.has_label(&config.stop_label))
+                {
+                    if let Err(e) =
+                        lock_stopped_dispatch(ports, config, options, t, &mut report).await
+                    {
+                        report.error(
+                            About::issue(repo, t.number),
+                            ReportAction::Stop,
+                            format!(
+                                "checking a stopped issue for an unlocked dispatch failed: {e}"
+                            ),
+                        );
+                    }
+                }
                 if facts.in_flight {
                     in_flight.push(repo.clone());
                 }
@@ -202,6 +221,48 @@ pub async fn poll_tick(ports: &Ports<'_>, config: &Config, options: &TickOptions
         }
     }
     report
+}
+
+/// A ready issue that carries the stop label may hold a dispatch that died
+/// between starting its agent and taking the lock: its run record exists but
+/// nothing watches it. Lock it, so that the watcher's next tick stops the
+/// agent like any stopped run (the stop label keeps the poller from
+/// finishing the dispatch).
+async fn lock_stopped_dispatch(
+    ports: &Ports<'_>,
+    config: &Config,
+    options: &TickOptions,
+    issue: &TrackedIssue,
+    report: &mut TickReport,
+) -> PortResult<()> {
+    let (repo, number) = (issue.repo.as_str(), issue.number);
+    if issue.has_label(&config.in_progress_label) {
+        return Ok(());
+    }
+    let Some(comment) = ports.tracker.progress_comment(repo, number).await? else {
+        return Ok(());
+    };
+    let unfinished =
+        matches!(ports.codec.record(&comment.body), Ok(Some(r)) if r.outcome.is_none());
+    if !unfinished {
+        return Ok(());
+    }
+    report.warn(
+        About::issue(repo, number),
+        ReportAction::Stop,
+        if options.dry_run {
+            "dry run: would lock a stopped issue whose dispatch died before its lock"
+        } else {
+            "a stopped issue holds a dispatch that died before its lock: locked, so the watcher stops its agent"
+        },
+    );
+    if !options.dry_run {
+        ports
+            .tracker
+            .add_label(repo, number, &config.in_progress_label)
+            .await?;
+    }
+    Ok(())
 }
 
 async fn dispatch_one(

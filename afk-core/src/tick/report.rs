@@ -52,11 +52,13 @@ pub enum ReportAction {
     EscalatePrepush,
     /// A doorbell rang, or a notifier failed.
     Ring,
+    /// A run was stopped (the stop label, `afk stop`, `afk halt`).
+    Stop,
 }
 
 impl ReportAction {
     /// Every action.
-    pub const ALL: [ReportAction; 16] = [
+    pub const ALL: [ReportAction; 17] = [
         ReportAction::Start,
         ReportAction::Disabled,
         ReportAction::Paused,
@@ -73,6 +75,7 @@ impl ReportAction {
         ReportAction::FreezeEscalate,
         ReportAction::EscalatePrepush,
         ReportAction::Ring,
+        ReportAction::Stop,
     ];
 
     /// Its name in the logs.
@@ -94,6 +97,7 @@ impl ReportAction {
             ReportAction::FreezeEscalate => "freeze_escalate",
             ReportAction::EscalatePrepush => "escalate_prepush",
             ReportAction::Ring => "ring",
+            ReportAction::Stop => "stop",
         }
     }
 }

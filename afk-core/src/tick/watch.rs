@@ -28,6 +28,19 @@ pub struct Run {
     pub record: RunRecord,
 }
 
+impl Run {
+    /// Its thread, as the executor snapshot watches it.
+    pub fn watched(&self) -> WatchedThread {
+        WatchedThread {
+            thread_id: self.record.thread_id.clone(),
+            turn_sent_at: self
+                .record
+                .turn_sent_at
+                .unwrap_or(self.record.dispatched_at),
+        }
+    }
+}
+
 /// Finds the runs in flight: issues carrying the in-progress label, open or
 /// closed, in allowlisted repositories, with a readable run record. An issue
 /// with the label but no readable record is reported (warn) and left out; a
@@ -87,13 +100,7 @@ pub async fn watch_tick(ports: &Ports<'_>, config: &Config, options: &TickOption
     if runs.is_empty() {
         return report;
     }
-    let watched: Vec<WatchedThread> = runs
-        .iter()
-        .map(|r| WatchedThread {
-            thread_id: r.record.thread_id.clone(),
-            turn_sent_at: r.record.turn_sent_at.unwrap_or(r.record.dispatched_at),
-        })
-        .collect();
+    let watched: Vec<WatchedThread> = runs.iter().map(Run::watched).collect();
     // One executor read for all runs.
     let snapshot = match ports.executor.snapshot(&watched).await {
         Ok(s) => Some(s),
@@ -137,7 +144,7 @@ pub async fn watch_tick(ports: &Ports<'_>, config: &Config, options: &TickOption
     report
 }
 
-fn phase_for(record: &RunRecord, verdict: Option<&CiVerdict>) -> Phase {
+pub(super) fn phase_for(record: &RunRecord, verdict: Option<&CiVerdict>) -> Phase {
     if record
         .outcome
         .as_ref()
@@ -156,7 +163,7 @@ fn phase_for(record: &RunRecord, verdict: Option<&CiVerdict>) -> Phase {
 
 /// Writes the progress comment when its text changed; a tick that changes
 /// nothing makes no write.
-async fn write(
+pub(super) async fn write(
     ports: &Ports<'_>,
     run: &mut Run,
     branch: &str,
@@ -198,6 +205,11 @@ async fn drive(
     let snapshot = snapshot.ok_or_else(|| PortError::Transient {
         message: "no executor snapshot this tick".into(),
     })?;
+    // A human's stop takes precedence over every other decision.
+    if run.issue.has_label(&config.stop_label) {
+        return super::stop::stop(ports, config, options, snapshot, run, &branch, None, report)
+            .await;
+    }
     let now = ports.clock.now();
     let commits = ports
         .tracker
@@ -289,11 +301,18 @@ async fn drive(
             if options.dry_run {
                 return Ok(());
             }
+            if action.escalation().is_some() {
+                // Nothing runs unsupervised once a human owns the issue: the
+                // agent is stopped before the hand-back is recorded (a re-run
+                // sends the same commands, which T3 answers from receipts).
+                ports.executor.stop_thread(snapshot, &thread, now).await?;
+            }
             run.record.outcome = Some(match action.escalation() {
                 Some(e) => Outcome::from_escalation(e, run.record.commit.is_some()),
                 None => Outcome {
                     kind: OutcomeKind::Done,
                     reason: action.reason(),
+                    by: None,
                 },
             });
             let final_phase = phase_for(&run.record, verdict.as_ref());
@@ -414,7 +433,7 @@ async fn fix_forward(
 
 /// Finishes a recorded outcome: labels and issue state, the doorbell, and the
 /// in-progress label last. Every step is idempotent.
-async fn finish(
+pub(super) async fn finish(
     ports: &Ports<'_>,
     config: &Config,
     options: &TickOptions,
@@ -438,11 +457,16 @@ async fn finish(
                 run.issue.open = false;
             }
         }
-        OutcomeKind::NeedsHuman | OutcomeKind::Frozen => {
+        OutcomeKind::NeedsHuman | OutcomeKind::Frozen | OutcomeKind::Stopped => {
             // The ready label goes too, or the next poll dispatches it again.
             tracker
                 .remove_label(&repo, number, &config.ready_label)
                 .await?;
+            if outcome.kind == OutcomeKind::Stopped {
+                tracker
+                    .remove_label(&repo, number, &config.stop_label)
+                    .await?;
+            }
             tracker
                 .add_label(&repo, number, &config.ready_for_human_label)
                 .await?;
@@ -454,6 +478,7 @@ async fn finish(
     }
     if !run.record.notified {
         let bell = Doorbell {
+            by: outcome.by.clone(),
             kind: outcome.kind,
             repo: repo.clone(),
             issue: number,

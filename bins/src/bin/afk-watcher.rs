@@ -22,5 +22,5 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    loop_cmd::main(TickKind::Watch, &Cli::parse().settings)
+    std::process::ExitCode::from(loop_cmd::main(TickKind::Watch, &Cli::parse().settings))
 }

@@ -4,6 +4,8 @@ use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use afk_adapters::services::TickKind;
+use afk_core::tick::StopTarget;
 use bins::exit;
 use checklist::policy;
 use clap::{Parser, Subcommand};
@@ -41,6 +43,27 @@ enum Command {
         json: bool,
         #[command(flatten)]
         settings: Box<bins::loop_cmd::LoopArgs>,
+    },
+    /// Stop one run now: its agent is interrupted, the run handed to a human.
+    ///
+    /// Applies the stop label (AFK_STOP_LABEL) to the issue and runs the
+    /// watcher's own stopping code at once: the agent's turn is interrupted
+    /// and its session stopped, the run recorded as stopped, the labels
+    /// changed to ready-for-human, and a [STOPPED] doorbell rung. Uses the
+    /// CronJobs' settings (see afk-poller --help).
+    Stop {
+        /// The run, as repo#number (e.g. infra#7 or acme/infra#7).
+        run: String,
+        #[command(flatten)]
+        stop: Box<StopArgs>,
+    },
+    /// Stop every run in flight now (then turn the kill switch on).
+    ///
+    /// Like `afk stop` for each run in flight. New runs can still start until
+    /// the kill switch is on: the command prints how to turn it on.
+    Halt {
+        #[command(flatten)]
+        stop: Box<StopArgs>,
     },
     /// Run a campaign: work a markdown backlog with local agents.
     ///
@@ -93,6 +116,21 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+}
+
+/// What `afk stop` and `afk halt` need: who, and the CronJobs' settings.
+#[derive(Debug, clap::Args)]
+struct StopArgs {
+    /// Who is stopping, for the record and the doorbell.
+    #[arg(
+        long,
+        env = "USER",
+        default_value = "an operator",
+        hide_env_values = true
+    )]
+    by: String,
+    #[command(flatten)]
+    settings: bins::loop_cmd::LoopArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -156,6 +194,16 @@ enum PolicyCommand {
         input: Option<PathBuf>,
     },
 }
+
+/// What `afk halt` prints after stopping every run.
+const HALT_NEXT: &str = "\
+Every run in flight was told to stop (see the log lines above).
+New runs can still start until the kill switch is on. To turn it on:
+  kubectl -n afk patch configmap afk-config --type merge -p '{\"data\":{\"AFK_KILL_SWITCH\":\"true\"}}'
+(or set AFK_KILL_SWITCH=true wherever the CronJobs read their settings). The
+kill switch stops new dispatches and corrective turns; runs in flight are still
+finished and reported; it does not interrupt agents (afk halt does).
+";
 
 fn kind(text: &str) -> Result<Kind, String> {
     text.parse()
@@ -288,6 +336,24 @@ fn demo() -> Result<(String, u8), Error> {
     ))
 }
 
+/// `repo#n` as a stop target.
+fn stop_target(text: &str) -> Result<StopTarget, Error> {
+    let bad = || {
+        Error::input(format!(
+            "{text:?} is not a run: name it repo#number, e.g. infra#7 or acme/infra#7"
+        ))
+    };
+    let (repo, number) = text.trim().rsplit_once('#').ok_or_else(bad)?;
+    let issue: u64 = number.parse().map_err(|_| bad())?;
+    if repo.trim().is_empty() || issue == 0 {
+        return Err(bad());
+    }
+    Ok(StopTarget::One {
+        repo: repo.trim().to_owned(),
+        issue,
+    })
+}
+
 /// Every command's output and exit code.
 fn run(cli: Cli) -> Result<(String, u8), Error> {
     let root = || {
@@ -324,6 +390,16 @@ fn run(cli: Cli) -> Result<(String, u8), Error> {
             settings,
         } => runs(command, json, &settings),
         Command::Demo => demo(),
+        Command::Stop { run, stop } => {
+            let target = stop_target(&run)?;
+            let code = bins::loop_cmd::main(TickKind::Stop(target, stop.by), &stop.settings);
+            Ok((String::new(), code))
+        }
+        Command::Halt { stop } => {
+            let code =
+                bins::loop_cmd::main(TickKind::Stop(StopTarget::All, stop.by), &stop.settings);
+            Ok((HALT_NEXT.to_owned(), code))
+        }
         Command::Policy { command } => {
             let (input, f): (_, fn(&str) -> Result<String, _>) = match &command {
                 PolicyCommand::Dispatch { input } => (input, policy::dispatch),
