@@ -8,6 +8,12 @@
 //!   process started in its group outlives it.
 //! - [`read_capped`] and [`pump`] read its output without ever blocking it
 //!   on a full pipe; [`collect`] waits for them with a bounded grace.
+//! - Every group is **tethered** to this process: a small watchdog (`sh`,
+//!   in a group of its own) waits on a pipe that only this process holds.
+//!   If this process dies in any way (SIGKILL included), the pipe closes and
+//!   the watchdog kills the whole group, so an agent never outlives the
+//!   runner or server that started it. When the group ends normally the
+//!   watchdog is killed first, so it never signals a reused group id.
 //!
 //! It does not interpret output, decide whether a run succeeded, or know what
 //! an agent is: those are its callers' business (`runner`, `breakglass`).
@@ -54,6 +60,35 @@ pub enum End {
 pub struct Group {
     child: Child,
     pgid: u32,
+    tether: Option<Child>,
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        // Kill the watchdog before its pipe closes: a closing pipe is how it
+        // learns that we died, and it must not act on a normal end.
+        if let Some(tether) = &mut self.tether {
+            let _ = tether.start_kill();
+        }
+    }
+}
+
+/// Starts the watchdog of group `pgid`: it kills the group once its standard
+/// input (a pipe whose write end only this process holds) reaches its end.
+fn tether(pgid: u32) -> std::io::Result<Child> {
+    tokio::process::Command::new("/bin/sh")
+        .args([
+            "-c",
+            "read -r _ignored; kill -KILL \"-$1\" 2>/dev/null",
+            "afk-tether",
+            &pgid.to_string(),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
 }
 
 impl Group {
@@ -84,6 +119,19 @@ impl Group {
         }
         let mut child = command.spawn()?;
         let pgid = child.id().unwrap_or(0);
+        let tether = match tether(pgid) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                // Without its watchdog the group must not run at all.
+                kill_group(pgid);
+                return Err(std::io::Error::new(
+                    e.kind(),
+                    format!(
+                        "cannot start the watchdog (sh) that ties the agent to this process: {e}"
+                    ),
+                ));
+            }
+        };
         if let (Some(mut pipe), Some(bytes)) = (child.stdin.take(), spec.stdin.clone()) {
             // A process that never reads its input is fine: a closed pipe is
             // not an error worth reporting.
@@ -92,7 +140,11 @@ impl Group {
                 let _ = pipe.shutdown().await;
             });
         }
-        Ok(Group { child, pgid })
+        Ok(Group {
+            child,
+            pgid,
+            tether,
+        })
     }
 
     /// Its process id, which is also its process group id.
@@ -316,6 +368,47 @@ mod tests {
         let end = waiting.await.unwrap();
         assert!(matches!(end, End::Cancelled), "{end:?}");
         assert!(ended(pgid));
+    }
+
+    /// A process that dies without cleaning up (here: the watchdog's pipe
+    /// closes without the watchdog being stopped first, as when this
+    /// process is SIGKILLed) takes its groups with it.
+    #[tokio::test]
+    async fn a_group_dies_with_the_process_that_started_it() {
+        let mut group = Group::spawn(&spec("sleep 30 & echo $!; wait")).unwrap();
+        let pgid = group.pgid();
+        let out = read_capped(group.take_stdout(), 100);
+        // Simulate our death: close the watchdog's pipe without killing it.
+        let mut tether = group.tether.take().unwrap();
+        drop(tether.stdin.take());
+        // The watchdog kills the group: its pipes close and the read returns
+        // what was printed (the grandchild's pid).
+        let printed = collect(out, Duration::from_secs(10)).await;
+        let grandchild: u32 = String::from_utf8(printed).unwrap().trim().parse().unwrap();
+        let all_ended = tokio::time::timeout(Duration::from_secs(10), async {
+            while !(ended(pgid) && ended(grandchild)) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        });
+        assert!(all_ended.await.is_ok(), "the group outlived its parent");
+        let _ = tether.wait().await;
+        drop(group);
+    }
+
+    #[tokio::test]
+    async fn a_normal_end_stops_the_watchdog_before_it_could_act() {
+        let group = Group::spawn(&spec("exit 0")).unwrap();
+        let watchdog = group.tether.as_ref().and_then(Child::id).unwrap();
+        let end = group
+            .supervise(async {}, Duration::from_secs(10), None)
+            .await;
+        assert!(matches!(end, End::Exited(Ok(s)) if s.success()));
+        let gone = tokio::time::timeout(Duration::from_secs(10), async {
+            while !ended(watchdog) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        });
+        assert!(gone.await.is_ok(), "the watchdog outlived its group");
     }
 
     #[test]

@@ -6,7 +6,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use breakglass::auth::Auth;
+use breakglass::auth::{Auth, Proxies};
+use breakglass::listen::Limits;
 use breakglass::power::PowerSettings;
 use breakglass::server::{App, Settings};
 use breakglass::session::AgentSettings;
@@ -33,6 +34,15 @@ pub struct BreakglassArgs {
     /// Trust this identity header (set by an SSO proxy in front), e.g. X-authentik-username. Off unless set.
     #[arg(long, env = "BREAKGLASS_IDENTITY_HEADER")]
     pub identity_header: Option<String>,
+    /// The proxy addresses the identity header is trusted from (10.0.0.5, 10.42.0.0/16, …); required with it.
+    #[arg(long, env = "BREAKGLASS_TRUSTED_PROXIES", default_value = "")]
+    pub trusted_proxies: String,
+    /// Open connections at most (unauthenticated ones make room for new ones).
+    #[arg(long, env = "BREAKGLASS_MAX_CONNECTIONS", default_value_t = 256, value_parser = clap::value_parser!(u64).range(8..=100_000))]
+    pub max_connections: u64,
+    /// Sessions at most (idle ones are evicted to make room, else 429).
+    #[arg(long, env = "BREAKGLASS_MAX_SESSIONS", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub max_sessions: u64,
     /// The agent program.
     #[arg(long, env = "BREAKGLASS_AGENT_BIN", default_value = "claude")]
     pub agent_bin: String,
@@ -79,7 +89,9 @@ pub fn settings(args: &BreakglassArgs) -> Result<(SocketAddr, Settings), String>
         .as_deref()
         .filter(|t| !t.trim().is_empty())
         .or(file_token.as_deref());
-    let auth = Auth::new(token, args.identity_header.as_deref()).map_err(|e| e.to_string())?;
+    let proxies = Proxies::parse(&args.trusted_proxies).map_err(|e| e.to_string())?;
+    let auth =
+        Auth::new(token, args.identity_header.as_deref(), proxies).map_err(|e| e.to_string())?;
     let sessions_dir = args
         .sessions_dir
         .clone()
@@ -100,6 +112,11 @@ pub fn settings(args: &BreakglassArgs) -> Result<(SocketAddr, Settings), String>
                 host: args.ssh_host.clone().filter(|h| !h.trim().is_empty()),
                 timeout: Duration::from_secs(args.verb_timeout_seconds),
             },
+            limits: Limits {
+                max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
+                ..Limits::default()
+            },
+            max_sessions: usize::try_from(args.max_sessions).unwrap_or(usize::MAX),
         },
     ))
 }

@@ -27,6 +27,70 @@ fn refused(env: &[(&str, &str)], args: &[&str], want: &str) {
     assert!(logs.contains(want), "wanted {want:?} in {logs}");
 }
 
+type Lines = std::io::Lines<BufReader<std::process::ChildStdout>>;
+
+/// Starts the binary on 127.0.0.1 with the scripted agent; its log lines
+/// and its URL (from the `listening` line).
+fn serve(
+    dir: &std::path::Path,
+    token_env: (&str, &str),
+) -> (std::process::Child, Lines, String, serde_json::Value) {
+    let mut child = Command::new(BIN)
+        .env_clear()
+        .env(token_env.0, token_env.1)
+        .env("BREAKGLASS_LISTEN", "127.0.0.1:0")
+        .env("BREAKGLASS_AGENT_BIN", fixture("fake-claude.sh"))
+        .env("BREAKGLASS_SESSIONS_DIR", dir.join("sessions"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let listening: serde_json::Value =
+        serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(listening["message"], "listening");
+    let url = format!("http://{}", listening["address"].as_str().unwrap());
+    (child, lines, url, listening)
+}
+
+/// Creates a session and starts a turn that never ends (its agent and the
+/// agent's child record their pids in `<session dir>/pids`); the pids file.
+fn start_hanging_turn(url: &str, token: &str, dir: &std::path::Path) -> std::path::PathBuf {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let session_dir = runtime.block_on(async {
+        let http = reqwest::Client::new();
+        let health = http.get(format!("{url}/health")).send().await.unwrap();
+        assert_eq!(health.status(), 200);
+        let created: serde_json::Value = http
+            .post(format!("{url}/api/session"))
+            .bearer_auth(token)
+            .json(&serde_json::json!({}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let id = created["session_id"].as_str().unwrap().to_owned();
+        let started = http
+            .post(format!("{url}/api/session/{id}/prompt"))
+            .bearer_auth(token)
+            .json(&serde_json::json!({"prompt": "HANG"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(started.status(), 200);
+        dir.join("sessions").join(id)
+    });
+    let pids_file = session_dir.join("pids");
+    wait_until("the agent to start", || {
+        std::fs::read_to_string(&pids_file).is_ok_and(|t| t.lines().count() == 2)
+    });
+    pids_file
+}
+
 #[test]
 fn bad_settings_are_refused_before_listening() {
     refused(&[], &[], "no credentials are configured");
@@ -68,53 +132,11 @@ fn it_serves_logs_without_the_token_and_stops_cleanly() {
     std::fs::create_dir_all(&dir).unwrap();
     let token_file = dir.join("token");
     std::fs::write(&token_file, format!("{secret}\n")).unwrap();
-    let mut child = Command::new(BIN)
-        .env_clear()
-        .env("BREAKGLASS_TOKEN_FILE", &token_file)
-        .env("BREAKGLASS_LISTEN", "127.0.0.1:0")
-        .env("BREAKGLASS_AGENT_BIN", fixture("fake-claude.sh"))
-        .env("BREAKGLASS_SESSIONS_DIR", dir.join("sessions"))
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let listening: serde_json::Value =
-        serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
-    assert_eq!(listening["message"], "listening");
-    let url = format!("http://{}", listening["address"].as_str().unwrap());
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let session_dir = runtime.block_on(async {
-        let http = reqwest::Client::new();
-        let health = http.get(format!("{url}/health")).send().await.unwrap();
-        assert_eq!(health.status(), 200);
-        // The token from the file (trailing newline trimmed) opens the API.
-        let created: serde_json::Value = http
-            .post(format!("{url}/api/session"))
-            .bearer_auth(secret)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let id = created["session_id"].as_str().unwrap().to_owned();
-        let started = http
-            .post(format!("{url}/api/session/{id}/prompt"))
-            .bearer_auth(secret)
-            .json(&serde_json::json!({"prompt": "HANG"}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(started.status(), 200);
-        dir.join("sessions").join(id)
-    });
-    let pids_file = session_dir.join("pids");
-    wait_until("the agent to start", || {
-        std::fs::read_to_string(&pids_file).is_ok_and(|t| t.lines().count() == 2)
-    });
+    let token_file_text = token_file.display().to_string();
+    let (mut child, lines, url, listening) =
+        serve(&dir, ("BREAKGLASS_TOKEN_FILE", &token_file_text));
+    // The token from the file (trailing newline trimmed) opens the API.
+    let pids_file = start_hanging_turn(&url, secret, &dir);
     let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
     rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
     let status = child.wait().unwrap();
@@ -136,4 +158,40 @@ fn it_serves_logs_without_the_token_and_stops_cleanly() {
         let pid: u32 = pid.trim().parse().unwrap();
         wait_until(&format!("agent process {pid} to be gone"), || dead(pid));
     }
+}
+
+/// A SIGKILLed server takes its agents with it (nothing keeps acting with
+/// nobody attached), and every mutating call left an audit line: who, from
+/// where, what, and the outcome.
+#[test]
+fn a_killed_server_leaves_no_agent_and_every_mutation_is_audited() {
+    let dir = std::env::temp_dir().join(format!("breakglass-kill-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (mut child, lines, url, _) = serve(&dir, ("BREAKGLASS_TOKEN", "kill-test-token"));
+    let pids_file = start_hanging_turn(&url, "kill-test-token", &dir);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    for pid in std::fs::read_to_string(&pids_file).unwrap().lines() {
+        let pid: u32 = pid.trim().parse().unwrap();
+        wait_until(
+            &format!("agent process {pid} to die with the server"),
+            || dead(pid),
+        );
+    }
+    let logs: Vec<serde_json::Value> = lines
+        .map_while(Result::ok)
+        .filter_map(|l| serde_json::from_str(&l).ok())
+        .collect();
+    let audits: Vec<&serde_json::Value> = logs.iter().filter(|l| l["message"] == "audit").collect();
+    assert_eq!(audits.len(), 2, "{logs:#?}");
+    assert_eq!(audits[0]["who"], "token");
+    assert_eq!(audits[0]["what"], "/api/session");
+    assert_eq!(audits[0]["status"], 200);
+    assert!(audits[1]["what"].as_str().unwrap().ends_with("/prompt"));
+    assert!(
+        audits[1]["from"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.1:")
+    );
 }

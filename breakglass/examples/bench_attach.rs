@@ -19,6 +19,19 @@
 //!   runs from connect to `caught-up`. 20 runs after one warm-up; minimum,
 //!   median and maximum are reported.
 //!
+//! - **Hostile load** (memory figures are the process's resident set, read
+//!   from `/proc/self/status` `VmRSS` and `VmHWM`, so they include the
+//!   benchmark's own clients):
+//!   - 2,000 idle connections, each holding half a request head; the clock
+//!     measures `GET /health` (a fresh connection) while they are open, and
+//!     how many of them the server has closed 12 s later (past its 10 s head
+//!     deadline, or evicted at its connection limit);
+//!   - 2,000 slow readers attached to one session with a small receive
+//!     window that never read, during a 20,000-event turn; measured:
+//!     `/health` during the flood, how many readers the server disconnected
+//!     (write deadline), and the resident set before, at the peak, and after
+//!     the readers are gone.
+//!
 //! Every client checks that it saw the last event's marker, so a lossy
 //! stream cannot produce a fast number.
 
@@ -103,7 +116,7 @@ fn stats(mut samples: Vec<Duration>) -> String {
 
 async fn run(events: u64, subscribers: usize) -> Result<(), Error> {
     let settings = Settings {
-        auth: Auth::new(Some(TOKEN), None)?,
+        auth: Auth::new(Some(TOKEN), None, Default::default())?,
         agent: AgentSettings {
             bin: "/bin/false".into(),
             model: None,
@@ -116,6 +129,12 @@ async fn run(events: u64, subscribers: usize) -> Result<(), Error> {
             host: None,
             timeout: Duration::from_secs(1),
         },
+        // The defaults an operator gets, but room for the fan-out's clients.
+        limits: breakglass::listen::Limits {
+            max_connections: 1024,
+            ..Default::default()
+        },
+        max_sessions: 64,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?.to_string();
@@ -125,7 +144,7 @@ async fn run(events: u64, subscribers: usize) -> Result<(), Error> {
     // Fan-out.
     let mut runs = Vec::new();
     for _ in 0..3 {
-        let session = app.sessions.create();
+        let session = app.sessions.create(64).ok_or("no room for a session")?;
         let id = session.id.to_string();
         let (tx, mut rx) = tokio::sync::mpsc::channel(subscribers);
         let marker = format!("line {:06} ", events - 1);
@@ -173,7 +192,7 @@ async fn run(events: u64, subscribers: usize) -> Result<(), Error> {
     );
 
     // Replay.
-    let session = app.sessions.create();
+    let session = app.sessions.create(64).ok_or("no room for a session")?;
     for n in 0..10_000 {
         session.append(body(n));
     }
@@ -193,6 +212,117 @@ async fn run(events: u64, subscribers: usize) -> Result<(), Error> {
         }
     }
     println!("  connect → caught-up: {}", stats(samples));
+    hostile(&addr, &app).await
+}
+
+/// `VmRSS` and `VmHWM` of this process, in MiB.
+fn memory() -> (f64, f64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// How long `GET /health` takes on a fresh connection (or why it failed).
+async fn health(addr: &str) -> Result<Duration, Error> {
+    let start = Instant::now();
+    let mut stream =
+        tokio::time::timeout(Duration::from_secs(30), TcpStream::connect(addr)).await??;
+    stream
+        .write_all(b"GET /health HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+        .await?;
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut answer)).await??;
+    if !answer.starts_with(b"HTTP/1.1 200") {
+        return Err("health did not answer 200".into());
+    }
+    Ok(start.elapsed())
+}
+
+/// Whether the server has closed `stream` (reads return end or error at once).
+async fn closed(stream: &mut TcpStream) -> bool {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match tokio::time::timeout(Duration::from_millis(10), stream.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => return true,
+            Ok(Ok(_)) => {}
+            Err(_) => return false,
+        }
+    }
+}
+
+async fn hostile(addr: &str, app: &Arc<App>) -> Result<(), Error> {
+    let (rss, _) = memory();
+    println!("hostile load (resident set before: {rss:.1} MiB)");
+    let mut idle = Vec::new();
+    for _ in 0..2_000 {
+        if let Ok(mut c) = TcpStream::connect(addr).await {
+            let _ = c.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n").await;
+            idle.push(c);
+        }
+    }
+    let during = health(addr).await?;
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let mut dropped = 0;
+    for c in &mut idle {
+        if closed(c).await {
+            dropped += 1;
+        }
+    }
+    let (rss, peak) = memory();
+    println!(
+        "  {} idle half-sent connections: /health in {during:.1?} during them; {dropped} closed by the server after 12 s; resident {rss:.1} MiB (peak {peak:.1} MiB)",
+        idle.len()
+    );
+    drop(idle);
+
+    let session = app.sessions.create(64).ok_or("no room for a session")?;
+    let id = session.id.to_string();
+    let mut readers = Vec::new();
+    for _ in 0..2_000 {
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.set_recv_buffer_size(4096)?;
+        let mut c = socket.connect(addr.parse()?).await?;
+        c.write_all(
+            format!("GET /api/session/{id}/stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\r\n")
+                .as_bytes(),
+        )
+        .await?;
+        readers.push(c);
+    }
+    let (before, _) = memory();
+    let writer = {
+        let session = Arc::clone(&session);
+        tokio::spawn(async move {
+            for n in 0..20_000 {
+                session.append(body(n));
+                if n % 64 == 0 {
+                    tokio::task::yield_now().await;
+                }
+            }
+        })
+    };
+    let during = health(addr).await?;
+    writer.await?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut disconnected = 0;
+    for c in &mut readers {
+        if closed(c).await {
+            disconnected += 1;
+        }
+    }
+    let (at_flood, peak) = memory();
+    drop(readers);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (after, _) = memory();
+    println!(
+        "  2000 slow readers, 20000-event turn: /health in {during:.1?} during the flood; {disconnected} readers disconnected (write deadline); resident {before:.1} MiB before, {at_flood:.1} MiB after the flood (peak {peak:.1} MiB), {after:.1} MiB once they are gone"
+    );
     Ok(())
 }
 

@@ -11,7 +11,11 @@
 //! - [`sse`]: the attach stream (replay, `caught-up`, live tail, keepalive);
 //! - [`power`]: the whitelisted VM power verbs over ssh;
 //! - [`auth`]: bearer token or trusted identity header;
-//! - [`server`]: the axum router and graceful shutdown.
+//! - [`server`]: the axum router: routes, auth, the JSON and same-origin
+//!   guard on mutating requests, audit lines;
+//! - [`listen`]: the accept loop: request-head and write deadlines, a
+//!   connection limit that keeps room for authenticated work, a bounded
+//!   shutdown.
 //!
 //! Agent turns and power verbs are started, watched and stopped by the
 //! `afk-process` toolkit, the same code the checklist runner uses.
@@ -21,6 +25,7 @@
 
 pub mod auth;
 pub mod event;
+pub mod listen;
 pub mod power;
 pub mod server;
 pub mod session;

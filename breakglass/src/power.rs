@@ -67,7 +67,13 @@ impl VerbOutcome {
 
 /// Runs `verb` if it is on the list; otherwise returns a rejection without
 /// starting anything.
-pub async fn run_verb(settings: &PowerSettings, verb: &str) -> VerbOutcome {
+/// A running verb ends early when `cancel` turns true (the server stops):
+/// its whole process group is killed.
+pub async fn run_verb(
+    settings: &PowerSettings,
+    verb: &str,
+    cancel: Option<tokio::sync::watch::Receiver<bool>>,
+) -> VerbOutcome {
     let mut outcome = VerbOutcome {
         verb: verb.to_owned(),
         exit_code: None,
@@ -97,19 +103,23 @@ pub async fn run_verb(settings: &PowerSettings, verb: &str) -> VerbOutcome {
     };
     let out = afk_process::read_capped(group.take_stdout(), OUTPUT_KEPT);
     let err = afk_process::read_capped(group.take_stderr(), OUTPUT_KEPT);
-    let end = group.supervise(async {}, settings.timeout, None).await;
+    let end = group.supervise(async {}, settings.timeout, cancel).await;
     let text = |bytes: Vec<u8>| String::from_utf8_lossy(&bytes).into_owned();
     outcome.stdout = text(afk_process::collect(out, GRACE).await);
     outcome.stderr = text(afk_process::collect(err, GRACE).await);
     let status = match end {
         afk_process::End::Exited(status) => Ok(status),
-        afk_process::End::TimedOut | afk_process::End::Cancelled => Err(()),
+        afk_process::End::TimedOut => Err("timeout"),
+        afk_process::End::Cancelled => Err("shutdown"),
     };
     match status {
         Ok(Ok(s)) => outcome.exit_code = s.code(),
         Ok(Err(e)) => outcome
             .stderr
             .push_str(&format!("\ncannot wait for ssh: {e}")),
+        Err("shutdown") => outcome
+            .stderr
+            .push_str("\nkilled: the server is shutting down"),
         Err(_) => outcome.stderr.push_str(&format!(
             "\nkilled after the verb timeout of {} s",
             settings.timeout.as_secs()

@@ -13,6 +13,15 @@
 //!
 //! Missing or wrong credentials are 401 with `WWW-Authenticate: Bearer`.
 //! Error bodies are `{"error": "…"}`.
+//!
+//! Every mutating request (`POST`) must be JSON (`Content-Type:
+//! application/json`, else 415) and same-origin (`Sec-Fetch-Site` of
+//! `same-origin` or `none` when sent, an `Origin` naming this host when sent;
+//! else 403), so a cross-site page cannot drive the console through a logged-in
+//! browser or an SSO proxy. Each one writes an audit line (`audit` target):
+//! who (the proxy's identity, or `token`), from where, what, and the status.
+//! One power verb runs at a time (409 while one runs); sessions are capped
+//! (idle ones are evicted, else 429).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,6 +37,7 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use crate::auth::Auth;
+use crate::listen::{Connection, Limits};
 use crate::power::{self, PowerSettings};
 use crate::session::{AgentSettings, Sessions, StartError};
 use crate::sse;
@@ -46,6 +56,10 @@ pub struct Settings {
     pub keepalive: Duration,
     /// How power verbs run.
     pub power: PowerSettings,
+    /// What clients may hold: connections, deadlines, shutdown grace.
+    pub limits: Limits,
+    /// Sessions at most (idle ones are evicted to make room).
+    pub max_sessions: usize,
 }
 
 /// The server's shared state.
@@ -56,6 +70,8 @@ pub struct App {
     /// Every session.
     pub sessions: Sessions,
     shutdown: watch::Sender<bool>,
+    /// The power verb running now, if any (one at a time per host).
+    verb_running: std::sync::Mutex<Option<String>>,
 }
 
 impl App {
@@ -66,11 +82,13 @@ impl App {
             settings,
             sessions: Sessions::default(),
             shutdown,
+            verb_running: std::sync::Mutex::new(None),
         })
     }
 
-    /// Ends every attach stream and kills every running turn (each still
-    /// appends its `cancelled` and `turn_end`). Returns how many turns ran.
+    /// Ends every attach stream and kills every running turn and power verb
+    /// (each turn still appends its `cancelled` and `turn_end`). Returns how
+    /// many turns ran.
     pub async fn shut_down(&self) -> usize {
         let _ = self.shutdown.send(true);
         self.sessions.cancel_all(Duration::from_secs(10)).await
@@ -81,14 +99,93 @@ fn error(status: StatusCode, message: &str) -> Response {
     (status, axum::Json(json!({"error": message}))).into_response()
 }
 
-async fn require_auth(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
-    if app.settings.auth.allows(request.headers()) {
+/// Who made an authenticated request (for the audit line).
+#[derive(Debug, Clone)]
+struct Who(String);
+
+async fn require_auth(State(app): State<Arc<App>>, mut request: Request, next: Next) -> Response {
+    let connection = request.extensions().get::<Connection>().cloned();
+    let peer = connection.as_ref().map(|c| c.peer.ip());
+    if let Some(who) = app.settings.auth.who(request.headers(), peer) {
+        // An authenticated connection keeps its place under the connection
+        // limit: unauthenticated ones make room first.
+        if let Some(c) = &connection {
+            c.authenticated();
+        }
+        request.extensions_mut().insert(Who(who));
         return next.run(request).await;
     }
     let mut response = error(StatusCode::UNAUTHORIZED, "missing or wrong credentials");
     response
         .headers_mut()
         .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    response
+}
+
+/// Why a mutating request is refused before it runs, if it is.
+fn refuse_mutation(headers: &HeaderMap) -> Option<Response> {
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"));
+    if !json {
+        return Some(error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "a mutating request must be JSON (Content-Type: application/json)",
+        ));
+    }
+    let fetch_site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
+    if fetch_site.is_some_and(|s| !matches!(s, "same-origin" | "none")) {
+        return Some(error(
+            StatusCode::FORBIDDEN,
+            "cross-site requests are refused (Sec-Fetch-Site)",
+        ));
+    }
+    if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+        let host = headers
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let origin_host = origin
+            .split_once("://")
+            .map_or("", |(_, rest)| rest.trim_end_matches('/'));
+        if origin == "null" || !origin_host.eq_ignore_ascii_case(host) {
+            return Some(error(
+                StatusCode::FORBIDDEN,
+                "cross-origin requests are refused (Origin is not this host)",
+            ));
+        }
+    }
+    None
+}
+
+/// Mutating requests: JSON and same-origin only, and one audit line each.
+async fn guard_and_audit(request: Request, next: Next) -> Response {
+    if request.method() != axum::http::Method::POST {
+        return next.run(request).await;
+    }
+    let who = request
+        .extensions()
+        .get::<Who>()
+        .map_or_else(|| "unknown".to_owned(), |w| w.0.clone());
+    let from = request
+        .extensions()
+        .get::<Connection>()
+        .map_or_else(|| "unknown".to_owned(), |c| c.peer.to_string());
+    let what = request.uri().path().to_owned();
+    let response = match refuse_mutation(request.headers()) {
+        Some(refused) => refused,
+        None => next.run(request).await,
+    };
+    tracing::info!(
+        target: "audit",
+        who = %who,
+        from = %from,
+        what = %what,
+        status = response.status().as_u16(),
+        "audit"
+    );
     response
 }
 
@@ -108,7 +205,12 @@ async fn index() -> Response {
 }
 
 async fn create(State(app): State<Arc<App>>) -> Response {
-    let session = app.sessions.create();
+    let Some(session) = app.sessions.create(app.settings.max_sessions) else {
+        return error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many sessions, and every one is in use (a turn runs or a client is attached); try again later",
+        );
+    };
     tracing::info!(session = %session.id, "session created");
     axum::Json(json!({"session_id": session.id.to_string()})).into_response()
 }
@@ -198,8 +300,34 @@ async fn verbs() -> Response {
     axum::Json(json!({"verbs": power::VERBS, "mutating": power::MUTATING})).into_response()
 }
 
+/// Releases the power-verb slot when the verb ends, however it ends.
+struct VerbSlot<'a>(&'a std::sync::Mutex<Option<String>>);
+
+impl Drop for VerbSlot<'_> {
+    fn drop(&mut self) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+    }
+}
+
 async fn verb(State(app): State<Arc<App>>, Path(verb): Path<String>) -> Response {
-    let outcome = power::run_verb(&app.settings.power, &verb).await;
+    if power::parse_verb(&verb).is_some() {
+        let mut running = app
+            .verb_running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(other) = running.as_deref() {
+            return error(
+                StatusCode::CONFLICT,
+                &format!("the power verb {other:?} is running; wait for it to end"),
+            );
+        }
+        *running = Some(verb.clone());
+    }
+    let _slot = power::parse_verb(&verb).map(|_| VerbSlot(&app.verb_running));
+    let outcome = power::run_verb(&app.settings.power, &verb, Some(app.shutdown.subscribe())).await;
     let status = if outcome.rejected {
         StatusCode::BAD_REQUEST
     } else if outcome.exit_code == Some(0) {
@@ -222,6 +350,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/session/{id}/cancel", post(cancel))
         .route("/api/pve/verbs", get(verbs))
         .route("/api/pve/{verb}", post(verb))
+        .route_layer(middleware::from_fn(guard_and_audit))
         .route_layer(middleware::from_fn_with_state(app.clone(), require_auth));
     Router::new()
         .route("/health", get(health))
@@ -230,20 +359,17 @@ pub fn router(app: Arc<App>) -> Router {
         .with_state(app)
 }
 
-/// Serves `app` on `listener` until `stop` resolves, then ends every attach
-/// stream and kills every running turn.
+/// Serves `app` on `listener` until `stop` resolves, within the settings'
+/// [`Limits`] (see [`crate::listen`]), then ends every attach stream and
+/// kills every running turn and verb.
+///
+/// # Errors
+/// Only a failure of the listener itself.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: Arc<App>,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let for_shutdown = app.clone();
-    let router = router(app);
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move {
-            stop.await;
-            let turns = for_shutdown.shut_down().await;
-            tracing::info!(turns_stopped = turns, "shutting down");
-        })
-        .await
+    let limits = app.settings.limits;
+    crate::listen::serve(listener, app, limits, stop).await
 }

@@ -87,6 +87,8 @@ pub struct Session {
     pub id: Uuid,
     state: Mutex<State>,
     tx: broadcast::Sender<Arc<Event>>,
+    /// When it was last used (an event appended, a client attached).
+    last_active: Mutex<std::time::Instant>,
 }
 
 /// How many events a slow subscriber may fall behind before it catches up
@@ -100,6 +102,7 @@ impl Session {
             id,
             state: Mutex::new(State::default()),
             tx,
+            last_active: Mutex::new(std::time::Instant::now()),
         }
     }
 
@@ -111,7 +114,27 @@ impl Session {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    fn touch(&self) {
+        *self
+            .last_active
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = std::time::Instant::now();
+    }
+
+    fn last_active(&self) -> std::time::Instant {
+        *self
+            .last_active
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Idle: no turn runs and no client is attached, so it may be evicted.
+    pub fn idle(&self) -> bool {
+        !self.turn_running() && self.tx.receiver_count() == 0
+    }
+
     fn append_locked(&self, state: &mut State, mut body: Body) -> Arc<Event> {
+        self.touch();
         let id = state.log.len() as u64;
         let mut map = serde_json::Map::with_capacity(body.len() + 1);
         map.insert("id".into(), json!(id));
@@ -135,6 +158,7 @@ impl Session {
     /// The log after `after` (all of it for `None`), and a receiver that
     /// yields exactly the events appended after that snapshot.
     pub fn attach(&self, after: Option<u64>) -> (Vec<Arc<Event>>, broadcast::Receiver<Arc<Event>>) {
+        self.touch();
         let state = self.lock();
         let start = after.map_or(0, |a| {
             usize::try_from(a.saturating_add(1)).unwrap_or(usize::MAX)
@@ -252,6 +276,41 @@ impl Session {
 /// At most this much of an agent's stderr is kept for its error event.
 const STDERR_KEPT: u64 = 64 * 1024;
 
+/// At most this much of one stdout line is held; a longer line is dropped
+/// (its length reported), so one huge line cannot exhaust memory.
+pub const LINE_KEPT: usize = 1 << 20;
+
+/// Reads one line (without its `\n`) into `line`, keeping at most `max`
+/// bytes; returns how many bytes were dropped, or `None` at the end.
+async fn read_line_capped<R: tokio::io::AsyncBufRead + Unpin>(
+    reader: &mut R,
+    line: &mut Vec<u8>,
+    max: usize,
+) -> std::io::Result<Option<u64>> {
+    line.clear();
+    let mut dropped = 0u64;
+    let mut any = false;
+    loop {
+        let available = reader.fill_buf().await?;
+        if available.is_empty() {
+            return Ok(any.then_some(dropped));
+        }
+        any = true;
+        let (chunk, done) = match available.iter().position(|b| *b == b'\n') {
+            Some(i) => (&available[..i], Some(i + 1)),
+            None => (available, None),
+        };
+        let room = max.saturating_sub(line.len()).min(chunk.len());
+        line.extend_from_slice(&chunk[..room]);
+        dropped += (chunk.len() - room) as u64;
+        let used = done.unwrap_or(available.len());
+        reader.consume(used);
+        if done.is_some() {
+            return Ok(Some(dropped));
+        }
+    }
+}
+
 /// Runs one agent process to its end, appending what it says. Does not
 /// append `turn_end` (the caller does, exactly once).
 async fn run_turn(
@@ -289,8 +348,19 @@ async fn run_turn(
     let stdout = group.take_stdout();
     let reading = async {
         if let Some(out) = stdout {
-            let mut lines = BufReader::new(out).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
+            let mut out = BufReader::new(out);
+            let mut line = Vec::new();
+            while let Ok(Some(cut)) = read_line_capped(&mut out, &mut line, LINE_KEPT).await {
+                if cut > 0 {
+                    // A line that long cannot be shown (or parsed, cut):
+                    // say so instead of holding it in memory.
+                    session.append(event::error(&format!(
+                        "the agent printed a line of {} bytes; only lines up to {LINE_KEPT} bytes are shown",
+                        line.len() as u64 + cut
+                    )));
+                    continue;
+                }
+                let line = String::from_utf8_lossy(&line);
                 for body in event::translate(&line) {
                     if event::EventType::of(&body) == Some(event::EventType::Session) {
                         session.saw_session();
@@ -339,14 +409,40 @@ pub struct Sessions {
 }
 
 impl Sessions {
-    /// A new, empty session.
-    pub fn create(&self) -> Arc<Session> {
-        let session = Arc::new(Session::new(Uuid::new_v4()));
-        self.map
+    /// A new, empty session. At `max` sessions the least recently used idle
+    /// one (no turn, no client attached) is removed to make room, and its
+    /// memory returned; `None` when every session is in use.
+    pub fn create(&self, max: usize) -> Option<Arc<Session>> {
+        let mut map = self
+            .map
             .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if map.len() >= max.max(1) {
+            let evict = map
+                .values()
+                .filter(|s| s.idle())
+                .min_by_key(|s| s.last_active())
+                .map(|s| s.id)?;
+            map.remove(&evict);
+            map.shrink_to_fit();
+            tracing::info!(session = %evict, "idle session evicted to make room");
+        }
+        let session = Arc::new(Session::new(Uuid::new_v4()));
+        map.insert(session.id, session.clone());
+        Some(session)
+    }
+
+    /// How many sessions there are.
+    pub fn len(&self) -> usize {
+        self.map
+            .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(session.id, session.clone());
-        session
+            .len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// The session with this id (any text that is not a UUID finds none).
@@ -375,5 +471,52 @@ impl Sessions {
             }
         }
         n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_long_line_is_dropped_and_measured_not_held() {
+        let text = format!("short\n{}\ntail", "x".repeat(100));
+        let mut reader = BufReader::with_capacity(7, text.as_bytes());
+        let mut line = Vec::new();
+        let mut got = Vec::new();
+        while let Some(cut) = read_line_capped(&mut reader, &mut line, 10)
+            .await
+            .unwrap_or(None)
+        {
+            got.push((String::from_utf8_lossy(&line).into_owned(), cut));
+        }
+        assert_eq!(
+            got,
+            [
+                ("short".to_owned(), 0),
+                ("x".repeat(10), 90),
+                ("tail".to_owned(), 0)
+            ]
+        );
+    }
+
+    #[test]
+    fn at_the_cap_an_idle_session_makes_room_and_a_busy_one_does_not() {
+        let sessions = Sessions::default();
+        let a = sessions.create(2).unwrap_or_else(|| panic!("room"));
+        let b = sessions.create(2).unwrap_or_else(|| panic!("room"));
+        // a has a client attached; b is idle: b goes.
+        let (_, _attached) = a.attach(None);
+        let c = sessions.create(2).unwrap_or_else(|| panic!("b makes room"));
+        assert!(sessions.get(&b.id.to_string()).is_none());
+        assert!(sessions.get(&a.id.to_string()).is_some());
+        // c idle too, but attach to it: nobody is idle any more.
+        let (_, _also) = c.attach(None);
+        assert!(
+            sessions.create(2).is_none(),
+            "every session in use: refused"
+        );
+        assert_eq!(sessions.len(), 2);
+        drop(b);
     }
 }

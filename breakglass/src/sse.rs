@@ -40,7 +40,7 @@ pub fn last_event_id(value: Option<&str>) -> Option<u64> {
 }
 
 /// Frames are sent in chunks of about this many bytes during replay.
-const CHUNK: usize = 64 * 1024;
+const CHUNK: usize = 16 * 1024;
 
 enum Phase {
     Replay,

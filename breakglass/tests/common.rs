@@ -48,7 +48,7 @@ pub fn logging_ssh(dir: &Path) -> String {
 
 pub fn settings(dir: &Path) -> Settings {
     Settings {
-        auth: Auth::new(Some(TOKEN), None).unwrap(),
+        auth: Auth::new(Some(TOKEN), None, Default::default()).unwrap(),
         agent: AgentSettings {
             bin: fixtures().join("fake-claude.sh").display().to_string(),
             model: None,
@@ -61,6 +61,8 @@ pub fn settings(dir: &Path) -> Settings {
             host: Some("pve".into()),
             timeout: Duration::from_secs(30),
         },
+        limits: breakglass::listen::Limits::default(),
+        max_sessions: 64,
     }
 }
 
@@ -69,18 +71,25 @@ pub struct Server {
     pub app: Arc<App>,
     pub dir: PathBuf,
     pub http: reqwest::Client,
+    stop: tokio::sync::watch::Sender<bool>,
+    task: std::sync::Mutex<Option<tokio::task::JoinHandle<std::io::Result<()>>>>,
 }
 
 pub async fn start_with(dir: PathBuf, settings: Settings) -> Server {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let app = App::new(settings);
-    tokio::spawn(serve(listener, app.clone(), std::future::pending()));
+    let (stop, mut stopping) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(serve(listener, app.clone(), async move {
+        let _ = stopping.wait_for(|s| *s).await;
+    }));
     Server {
         url,
         app,
         dir,
         http: reqwest::Client::new(),
+        stop,
+        task: std::sync::Mutex::new(Some(task)),
     }
 }
 
@@ -91,10 +100,27 @@ pub async fn start(name: &str) -> Server {
 }
 
 impl Server {
+    /// Tells the server to stop (as SIGTERM does).
+    pub fn stop(&self) {
+        let _ = self.stop.send(true);
+    }
+
+    /// Resolves when the server has stopped.
+    pub async fn stopped(&self) {
+        let task = self.task.lock().unwrap().take();
+        if let Some(task) = task {
+            task.await.unwrap().unwrap();
+        }
+    }
+
+    /// A JSON POST (the only kind of mutating request the server takes),
+    /// with an empty object for a body unless the caller sets one.
     pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
         self.http
             .post(format!("{}{path}", self.url))
             .bearer_auth(TOKEN)
+            .header("content-type", "application/json")
+            .body("{}")
     }
 
     pub fn get(&self, path: &str) -> reqwest::RequestBuilder {

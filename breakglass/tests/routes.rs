@@ -88,10 +88,19 @@ async fn every_api_route_refuses_missing_or_wrong_credentials() {
 async fn an_sso_identity_header_works_only_when_enabled() {
     let dir = scratch("sso");
     let mut s = settings(&dir);
-    s.auth = Auth::new(None, Some("X-authentik-username")).unwrap();
+    s.auth = Auth::new(
+        None,
+        Some("X-authentik-username"),
+        breakglass::auth::Proxies::parse("127.0.0.1").unwrap(),
+    )
+    .unwrap();
     let server = start_with(dir, s).await;
     let post = |header: Option<(&str, &str)>| {
-        let mut req = server.http.post(format!("{}/api/session", server.url));
+        let mut req = server
+            .http
+            .post(format!("{}/api/session", server.url))
+            .header("content-type", "application/json")
+            .body("{}");
         if let Some((k, v)) = header {
             req = req.header(k, v);
         }
@@ -308,7 +317,7 @@ proptest! {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let mut expected = String::new();
         for verb in &verbs {
-            let outcome = runtime.block_on(power::run_verb(&settings, verb));
+            let outcome = runtime.block_on(power::run_verb(&settings, verb, None));
             let exact = power::VERBS.contains(&verb.as_str());
             prop_assert_eq!(outcome.rejected, !exact, "{:?}", verb);
             if exact {

@@ -162,7 +162,7 @@ where
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attaching_while_events_pour_in_never_loses_or_repeats_one() {
     let sessions = Sessions::default();
-    let session = sessions.create();
+    let session = sessions.create(1).unwrap();
     let (_stop, shutdown) = tokio::sync::watch::channel(false);
     const N: u64 = 5000;
     let writer = {
