@@ -375,16 +375,17 @@ mod tests {
     /// process is SIGKILLed) takes its groups with it.
     #[tokio::test]
     async fn a_group_dies_with_the_process_that_started_it() {
+        use tokio::io::AsyncBufReadExt;
         let mut group = Group::spawn(&spec("sleep 30 & echo $!; wait")).unwrap();
         let pgid = group.pgid();
-        let out = read_capped(group.take_stdout(), 100);
-        // Simulate our death: close the watchdog's pipe without killing it.
+        let mut out = tokio::io::BufReader::new(group.take_stdout().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).await.unwrap();
+        let grandchild: u32 = line.trim().parse().unwrap();
+        // Simulate our death: close the watchdog's pipe without stopping it
+        // first, as the kernel does when this process is SIGKILLed.
         let mut tether = group.tether.take().unwrap();
         drop(tether.stdin.take());
-        // The watchdog kills the group: its pipes close and the read returns
-        // what was printed (the grandchild's pid).
-        let printed = collect(out, Duration::from_secs(10)).await;
-        let grandchild: u32 = String::from_utf8(printed).unwrap().trim().parse().unwrap();
         let all_ended = tokio::time::timeout(Duration::from_secs(10), async {
             while !(ended(pgid) && ended(grandchild)) {
                 tokio::time::sleep(Duration::from_millis(20)).await;
