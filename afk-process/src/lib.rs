@@ -213,6 +213,17 @@ pub fn ended(pid: u32) -> bool {
     }
 }
 
+/// When process `pid` started, in clock ticks since boot (`/proc/<pid>/stat`
+/// field 22), or `None` when there is no such process. A pid and its start
+/// time together name one process: a reused pid has a later start time.
+pub fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces and parentheses)
+    // start at field 3 (the state); the start time is field 22.
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(22 - 3)?.parse().ok()
+}
+
 /// Sends SIGTERM to process `pid` (not its group).
 ///
 /// # Errors
@@ -410,6 +421,14 @@ mod tests {
             }
         });
         assert!(gone.await.is_ok(), "the watchdog outlived its group");
+    }
+
+    #[test]
+    fn a_start_time_names_one_process() {
+        let me = std::process::id();
+        let t = start_time(me).unwrap();
+        assert_eq!(start_time(me), Some(t), "stable for the same process");
+        assert!(start_time(u32::MAX).is_none());
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! This file is long because each test drives the real binary through a
 //! whole campaign (start, agents, state files, clean-up) with real processes.
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
@@ -169,13 +170,36 @@ fn a_finite_run_ticks_every_box_and_writes_each_tier_report_once() {
     assert_eq!(second["items"].as_array().unwrap().len(), 0);
     assert_eq!(second["tier_reports"].as_array().unwrap().len(), 0);
 
-    // The agents' findings are in the ledgers under runs/.
+    // The agents' findings are in the campaign's one ledger, their ids
+    // unique across the campaign (five agents, STR-001 to STR-005).
     let agg = afk(&dir, &["finding", "aggregate"]);
     let summary: Value = serde_json::from_slice(&agg.stdout).unwrap();
     assert_eq!(summary["total"], 5);
     assert_eq!(summary["by_kind"]["strength"], 5);
     assert_eq!(summary["by_severity"]["info"], 5);
-    assert_eq!(summary["findings"][0]["entry_id"], "CORE-001");
+    assert_eq!(
+        summary["files"],
+        serde_json::json!(["findings/strength.json"])
+    );
+    let mut ids: Vec<&str> = summary["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].as_str().unwrap())
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(ids, ["STR-001", "STR-002", "STR-003", "STR-004", "STR-005"]);
+    let mut items: Vec<&str> = summary["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["entry_id"].as_str().unwrap())
+        .collect();
+    items.sort_unstable();
+    assert_eq!(
+        items,
+        ["CORE-001", "CORE-002", "CORE-003", "SEC-001", "SEC-002"]
+    );
 
     // status, history and dashboard read it back.
     let status = text(&afk(&dir, &["status"]).stdout);
@@ -357,6 +381,10 @@ fn resume_after_a_killed_run_puts_its_rows_back_and_stops_its_agents() {
     let groups = wait_for_agents(&dir, 2);
     child.kill().unwrap();
     child.wait().unwrap();
+    // The agents die with their runner, even by SIGKILL (their tether).
+    for pgid in &groups {
+        wait_until("the killed runner's agents to die with it", || dead(*pgid));
+    }
     assert_eq!(statuses(&dir).iter().filter(|(_, g)| g == "⏳").count(), 2);
 
     // Without --resume the runner refuses and says what to do.
@@ -373,14 +401,155 @@ fn resume_after_a_killed_run_puts_its_rows_back_and_stops_its_agents() {
     let out = run_with(&dir, "complete.sh", &["--resume"]);
     let log = text(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{log}");
+    let turned = log
+        .lines()
+        .find(|l| l.contains("resume: turned"))
+        .unwrap_or_default();
     assert!(
-        log.contains("resume: stopped the agent of CORE-001"),
+        turned.contains("CORE-001") && turned.contains("CORE-002"),
         "{log}"
     );
     assert!(all(&dir, "✅"));
-    for pgid in groups {
-        wait_until("the dead run's agents to be gone", || dead(pgid));
+}
+
+/// A recorded process group is signalled only while it is provably the agent
+/// afk started: never pgid 1, never a stranger whose pid was reused, never
+/// another campaign's agents named by a copied file.
+#[test]
+fn a_hostile_or_stale_active_run_file_never_makes_afk_signal_a_stranger() {
+    let dir = campaign("hostile-state");
+    let mut stranger = Command::new("sleep")
+        .arg("60")
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let pgid = stranger.id();
+    std::fs::create_dir_all(dir.join(".afk")).unwrap();
+    let forged = serde_json::json!({
+        "pid": 999_999, "started_at": "2026-11-21T10:00:00Z", "session": ".afk/s.json",
+        "checklist": "SUT-CHECKLIST.md",
+        "in_flight": [
+            {"id": "CORE-001", "pgid": pgid, "pgid_started": 1, "started_at": "t", "log": "l"},
+            {"id": "CORE-002", "pgid": 1, "pgid_started": 1, "started_at": "t", "log": "l"},
+            {"id": "CORE-003", "pgid": pgid, "started_at": "t", "log": "l"}
+        ]
+    });
+    std::fs::write(dir.join(".afk/active-run.json"), forged.to_string()).unwrap();
+    let out = afk(&dir, &["cancel"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let said = text(&out.stdout);
+    assert!(
+        said.contains(&format!("left process group {pgid}")),
+        "{said}"
+    );
+    assert!(!dead(pgid), "a stranger was signalled");
+
+    // A file copied from a live campaign names that campaign's agents.
+    let a = campaign("live-a");
+    let b = campaign("copy-b");
+    let mut running = spawn_run(&a, "slow.sh", &["--batch-size", "1"]);
+    let groups = wait_for_agents(&a, 1);
+    std::fs::create_dir_all(b.join(".afk")).unwrap();
+    std::fs::copy(
+        a.join(".afk/active-run.json"),
+        b.join(".afk/active-run.json"),
+    )
+    .unwrap();
+    let out = afk(&b, &["cancel"]);
+    let said = text(&out.stdout);
+    assert!(said.contains("names another campaign"), "{said}");
+    assert!(!dead(groups[0]), "campaign A's agent was stopped from B");
+    assert!(
+        running.try_wait().unwrap().is_none(),
+        "campaign A's runner was stopped from B"
+    );
+    let stop = afk(&a, &["cancel"]);
+    assert_eq!(stop.status.code(), Some(0));
+    running.wait().unwrap();
+    stranger.kill().unwrap();
+    stranger.wait().unwrap();
+}
+
+/// One runner per campaign, whatever the entry point: two resumes at once
+/// run every item once.
+#[test]
+fn two_resumes_at_once_run_each_item_once() {
+    let dir = campaign("double-resume");
+    let mut child = spawn_run(&dir, "slow.sh", &["--batch-size", "2"]);
+    wait_for_agents(&dir, 2);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let first = spawn_run(&dir, "complete.sh", &["--resume", "--batch-size", "5"]);
+    let second = spawn_run(&dir, "complete.sh", &["--resume", "--batch-size", "5"]);
+    let codes = [
+        first.wait_with_output().unwrap(),
+        second.wait_with_output().unwrap(),
+    ];
+    let mut got: Vec<i32> = codes.iter().map(|o| o.status.code().unwrap()).collect();
+    got.sort_unstable();
+    assert_eq!(got, [0, 2], "one resume runs, the other is refused");
+    assert!(all(&dir, "✅"));
+    // Each item's agent ran once after the resume: one log per item from
+    // the resumed run, besides the killed run's.
+    for id in ["CORE-001", "CORE-002", "CORE-003", "SEC-001", "SEC-002"] {
+        let results = item_dir(&dir, id).join("results");
+        let logs = std::fs::read_dir(results).unwrap().count();
+        assert!(logs <= 2, "{id} ran {logs} times");
     }
+}
+
+/// Ids name directories: one that is not a single safe path component is
+/// refused before anything starts; a checklist linked outside the campaign
+/// is refused, one linked inside is followed and stays a link.
+#[test]
+fn unsafe_ids_and_links_outside_the_campaign_are_refused() {
+    let dir = campaign("unsafe-id");
+    let path = dir.join("SUT-CHECKLIST.md");
+    let text_before = read(&path).replace("CORE-003", "../../../x");
+    std::fs::write(&path, &text_before).unwrap();
+    let out = run_with(&dir, "complete.sh", &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("\"../../../x\": it holds a path separator"),
+        "{err}"
+    );
+    assert!(!dir.join("runs").exists());
+    assert_eq!(read(&path), text_before);
+
+    let outside = campaign("link-target");
+    let linked = campaign("linked");
+    std::fs::remove_file(linked.join("SUT-CHECKLIST.md")).unwrap();
+    std::os::unix::fs::symlink(
+        outside.join("SUT-CHECKLIST.md"),
+        linked.join("SUT-CHECKLIST.md"),
+    )
+    .unwrap();
+    let out = run_with(&linked, "complete.sh", &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("outside the campaign"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let inside = campaign("linked-inside");
+    std::fs::create_dir_all(inside.join("backlog")).unwrap();
+    std::fs::rename(
+        inside.join("SUT-CHECKLIST.md"),
+        inside.join("backlog/real.md"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("backlog/real.md", inside.join("SUT-CHECKLIST.md")).unwrap();
+    let out = run_with(&inside, "complete.sh", &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        std::fs::symlink_metadata(inside.join("SUT-CHECKLIST.md"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert!(read(inside.join("backlog/real.md")).contains("✅"));
 }
 
 #[test]
@@ -641,4 +810,40 @@ fn concurrent_finding_writers_get_unique_ids() {
     let summary: Value = serde_json::from_slice(&agg.stdout).unwrap();
     assert_eq!(summary["total"], 21);
     assert_eq!(summary["unreadable"].as_array().unwrap().len(), 1);
+}
+
+/// The backlog stays the user's: rows a human appends while a run works are
+/// all still there at the end.
+#[test]
+fn rows_a_human_appends_during_a_run_are_never_lost() {
+    let dir = campaign("human-edits");
+    let path = dir.join("SUT-CHECKLIST.md");
+    let mut child = spawn_run(&dir, "complete.sh", &["--batch-size", "1"]);
+    let writer = {
+        let path = path.clone();
+        std::thread::spawn(move || {
+            for n in 0..15 {
+                // As an editor saves: read, change, replace whole.
+                let text = std::fs::read_to_string(&path).unwrap();
+                let tmp = path.with_extension(format!("edit{n}"));
+                std::fs::write(
+                    &tmp,
+                    format!("{text}| ☐ | HUMAN-{n:03} | added by hand | P2 | Low |\n"),
+                )
+                .unwrap();
+                std::fs::rename(&tmp, &path).unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(15));
+            }
+        })
+    };
+    writer.join().unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.code().is_some(), "the run ended");
+    let text = read(&path);
+    for n in 0..15 {
+        assert!(
+            text.contains(&format!("HUMAN-{n:03}")),
+            "HUMAN-{n:03} was lost:\n{text}"
+        );
+    }
 }

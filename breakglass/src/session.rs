@@ -8,9 +8,10 @@
 //! exactly after it: no event is lost or repeated between replay and live
 //! tail.
 //!
-//! A turn runs detached from any client: the agent (`claude -p <prompt>
-//! --output-format stream-json --verbose [--model m]`, with `--session-id
-//! <id>` until the agent has announced its session, `--resume <id>` after)
+//! A turn runs detached from any client: the agent (`claude -p
+//! --output-format stream-json --verbose [--model m]`, the prompt on its
+//! standard input, with `--session-id <id>` until the agent has announced its
+//! session, `--resume <id>` after)
 //! runs as an argument vector in the session's own directory and its own
 //! process group. Its stdout lines are translated into events as they come.
 //! Cancel and the turn timeout kill the group. Every turn appends exactly one
@@ -218,10 +219,12 @@ impl Session {
             self.append_locked(&mut state, event::user(prompt));
             state.agent_knows_session
         };
+        // The prompt goes to standard input, never into argv: a prompt that
+        // starts with `-` must not become an option (`--settings=…` runs
+        // hooks), and a long one must not hit the 128 KiB argument limit.
         let mut argv = vec![
             settings.bin.clone(),
             "-p".into(),
-            prompt.into(),
             "--output-format".into(),
             "stream-json".into(),
             "--verbose".into(),
@@ -236,8 +239,9 @@ impl Session {
         let session = self.clone();
         let dir = settings.sessions_dir.join(self.id.to_string());
         let timeout = settings.turn_timeout;
+        let input = prompt.as_bytes().to_vec();
         tokio::spawn(async move {
-            run_turn(&session, argv, dir, timeout, cancel_rx).await;
+            run_turn(&session, argv, input, dir, timeout, cancel_rx).await;
             session.finish_turn();
             let _ = done_tx.send(true);
         });
@@ -316,6 +320,7 @@ async fn read_line_capped<R: tokio::io::AsyncBufRead + Unpin>(
 async fn run_turn(
     session: &Session,
     argv: Vec<String>,
+    input: Vec<u8>,
     dir: PathBuf,
     timeout: Duration,
     cancel: watch::Receiver<bool>,
@@ -333,7 +338,8 @@ async fn run_turn(
     let spec = afk_process::Spec {
         argv: argv.clone(),
         cwd: Some(dir.clone()),
-        ..afk_process::Spec::default()
+        env: Vec::new(),
+        stdin: Some(input),
     };
     let mut group = match afk_process::Group::spawn(&spec) {
         Ok(g) => g,

@@ -1,11 +1,10 @@
 //! Local agent processes for the checklist runner: `claude`, `opencode`, or
 //! any command.
 //!
-//! - [`Runtime`] says which program runs and how the prompt reaches it:
-//!   `claude -p <prompt> --output-format json [--model m]`,
-//!   `opencode run [--model m] <prompt>`, or an operator's command line
+//! - [`Runtime`] says which program runs: `claude -p --output-format json
+//!   [--model m]`, `opencode run [--model m]`, or an operator's command line
 //!   ([`split_command`]: split like a POSIX shell would, but never run through
-//!   one) with the prompt on standard input.
+//!   one). The prompt always goes to standard input, never into argv.
 //! - [`run`] starts one agent with the `afk-process` toolkit (its own
 //!   process group), captures stdout and stderr into the item's log while it
 //!   runs, and ends it at the timeout or on cancel. Whatever ended it, the
@@ -136,14 +135,19 @@ impl Runtime {
         }
     }
 
-    /// The argument vector for `prompt` (program first).
-    pub fn argv(&self, prompt: &str) -> Vec<String> {
+    /// The argument vector (program first). The prompt is never an
+    /// argument: it goes to standard input for every runtime, so a prompt
+    /// that starts with `-` can never be read as an option (`--settings=…`
+    /// once ran a shell command), and a prompt past Linux's 128 KiB limit
+    /// for one argument still works. Both CLIs read a piped prompt in print
+    /// mode: `claude -p` reads standard input when it is not a terminal and
+    /// no prompt argument is given; `opencode run` reads a piped message.
+    pub fn argv(&self) -> Vec<String> {
         match self {
             Runtime::Claude { bin, model } => {
                 let mut v = vec![
                     bin.clone(),
                     "-p".into(),
-                    prompt.into(),
                     "--output-format".into(),
                     "json".into(),
                 ];
@@ -157,16 +161,10 @@ impl Runtime {
                 if let Some(m) = model {
                     v.extend(["--model".into(), m.clone()]);
                 }
-                v.push(prompt.into());
                 v
             }
             Runtime::Command { argv } => argv.clone(),
         }
-    }
-
-    /// Whether the prompt goes to standard input (else it is an argument).
-    pub fn prompt_on_stdin(&self) -> bool {
-        matches!(self, Runtime::Command { .. })
     }
 
     /// The program's path: as given when it holds a `/`, else the first
@@ -331,7 +329,7 @@ pub async fn run(
     cancel: watch::Receiver<bool>,
     on_start: impl FnOnce(u32),
 ) -> Result<AgentRun, AgentError> {
-    let argv = runtime.argv(&job.prompt);
+    let argv = runtime.argv();
     let program = argv.first().cloned().unwrap_or_default();
     let log = File::create(&job.log).map_err(io_error(format!(
         "cannot create the agent log {}",
@@ -342,9 +340,7 @@ pub async fn run(
         argv,
         cwd: Some(job.cwd.clone()),
         env: job.env.clone(),
-        stdin: runtime
-            .prompt_on_stdin()
-            .then(|| job.prompt.clone().into_bytes()),
+        stdin: Some(job.prompt.clone().into_bytes()),
     };
     let started = Instant::now();
     let mut group = Group::spawn(&spec).map_err(|e| match e.kind() {
@@ -441,27 +437,17 @@ mod tests {
     fn runtimes_build_their_argument_vectors() {
         let claude = Runtime::from_settings("claude", None, Some("opus"), env_none).unwrap();
         assert_eq!(
-            claude.argv("do it"),
-            [
-                "claude",
-                "-p",
-                "do it",
-                "--output-format",
-                "json",
-                "--model",
-                "opus"
-            ]
+            claude.argv(),
+            ["claude", "-p", "--output-format", "json", "--model", "opus"]
         );
-        assert!(!claude.prompt_on_stdin());
         let opencode = Runtime::from_settings("opencode", None, None, |k| {
             (k == "OPENCODE_BIN").then(|| "/opt/oc".to_owned())
         })
         .unwrap();
-        assert_eq!(opencode.argv("p"), ["/opt/oc", "run", "p"]);
+        assert_eq!(opencode.argv(), ["/opt/oc", "run"]);
         let command =
             Runtime::from_settings("command", Some("bash x.sh --y"), None, env_none).unwrap();
-        assert_eq!(command.argv("ignored"), ["bash", "x.sh", "--y"]);
-        assert!(command.prompt_on_stdin());
+        assert_eq!(command.argv(), ["bash", "x.sh", "--y"]);
     }
 
     #[test]

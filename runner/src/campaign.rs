@@ -165,6 +165,31 @@ pub struct Campaign {
     pub afk_bin: String,
 }
 
+/// `path` with symlinks followed, when it stays inside the campaign `root`:
+/// a checklist (or run directory) linked to a target inside the campaign is
+/// used there, and replaced there; one linked outside is refused, so an
+/// atomic replace never turns a link into a file or writes outside.
+///
+/// # Errors
+/// `Input` naming the path when it leads outside the campaign.
+pub fn inside(root: &Path, path: &Path, what: &str) -> Result<PathBuf, Error> {
+    let Ok(real) = std::fs::canonicalize(path) else {
+        // Missing: reading it reports that, naming the file.
+        return Ok(path.to_owned());
+    };
+    let root_real = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_owned());
+    if real.starts_with(&root_real) {
+        Ok(real)
+    } else {
+        Err(Error::input(format!(
+            "{what} {} leads to {}, outside the campaign {}: refused",
+            path.display(),
+            real.display(),
+            root_real.display()
+        )))
+    }
+}
+
 fn read_text(what: &str, path: &Path) -> Result<String, Error> {
     std::fs::read_to_string(path)
         .map_err(|e| Error::input(format!("cannot read the {what} {}: {e}", path.display())))
@@ -176,8 +201,25 @@ impl Campaign {
     /// # Errors
     /// `Input` naming the first file, key or setting that is wrong.
     pub fn prepare(root: &Path, settings: &Settings) -> Result<Campaign, Error> {
-        let checklist_path = root.join(&settings.checklist);
-        load_checklist(&checklist_path)?;
+        let checklist_path = inside(root, &root.join(&settings.checklist), "the checklist")?;
+        let (_, parsed) = load_checklist(&checklist_path)?;
+        // Every id names a directory: one that is not a single safe path
+        // component (`..`, `/`, control characters) would put an agent, and
+        // afk's writes, outside the campaign.
+        let bad: Vec<String> = parsed
+            .items
+            .iter()
+            .filter_map(|i| {
+                decide::unsafe_id(&i.id).map(|why| format!("  line {}: {:?}: {why}", i.line, i.id))
+            })
+            .collect();
+        if !bad.is_empty() {
+            return Err(Error::input(format!(
+                "{} has row ids that cannot name a run directory; nothing was started:\n{}",
+                checklist_path.display(),
+                bad.join("\n")
+            )));
+        }
         let brief_path = root.join(&settings.mission_brief);
         let brief = read_text("mission brief", &brief_path)?;
         if brief.trim().is_empty() {
@@ -274,6 +316,9 @@ impl Campaign {
             ("AFK_ITEM_ID".into(), item.id.clone()),
             ("AFK_ITEM_TITLE".into(), item.title.clone()),
             ("AFK_ITEM_TIER".into(), item.tier.to_string()),
+            // `afk finding add` writes to the campaign's one ledger, so ids
+            // are unique across the campaign.
+            ("AFK_CAMPAIGN_DIR".into(), self.root.display().to_string()),
             (
                 "AFK_RUN_DIR".into(),
                 self.item_dir(item).display().to_string(),

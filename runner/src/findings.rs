@@ -93,7 +93,7 @@ fn read_ledger(path: &Path) -> Result<Vec<Value>, String> {
     }
 }
 
-fn sequence_of(id: &str, prefix: &str) -> Option<u32> {
+fn sequence_of(id: &str, prefix: &str) -> Option<u64> {
     id.strip_prefix(prefix)?.strip_prefix('-')?.parse().ok()
 }
 
@@ -143,13 +143,33 @@ pub fn add(
     let path = folder.join(format!("{}.json", kind.name()));
     // A ledger that does not parse is the operator's to fix: nothing is written.
     let mut ledger = read_ledger(&path).map_err(Error::Input)?;
-    let next = ledger
+    // Ids are unique across the whole campaign: the next one is above every
+    // id of this kind in every ledger (older runs kept one per item), and
+    // never wraps around.
+    let (all, problems) = read_all(dir);
+    if let Some(problem) = problems.first() {
+        return Err(Error::input(problem.clone()));
+    }
+    let highest = all
         .iter()
-        .filter_map(|f| f.get("id").and_then(Value::as_str))
+        .chain(
+            ledger
+                .iter()
+                .map(|f| (path.clone(), f.clone()))
+                .collect::<Vec<_>>()
+                .iter(),
+        )
+        .filter_map(|(_, f)| f.get("id").and_then(Value::as_str))
         .filter_map(|id| sequence_of(id, kind.prefix()))
         .max()
-        .unwrap_or(0)
-        + 1;
+        .unwrap_or(0);
+    let next = highest.checked_add(1).ok_or_else(|| {
+        Error::input(format!(
+            "every {} id is used up ({}-{highest}); move the ledgers aside to start again",
+            kind.name(),
+            kind.prefix()
+        ))
+    })?;
     let id = format!("{}-{next:03}", kind.prefix());
     let mut record = Map::new();
     record.insert("id".into(), json!(id));

@@ -12,7 +12,8 @@
 //!   and builds the prompts; [`rounds`] performs the decisions: it marks rows,
 //!   starts agents ([`agent`], on the `afk-process` toolkit), judges each as
 //!   it ends, and keeps the state files ([`state`]); [`reports`] asks for tier
-//!   reports and, in infinite mode, new rows.
+//!   reports and, in infinite mode, new rows; [`recovery`] tidies after a
+//!   run that died.
 //! - [`views`] reads the state back for `afk status`, `history`, `dashboard`
 //!   and `cancel`; [`findings`] is the ledger agents write with `afk finding`.
 //!
@@ -27,6 +28,7 @@ pub mod decide;
 pub mod event;
 pub mod files;
 pub mod findings;
+pub mod recovery;
 pub mod reports;
 pub mod rounds;
 pub mod state;

@@ -91,23 +91,37 @@ pub(crate) fn stamp() -> String {
 /// cell changed per row, replaced atomically. Ids no longer in the file are
 /// returned (someone removed the row meanwhile).
 pub(crate) fn mark(path: &Path, ids: &[&str], status: Status) -> Result<Vec<String>, Error> {
-    let (mut text, _) = load_checklist(path).map_err(|e| Error::failed(e.to_string()))?;
-    let mut missing = Vec::new();
-    for id in ids {
-        let (checklist, _) = sut::parse(&text);
-        match checklist.items.iter().find(|i| i.id == *id) {
-            Some(item) if item.status != status => text = sut::set_status(&text, item, status),
-            Some(_) => {}
-            None => missing.push((*id).to_owned()),
+    // A human may edit the file while a run works on it. Each attempt reads
+    // it, changes one cell per row, and replaces it only if the file is
+    // still what was read: an edit that landed meanwhile is re-read and
+    // kept, never overwritten.
+    for _ in 0..20 {
+        let (original, _) = load_checklist(path).map_err(|e| Error::failed(e.to_string()))?;
+        let mut text = original.clone();
+        let mut missing = Vec::new();
+        for id in ids {
+            let (checklist, _) = sut::parse(&text);
+            match checklist.items.iter().find(|i| i.id == *id) {
+                Some(item) if item.status != status => text = sut::set_status(&text, item, status),
+                Some(_) => {}
+                None => missing.push((*id).to_owned()),
+            }
         }
+        if std::fs::read_to_string(path).ok().as_deref() != Some(original.as_str()) {
+            continue;
+        }
+        atomic_write(path, text.as_bytes()).map_err(|e| {
+            Error::failed(format!(
+                "cannot write the checklist {}: {e}",
+                path.display()
+            ))
+        })?;
+        return Ok(missing);
     }
-    atomic_write(path, text.as_bytes()).map_err(|e| {
-        Error::failed(format!(
-            "cannot write the checklist {}: {e}",
-            path.display()
-        ))
-    })?;
-    Ok(missing)
+    Err(Error::failed(format!(
+        "the checklist {} kept changing while afk tried to write it; nothing was written",
+        path.display()
+    )))
 }
 
 /// The ids of the rows marked ⏳.
@@ -118,40 +132,6 @@ pub(crate) fn running_ids(checklist: &Checklist) -> Vec<&str> {
         .filter(|i| i.status == Status::Running)
         .map(|i| i.id.as_str())
         .collect()
-}
-
-/// Handles a run that died: kills the agent groups it recorded, turns every
-/// ⏳ row back to to-do, and removes its active file. Returns what it did.
-///
-/// # Errors
-/// `Failed` when the checklist or the state cannot be rewritten.
-pub fn clean_up_dead_run(
-    root: &Path,
-    checklist: &Path,
-    dead: Option<&ActiveRun>,
-) -> Result<Vec<String>, Error> {
-    let mut notes = Vec::new();
-    if let Some(run) = dead {
-        for f in &run.in_flight {
-            if let Some(pgid) = f.pgid
-                && afk_process::group_alive(pgid)
-            {
-                afk_process::kill_group(pgid);
-                notes.push(format!(
-                    "stopped the agent of {} left by pid {} (process group {pgid})",
-                    f.id, run.pid
-                ));
-            }
-        }
-    }
-    let (_, parsed) = load_checklist(checklist)?;
-    let running = running_ids(&parsed);
-    if !running.is_empty() {
-        mark(checklist, &running, Status::Todo)?;
-        notes.push(format!("turned {} back to to-do", running.join(", ")));
-    }
-    state::clear_active(root)?;
-    Ok(notes)
 }
 
 /// The live run: its state files and where its events go.
@@ -205,16 +185,19 @@ pub fn run(
     let campaign = Campaign::prepare(root, settings)?;
     let path = campaign.checklist_path.clone();
 
-    // Another runner, or the remains of a dead one?
+    // One runner per campaign, whatever the entry point (run, --resume, two
+    // resumes at once): the lock is held until this function returns, and
+    // the kernel drops it if this process dies.
     let active = state::read_active(root)?;
-    if let Some(a) = &active
-        && state::runner_alive(a.pid)
-    {
-        return Err(Error::input(format!(
-            "a run is already active (pid {}, since {}); `afk status` shows it, `afk cancel` stops it",
-            a.pid, a.started_at
-        )));
-    }
+    let Some(_lock) = state::lock_campaign(root)? else {
+        return Err(Error::input(match &active {
+            Some(a) => format!(
+                "a run is already active (pid {}, since {}); `afk status` shows it, `afk cancel` stops it",
+                a.pid, a.started_at
+            ),
+            None => "a run is already active in this campaign; `afk status` shows it".to_owned(),
+        }));
+    };
     let (_, parsed) = load_checklist(&path)?;
     let running = running_ids(&parsed);
     if !settings.resume && (active.is_some() || !running.is_empty()) {
@@ -237,7 +220,7 @@ pub fn run(
         .build()
         .map_err(|e| Error::failed(format!("cannot start the async runtime: {e}")))?;
     if settings.resume {
-        for note in clean_up_dead_run(root, &path, active.as_ref())? {
+        for note in crate::recovery::clean_up_dead_run(root, &path, active.as_ref())? {
             events(Event::Resumed(note));
         }
     }
@@ -245,6 +228,8 @@ pub fn run(
     let session_path = state::state_dir(root).join(format!("session-{}.json", stamp()));
     let started_at = now_rfc3339();
     let active = ActiveRun {
+        campaign: state::campaign_id(root),
+        runner_started: afk_process::start_time(std::process::id()),
         pid: std::process::id(),
         started_at: started_at.clone(),
         session: rel(root, &session_path),
@@ -410,6 +395,11 @@ fn item_job(campaign: &Campaign, item: &Item) -> Result<AgentJob, Error> {
     let results = dir.join("results");
     std::fs::create_dir_all(&results)
         .map_err(|e| Error::failed(format!("cannot create {}: {e}", results.display())))?;
+    // A run directory (or a parent) linked outside the campaign is refused:
+    // the agent would work, and afk would write, elsewhere.
+    let dir = crate::campaign::inside(&campaign.root, &dir, "the run directory")
+        .map_err(|e| Error::failed(e.to_string()))?;
+    let results = dir.join("results");
     let log = next_log(&results);
     let report = dir.join("FINAL_REPORT.md");
     if report.exists() {
@@ -457,6 +447,7 @@ async fn run_round(
         live.active.in_flight.push(InFlight {
             id: item.id.clone(),
             pgid: None,
+            pgid_started: None,
             started_at: now_rfc3339(),
             log: rel(root, &job.log),
         });
@@ -484,6 +475,7 @@ async fn run_round(
             Some((id, pgid)) = pid_rx.recv() => {
                 if let Some(f) = live.active.in_flight.iter_mut().find(|f| f.id == id) {
                     f.pgid = Some(pgid);
+                    f.pgid_started = afk_process::start_time(pgid);
                 }
                 live.save_active(root);
             }

@@ -38,6 +38,10 @@ pub struct InFlight {
     pub id: String,
     /// The agent's process group, once it started.
     pub pgid: Option<u32>,
+    /// When that process started (`/proc` clock ticks): a later cleanup
+    /// signals the group only while its leader is still this process.
+    #[serde(default)]
+    pub pgid_started: Option<u64>,
     /// When it started (RFC 3339).
     pub started_at: String,
     /// Its log, relative to the campaign directory.
@@ -58,6 +62,13 @@ pub struct ActiveRun {
     pub checklist: String,
     /// The items in flight.
     pub in_flight: Vec<InFlight>,
+    /// The campaign directory (canonical) this run works on: `afk cancel`
+    /// in another campaign never signals this runner.
+    #[serde(default)]
+    pub campaign: String,
+    /// When the runner process started (`/proc` clock ticks).
+    #[serde(default)]
+    pub runner_started: Option<u64>,
 }
 
 /// How one item's attempt ended, as the session file records it.
@@ -259,26 +270,56 @@ pub fn write_session(path: &Path, session: &Session) -> Result<(), Error> {
     write_json(path, session)
 }
 
-/// Whether process `pid` is alive and is an afk process (a recycled pid that
-/// now belongs to something else does not count).
-pub fn runner_alive(pid: u32) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
-    let running = stat
-        .rsplit_once(')')
-        .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'));
-    let afk = std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmd| {
-        cmd.split(|b| *b == 0)
-            .next()
-            .and_then(|arg0| std::str::from_utf8(arg0).ok())
-            .is_some_and(|arg0| {
-                Path::new(arg0)
-                    .file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with("afk"))
-            })
-    });
-    running && afk
+/// The lock a runner holds on its campaign for as long as it runs
+/// (`.afk/lock`, an advisory `flock`): two runners, or two `--resume`s, never
+/// work one campaign at once, and the kernel releases it when the runner
+/// dies, even by SIGKILL.
+#[derive(Debug)]
+pub struct CampaignLock {
+    _file: std::fs::File,
+}
+
+fn lock_file(root: &Path) -> Result<std::fs::File, Error> {
+    let dir = state_dir(root);
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| Error::failed(format!("cannot create {}: {e}", dir.display())))?;
+    let path = dir.join("lock");
+    std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::failed(format!("cannot open {}: {e}", path.display())))
+}
+
+/// Takes the campaign's lock, or `Ok(None)` when a live runner holds it.
+///
+/// # Errors
+/// `Failed` when the lock file cannot be opened or locked.
+pub fn lock_campaign(root: &Path) -> Result<Option<CampaignLock>, Error> {
+    let file = lock_file(root)?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(CampaignLock { _file: file })),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => Err(Error::failed(format!(
+            "cannot lock {}: {e}",
+            state_dir(root).join("lock").display()
+        ))),
+    }
+}
+
+/// Whether a live runner works this campaign now (it holds the lock).
+pub fn runner_alive(root: &Path) -> bool {
+    matches!(lock_campaign(root), Ok(None))
+}
+
+/// The canonical path of a campaign directory, as the active-run file
+/// records it.
+pub fn campaign_id(root: &Path) -> String {
+    std::fs::canonicalize(root)
+        .unwrap_or_else(|_| root.to_owned())
+        .display()
+        .to_string()
 }
 
 /// Every session file under `root`, oldest first.
@@ -321,9 +362,12 @@ mod tests {
             in_flight: vec![InFlight {
                 id: "CORE-001".into(),
                 pgid: Some(77),
+                pgid_started: Some(1234),
                 started_at: "2026-11-21T10:00:01Z".into(),
                 log: "runs/x/results/agent-1.log".into(),
             }],
+            campaign: "/tmp/c".into(),
+            runner_started: Some(99),
         }
     }
 
@@ -336,6 +380,17 @@ mod tests {
         assert_eq!(read_active(&root), Ok(Some(sample())));
         clear_active(&root).unwrap();
         assert_eq!(read_active(&root), Ok(None));
+    }
+
+    #[test]
+    fn one_runner_holds_a_campaign_and_its_death_frees_it() {
+        let root = scratch("lock");
+        let held = lock_campaign(&root).unwrap();
+        assert!(held.is_some());
+        assert!(lock_campaign(&root).unwrap().is_none(), "a second runner");
+        assert!(runner_alive(&root));
+        drop(held);
+        assert!(!runner_alive(&root), "released with its holder");
     }
 
     #[test]

@@ -11,7 +11,8 @@ use serde_json::{Value, json};
 use crate::campaign::{Campaign, Mode, Settings, load_checklist};
 use crate::decide::progress::{Counts, tier_counts};
 use crate::decide::{self, slug};
-use crate::rounds::{clean_up_dead_run, running_ids};
+use crate::recovery::clean_up_dead_run;
+use crate::rounds::running_ids;
 use crate::state::{self, ItemStatus};
 use crate::{Error, now, rel};
 
@@ -25,15 +26,10 @@ pub fn dry_run(root: &Path, settings: &Settings) -> Result<String, Error> {
     let running = running_ids(&parsed);
     let batch = decide::select_batch(&parsed, campaign.batch_size);
     let todo = Counts::of(&parsed).todo;
-    let argv = campaign.runtime.argv("<prompt>");
+    let argv = campaign.runtime.argv();
     let mut out = format!(
-        "afk run --dry-run: nothing is started and nothing changes.\nruntime: {}{}\n",
-        argv.join(" "),
-        if campaign.runtime.prompt_on_stdin() {
-            " (prompt on stdin)"
-        } else {
-            ""
-        }
+        "afk run --dry-run: nothing is started and nothing changes.\nruntime: {} (prompt on stdin)\n",
+        argv.join(" ")
     );
     if !running.is_empty() {
         out.push_str(&format!(
@@ -90,7 +86,7 @@ fn counts_json(c: Counts) -> Value {
 fn describe_active(root: &Path) -> Result<(String, Value), Error> {
     Ok(match state::read_active(root)? {
         None => ("no active run\n".into(), json!({"active": false})),
-        Some(a) if !state::runner_alive(a.pid) => (
+        Some(a) if !state::runner_alive(root) => (
             format!(
                 "no active run: run pid {} (since {}) died without cleaning up; `afk run --resume` or `afk cancel` tidies it\n",
                 a.pid, a.started_at
@@ -266,12 +262,29 @@ pub fn cancel(root: &Path, checklist: &Path, wait: Duration) -> Result<Cancelled
     let Some(active) = state::read_active(root)? else {
         return Ok(Cancelled::NothingActive);
     };
-    if !state::runner_alive(active.pid) {
+    if let Some(_lock) = state::lock_campaign(root)? {
+        // Nobody runs this campaign: tidy up after the dead run, holding the
+        // lock so that no runner starts meanwhile. Nothing is signalled but
+        // the agent groups afk itself started.
         let notes = clean_up_dead_run(root, &root.join(checklist), Some(&active))?;
         return Ok(Cancelled::TidiedDeadRun {
             pid: active.pid,
             notes,
         });
+    }
+    // A live runner holds this campaign: signal it only when the file names
+    // that very process, of this campaign (a copied or edited file must not
+    // make afk signal anyone else).
+    let same_campaign = active.campaign == state::campaign_id(root);
+    let same_process = active.runner_started.is_some()
+        && afk_process::start_time(active.pid) == active.runner_started;
+    if !(same_campaign && same_process) || active.pid <= 1 {
+        return Err(Error::input(format!(
+            "{} names run pid {} of {:?}, which is not the runner of this campaign; nothing was signalled",
+            state::active_path(root).display(),
+            active.pid,
+            active.campaign
+        )));
     }
     afk_process::terminate(active.pid)
         .map_err(|e| Error::failed(format!("cannot signal run pid {}: {e}", active.pid)))?;

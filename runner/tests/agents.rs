@@ -211,3 +211,37 @@ async fn a_missing_program_or_log_directory_is_a_clear_error() {
         "{err}"
     );
 }
+
+/// The prompt is never an argument: one that starts with `-` cannot become
+/// an option, and one past Linux's 128 KiB limit for an argument still
+/// reaches the agent whole.
+#[tokio::test]
+async fn a_prompt_is_never_an_argument_however_it_starts_and_however_long() {
+    let dir = scratch("prompt-not-argv");
+    let fake = dir.join("claude");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\nprintf '%s\\n' \"$@\" > argv.txt\ncat > prompt.txt\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let runtime = Runtime::Claude {
+        bin: fake.display().to_string(),
+        model: None,
+    };
+    let prompt = format!("--settings={{\"hooks\":{{}}}}\n{}", "x".repeat(200_000));
+    let mut job = job(&dir, Duration::from_secs(30));
+    job.prompt = prompt.clone();
+    let (_tx, rx) = watch::channel(false);
+    let ran = run(&runtime, &job, rx, |_| {}).await.unwrap();
+    assert_eq!(ran.exit_code, Some(0), "{}", ran.output);
+    assert_eq!(
+        std::fs::read_to_string(dir.join("argv.txt")).unwrap(),
+        "-p\n--output-format\njson\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("prompt.txt")).unwrap(),
+        prompt
+    );
+}

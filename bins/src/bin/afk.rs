@@ -149,6 +149,10 @@ enum FindingCommand {
         /// The backlog item it belongs to.
         #[arg(long, env = "AFK_ITEM_ID")]
         entry_id: Option<String>,
+        /// The campaign whose ledger it goes to (set by `afk run` for its
+        /// agents, so ids are unique across the campaign); else -C.
+        #[arg(long, env = "AFK_CAMPAIGN_DIR")]
+        campaign: Option<PathBuf>,
     },
     /// One line per finding, from findings/ and every runs/**/findings/.
     List {
@@ -298,8 +302,10 @@ fn finding(root: &std::path::Path, command: FindingCommand) -> Result<(String, u
             entry,
             agent,
             entry_id,
+            campaign,
         } => {
             let now = runner::now_rfc3339();
+            let root = campaign.as_deref().unwrap_or(root);
             let id = findings::add(root, kind, &entry, &agent, entry_id.as_deref(), &now)?;
             Ok((format!("{id}\n"), exit::OK))
         }

@@ -15,7 +15,10 @@
 //! crate's job; nothing here does I/O (a tidy test reads these files for
 //! `std::fs`, `std::process`, `std::env`, `std::net` and tokio).
 
+mod ids;
 pub mod progress;
+
+pub use ids::{unsafe_id, valid_id};
 
 use std::collections::HashSet;
 use std::fmt;
@@ -64,16 +67,6 @@ pub fn slug(tier: u32, name: &str) -> String {
         out.push_str(body);
     }
     out
-}
-
-/// Whether an item id is safe as a directory name and a table cell.
-pub fn valid_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 64
-        && id.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 /// What an agent run produced, as the completion rule sees it.
