@@ -8,6 +8,13 @@
 //!   process started in its group outlives it.
 //! - [`read_capped`] and [`pump`] read its output without ever blocking it
 //!   on a full pipe; [`collect`] waits for them with a bounded grace.
+//! - Stopping stops the **whole tree**. Agent CLIs run their shell tool's
+//!   commands in a session of their own (`setsid`), out of the agent's
+//!   process group, so killing the group is not enough: every process
+//!   started here carries a marker in its environment
+//!   (`AFK_PROCESS_TREE=<id>`, inherited by everything it starts), and
+//!   [`kill_tree`] kills the group and then every process of this user whose
+//!   environment carries the marker, wherever it was reparented to.
 //! - Every group is **tethered** to this process: a small watchdog (`sh`,
 //!   in a group of its own) waits on a pipe that only this process holds.
 //!   If this process dies in any way (SIGKILL included), the pipe closes and
@@ -61,6 +68,69 @@ pub struct Group {
     child: Child,
     pgid: u32,
     tether: Option<Child>,
+    tree: String,
+}
+
+/// The environment variable that marks every process of one tree.
+pub const TREE_VAR: &str = "AFK_PROCESS_TREE";
+
+/// A marker unique to one tree: this process, the time, a counter.
+fn tree_id() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!(
+        "{}-{nanos:x}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    )
+}
+
+/// Kills process group `pgid` and then every process whose environment
+/// carries `AFK_PROCESS_TREE=<tree>` (a command the tree started in a
+/// session of its own, reparented anywhere). Scans `/proc` until a pass finds
+/// nothing left, at most a few times. Returns how many processes outside the
+/// group it killed.
+pub fn kill_tree(pgid: u32, tree: &str) -> usize {
+    kill_group(pgid);
+    let needle = format!("{TREE_VAR}={tree}");
+    let me = std::process::id();
+    let mut killed = 0;
+    for _ in 0..5 {
+        let mut found = 0;
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return killed;
+        };
+        for entry in entries.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if pid == me || ended(pid) {
+                continue;
+            }
+            let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
+                continue;
+            };
+            if environ
+                .split(|b| *b == 0)
+                .any(|var| var == needle.as_bytes())
+                && let Some(p) = pid_of(pid)
+            {
+                let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
+                found += 1;
+            }
+        }
+        killed += found;
+        if found == 0 {
+            break;
+        }
+    }
+    killed
 }
 
 impl Drop for Group {
@@ -75,14 +145,21 @@ impl Drop for Group {
 
 /// Starts the watchdog of group `pgid`: it kills the group once its standard
 /// input (a pipe whose write end only this process holds) reaches its end.
-fn tether(pgid: u32) -> std::io::Result<Child> {
+fn tether(pgid: u32, tree: &str) -> std::io::Result<Child> {
+    // On our death: the group, then every process marked as of this tree.
+    const SCRIPT: &str = "read -r _ignored; kill -KILL \"-$1\" 2>/dev/null; \
+        for p in /proc/[0-9]*; do \
+        if tr '\\0' '\\n' < \"$p/environ\" 2>/dev/null | grep -qx \"$2\"; then \
+        kill -KILL \"${p#/proc/}\" 2>/dev/null; fi; done";
     tokio::process::Command::new("/bin/sh")
         .args([
             "-c",
-            "read -r _ignored; kill -KILL \"-$1\" 2>/dev/null",
+            SCRIPT,
             "afk-tether",
             &pgid.to_string(),
+            &format!("{TREE_VAR}={tree}"),
         ])
+        .env_remove(TREE_VAR)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -101,10 +178,12 @@ impl Group {
         let (program, args) = spec.argv.split_first().ok_or_else(|| {
             std::io::Error::new(std::io::ErrorKind::InvalidInput, "no program to run")
         })?;
+        let tree = tree_id();
         let mut command = tokio::process::Command::new(program);
         command
             .args(args)
             .envs(spec.env.iter().map(|(k, v)| (k, v)))
+            .env(TREE_VAR, &tree)
             .stdin(if spec.stdin.is_some() {
                 Stdio::piped()
             } else {
@@ -119,7 +198,7 @@ impl Group {
         }
         let mut child = command.spawn()?;
         let pgid = child.id().unwrap_or(0);
-        let tether = match tether(pgid) {
+        let tether = match tether(pgid, &tree) {
             Ok(t) => Some(t),
             Err(e) => {
                 // Without its watchdog the group must not run at all.
@@ -144,12 +223,18 @@ impl Group {
             child,
             pgid,
             tether,
+            tree,
         })
     }
 
     /// Its process id, which is also its process group id.
     pub fn pgid(&self) -> u32 {
         self.pgid
+    }
+
+    /// The marker its whole tree carries (see [`kill_tree`]).
+    pub fn tree(&self) -> &str {
+        &self.tree
     }
 
     /// Its standard output, once.
@@ -164,7 +249,8 @@ impl Group {
 
     /// Waits until the process has exited and `reading` (the caller's reader
     /// of its output, if it reads as it goes) has finished, or `timeout`
-    /// passes, or `cancel` turns true. Then the whole group is killed and
+    /// passes, or `cancel` turns true. Then the whole tree is killed (the
+    /// group and every process marked as of this tree, see [`kill_tree`]) and
     /// the process reaped, whatever ended it.
     pub async fn supervise(
         mut self,
@@ -182,7 +268,7 @@ impl Group {
             () = tokio::time::sleep(timeout) => End::TimedOut,
             () = cancelled(cancel) => End::Cancelled,
         };
-        kill_group(self.pgid);
+        kill_tree(self.pgid, &self.tree);
         if !matches!(end, End::Exited(_)) {
             let _ = self.child.wait().await;
         }
@@ -421,6 +507,43 @@ mod tests {
             }
         });
         assert!(gone.await.is_ok(), "the watchdog outlived its group");
+    }
+
+    /// Agent CLIs run their shell tool in a session of its own: killing the
+    /// agent's group is not enough; the tree's marker finds what escaped.
+    #[tokio::test]
+    async fn stopping_stops_what_escaped_the_group_with_setsid() {
+        for end in ["timeout", "cancel", "exit"] {
+            let script = if end == "exit" {
+                "setsid sh -c 'sleep 60' & echo $!; sleep 0.2"
+            } else {
+                "setsid sh -c 'sleep 60' & echo $!; sleep 60"
+            };
+            let mut group = Group::spawn(&spec(script)).unwrap();
+            let mut out = tokio::io::BufReader::new(group.take_stdout().unwrap());
+            let mut line = String::new();
+            tokio::io::AsyncBufReadExt::read_line(&mut out, &mut line)
+                .await
+                .unwrap();
+            let escaped: u32 = line.trim().parse().unwrap();
+            assert!(!ended(escaped), "{end}: the escaped command runs");
+            let (tx, rx) = watch::channel(false);
+            if end == "cancel" {
+                tx.send(true).unwrap();
+            }
+            let _ = group
+                .supervise(async {}, Duration::from_millis(500), Some(rx))
+                .await;
+            let gone = tokio::time::timeout(Duration::from_secs(10), async {
+                while !ended(escaped) {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            });
+            assert!(
+                gone.await.is_ok(),
+                "{end}: the setsid'd command outlived its agent"
+            );
+        }
     }
 
     #[test]
