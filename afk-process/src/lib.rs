@@ -22,8 +22,14 @@
 //!   runner or server that started it. When the group ends normally the
 //!   watchdog is killed first, so it never signals a reused group id.
 //!
-//! It does not interpret output, decide whether a run succeeded, or know what
-//! an agent is: those are its callers' business (`runner`, `breakglass`).
+//! - [`said`] turns what an agent CLI printed about its failure into one
+//!   line (claude's JSON `is_error`/`result`/`permission_denials`, else the
+//!   last line it wrote), for both of its callers.
+//!
+//! It does not decide whether a run succeeded: that is its callers' business
+//! (`runner`, `breakglass`).
+
+pub mod said;
 
 use std::future::Future;
 use std::io::Write;

@@ -220,6 +220,46 @@ fn a_finite_run_ticks_every_box_and_writes_each_tier_report_once() {
     );
 }
 
+/// claude fails with an empty stderr and its error in the JSON on stdout;
+/// a denied tool does not even fail its run. The ❌ reason carries claude's
+/// own words on one line, names what to configure, and says where the log is.
+#[test]
+fn a_real_claude_failure_explains_itself() {
+    let bin = fixtures().join("agents").join("claude-says.sh");
+    for (says, expected) in [
+        (
+            "api",
+            "the agent exited with code 1: claude: API Error: 401 {\"type\":\"error\",\"error\":{\"type\":\"authentication_error\",\"message\":\"invalid x-api-key\"}}",
+        ),
+        (
+            "denied",
+            "the agent exited 0 but never printed the completion marker: claude was denied Bash (afk finding add --severity high --title x); allow the tool in the agent's settings ($HOME/.claude/settings.json, permissions.allow)",
+        ),
+    ] {
+        let dir = campaign(says);
+        let out = afk_cmd(&dir, &["run", "--runtime", "claude"])
+            .env("CLAUDE_BIN", &bin)
+            .env("CLAUDE_SAYS", says)
+            .output()
+            .unwrap();
+        let log = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{log}");
+        let line = log
+            .lines()
+            .find(|l| l.contains("CORE-001 ❌ failed"))
+            .unwrap_or_else(|| panic!("{log}"));
+        assert!(line.contains(expected), "{says}: {line}");
+        assert!(!line.contains('\u{1b}'), "{line}");
+        assert!(
+            line.contains("(log: runs/tier-1-core-reliability/CORE-001/results/agent-1.log)"),
+            "{line}"
+        );
+        let session = last_session(&dir);
+        let reason = session["items"][0]["reason"].as_str().unwrap();
+        assert!(reason.contains(expected), "{reason}");
+    }
+}
+
 #[test]
 fn a_failing_agent_marks_its_row_failed_with_the_reason() {
     let dir = campaign("fail");

@@ -12,4 +12,5 @@ mod loop_bins;
 mod manifests;
 mod policy_cli;
 mod processes;
+mod real_agents;
 mod world;

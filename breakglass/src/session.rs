@@ -352,6 +352,9 @@ async fn run_turn(
     };
     let stderr = afk_process::read_capped(group.take_stderr(), STDERR_KEPT);
     let stdout = group.take_stdout();
+    // claude's `result` line: what it says about a failure (its error text,
+    // the tools it was denied) is read from it once the turn ends.
+    let mut result_line = String::new();
     let reading = async {
         if let Some(out) = stdout {
             let mut out = BufReader::new(out);
@@ -368,8 +371,10 @@ async fn run_turn(
                 }
                 let line = String::from_utf8_lossy(&line);
                 for body in event::translate(&line) {
-                    if event::EventType::of(&body) == Some(event::EventType::Session) {
-                        session.saw_session();
+                    match event::EventType::of(&body) {
+                        Some(event::EventType::Session) => session.saw_session(),
+                        Some(event::EventType::Result) => result_line = line.clone().into_owned(),
+                        _ => {}
                     }
                     session.append(body);
                 }
@@ -396,15 +401,23 @@ async fn run_turn(
             session.append(event::error(&format!("cannot wait for the agent: {e}")));
         }
         End::Exited(Ok(status)) if !status.success() => {
-            let head: String = stderr.chars().take(500).collect();
             let code = status
                 .code()
                 .map_or_else(|| "a signal".to_owned(), |c| format!("code {c}"));
-            session.append(event::error(&format!(
-                "the agent exited with {code}: {head}"
-            )));
+            let said = afk_process::said::failure(&result_line, &stderr)
+                .map(|s| format!(": {s}"))
+                .unwrap_or_default();
+            session.append(event::error(&format!("the agent exited with {code}{said}")));
         }
-        End::Exited(Ok(_)) => {}
+        End::Exited(Ok(_)) => {
+            // A denied tool does not fail claude's turn; say so anyway.
+            if let Some(denied) = afk_process::said::claude_result(&result_line)
+                .as_ref()
+                .and_then(afk_process::said::denials)
+            {
+                session.append(event::error(&denied));
+            }
+        }
     }
 }
 

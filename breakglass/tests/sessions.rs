@@ -294,6 +294,37 @@ async fn a_failing_agent_reports_its_stderr_and_a_missing_one_says_so() {
     );
 }
 
+/// The real CLI puts an API failure in its `result` line on stdout and
+/// leaves stderr empty; a denied tool does not even fail the turn. Both reach
+/// the phone as the agent's own words, one line, without colour codes.
+#[tokio::test]
+async fn an_agent_s_own_error_and_a_denied_tool_reach_the_phone() {
+    let server = start("said").await;
+    let id = server.session().await;
+    let mut sse = server.attach(&id, None).await;
+    assert_eq!(server.prompt(&id, "APIERR").await, 200);
+    let events = sse.events_until(is_turn_end).await;
+    let kinds = types(&events);
+    assert_eq!(&kinds[kinds.len() - 3..], ["result", "error", "turn_end"]);
+    let message = events[events.len() - 2].1["message"].as_str().unwrap();
+    assert_eq!(
+        message,
+        "the agent exited with code 1: claude: API Error: 529 \
+         {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}} retry later"
+    );
+
+    assert_eq!(server.prompt(&id, "DENIED").await, 200);
+    let events = sse.events_until(is_turn_end).await;
+    let kinds = types(&events);
+    assert_eq!(&kinds[kinds.len() - 3..], ["result", "error", "turn_end"]);
+    let message = events[events.len() - 2].1["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("claude was denied Bash (systemctl restart app)")
+            && message.contains("permissions.allow"),
+        "{message}"
+    );
+}
+
 #[tokio::test]
 async fn a_quiet_stream_gets_keepalive_comments() {
     let dir = scratch("keepalive");

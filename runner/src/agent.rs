@@ -300,8 +300,10 @@ pub struct AgentRun {
     pub stdout: String,
     /// Its stdout and stderr as written to the log.
     pub output: String,
-    /// The first 500 characters of its stderr.
-    pub stderr_head: String,
+    /// What the agent said about how it went, on one line (its own error
+    /// text, tools it was denied, else its last line of stderr or stdout;
+    /// see `afk_process::said`).
+    pub said: Option<String>,
     /// Wall time from start to end.
     pub duration: Duration,
     /// Its process id (and process group id).
@@ -376,13 +378,15 @@ pub async fn run(
             "cannot read the agent log {}",
             job.log.display()
         )))?;
+    let stdout = String::from_utf8_lossy(&stdout).into_owned();
+    let said = afk_process::said::failure(&stdout, &String::from_utf8_lossy(&stderr));
     Ok(AgentRun {
         exit_code: status.and_then(|s| s.code()),
         timed_out,
         cancelled,
-        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stdout,
         output,
-        stderr_head: String::from_utf8_lossy(&stderr).chars().take(500).collect(),
+        said,
         duration,
         pid,
     })

@@ -106,11 +106,11 @@ pub(crate) async fn tier_reports(
                 }
             }
             Ok(run) if run.timed_out => Err("killed at the timeout".to_owned()),
-            Ok(run) => Err(format!(
-                "the agent exited with {:?}: {}",
-                run.exit_code,
-                run.stderr_head.trim()
-            )),
+            Ok(run) => Err(match (run.exit_code, &run.said) {
+                (Some(code), Some(said)) => format!("the agent exited with code {code}: {said}"),
+                (Some(code), None) => format!("the agent exited with code {code}"),
+                (None, _) => "the agent was killed by a signal".to_owned(),
+            }),
             Err(e) => Err(e.to_string()),
         };
         let record = match verdict {

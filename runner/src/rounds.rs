@@ -513,11 +513,12 @@ fn verdict(
                     ItemEnd::Failed(format!("killed at the timeout ({:?})", campaign.timeout))
                 }
                 Err(reason) => {
+                    // The agent's own words (its error, a denied tool and
+                    // what to configure), whatever rule it failed.
                     let mut why = reason.to_string();
-                    if matches!(reason, FailReason::ExitCode(_))
-                        && !run.stderr_head.trim().is_empty()
-                    {
-                        why.push_str(&format!("; stderr: {}", run.stderr_head.trim()));
+                    if let Some(said) = &run.said {
+                        why.push_str(": ");
+                        why.push_str(said);
                     }
                     ItemEnd::Failed(why)
                 }

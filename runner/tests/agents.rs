@@ -98,7 +98,7 @@ async fn the_prompt_arrives_on_stdin_and_the_item_in_the_environment() {
     assert_eq!(out.exit_code, Some(7));
     assert!(!out.timed_out && !out.cancelled);
     assert_eq!(out.stdout, "id=CORE-001\n");
-    assert_eq!(out.stderr_head, "oops\n");
+    assert_eq!(out.said.as_deref(), Some("oops"));
     // The log holds both streams.
     let log = std::fs::read_to_string(dir.join("agent-1.log")).unwrap();
     assert!(log.contains("id=CORE-001") && log.contains("oops"), "{log}");

@@ -1,0 +1,242 @@
+//! What an agent CLI said about how its run went, fit for one line of a
+//! status or an `error` event.
+//!
+//! `claude -p --output-format json` exits 1 with an empty stderr and puts
+//! its error in stdout: one JSON object (or, with `--verbose`, an array of
+//! messages; with `stream-json`, one message per line) whose `result`
+//! message carries `is_error`, `subtype`, `result` and `permission_denials`.
+//! A denied tool does not even make the run an error (claude reports
+//! `is_error: false` and exit 0, the refusal only in `permission_denials`;
+//! anthropics/claude-code#76867, #90578), so denials are named whatever the
+//! exit. Any other CLI: the last line it wrote to stderr, else to stdout.
+
+use serde_json::Value;
+
+/// How many characters of what an agent said are kept.
+pub const SAID_MAX: usize = 400;
+
+/// What the agent said about its failure, on one line: its own error text
+/// (claude's `result` when `is_error`), the tools it was denied and what to
+/// configure; otherwise the last line of `stderr` (else of `stdout`) that
+/// names an error, else its last line. `None` when it said nothing.
+pub fn failure(stdout: &str, stderr: &str) -> Option<String> {
+    if let Some(result) = claude_result(stdout) {
+        let mut parts = Vec::new();
+        if result.get("is_error").and_then(Value::as_bool) == Some(true) {
+            let text = result
+                .get("result")
+                .and_then(Value::as_str)
+                .filter(|t| !t.trim().is_empty())
+                .or_else(|| result.get("subtype").and_then(Value::as_str))
+                .unwrap_or("an error without text");
+            parts.push(format!("claude: {text}"));
+        }
+        if let Some(denied) = denials(&result) {
+            parts.push(denied);
+        }
+        if !parts.is_empty() {
+            return Some(one_line(&parts.join("; "), SAID_MAX));
+        }
+    }
+    [stderr, stdout]
+        .into_iter()
+        .find_map(last_line)
+        .map(|line| one_line(line, SAID_MAX))
+}
+
+/// The last line that names an error, else the last line with text.
+fn last_line(text: &str) -> Option<&str> {
+    let mut lines = text
+        .lines()
+        .rev()
+        .filter(|l| !strip_ansi(l).trim().is_empty());
+    let last = lines.clone().next()?;
+    Some(
+        lines
+            .find(|l| strip_ansi(l).to_ascii_lowercase().contains("error"))
+            .unwrap_or(last),
+    )
+}
+
+/// The tools claude was denied, and where to allow them, if any.
+pub fn denials(result: &Value) -> Option<String> {
+    let list = result.get("permission_denials")?.as_array()?;
+    let mut names: Vec<String> = Vec::new();
+    for denial in list {
+        let Some(tool) = denial.get("tool_name").and_then(Value::as_str) else {
+            continue;
+        };
+        let what = denial
+            .get("tool_input")
+            .and_then(|i| i.get("command").or_else(|| i.get("file_path")))
+            .and_then(Value::as_str)
+            .map(|c| format!("{tool} ({})", one_line(c, 60)))
+            .unwrap_or_else(|| tool.to_owned());
+        if !names.contains(&what) {
+            names.push(what);
+        }
+    }
+    if names.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "claude was denied {}; allow the tool in the agent's settings \
+         ($HOME/.claude/settings.json, permissions.allow)",
+        names.join(", ")
+    ))
+}
+
+/// claude's `result` message in `stdout`, whichever output format it used.
+pub fn claude_result(stdout: &str) -> Option<Value> {
+    let is_result = |v: &Value| v.get("type").and_then(Value::as_str) == Some("result");
+    let trimmed = stdout.trim();
+    if let Ok(whole) = serde_json::from_str::<Value>(trimmed) {
+        return match whole {
+            Value::Array(messages) => messages.into_iter().rev().find(is_result),
+            one => Some(one).filter(is_result),
+        };
+    }
+    trimmed
+        .lines()
+        .rev()
+        .filter(|l| l.trim_start().starts_with('{'))
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(is_result)
+}
+
+/// `text` without ANSI escape sequences (CSI `ESC [ … final`, OSC
+/// `ESC ] … BEL|ESC \`, and two-byte escapes).
+pub fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '\u{1b}' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('[') => {
+                // Parameters and intermediates, then one final byte.
+                for c in chars.by_ref() {
+                    if ('\u{40}'..='\u{7e}').contains(&c) {
+                        break;
+                    }
+                }
+            }
+            Some(']') => {
+                while let Some(c) = chars.next() {
+                    if c == '\u{7}' {
+                        break;
+                    }
+                    if c == '\u{1b}' && chars.peek() == Some(&'\\') {
+                        chars.next();
+                        break;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// `text` on one line: ANSI sequences removed, every run of whitespace or
+/// control characters one space, at most `max` characters (`…` when cut).
+pub fn one_line(text: &str, max: usize) -> String {
+    let clean = strip_ansi(text);
+    let mut out = String::new();
+    let mut count = 0;
+    let mut space = false;
+    for c in clean.chars() {
+        if c.is_whitespace() || c.is_control() {
+            space = !out.is_empty();
+            continue;
+        }
+        if space {
+            if count + 1 >= max {
+                out.push('…');
+                return out;
+            }
+            out.push(' ');
+            count += 1;
+            space = false;
+        }
+        if count + 1 >= max {
+            out.push('…');
+            return out;
+        }
+        out.push(c);
+        count += 1;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shape of a real `claude -p --output-format json` error result
+    /// (Claude Code 2.1: `type`, `subtype`, `is_error`, `result`,
+    /// `permission_denials` of `{tool_name, tool_use_id, tool_input}`).
+    const API_ERROR: &str = r#"{"type":"result","subtype":"success","is_error":true,"duration_ms":812,"num_turns":1,"result":"API Error: 401 {\"type\":\"error\",\"error\":{\"type\":\"authentication_error\",\"message\":\"invalid x-api-key\"}}","session_id":"0b8e","total_cost_usd":0,"permission_denials":[]}"#;
+
+    #[test]
+    fn claude_s_own_error_text_is_the_reason() {
+        let said = failure(API_ERROR, "").unwrap();
+        assert!(said.starts_with("claude: API Error: 401"), "{said}");
+        assert!(said.contains("invalid x-api-key"), "{said}");
+    }
+
+    #[test]
+    fn a_denied_tool_is_named_with_what_to_configure_even_on_success() {
+        let out = r#"{"type":"result","subtype":"success","is_error":false,"result":"I could not run the command.","permission_denials":[{"tool_name":"Bash","tool_use_id":"t1","tool_input":{"command":"afk finding add --severity high\nsecond line"}},{"tool_name":"Bash","tool_use_id":"t2","tool_input":{"command":"afk finding add --severity high\nsecond line"}},{"tool_name":"Write","tool_use_id":"t3","tool_input":{"file_path":"FINAL_REPORT.md","content":"x"}}]}"#;
+        let said = failure(out, "").unwrap();
+        assert_eq!(
+            said,
+            "claude was denied Bash (afk finding add --severity high second line), \
+             Write (FINAL_REPORT.md); allow the tool in the agent's settings \
+             ($HOME/.claude/settings.json, permissions.allow)"
+        );
+    }
+
+    #[test]
+    fn verbose_arrays_and_stream_lines_are_read_too() {
+        let array = format!(r#"[{{"type":"system","subtype":"init"}},{API_ERROR}]"#);
+        assert!(failure(&array, "").unwrap().contains("invalid x-api-key"));
+        let lines = format!("{{\"type\":\"system\"}}\nnot json\n{API_ERROR}\n");
+        assert!(failure(&lines, "").unwrap().contains("invalid x-api-key"));
+    }
+
+    #[test]
+    fn an_error_without_text_says_its_subtype() {
+        let out = r#"{"type":"result","subtype":"error_max_turns","is_error":true}"#;
+        assert_eq!(failure(out, "").unwrap(), "claude: error_max_turns");
+    }
+
+    #[test]
+    fn other_clis_give_their_last_line_without_colours() {
+        let stderr = "starting\n\u{1b}[31mError:\u{1b}[0m Model not found: \u{1b}]8;;http://x\u{7}anthropic/x\u{1b}]8;;\u{7}\n\n";
+        assert_eq!(
+            failure("some output", stderr).unwrap(),
+            "Error: Model not found: anthropic/x"
+        );
+        assert_eq!(failure("last words\n", " \n").unwrap(), "last words");
+        // opencode's database error: the error line, not the dump after it.
+        let dump = "\u{1b}[91m\u{1b}[1mError: \u{1b}[0mUnexpected error\n\nFailed query:\n  CREATE TABLE `workspace` (\n  );\nparams: \n";
+        assert_eq!(failure(dump, "").unwrap(), "Error: Unexpected error");
+        assert_eq!(failure("", ""), None);
+        // A successful claude result with nothing denied says nothing of its own.
+        let fine = r#"{"type":"result","is_error":false,"result":"done","permission_denials":[]}"#;
+        assert_eq!(failure(fine, "").unwrap().len(), fine.len());
+    }
+
+    #[test]
+    fn one_line_is_one_line_and_bounded() {
+        assert_eq!(one_line("a\r\n\tb\u{0}c  ", 100), "a b c");
+        let long = "é".repeat(1000);
+        let cut = one_line(&long, 10);
+        assert_eq!(cut.chars().count(), 10);
+        assert!(cut.ends_with('…'));
+        assert_eq!(one_line("\u{1b}[1;31m\u{1b}", 10), "");
+    }
+}

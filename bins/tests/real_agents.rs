@@ -1,0 +1,364 @@
+//! `afk run` with the **real** agent CLIs: Claude Code and opencode, the
+//! pinned versions `.ci/run` installs from npm into
+//! `fixtures/real-cli/node_modules` (`AFK_REAL_CLI_DIR` names another
+//! `.bin` directory). They run offline against the scripted Anthropic
+//! Messages API of `afk_sim::anthropic`, and do the work through their own
+//! tools: the Write tool writes `FINAL_REPORT.md`, the Bash tool runs
+//! `afk finding add`, a Bash `sleep` shows whether stopping stops the tree.
+//!
+//! Without the CLIs installed these tests say so and pass, except under
+//! `CI=true`, where a missing CLI fails them: CI must run them.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use serde_json::Value;
+
+use crate::processes::wait_until;
+
+const AFK: &str = env!("CARGO_BIN_EXE_afk");
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The real CLI `name`, or `None` (outside CI) when it is not installed.
+#[allow(clippy::print_stderr)] // a skipped test must say so
+fn cli(name: &str) -> Option<PathBuf> {
+    let dir = std::env::var_os("AFK_REAL_CLI_DIR").map_or_else(
+        || repo().join("fixtures/real-cli/node_modules/.bin"),
+        PathBuf::from,
+    );
+    let bin = dir.join(name);
+    if bin.exists() {
+        return Some(bin);
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "the real {name} CLI is not installed at {}: run `npm ci --prefix fixtures/real-cli`",
+        bin.display()
+    );
+    eprintln!("skipped: the real {name} CLI is not installed (npm ci --prefix fixtures/real-cli)");
+    None
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("afk-real-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A campaign with the sample brief and config and these rows in tier 1.
+fn campaign(name: &str, rows: &[(&str, &str)]) -> PathBuf {
+    let dir = scratch(name).join("campaign");
+    std::fs::create_dir_all(dir.join("config")).unwrap();
+    let sample = repo().join("fixtures/checklists/sample");
+    for f in ["SUT-PACKET.md", "config/run_config.json"] {
+        std::fs::copy(sample.join(f), dir.join(f)).unwrap();
+    }
+    let mut md = String::from(
+        "# Real agents\n\n## Tier 1: Core\n\n| Status | ID | Title | Priority | Risk |\n|--------|----|-------|----------|------|\n",
+    );
+    for (id, title) in rows {
+        md.push_str(&format!("| ☐ | {id} | {title} | P1 | High |\n"));
+    }
+    std::fs::write(dir.join("SUT-CHECKLIST.md"), md).unwrap();
+    dir
+}
+
+/// The environment each CLI needs to run unattended and offline: a home of
+/// its own with its permission settings, the model server's address.
+fn agent_env(runtime: &str, bin: &Path, home: &Path, model: &str) -> Vec<(String, String)> {
+    let home_s = home.display().to_string();
+    let mut env = vec![
+        ("HOME".to_owned(), home_s.clone()),
+        ("XDG_CONFIG_HOME".to_owned(), format!("{home_s}/.config")),
+        ("XDG_DATA_HOME".to_owned(), format!("{home_s}/.local/share")),
+        ("XDG_CACHE_HOME".to_owned(), format!("{home_s}/.cache")),
+        (
+            "XDG_STATE_HOME".to_owned(),
+            format!("{home_s}/.local/state"),
+        ),
+    ];
+    if runtime == "claude" {
+        std::fs::create_dir_all(home.join(".claude")).unwrap();
+        std::fs::write(
+            home.join(".claude/settings.json"),
+            include_str!("../../fixtures/real-cli/claude-settings.json"),
+        )
+        .unwrap();
+        env.extend([
+            ("CLAUDE_BIN".to_owned(), bin.display().to_string()),
+            ("ANTHROPIC_BASE_URL".to_owned(), model.to_owned()),
+            (
+                "ANTHROPIC_API_KEY".to_owned(),
+                "sk-loopback-test".to_owned(),
+            ),
+            (
+                "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC".to_owned(),
+                "1".to_owned(),
+            ),
+        ]);
+    } else {
+        std::fs::create_dir_all(home.join(".config/opencode")).unwrap();
+        let config = include_str!("../../fixtures/real-cli/opencode.json")
+            .replace("http://127.0.0.1:PORT", model);
+        std::fs::write(home.join(".config/opencode/opencode.json"), config).unwrap();
+        env.extend([
+            ("OPENCODE_BIN".to_owned(), bin.display().to_string()),
+            (
+                "ANTHROPIC_API_KEY".to_owned(),
+                "sk-loopback-test".to_owned(),
+            ),
+            ("OPENCODE_DISABLE_MODELS_FETCH".to_owned(), "1".to_owned()),
+            ("OPENCODE_DISABLE_AUTOUPDATE".to_owned(), "1".to_owned()),
+        ]);
+        // opencode 1.18 creates its database on first start, and two first
+        // starts at once fail ("Failed query: CREATE TABLE …"): the README's
+        // setup runs it once first, as this does.
+        let first = std::process::Command::new(bin)
+            .args(["models", "anthropic"])
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .output()
+            .unwrap();
+        assert!(first.status.success(), "{}", text(&first.stderr));
+    }
+    env
+}
+
+/// `afk -C dir args…` in the CLI's environment, off the test's runtime.
+async fn afk(dir: &Path, env: &[(String, String)], args: &[&str]) -> Output {
+    let mut cmd = tokio::process::Command::new(AFK);
+    cmd.arg("-C").arg(dir).args(args).env_remove("AFK_ITEM_ID");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.kill_on_drop(true);
+    tokio::time::timeout(std::time::Duration::from_secs(300), cmd.output())
+        .await
+        .expect("afk run finished within 5 minutes")
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn statuses(dir: &Path) -> Vec<(String, String)> {
+    let md = std::fs::read_to_string(dir.join("SUT-CHECKLIST.md")).unwrap();
+    let (c, d) = checklist::sut::parse(&md);
+    assert!(d.is_empty(), "{d:?}");
+    c.items
+        .iter()
+        .map(|i| (i.id.clone(), i.status.glyph().to_owned()))
+        .collect()
+}
+
+/// Processes running `sleep 3600` in a directory under `dir`.
+fn sleepers_under(dir: &Path) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        if cmdline != b"sleep\x003600\x00" {
+            continue;
+        }
+        if std::fs::read_link(entry.path().join("cwd")).is_ok_and(|cwd| cwd.starts_with(dir))
+            && !crate::processes::dead(pid)
+        {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// The whole loop through each real CLI: every row done through its tools,
+/// findings in the campaign ledger, the tier report, infinite-mode synthesis.
+async fn completes_a_campaign(runtime: &str) {
+    let Some(bin) = cli(runtime) else { return };
+    let model = afk_sim::anthropic::Model::start().await;
+    let dir = campaign(
+        &format!("{runtime}-complete"),
+        &[
+            ("CORE-001", "First real item"),
+            ("CORE-002", "Second real item"),
+        ],
+    );
+    let env = agent_env(
+        runtime,
+        &bin,
+        &dir.parent().unwrap().join("home"),
+        &model.uri(),
+    );
+    let mode: &[&str] = if runtime == "claude" {
+        &["--mode", "infinite"]
+    } else {
+        &[]
+    };
+    // The README's examples: `--model sonnet` for claude, a model the
+    // pinned opencode knows by its full name.
+    let model_name = if runtime == "claude" {
+        "sonnet"
+    } else {
+        "anthropic/claude-sonnet-4-5"
+    };
+    let mut args = vec![
+        "run",
+        "--runtime",
+        runtime,
+        "--model",
+        model_name,
+        "--timeout",
+        "2m",
+    ];
+    args.extend_from_slice(mode);
+    let out = afk(&dir, &env, &args).await;
+    let log = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{log}\n{}", text(&out.stdout));
+    let mut ids = vec!["CORE-001", "CORE-002"];
+    if runtime == "claude" {
+        ids.push("CORE-901");
+    }
+    assert_eq!(
+        statuses(&dir),
+        ids.iter()
+            .map(|id| ((*id).to_owned(), "✅".to_owned()))
+            .collect::<Vec<_>>(),
+        "{log}"
+    );
+    for id in &ids {
+        let report = std::fs::read_to_string(
+            dir.join("runs/tier-1-core")
+                .join(id)
+                .join("FINAL_REPORT.md"),
+        )
+        .unwrap_or_else(|e| panic!("{id}: {e}\n{log}"));
+        assert!(report.contains("through its Write tool"), "{report}");
+    }
+    let ledger: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("findings/bug.json")).unwrap())
+            .unwrap();
+    let mut found: Vec<&str> = ledger
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["title"].as_str().unwrap())
+        .collect();
+    found.sort_unstable();
+    let expected: Vec<String> = ids.iter().map(|id| format!("found by {id}")).collect();
+    assert_eq!(found, expected, "the Bash tool ran afk finding add");
+    let tier_report =
+        std::fs::read_to_string(dir.join("runs/tier-1-core/tier-1-core-FINAL-REPORT.md"))
+            .unwrap_or_else(|e| panic!("{e}\n{log}"));
+    assert!(tier_report.contains("# Tier report"), "{tier_report}");
+    let asked = model.requests();
+    assert!(asked.iter().all(|r| r.status == 200), "{asked:?}");
+    assert!(asked.iter().all(|r| r.path.starts_with("/v1/messages")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_real_claude_completes_a_campaign_through_its_tools() {
+    completes_a_campaign("claude").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_real_opencode_completes_a_campaign_through_its_tools() {
+    completes_a_campaign("opencode").await;
+}
+
+/// The real claude, failing four ways: two API errors, a denied tool, a
+/// shell command that outlives the timeout. Each row says why in claude's
+/// own words, and the timed-out agent's `sleep` (started by claude's Bash
+/// tool, in a session of its own) does not survive it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_real_claude_fails_explaining_itself_and_leaves_nothing_running() {
+    let Some(bin) = cli("claude") else { return };
+    let model = afk_sim::anthropic::Model::start().await;
+    let dir = campaign(
+        "claude-fails",
+        &[
+            ("BAD-001", "Refused key [api-401]"),
+            ("BAD-002", "Needs curl [denied]"),
+            ("BAD-003", "Sleeps forever [sleep]"),
+            ("BAD-004", "Overloaded [api-529]"),
+        ],
+    );
+    let mut env = agent_env(
+        "claude",
+        &bin,
+        &dir.parent().unwrap().join("home"),
+        &model.uri(),
+    );
+    // claude retries every API error (401 included) with a growing backoff;
+    // an unattended run that should fail fast says so.
+    env.push(("CLAUDE_CODE_MAX_RETRIES".to_owned(), "0".to_owned()));
+    let run = afk(
+        &dir,
+        &env,
+        &["run", "--runtime", "claude", "--timeout", "8s"],
+    );
+    let watch = async {
+        // The sleep starts under claude's Bash tool while the run goes on.
+        let run_dir = dir.join("runs");
+        tokio::task::spawn_blocking(move || {
+            wait_until("claude's Bash tool to start sleep", || {
+                !sleepers_under(&run_dir).is_empty()
+            });
+        })
+        .await
+        .unwrap();
+    };
+    let (out, ()) = tokio::join!(run, watch);
+    let log = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{log}");
+    assert_eq!(
+        statuses(&dir),
+        [
+            ("BAD-001", "❌"),
+            ("BAD-002", "❌"),
+            ("BAD-003", "❌"),
+            ("BAD-004", "❌")
+        ]
+        .map(|(a, b)| (a.to_owned(), b.to_owned()))
+        .to_vec(),
+        "{log}"
+    );
+    let line = |id: &str| {
+        log.lines()
+            .find(|l| l.contains(&format!("{id} ❌ failed")))
+            .unwrap_or_else(|| panic!("{id}: {log}"))
+            .to_owned()
+    };
+    let api = line("BAD-001");
+    assert!(
+        api.contains("the agent exited with code 1: claude: ") && api.contains("401"),
+        "{api}"
+    );
+    let denied = line("BAD-002");
+    assert!(
+        denied.contains("claude was denied Bash (curl -s http://127.0.0.1:9/)")
+            && denied.contains("permissions.allow"),
+        "{denied}"
+    );
+    assert!(line("BAD-003").contains("killed at the timeout"), "{log}");
+    let overloaded = line("BAD-004");
+    assert!(
+        overloaded.contains("the agent exited with code 1: claude: ") && overloaded.contains("529"),
+        "{overloaded}"
+    );
+    let runs = dir.join("runs");
+    tokio::task::spawn_blocking(move || {
+        wait_until("nothing of the timed-out agent's tree to run", || {
+            sleepers_under(&runs).is_empty()
+        });
+    })
+    .await
+    .unwrap();
+}
