@@ -86,6 +86,15 @@ pub fn denials(result: &Value) -> Option<String> {
     ))
 }
 
+/// The cost claude reports for its run (`total_cost_usd` of its `result`
+/// message); `None` when it reports none (another CLI, or a run that died).
+pub fn cost(stdout: &str) -> Option<f64> {
+    claude_result(stdout)?
+        .get("total_cost_usd")?
+        .as_f64()
+        .filter(|c| c.is_finite() && *c >= 0.0)
+}
+
 /// claude's `result` message in `stdout`, whichever output format it used.
 pub fn claude_result(stdout: &str) -> Option<Value> {
     let is_result = |v: &Value| v.get("type").and_then(Value::as_str) == Some("result");
@@ -228,6 +237,16 @@ mod tests {
         // A successful claude result with nothing denied says nothing of its own.
         let fine = r#"{"type":"result","is_error":false,"result":"done","permission_denials":[]}"#;
         assert_eq!(failure(fine, "").unwrap().len(), fine.len());
+    }
+
+    #[test]
+    fn claude_s_cost_is_read_and_nothing_else_is_guessed() {
+        assert_eq!(cost(API_ERROR), Some(0.0));
+        let paid = r#"{"type":"result","is_error":false,"total_cost_usd":0.0016}"#;
+        assert_eq!(cost(paid), Some(0.0016));
+        assert_eq!(cost(r#"{"type":"result","total_cost_usd":-1}"#), None);
+        assert_eq!(cost(r#"{"type":"result","total_cost_usd":"0.1"}"#), None);
+        assert_eq!(cost("Done. ITEM COMPLETE: X"), None);
     }
 
     #[test]

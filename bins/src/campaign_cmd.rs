@@ -58,6 +58,11 @@ pub struct RunArgs {
     /// Turn ⏳ rows left by a run that died back to to-do (and stop its agents).
     #[arg(long)]
     pub resume: bool,
+    /// Dollars this run may spend, counted from what the agent reports
+    /// (claude only): each agent gets what is left (`--max-budget-usd`),
+    /// and nothing new starts once it is spent.
+    #[arg(long, value_name = "DOLLARS", value_parser = runner::decide::spend::parse_budget)]
+    pub budget_usd: Option<f64>,
 }
 
 /// Parses `300s`, `5m`, `1h`, `1500ms` or plain seconds.
@@ -118,6 +123,7 @@ impl RunArgs {
                 .map(|p| p.display().to_string())
                 .unwrap_or_else(|_| "afk".into()),
             path_var: std::env::var("PATH").ok(),
+            budget_usd: self.budget_usd,
         })
     }
 }
@@ -171,7 +177,10 @@ pub fn run(root: &Path, args: &RunArgs, out: &mut dyn Write) -> Result<u8, runne
     Ok(match outcome {
         Outcome::Finished => exit::OK,
         Outcome::Interrupted | Outcome::Cancelled => STOPPED,
-        Outcome::FinishedWithFailures | Outcome::Error | Outcome::Running => exit::PARTIAL,
+        Outcome::FinishedWithFailures
+        | Outcome::Error
+        | Outcome::Running
+        | Outcome::BudgetSpent => exit::PARTIAL,
     })
 }
 

@@ -260,6 +260,122 @@ fn a_real_claude_failure_explains_itself() {
     }
 }
 
+/// `--budget-usd`: claude's reported costs are summed, each agent gets what
+/// is left as `--max-budget-usd`, nothing new starts once it is spent, and
+/// status, history and dashboard show the spend.
+#[test]
+fn a_budget_is_counted_passed_on_and_stops_new_work() {
+    let bin = fixtures().join("agents").join("claude-says.sh");
+    let dir = campaign("budget");
+    let out = afk_cmd(
+        &dir,
+        &[
+            "run",
+            "--runtime",
+            "claude",
+            "--batch-size",
+            "1",
+            "--budget-usd",
+            "1",
+        ],
+    )
+    .env("CLAUDE_BIN", &bin)
+    .output()
+    .unwrap();
+    let log = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{log}");
+    assert!(
+        log.contains("the budget is spent ($1.2000 of $1.00); nothing new starts"),
+        "{log}"
+    );
+    assert_eq!(
+        statuses(&dir),
+        [
+            ("CORE-002", "✅"),
+            ("CORE-001", "✅"),
+            ("CORE-003", "✅"),
+            ("SEC-001", "☐"),
+            ("SEC-002", "☐"),
+        ]
+        .map(|(a, b)| (a.to_owned(), b.to_owned()))
+        .to_vec(),
+        "{log}"
+    );
+    // Each agent was given what was left when it started.
+    let argv = |id: &str| {
+        read(
+            dir.join("runs/tier-1-core-reliability")
+                .join(id)
+                .join("argv.log"),
+        )
+    };
+    assert_eq!(
+        argv("CORE-001"),
+        "-p --output-format json --max-budget-usd 1.0000\n"
+    );
+    assert_eq!(
+        argv("CORE-002"),
+        "-p --output-format json --max-budget-usd 0.6000\n"
+    );
+    assert_eq!(
+        argv("CORE-003"),
+        "-p --output-format json --max-budget-usd 0.2000\n"
+    );
+    // The tier was done, but its report costs money too: not asked for.
+    assert!(
+        !dir.join("runs/tier-1-core-reliability/tier-1-core-reliability-FINAL-REPORT.md")
+            .exists()
+    );
+    let session = last_session(&dir);
+    assert_eq!(session["outcome"], "budget-spent");
+    assert_eq!(session["spend"]["budget_usd"], 1.0);
+    assert_eq!(session["spend"]["unreported"], 0);
+    assert_eq!(session["items"][0]["cost_usd"], 0.4);
+    let status = text(&afk(&dir, &["status"]).stdout);
+    assert!(status.contains("spend: $1.2000 of $1.00"), "{status}");
+    let history = text(&afk(&dir, &["history"]).stdout);
+    assert!(
+        history.contains("budget-spent") && history.contains("$1.2000"),
+        "{history}"
+    );
+    let dash = text(&afk(&dir, &["dashboard"]).stdout);
+    assert!(
+        dash.contains("spend (last run): $1.2000 of $1.00"),
+        "{dash}"
+    );
+
+    // A runtime that reports no cost says so instead of showing $0, and a
+    // budget it could not keep is refused before anything starts.
+    let dir = campaign("unpriced");
+    let out = run_with(&dir, "complete.sh", &["--budget-usd", "5"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("--budget-usd needs an agent that reports what it spends"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run_with(&dir, "complete.sh", &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    // Five items and two tier reports, none priced.
+    let status = text(&afk(&dir, &["status"]).stdout);
+    assert!(
+        status.contains("spend: not reported by sh (7 agent run(s) without a cost)"),
+        "{status}"
+    );
+    let history = text(&afk(&dir, &["history"]).stdout);
+    assert!(history.contains("unreported"), "{history}");
+    for bad in ["0", "-2", "lots"] {
+        let flag = format!("--budget-usd={bad}");
+        let out = afk(&dir, &["run", &flag]);
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+        assert!(
+            text(&out.stderr).contains(&format!("{bad:?}")),
+            "{}",
+            text(&out.stderr)
+        );
+    }
+}
+
 #[test]
 fn a_failing_agent_marks_its_row_failed_with_the_reason() {
     let dir = campaign("fail");

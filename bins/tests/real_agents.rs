@@ -35,10 +35,12 @@ fn cli(name: &str) -> Option<PathBuf> {
     }
     assert!(
         std::env::var_os("CI").is_none(),
-        "the real {name} CLI is not installed at {}: run `npm ci --prefix fixtures/real-cli`",
+        "the real {name} CLI is not installed at {}: run `npm install --prefix fixtures/real-cli --no-package-lock`",
         bin.display()
     );
-    eprintln!("skipped: the real {name} CLI is not installed (npm ci --prefix fixtures/real-cli)");
+    eprintln!(
+        "skipped: the real {name} CLI is not installed (npm install --prefix fixtures/real-cli --no-package-lock)"
+    );
     None
 }
 
@@ -361,4 +363,64 @@ async fn the_real_claude_fails_explaining_itself_and_leaves_nothing_running() {
     })
     .await
     .unwrap();
+}
+
+/// `--budget-usd` with the real claude: it takes what is left as its own
+/// `--max-budget-usd`, reports `total_cost_usd`, and once the reported spend
+/// reaches the budget nothing new starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_real_claude_spends_within_the_budget() {
+    let Some(bin) = cli("claude") else { return };
+    let model = afk_sim::anthropic::Model::start().await;
+    let dir = campaign(
+        "claude-budget",
+        &[
+            ("PAY-001", "First paid item"),
+            ("PAY-002", "Second paid item"),
+            ("PAY-003", "Third paid item"),
+        ],
+    );
+    let env = agent_env(
+        "claude",
+        &bin,
+        &dir.parent().unwrap().join("home"),
+        &model.uri(),
+    );
+    let out = afk(
+        &dir,
+        &env,
+        &[
+            "run",
+            "--runtime",
+            "claude",
+            "--batch-size",
+            "1",
+            "--budget-usd",
+            "0.001",
+        ],
+    )
+    .await;
+    let log = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{log}");
+    assert!(log.contains("the budget is spent ($0.0"), "{log}");
+    let rows = statuses(&dir);
+    assert_eq!(rows[1].1, "☐", "{log}");
+    assert_eq!(rows[2].1, "☐", "{log}");
+    let sessions: Vec<PathBuf> = std::fs::read_dir(dir.join(".afk"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.to_string_lossy().contains("session-"))
+        .collect();
+    let session: Value =
+        serde_json::from_str(&std::fs::read_to_string(&sessions[0]).unwrap()).unwrap();
+    assert_eq!(session["outcome"], "budget-spent");
+    assert_eq!(
+        session["spend"]["unreported"], 0,
+        "claude reported its cost"
+    );
+    assert!(
+        session["spend"]["spent_usd"].as_f64().unwrap() >= 0.001,
+        "{session}"
+    );
 }

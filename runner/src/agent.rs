@@ -285,10 +285,13 @@ pub struct AgentJob {
     pub log: PathBuf,
     /// How long it may run.
     pub timeout: Duration,
+    /// What is left of the run's budget: claude gets it as
+    /// `--max-budget-usd` (the other runtimes have no such limit).
+    pub max_budget_usd: Option<f64>,
 }
 
 /// How an agent run ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AgentRun {
     /// The exit code; `None` when it was killed or died by a signal.
     pub exit_code: Option<i32>,
@@ -304,6 +307,9 @@ pub struct AgentRun {
     /// text, tools it was denied, else its last line of stderr or stdout;
     /// see `afk_process::said`).
     pub said: Option<String>,
+    /// The cost it reported (claude's `total_cost_usd`); `None` when it
+    /// reported none.
+    pub cost_usd: Option<f64>,
     /// Wall time from start to end.
     pub duration: Duration,
     /// Its process id (and process group id).
@@ -331,7 +337,10 @@ pub async fn run(
     cancel: watch::Receiver<bool>,
     on_start: impl FnOnce(u32),
 ) -> Result<AgentRun, AgentError> {
-    let argv = runtime.argv();
+    let mut argv = runtime.argv();
+    if let (Runtime::Claude { .. }, Some(left)) = (runtime, job.max_budget_usd) {
+        argv.extend(["--max-budget-usd".to_owned(), format!("{left:.4}")]);
+    }
     let program = argv.first().cloned().unwrap_or_default();
     let log = File::create(&job.log).map_err(io_error(format!(
         "cannot create the agent log {}",
@@ -380,6 +389,7 @@ pub async fn run(
         )))?;
     let stdout = String::from_utf8_lossy(&stdout).into_owned();
     let said = afk_process::said::failure(&stdout, &String::from_utf8_lossy(&stderr));
+    let cost_usd = afk_process::said::cost(&stdout);
     Ok(AgentRun {
         exit_code: status.and_then(|s| s.code()),
         timed_out,
@@ -387,6 +397,7 @@ pub async fn run(
         stdout,
         output,
         said,
+        cost_usd,
         duration,
         pid,
     })

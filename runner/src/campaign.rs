@@ -55,7 +55,7 @@ impl Mode {
 }
 
 /// `afk run`'s settings, as typed values (the binary parses the flags).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     /// The backlog, relative to the campaign directory.
     pub checklist: PathBuf,
@@ -83,6 +83,9 @@ pub struct Settings {
     pub afk_bin: String,
     /// The PATH the agent program is looked up on.
     pub path_var: Option<String>,
+    /// Dollars the run may spend (`--budget-usd`), counted from what the
+    /// agents report.
+    pub budget_usd: Option<f64>,
 }
 
 /// Checks `run_config.json`: valid JSON, an object, every required key
@@ -163,6 +166,8 @@ pub struct Campaign {
     pub idle_rounds: u32,
     /// See [`Settings::afk_bin`].
     pub afk_bin: String,
+    /// See [`Settings::budget_usd`].
+    pub budget_usd: Option<f64>,
 }
 
 /// `path` with symlinks followed, when it stays inside the campaign `root`:
@@ -235,6 +240,17 @@ impl Campaign {
             .runtime
             .resolve(settings.path_var.as_deref())
             .map_err(|e| Error::input(e.to_string()))?;
+        if let Some(budget) = settings.budget_usd {
+            decide::spend::parse_budget(&budget.to_string()).map_err(Error::Input)?;
+            // A budget nobody can count would be a promise afk cannot keep.
+            if !matches!(settings.runtime, Runtime::Claude { .. }) {
+                return Err(Error::input(format!(
+                    "--budget-usd needs an agent that reports what it spends: claude does \
+                     (total_cost_usd); {} does not, so afk cannot keep the budget",
+                    settings.runtime.program()
+                )));
+            }
+        }
         let template = match &settings.prompt_template {
             Some(p) => read_text("prompt template", &root.join(p))?,
             None => ITEM_TEMPLATE.to_owned(),
@@ -250,6 +266,7 @@ impl Campaign {
             mode: settings.mode,
             idle_rounds: settings.idle_rounds.max(1),
             afk_bin: settings.afk_bin.clone(),
+            budget_usd: settings.budget_usd,
         };
         // A template with an unknown placeholder fails now, not mid-run.
         let probe = sut::parse("## Tier 1: t\n\n| Status | ID |\n|---|---|\n| ☐ | X |\n").0;

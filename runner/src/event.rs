@@ -22,6 +22,8 @@ pub enum Outcome {
     Cancelled,
     /// It could not go on (a write failed, the checklist became unreadable).
     Error,
+    /// `--budget-usd` was spent; nothing new was started.
+    BudgetSpent,
 }
 
 impl Outcome {
@@ -34,6 +36,7 @@ impl Outcome {
             Outcome::Interrupted => "interrupted",
             Outcome::Cancelled => "cancelled",
             Outcome::Error => "error",
+            Outcome::BudgetSpent => "budget-spent",
         }
     }
 }
@@ -132,6 +135,8 @@ pub enum Event {
         /// The new rows' ids.
         ids: Vec<String>,
     },
+    /// The budget is spent: nothing new starts.
+    BudgetSpent(crate::decide::spend::Spend),
     /// Infinite mode stopped after this many rounds that added nothing.
     IdleStop {
         /// How many.
@@ -200,6 +205,9 @@ impl fmt::Display for Event {
             }
             Event::SynthesisAdded { round, ids } => {
                 write!(f, "synthesis round {round}: added {}", ids.join(", "))
+            }
+            Event::BudgetSpent(spend) => {
+                write!(f, "the budget is spent ({spend}); nothing new starts")
             }
             Event::IdleStop { rounds } => write!(
                 f,

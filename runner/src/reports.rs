@@ -89,9 +89,13 @@ pub(crate) async fn tier_reports(
             cwd: dir.clone(),
             log: results.join("tier-report.log"),
             timeout: campaign.timeout,
+            max_budget_usd: live.session.spend.left(),
         };
         live.emit(Event::TierReportAsked { tier });
         let outcome = agent::run(&campaign.runtime, &job, cancel.clone(), |_| {}).await;
+        if let Ok(run) = &outcome {
+            live.session.spend.charge(run.cost_usd);
+        }
         let verdict = match &outcome {
             Ok(run) if run.cancelled => return Ok(()),
             Ok(run) if run.exit_code == Some(0) => {
@@ -186,13 +190,18 @@ pub(crate) async fn synthesise(
         cwd: dir.clone(),
         log: dir.join(format!("{name}.log")),
         timeout: campaign.timeout,
+        max_budget_usd: live.session.spend.left(),
     };
     live.emit(Event::SynthesisAsked { round });
     let nothing = |live: &mut Live<'_>, reason: String| {
         live.emit(Event::SynthesisNothing { round, reason });
         Ok(0)
     };
-    let run = match agent::run(&campaign.runtime, &job, cancel.clone(), |_| {}).await {
+    let run = agent::run(&campaign.runtime, &job, cancel.clone(), |_| {}).await;
+    if let Ok(run) = &run {
+        live.session.spend.charge(run.cost_usd);
+    }
+    let run = match run {
         Ok(run) if run.cancelled => return Ok(0),
         Ok(run) => run,
         Err(e) => return nothing(live, format!("failed: {e}")),

@@ -256,6 +256,7 @@ pub fn run(
         rows_added: 0,
         items: Vec::new(),
         tier_reports: Vec::new(),
+        spend: crate::decide::spend::Spend::with_budget(campaign.budget_usd),
     };
     let mut live = Live {
         active,
@@ -273,6 +274,7 @@ pub fn run(
     });
     let outcome = match &result {
         Ok(Some(why)) => why.outcome(),
+        Ok(None) if live.session.spend.exhausted() => Outcome::BudgetSpent,
         Ok(None) if live.session.failed() > 0 => Outcome::FinishedWithFailures,
         Ok(None) => Outcome::Finished,
         Err(e) => {
@@ -348,11 +350,19 @@ async fn drive(
         if let Some(why) = flag.get() {
             return Ok(Some(why));
         }
+        if live.session.spend.exhausted() {
+            live.emit(Event::BudgetSpent(live.session.spend.clone()));
+            return Ok(None);
+        }
         let (_, parsed) = load_checklist(path).map_err(|e| Error::failed(e.to_string()))?;
         live.emit(Event::Progress(Counts::of(&parsed)));
         crate::reports::tier_reports(campaign, live, &parsed, &mut asked, cancel).await?;
         if let Some(why) = flag.get() {
             return Ok(Some(why));
+        }
+        if live.session.spend.exhausted() {
+            live.emit(Event::BudgetSpent(live.session.spend.clone()));
+            return Ok(None);
         }
         let batch: Vec<Item> = decide::select_batch(&parsed, campaign.batch_size)
             .into_iter()
@@ -390,7 +400,7 @@ fn next_log(results: &Path) -> PathBuf {
 /// Prepares one item's directory and job: its results folder, a fresh log,
 /// and any report of an earlier attempt moved aside (it must not pass this
 /// one).
-fn item_job(campaign: &Campaign, item: &Item) -> Result<AgentJob, Error> {
+fn item_job(campaign: &Campaign, item: &Item, left: Option<f64>) -> Result<AgentJob, Error> {
     let dir = campaign.item_dir(item);
     let results = dir.join("results");
     std::fs::create_dir_all(&results)
@@ -423,6 +433,7 @@ fn item_job(campaign: &Campaign, item: &Item) -> Result<AgentJob, Error> {
         cwd: dir,
         log,
         timeout: campaign.timeout,
+        max_budget_usd: left,
     })
 }
 
@@ -443,7 +454,7 @@ async fn run_round(
     let (pid_tx, mut pid_rx) = mpsc::unbounded_channel::<(String, u32)>();
     let mut set = tokio::task::JoinSet::new();
     for item in batch.iter().filter(|i| !vanished.contains(&i.id)) {
-        let job = item_job(campaign, item)?;
+        let job = item_job(campaign, item, live.session.spend.left())?;
         live.active.in_flight.push(InFlight {
             id: item.id.clone(),
             pgid: None,
@@ -552,6 +563,10 @@ fn finish_item(
     live.save_active(root);
     let run = result.as_ref().ok();
     let duration = run.map_or(Duration::ZERO, |r| r.duration);
+    let cost_usd = run.and_then(|r| r.cost_usd);
+    if run.is_some() {
+        live.session.spend.charge(cost_usd);
+    }
     let (_, parsed) = load_checklist(path).map_err(|e| Error::failed(e.to_string()))?;
     let counts = Counts::of(&parsed);
     live.emit(Event::ItemEnded {
@@ -569,6 +584,7 @@ fn finish_item(
         exit_code: run.and_then(|r| r.exit_code),
         duration_ms: u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
         log,
+        cost_usd,
     });
     live.save_session();
     live.emit(Event::Progress(counts));

@@ -100,6 +100,9 @@ pub struct ItemRecord {
     pub duration_ms: u64,
     /// Its log, relative to the campaign directory.
     pub log: String,
+    /// The cost its agent reported; `None` when it reported none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<f64>,
 }
 
 /// One tier report attempt in a session.
@@ -146,6 +149,9 @@ pub struct Session {
     pub items: Vec<ItemRecord>,
     /// Every tier report attempt.
     pub tier_reports: Vec<TierReportRecord>,
+    /// What its agents reported spending, against its budget.
+    #[serde(default)]
+    pub spend: crate::decide::spend::Spend,
 }
 
 impl Session {

@@ -138,8 +138,33 @@ pub fn status(root: &Path, checklist: &Path, as_json: bool) -> Result<String, Er
             s.ended_at.as_deref().unwrap_or("still running"),
             s.outcome.as_str()
         ));
+        out.push_str(&format!("spend: {}\n", spent(&s)));
     }
     Ok(out)
+}
+
+/// A session's spend in words; a run whose agent reported no cost at all
+/// says so rather than showing $0.
+fn spent(s: &state::Session) -> String {
+    if s.spend.spent_usd == 0.0 && s.spend.unreported > 0 {
+        format!(
+            "not reported by {} ({} agent run(s) without a cost)",
+            s.runtime, s.spend.unreported
+        )
+    } else {
+        s.spend.to_string()
+    }
+}
+
+/// A session's spend in a table cell.
+fn spent_cell(s: &state::Session) -> String {
+    if s.spend.spent_usd == 0.0 && s.spend.unreported > 0 {
+        "unreported".into()
+    } else if s.spend.unreported > 0 {
+        format!("${:.4}+?", s.spend.spent_usd)
+    } else {
+        format!("${:.4}", s.spend.spent_usd)
+    }
 }
 
 /// `afk history`: one line per session, oldest first; a session file that
@@ -166,18 +191,19 @@ pub fn history(root: &Path, as_json: bool) -> Result<String, Error> {
         return Ok("no runs yet\n".into());
     }
     let mut out = format!(
-        "{:<26} {:<24} {:>5} {:>5} {:>6}  {}\n",
-        "started", "outcome", "done", "fail", "added", "session"
+        "{:<26} {:<24} {:>5} {:>5} {:>6} {:>11}  {}\n",
+        "started", "outcome", "done", "fail", "added", "spent", "session"
     );
     for (file, s) in rows {
         match s {
             Ok(s) => out.push_str(&format!(
-                "{:<26} {:<24} {:>5} {:>5} {:>6}  {}\n",
+                "{:<26} {:<24} {:>5} {:>5} {:>6} {:>11}  {}\n",
                 s.started_at,
                 s.outcome.as_str(),
                 s.count(ItemStatus::Done),
                 s.count(ItemStatus::Failed),
                 s.rows_added,
+                spent_cell(&s),
                 file
             )),
             Err(e) => out.push_str(&format!("{:<26} {e}\n", "?")),
@@ -218,6 +244,12 @@ pub fn dashboard(root: &Path, checklist: &Path) -> Result<String, Error> {
     }
     out.push_str(&format!("total: {}\n\n", Counts::of(&parsed)));
     out.push_str(&describe_active(root)?.0);
+    if let Some(s) = state::session_files(root)
+        .last()
+        .and_then(|p| state::read_session(p).ok())
+    {
+        out.push_str(&format!("spend (last run): {}\n", spent(&s)));
+    }
     let (summary, _) = crate::findings::aggregate(root);
     out.push_str(&format!(
         "findings: {} {}\n",

@@ -35,6 +35,7 @@ fn job(dir: &Path, timeout: Duration) -> AgentJob {
         cwd: dir.to_owned(),
         log: dir.join("agent-1.log"),
         timeout,
+        max_budget_usd: None,
     }
 }
 
@@ -243,5 +244,25 @@ async fn a_prompt_is_never_an_argument_however_it_starts_and_however_long() {
     assert_eq!(
         std::fs::read_to_string(dir.join("prompt.txt")).unwrap(),
         prompt
+    );
+
+    // What is left of the budget reaches claude as its own limit.
+    job.max_budget_usd = Some(0.25);
+    let (_tx, rx) = watch::channel(false);
+    run(&runtime, &job, rx, |_| {}).await.unwrap();
+    assert_eq!(
+        std::fs::read_to_string(dir.join("argv.txt")).unwrap(),
+        "-p\n--output-format\njson\n--max-budget-usd\n0.2500\n"
+    );
+    // Other runtimes have no such flag and get none.
+    let (_tx, rx) = watch::channel(false);
+    let opencode = Runtime::OpenCode {
+        bin: fake.display().to_string(),
+        model: None,
+    };
+    run(&opencode, &job, rx, |_| {}).await.unwrap();
+    assert_eq!(
+        std::fs::read_to_string(dir.join("argv.txt")).unwrap(),
+        "run\n"
     );
 }

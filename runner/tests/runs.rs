@@ -57,6 +57,7 @@ fn settings(script: &str) -> Settings {
         resume: false,
         afk_bin: String::new(),
         path_var: std::env::var("PATH").ok(),
+        budget_usd: None,
     }
 }
 
@@ -194,6 +195,14 @@ fn bad_input_is_an_input_error_and_changes_nothing() {
     let (outcome, _) = run(&dir, &bad_template, never());
     assert!(
         matches!(&outcome, Err(Error::Input(m)) if m.contains("nonsense")),
+        "{outcome:?}"
+    );
+    // A budget needs an agent that reports what it spends.
+    let mut budget = settings("complete.sh");
+    budget.budget_usd = Some(1.0);
+    let (outcome, _) = run(&dir, &budget, never());
+    assert!(
+        matches!(&outcome, Err(Error::Input(m)) if m.contains("--budget-usd needs an agent that reports what it spends")),
         "{outcome:?}"
     );
     assert_eq!(

@@ -17,6 +17,7 @@
 
 mod ids;
 pub mod progress;
+pub mod spend;
 
 pub use ids::{unsafe_id, valid_id};
 
