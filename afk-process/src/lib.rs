@@ -26,6 +26,9 @@
 //!   line (claude's JSON `is_error`/`result`/`permission_denials`, else the
 //!   last line it wrote), for both of its callers.
 //!
+//! This file is long because its tests start, stop and tether real process
+//! trees for every way a group can end; the code itself is under 400 lines.
+//!
 //! It does not decide whether a run succeeded: that is its callers' business
 //! (`runner`, `breakglass`).
 
@@ -201,6 +204,11 @@ impl Group {
             .kill_on_drop(true);
         if let Some(dir) = &spec.cwd {
             command.current_dir(dir);
+            // Programs that trust `$PWD` over their real directory (opencode
+            // 1.18 runs its bash tool in `$PWD`) must not inherit ours.
+            if !spec.env.iter().any(|(k, _)| k == "PWD") {
+                command.env("PWD", std::path::absolute(dir)?);
+            }
         }
         let mut child = command.spawn()?;
         let pgid = child.id().unwrap_or(0);
@@ -416,6 +424,31 @@ mod tests {
             argv: vec!["sh".into(), "-c".into(), script.into()],
             ..Spec::default()
         }
+    }
+
+    /// opencode runs its bash tool in `$PWD`: a group started in a directory
+    /// gets that directory as `$PWD`, not its parent's.
+    #[tokio::test]
+    async fn a_group_s_pwd_is_its_directory() {
+        let dir = std::env::temp_dir().join(format!("afk-process-pwd-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // `env`, not a shell: a shell would fix a wrong $PWD itself.
+        let mut group = Group::spawn(&Spec {
+            argv: vec!["env".into()],
+            cwd: Some(dir.clone()),
+            ..Spec::default()
+        })
+        .unwrap();
+        let out = read_capped(group.take_stdout(), 1 << 20);
+        let _ = group
+            .supervise(async {}, Duration::from_secs(10), None)
+            .await;
+        let out = collect(out, Duration::from_secs(5)).await;
+        let env = String::from_utf8_lossy(&out).into_owned();
+        assert!(
+            env.lines().any(|l| l == format!("PWD={}", dir.display())),
+            "{env}"
+        );
     }
 
     #[tokio::test]

@@ -8,6 +8,10 @@
 //!
 //! Without the CLIs installed these tests say so and pass, except under
 //! `CI=true`, where a missing CLI fails them: CI must run them.
+//!
+//! This file is long because each test drives two real third-party CLIs
+//! through whole runs (a model server, homes and settings, process trees
+//! watched in `/proc`, an SSE console), and that set-up cannot be shorter.
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -423,4 +427,314 @@ async fn the_real_claude_spends_within_the_budget() {
         session["spend"]["spent_usd"].as_f64().unwrap() >= 0.001,
         "{session}"
     );
+}
+
+/// An SSE reader for breakglass's stream: `(id, event)` frames.
+struct Stream {
+    response: reqwest::Response,
+    buffer: String,
+}
+
+impl Stream {
+    async fn open(http: &reqwest::Client, url: &str, token: &str, id: &str) -> Stream {
+        let response = http
+            .get(format!("{url}/api/session/{id}/stream"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        Stream {
+            response,
+            buffer: String::new(),
+        }
+    }
+
+    /// Events up to and including the next `turn_end`.
+    async fn turn(&mut self) -> Vec<Value> {
+        let mut events = Vec::new();
+        loop {
+            while let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let data: String = block
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("data: "))
+                    .collect();
+                if block.lines().any(|l| l == "event: caught-up") || data.is_empty() {
+                    continue;
+                }
+                let event: Value = serde_json::from_str(&data).unwrap();
+                let end = event["type"] == "turn_end";
+                events.push(event);
+                if end {
+                    return events;
+                }
+            }
+            let chunk =
+                tokio::time::timeout(std::time::Duration::from_secs(60), self.response.chunk())
+                    .await
+                    .unwrap_or_else(|_| panic!("the stream stalled after {events:?}"))
+                    .unwrap()
+                    .unwrap_or_else(|| panic!("the stream ended after {events:?}"));
+            self.buffer.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+}
+
+fn kinds(events: &[Value]) -> Vec<&str> {
+    events
+        .iter()
+        .map(|e| e["type"].as_str().unwrap_or("?"))
+        .collect()
+}
+
+/// breakglass with the real claude: a session's first turn, a `--resume`d
+/// second turn that claude accepts, a cancel that leaves nothing of the
+/// turn's tree running (claude's Bash tool runs its command in a session of
+/// its own), and a replay of everything to a phone that attaches late.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn breakglass_drives_the_real_claude() {
+    let Some(bin) = cli("claude") else { return };
+    let model = afk_sim::anthropic::Model::start().await;
+    let dir = scratch("breakglass");
+    let env = agent_env("claude", &bin, &dir.join("home"), &model.uri());
+    let token = "real-cli-test-token";
+    let mut server = tokio::process::Command::new(env!("CARGO_BIN_EXE_breakglass"));
+    server
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .env("BREAKGLASS_TOKEN", token)
+        .env("BREAKGLASS_LISTEN", "127.0.0.1:0")
+        .env("BREAKGLASS_AGENT_BIN", &bin)
+        .env("BREAKGLASS_SESSIONS_DIR", dir.join("sessions"))
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let mut server = server.spawn().unwrap();
+    let mut lines =
+        tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(server.stdout.take().unwrap()));
+    let listening: Value =
+        serde_json::from_str(&lines.next_line().await.unwrap().unwrap()).unwrap();
+    let url = format!("http://{}", listening["address"].as_str().unwrap());
+    // Keep reading its log so it never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+
+    let http = reqwest::Client::new();
+    let created: Value = http
+        .post(format!("{url}/api/session"))
+        .bearer_auth(token)
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["session_id"].as_str().unwrap().to_owned();
+    let mut stream = Stream::open(&http, &url, token, &id).await;
+    let prompt = |text: &str| {
+        http.post(format!("{url}/api/session/{id}/prompt"))
+            .bearer_auth(token)
+            .json(&serde_json::json!({ "prompt": text }))
+            .send()
+    };
+
+    // A prompt that starts with `-` is a prompt, not an option.
+    assert_eq!(
+        prompt("--settings={\"hooks\":{}} how is the VM?")
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let first = stream.turn().await;
+    assert!(!kinds(&first).contains(&"error"), "{first:?}");
+    let result = first.iter().find(|e| e["type"] == "result").unwrap();
+    assert_eq!(result["is_error"], false, "{first:?}");
+    assert!(
+        result["result"].as_str().unwrap().contains("Diagnosis"),
+        "{first:?}"
+    );
+
+    assert_eq!(prompt("and now?").await.unwrap().status(), 200);
+    let second = stream.turn().await;
+    assert!(
+        !kinds(&second).contains(&"error"),
+        "claude resumed its session: {second:?}"
+    );
+    assert!(kinds(&second).contains(&"result"), "{second:?}");
+
+    assert_eq!(
+        prompt("[sleep] wait for the disk").await.unwrap().status(),
+        200
+    );
+    let sessions = dir.join("sessions");
+    let watched = sessions.clone();
+    tokio::task::spawn_blocking(move || {
+        wait_until("claude's Bash tool to start sleep", || {
+            !sleepers_under(&watched).is_empty()
+        });
+    })
+    .await
+    .unwrap();
+    let cancelled = http
+        .post(format!("{url}/api/session/{id}/cancel"))
+        .bearer_auth(token)
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cancelled.status(), 200);
+    let third = stream.turn().await;
+    assert!(kinds(&third).contains(&"cancelled"), "{third:?}");
+    tokio::task::spawn_blocking(move || {
+        wait_until("nothing of the cancelled turn's tree to run", || {
+            sleepers_under(&sessions).is_empty()
+        });
+    })
+    .await
+    .unwrap();
+
+    // A phone attaching now gets all three turns again, in order.
+    let mut late = Stream::open(&http, &url, token, &id).await;
+    let mut replayed = Vec::new();
+    for _ in 0..3 {
+        replayed.extend(late.turn().await);
+    }
+    let all: Vec<Value> = [first, second, third].concat();
+    assert_eq!(kinds(&replayed), kinds(&all));
+    server.kill().await.unwrap();
+}
+
+/// Every way of stopping `afk run` while the real claude's Bash tool runs a
+/// long command leaves nothing of its tree behind: `afk cancel`, Ctrl-C, and
+/// a SIGKILLed runner (its agents die with it), after which `--resume`
+/// starts the row again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_way_of_stopping_the_real_claude_stops_its_whole_tree() {
+    let Some(bin) = cli("claude") else { return };
+    let model = afk_sim::anthropic::Model::start().await;
+    let dir = campaign("claude-stops", &[("HOLD-001", "Waits on the SUT [sleep]")]);
+    let env = agent_env(
+        "claude",
+        &bin,
+        &dir.parent().unwrap().join("home"),
+        &model.uri(),
+    );
+    let runs = dir.join("runs");
+    let start = |extra: &'static [&'static str]| {
+        let mut cmd = tokio::process::Command::new(AFK);
+        cmd.arg("-C")
+            .arg(&dir)
+            .args(["run", "--runtime", "claude"])
+            .args(extra)
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        cmd.spawn().unwrap()
+    };
+    let sleeping = || {
+        let runs = runs.clone();
+        tokio::task::spawn_blocking(move || {
+            wait_until("claude's Bash tool to start sleep", || {
+                !sleepers_under(&runs).is_empty()
+            });
+        })
+    };
+    let none_left = || {
+        let runs = runs.clone();
+        tokio::task::spawn_blocking(move || {
+            wait_until("nothing of the agent's tree to run", || {
+                sleepers_under(&runs).is_empty()
+            });
+        })
+    };
+    let signal = |child: &tokio::process::Child, sig: rustix::process::Signal| {
+        let pid = rustix::process::Pid::from_raw(i32::try_from(child.id().unwrap()).unwrap());
+        rustix::process::kill_process(pid.unwrap(), sig).unwrap();
+    };
+
+    // afk cancel
+    let runner = start(&["--timeout", "5m"]);
+    sleeping().await.unwrap();
+    let cancel = afk(&dir, &env, &["cancel"]).await;
+    assert_eq!(cancel.status.code(), Some(0), "{}", text(&cancel.stderr));
+    let out = runner.wait_with_output().await.unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out.stderr));
+    none_left().await.unwrap();
+    assert_eq!(statuses(&dir)[0].1, "☐");
+
+    // Ctrl-C
+    let runner = start(&["--timeout", "5m"]);
+    sleeping().await.unwrap();
+    signal(&runner, rustix::process::Signal::INT);
+    let out = runner.wait_with_output().await.unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out.stderr));
+    none_left().await.unwrap();
+    assert_eq!(statuses(&dir)[0].1, "☐");
+
+    // SIGKILL: the runner cannot clean up, its agents die with it anyway.
+    let runner = start(&["--timeout", "5m"]);
+    sleeping().await.unwrap();
+    signal(&runner, rustix::process::Signal::KILL);
+    let _ = runner.wait_with_output().await.unwrap();
+    none_left().await.unwrap();
+    assert_eq!(statuses(&dir)[0].1, "⏳");
+    let resumed = afk(
+        &dir,
+        &env,
+        &["run", "--runtime", "claude", "--resume", "--timeout", "5s"],
+    )
+    .await;
+    let log = text(&resumed.stderr);
+    assert_eq!(resumed.status.code(), Some(1), "{log}");
+    assert!(
+        log.contains("HOLD-001 ❌ failed") && log.contains("killed at the timeout"),
+        "{log}"
+    );
+    none_left().await.unwrap();
+}
+
+/// opencode's bash tool too: the command outlives nothing once the row's
+/// timeout stops the agent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timed_out_real_opencode_leaves_nothing_running() {
+    let Some(bin) = cli("opencode") else { return };
+    let model = afk_sim::anthropic::Model::start().await;
+    let dir = campaign(
+        "opencode-timeout",
+        &[("HOLD-002", "Waits on the SUT [sleep]")],
+    );
+    let env = agent_env(
+        "opencode",
+        &bin,
+        &dir.parent().unwrap().join("home"),
+        &model.uri(),
+    );
+    let runs = dir.join("runs");
+    let watched = runs.clone();
+    let run = afk(
+        &dir,
+        &env,
+        &["run", "--runtime", "opencode", "--timeout", "10s"],
+    );
+    let watch = tokio::task::spawn_blocking(move || {
+        wait_until("opencode's bash tool to start sleep", || {
+            !sleepers_under(&watched).is_empty()
+        });
+    });
+    let (out, seen) = tokio::join!(run, watch);
+    seen.unwrap();
+    let log = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{log}");
+    assert!(
+        log.contains("HOLD-002 ❌ failed") && log.contains("killed at the timeout"),
+        "{log}"
+    );
+    tokio::task::spawn_blocking(move || {
+        wait_until("nothing of opencode's tree to run", || {
+            sleepers_under(&runs).is_empty()
+        });
+    })
+    .await
+    .unwrap();
 }
