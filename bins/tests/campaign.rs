@@ -376,6 +376,32 @@ fn a_budget_is_counted_passed_on_and_stops_new_work() {
     }
 }
 
+/// A writer killed mid-write leaves a temporary file beside its target; the
+/// next run sweeps it (saying so) and leaves another live writer's alone.
+#[test]
+fn a_crashed_writer_s_temporary_files_are_swept_by_the_next_run() {
+    let dir = campaign("stray");
+    let stray = ".SUT-CHECKLIST.md.tmp-4194305-3";
+    std::fs::write(dir.join(stray), "| ☐ | HALF").unwrap();
+    std::fs::create_dir_all(dir.join(".afk")).unwrap();
+    let live = format!(".active-run.json.tmp-{}-0", std::process::id());
+    std::fs::write(dir.join(".afk").join(&live), "{").unwrap();
+    let out = run_with(&dir, "complete.sh", &[]);
+    let log = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{log}");
+    assert!(
+        log.contains(&format!(
+            "removed {stray} in ., left half-written by a writer that crashed"
+        )),
+        "{log}"
+    );
+    assert!(!dir.join(stray).exists());
+    assert!(
+        dir.join(".afk").join(&live).exists(),
+        "a live writer's file is kept"
+    );
+}
+
 #[test]
 fn a_failing_agent_marks_its_row_failed_with_the_reason() {
     let dir = campaign("fail");

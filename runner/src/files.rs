@@ -64,6 +64,40 @@ pub fn atomic_write(target: &Path, contents: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
+/// Removes the temporary files a crashed writer left in `dir`
+/// (`.<name>.tmp-<pid>-<n>` of a process that no longer runs); returns
+/// their names. Another live process's temporary file is left alone.
+pub fn sweep_stray_temps(dir: &Path) -> Vec<String> {
+    let mut removed = Vec::new();
+    let Ok(entries) = fs::read_dir(dir) else {
+        return removed;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = stray_pid(&name) else {
+            continue;
+        };
+        let alive = Path::new("/proc").join(pid.to_string()).exists();
+        if !alive
+            && entry.file_type().is_ok_and(|t| t.is_file())
+            && fs::remove_file(entry.path()).is_ok()
+        {
+            removed.push(name);
+        }
+    }
+    removed.sort();
+    removed
+}
+
+/// The writer's pid of a temporary file name made by [`atomic_write`].
+fn stray_pid(name: &str) -> Option<u32> {
+    let rest = name.strip_prefix('.')?;
+    let (_, tail) = rest.rsplit_once(".tmp-")?;
+    let (pid, unique) = tail.split_once('-')?;
+    unique.parse::<u64>().ok()?;
+    pid.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -111,6 +145,38 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, ["is-a-dir"]);
+    }
+
+    #[test]
+    fn a_crash_s_temporary_files_are_swept_and_nothing_else() {
+        let dir = scratch("sweep");
+        // A pid that cannot be running (above the kernel's pid limit).
+        let dead = ".SUT-CHECKLIST.md.tmp-4194305-7";
+        let live = format!(".SUT-CHECKLIST.md.tmp-{}-0", std::process::id());
+        for name in [
+            dead,
+            live.as_str(),
+            "SUT-CHECKLIST.md",
+            ".notes.tmp-x-1",
+            ".tmp-1-2",
+        ] {
+            fs::write(dir.join(name), "x").unwrap();
+        }
+        assert_eq!(sweep_stray_temps(&dir), [dead]);
+        let mut left: Vec<String> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        let mut kept = vec![
+            ".notes.tmp-x-1",
+            live.as_str(),
+            ".tmp-1-2",
+            "SUT-CHECKLIST.md",
+        ];
+        kept.sort_unstable();
+        assert_eq!(left, kept);
+        assert!(sweep_stray_temps(&dir.join("missing")).is_empty());
     }
 
     #[test]

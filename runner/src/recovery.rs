@@ -7,10 +7,10 @@ use std::path::Path;
 
 use checklist::sut::Status;
 
-use crate::Error;
 use crate::campaign::load_checklist;
 use crate::rounds::{mark, running_ids};
 use crate::state::{self, ActiveRun};
+use crate::{Error, rel};
 
 /// Handles a run that died: kills the agent groups it recorded, turns every
 /// ⏳ row back to to-do, and removes its active file. Returns what it did.
@@ -70,4 +70,23 @@ pub fn clean_up_dead_run(
     }
     state::clear_active(root)?;
     Ok(notes)
+}
+
+/// What a writer killed mid-write left half-written beside the checklist,
+/// in `.afk/` and in `findings/` (temporary files of processes that no
+/// longer run), removed, one note each. Called holding the campaign lock, so
+/// nobody else writes there; the targets themselves were never touched.
+pub fn sweep_stray_temps(root: &Path, checklist: &Path) -> Vec<String> {
+    let checklist_dir = checklist.parent().unwrap_or(root).to_owned();
+    let mut notes = Vec::new();
+    for dir in [checklist_dir, state::state_dir(root), root.join("findings")] {
+        for name in crate::files::sweep_stray_temps(&dir) {
+            let at = rel(root, &dir);
+            notes.push(format!(
+                "removed {name} in {}, left half-written by a writer that crashed",
+                if at.is_empty() { "." } else { at.as_str() }
+            ));
+        }
+    }
+    notes
 }

@@ -224,6 +224,9 @@ pub fn run(
             events(Event::Resumed(note));
         }
     }
+    for note in crate::recovery::sweep_stray_temps(root, &path) {
+        events(Event::Warning(note));
+    }
 
     let session_path = state::state_dir(root).join(format!("session-{}.json", stamp()));
     let started_at = now_rfc3339();
