@@ -108,6 +108,42 @@ pub fn clean(text: &str) -> String {
         .collect()
 }
 
+/// `text` without ANSI escape sequences (CSI `ESC [ … final`, OSC
+/// `ESC ] … BEL|ESC \`, and two-byte `ESC x`).
+pub fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '\u{1b}' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('[') => {
+                // Parameters and intermediates, then one final byte @..~.
+                for c in chars.by_ref() {
+                    if ('@'..='~').contains(&c) {
+                        break;
+                    }
+                }
+            }
+            Some(']') => {
+                while let Some(c) = chars.next() {
+                    if c == '\u{7}' {
+                        break;
+                    }
+                    if c == '\u{1b}' && chars.peek() == Some(&'\\') {
+                        chars.next();
+                        break;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
 /// `text` cut to `max` characters, with a note saying how much was left out.
 pub fn cut(text: &str, max: usize) -> String {
     let total = text.chars().count();

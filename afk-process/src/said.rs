@@ -113,71 +113,15 @@ pub fn claude_result(stdout: &str) -> Option<Value> {
         .find(is_result)
 }
 
-/// `text` without ANSI escape sequences (CSI `ESC [ … final`, OSC
-/// `ESC ] … BEL|ESC \`, and two-byte escapes).
+/// `text` without ANSI escape sequences (see [`afk_core::prompt::strip_ansi`]).
 pub fn strip_ansi(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c != '\u{1b}' {
-            out.push(c);
-            continue;
-        }
-        match chars.next() {
-            Some('[') => {
-                // Parameters and intermediates, then one final byte.
-                for c in chars.by_ref() {
-                    if ('\u{40}'..='\u{7e}').contains(&c) {
-                        break;
-                    }
-                }
-            }
-            Some(']') => {
-                while let Some(c) = chars.next() {
-                    if c == '\u{7}' {
-                        break;
-                    }
-                    if c == '\u{1b}' && chars.peek() == Some(&'\\') {
-                        chars.next();
-                        break;
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    out
+    afk_core::prompt::strip_ansi(text)
 }
 
-/// `text` on one line: ANSI sequences removed, every run of whitespace or
-/// control characters one space, at most `max` characters (`…` when cut).
+/// `text` on one line: ANSI sequences and control characters removed,
+/// whitespace folded, at most `max` characters (`…` when cut).
 pub fn one_line(text: &str, max: usize) -> String {
-    let clean = strip_ansi(text);
-    let mut out = String::new();
-    let mut count = 0;
-    let mut space = false;
-    for c in clean.chars() {
-        if c.is_whitespace() || c.is_control() {
-            space = !out.is_empty();
-            continue;
-        }
-        if space {
-            if count + 1 >= max {
-                out.push('…');
-                return out;
-            }
-            out.push(' ');
-            count += 1;
-            space = false;
-        }
-        if count + 1 >= max {
-            out.push('…');
-            return out;
-        }
-        out.push(c);
-        count += 1;
-    }
-    out
+    afk_core::prompt::one_line(&strip_ansi(text), max)
 }
 
 #[cfg(test)]
@@ -251,7 +195,7 @@ mod tests {
 
     #[test]
     fn one_line_is_one_line_and_bounded() {
-        assert_eq!(one_line("a\r\n\tb\u{0}c  ", 100), "a b c");
+        assert_eq!(one_line("a\r\n\tb\u{0}c  ", 100), "a bc");
         let long = "é".repeat(1000);
         let cut = one_line(&long, 10);
         assert_eq!(cut.chars().count(), 10);

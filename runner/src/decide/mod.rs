@@ -24,6 +24,7 @@ pub use ids::{unsafe_id, valid_id};
 use std::collections::HashSet;
 use std::fmt;
 
+use afk_core::prompt::strip_ansi;
 use checklist::sut::{Checklist, Item, NewItem, Status};
 
 /// The rank of a priority cell: `P0` first, unknown or empty last.
@@ -202,42 +203,6 @@ pub fn render_template(template: &str, values: &[(&str, &str)]) -> Result<String
     }
     out.push_str(rest);
     Ok(out)
-}
-
-/// `text` without ANSI escape sequences (CSI `ESC [ … final`, OSC
-/// `ESC ] … BEL|ESC \`, and two-byte `ESC x`).
-pub fn strip_ansi(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c != '\u{1b}' {
-            out.push(c);
-            continue;
-        }
-        match chars.next() {
-            Some('[') => {
-                // Parameters and intermediates, then one final byte @..~.
-                for c in chars.by_ref() {
-                    if ('@'..='~').contains(&c) {
-                        break;
-                    }
-                }
-            }
-            Some(']') => {
-                while let Some(c) = chars.next() {
-                    if c == '\u{7}' {
-                        break;
-                    }
-                    if c == '\u{1b}' && chars.peek() == Some(&'\\') {
-                        chars.next();
-                        break;
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    out
 }
 
 /// `text` without markdown code-fence lines (```` ``` ```` or ```` ```json ````).
