@@ -402,6 +402,108 @@ fn a_crashed_writer_s_temporary_files_are_swept_by_the_next_run() {
     );
 }
 
+/// A full disk: the campaign on a tiny tmpfs that fills up mid-run. The run
+/// stops with an error, the checklist still parses with every row, nothing
+/// half-written is left, and once there is room again `--resume` finishes.
+/// Needs to mount a tmpfs (root); elsewhere it says it skipped.
+#[test]
+#[allow(clippy::print_stderr)] // a skipped test must say so
+fn a_full_disk_leaves_the_campaign_consistent() {
+    let dir = std::env::temp_dir().join(format!("afk-full-disk-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+        .arg(&dir)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !mounted {
+        eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+        return;
+    }
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(dir.clone());
+    let sample = campaign("full-disk-source");
+    // The disk fills at a different step each time: before the first
+    // status write, between agents, at the tier report, at the session file.
+    for pages in [0u64, 1, 2, 3, 5, 8, 13] {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            let _ = std::fs::remove_dir_all(&path).or_else(|_| std::fs::remove_file(&path));
+        }
+        std::fs::create_dir_all(dir.join("config")).unwrap();
+        for f in [
+            "SUT-CHECKLIST.md",
+            "SUT-PACKET.md",
+            "config/run_config.json",
+        ] {
+            std::fs::copy(sample.join(f), dir.join(f)).unwrap();
+        }
+        let before = read(dir.join("SUT-CHECKLIST.md"));
+        // Fill the disk, then give back `pages` pages.
+        let filler = dir.join("filler");
+        let mut file = std::fs::File::create(&filler).unwrap();
+        while std::io::Write::write_all(&mut file, &[b'x'; 4096]).is_ok() {}
+        drop(file);
+        let len = std::fs::metadata(&filler).unwrap().len();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&filler)
+            .unwrap()
+            .set_len(len.saturating_sub(pages * 4096))
+            .unwrap();
+        let out = run_with(&dir, "complete.sh", &["--batch-size", "5"]);
+        let log = text(&out.stderr);
+        assert_ne!(
+            out.status.code(),
+            Some(0),
+            "{pages} pages: the disk was full: {log}"
+        );
+        // The checklist is whole: it parses, and every row is still there.
+        let after = read(dir.join("SUT-CHECKLIST.md"));
+        let (c, d) = checklist::sut::parse(&after);
+        assert!(d.is_empty(), "{pages} pages: {d:?}\n{after}");
+        let (c0, _) = checklist::sut::parse(&before);
+        assert_eq!(
+            c.items.iter().map(|i| &i.id).collect::<Vec<_>>(),
+            c0.items.iter().map(|i| &i.id).collect::<Vec<_>>(),
+            "{pages} pages"
+        );
+        let strays: Vec<PathBuf> = walk(&dir)
+            .into_iter()
+            .filter(|p| p.to_string_lossy().contains(".tmp-"))
+            .collect();
+        assert!(
+            strays.is_empty(),
+            "{pages} pages: half-written files left: {strays:?}\n{log}"
+        );
+        // Room again: the run picks up where it stopped.
+        std::fs::remove_file(&filler).unwrap();
+        let out = run_with(&dir, "complete.sh", &["--resume"]);
+        let log = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{pages} pages: {log}");
+        assert!(all(&dir, "✅"), "{pages} pages: {:?}", statuses(&dir));
+    }
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
 #[test]
 fn a_failing_agent_marks_its_row_failed_with_the_reason() {
     let dir = campaign("fail");
