@@ -738,3 +738,63 @@ async fn a_timed_out_real_opencode_leaves_nothing_running() {
     .await
     .unwrap();
 }
+
+/// The scripted model itself, without a CLI: it refuses what the real API
+/// refuses, answers without streaming too, fails and hangs on demand, and
+/// keeps every request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scripted_model_refuses_what_the_api_refuses() {
+    let model = afk_sim::anthropic::Model::start().await;
+    let http = reqwest::Client::new();
+    let url = format!("{}/v1/messages", model.uri());
+    let item = |title: &str| {
+        serde_json::json!({
+            "model": "claude-sonnet-4-5", "max_tokens": 1024,
+            "messages": [{"role": "user", "content":
+                format!("Work on exactly one\nbacklog item, then stop.\n- ID: X-1\n- Title: {title}\n")}],
+        })
+    };
+    let send = |body: Value, key: bool, version: bool| {
+        let mut req = http.post(&url).json(&body);
+        if key {
+            req = req.header("x-api-key", "sk-test");
+        }
+        if version {
+            req = req.header("anthropic-version", "2023-06-01");
+        }
+        req.send()
+    };
+    let no_key = send(item("t"), false, true).await.unwrap();
+    assert_eq!(no_key.status(), 401);
+    let body: Value = no_key.json().await.unwrap();
+    assert_eq!(body["error"]["type"], "authentication_error");
+    assert_eq!(send(item("t"), true, false).await.unwrap().status(), 400);
+    let no_model = send(serde_json::json!({"messages": []}), true, true)
+        .await
+        .unwrap();
+    assert_eq!(no_model.status(), 400);
+    // Without "stream", one JSON message; no tools, so a plain answer.
+    let plain: Value = send(item("t"), true, true)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(plain["type"], "message");
+    assert_eq!(plain["content"][0]["type"], "text");
+    for (word, status) in [("[api-429]", 429), ("[api-500]", 500), ("[api-529]", 529)] {
+        let failed = send(item(word), true, true).await.unwrap();
+        assert_eq!(failed.status(), status);
+        let body: Value = failed.json().await.unwrap();
+        assert_eq!(body["type"], "error");
+    }
+    let hang = tokio::time::timeout(
+        std::time::Duration::from_millis(500),
+        send(item("[hang]"), true, true),
+    )
+    .await;
+    assert!(hang.is_err(), "a [hang] answer never comes");
+    let seen = model.requests();
+    assert!(seen.len() >= 7, "{seen:?}");
+    assert_eq!(seen[0].status, 401);
+}
