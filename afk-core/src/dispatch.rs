@@ -30,7 +30,7 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 use crate::config::Config;
-use crate::types::Issue;
+use crate::types::{Fnv1a, Issue};
 
 /// One issue that may start now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -153,33 +153,11 @@ struct RepoFacts {
     in_flight: bool,
 }
 
-/// A small, fast hasher for the per-call lookup tables (FNV-1a): their keys
-/// are repository names from our own inputs, looked up once per issue, where
-/// SipHash's flooding resistance buys nothing and costs most of the call.
-#[derive(Default)]
-struct Fnv(u64);
-
-impl std::hash::Hasher for Fnv {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        let mut h = if self.0 == 0 {
-            0xcbf2_9ce4_8422_2325
-        } else {
-            self.0
-        };
-        for b in bytes {
-            h ^= u64::from(*b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-        self.0 = h;
-    }
-}
-
-type FastMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<Fnv>>;
-type FastSet<K> = HashSet<K, std::hash::BuildHasherDefault<Fnv>>;
+// The per-call lookup tables hash with FNV-1a: their keys are repository
+// names from our own inputs, looked up once per issue, where SipHash's
+// flooding resistance buys nothing and costs most of the call.
+type FastMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<Fnv1a>>;
+type FastSet<K> = HashSet<K, std::hash::BuildHasherDefault<Fnv1a>>;
 
 /// The normalised repository name: GitHub compares them trimmed and
 /// without regard to ASCII case ([`crate::types::same_repo`]).

@@ -172,13 +172,12 @@ pub fn one_line(text: &str, max: usize) -> String {
 /// them (FNV-1a), so it is stable for the same texts and unguessable to
 /// anyone who does not know all of them.
 fn quote_token(texts: &[&str]) -> String {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut hasher = crate::types::Fnv1a::default();
     for t in texts {
-        for b in t.bytes().chain([0]) {
-            hash ^= u64::from(b);
-            hash = hash.wrapping_mul(0x0100_0000_01b3);
-        }
+        std::hash::Hasher::write(&mut hasher, t.as_bytes());
+        std::hash::Hasher::write(&mut hasher, &[0]);
     }
+    let hash = std::hash::Hasher::finish(&hasher);
     (0u64..)
         .map(|n| format!("AFK-QUOTE-{:016x}", hash.wrapping_add(n)))
         .find(|token| texts.iter().all(|t| !t.contains(token.as_str())))

@@ -45,6 +45,30 @@ impl Issue {
     }
 }
 
+/// The FNV-1a hash, as a [`std::hash::Hasher`]: small and fast, stable
+/// across runs (the prompt's quoting tokens derive from it), and not meant
+/// to resist chosen collisions.
+pub(crate) struct Fnv1a(u64);
+
+impl Default for Fnv1a {
+    fn default() -> Self {
+        Fnv1a(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl std::hash::Hasher for Fnv1a {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
 /// Whether two repository names denote the same repository. GitHub compares
 /// owner and repository names case-insensitively, and so do we.
 pub fn same_repo(a: &str, b: &str) -> bool {

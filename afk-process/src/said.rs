@@ -49,17 +49,27 @@ fn last_line(text: &str) -> Option<&str> {
     let mut lines = text
         .lines()
         .rev()
-        .filter(|l| !strip_ansi(l).trim().is_empty());
+        .filter(|l| !afk_core::prompt::strip_ansi(l).trim().is_empty());
     let last = lines.clone().next()?;
     Some(
         lines
-            .find(|l| strip_ansi(l).to_ascii_lowercase().contains("error"))
+            .find(|l| {
+                afk_core::prompt::strip_ansi(l)
+                    .to_ascii_lowercase()
+                    .contains("error")
+            })
             .unwrap_or(last),
     )
 }
 
+/// The tools claude was denied in the run `stdout` reports, and where to
+/// allow them, if any (claude counts a denied run as a success).
+pub fn denied(stdout: &str) -> Option<String> {
+    denials(&claude_result(stdout)?)
+}
+
 /// The tools claude was denied, and where to allow them, if any.
-pub fn denials(result: &Value) -> Option<String> {
+fn denials(result: &Value) -> Option<String> {
     let list = result.get("permission_denials")?.as_array()?;
     let mut names: Vec<String> = Vec::new();
     for denial in list {
@@ -96,7 +106,7 @@ pub fn cost(stdout: &str) -> Option<f64> {
 }
 
 /// claude's `result` message in `stdout`, whichever output format it used.
-pub fn claude_result(stdout: &str) -> Option<Value> {
+fn claude_result(stdout: &str) -> Option<Value> {
     let is_result = |v: &Value| v.get("type").and_then(Value::as_str) == Some("result");
     let trimmed = stdout.trim();
     if let Ok(whole) = serde_json::from_str::<Value>(trimmed) {
@@ -113,15 +123,10 @@ pub fn claude_result(stdout: &str) -> Option<Value> {
         .find(is_result)
 }
 
-/// `text` without ANSI escape sequences (see [`afk_core::prompt::strip_ansi`]).
-pub fn strip_ansi(text: &str) -> String {
-    afk_core::prompt::strip_ansi(text)
-}
-
 /// `text` on one line: ANSI sequences and control characters removed,
 /// whitespace folded, at most `max` characters (`…` when cut).
-pub fn one_line(text: &str, max: usize) -> String {
-    afk_core::prompt::one_line(&strip_ansi(text), max)
+fn one_line(text: &str, max: usize) -> String {
+    afk_core::prompt::one_line(&afk_core::prompt::strip_ansi(text), max)
 }
 
 #[cfg(test)]

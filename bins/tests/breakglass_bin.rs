@@ -27,6 +27,21 @@ fn refused(env: &[(&str, &str)], args: &[&str], want: &str) {
     assert!(logs.contains(want), "wanted {want:?} in {logs}");
 }
 
+/// Creates a breakglass session at `url`; its id.
+pub(crate) async fn create_session(http: &reqwest::Client, url: &str, token: &str) -> String {
+    let created: serde_json::Value = http
+        .post(format!("{url}/api/session"))
+        .bearer_auth(token)
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    created["session_id"].as_str().unwrap().to_owned()
+}
+
 type Lines = std::io::Lines<BufReader<std::process::ChildStdout>>;
 
 /// Starts the binary on 127.0.0.1 with the scripted agent; its log lines
@@ -63,17 +78,7 @@ fn start_hanging_turn(url: &str, token: &str, dir: &std::path::Path) -> std::pat
         let http = reqwest::Client::new();
         let health = http.get(format!("{url}/health")).send().await.unwrap();
         assert_eq!(health.status(), 200);
-        let created: serde_json::Value = http
-            .post(format!("{url}/api/session"))
-            .bearer_auth(token)
-            .json(&serde_json::json!({}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let id = created["session_id"].as_str().unwrap().to_owned();
+        let id = create_session(&http, url, token).await;
         let started = http
             .post(format!("{url}/api/session/{id}/prompt"))
             .bearer_auth(token)

@@ -54,7 +54,7 @@ fn afk(dir: &Path, args: &[&str]) -> Output {
     afk_cmd(dir, args).output().unwrap()
 }
 
-fn text(bytes: &[u8]) -> String {
+pub(crate) fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
@@ -65,12 +65,12 @@ fn run_with(dir: &Path, script: &str, extra: &[&str]) -> Output {
     afk(dir, &args)
 }
 
-fn read(path: impl AsRef<Path>) -> String {
+pub(crate) fn read(path: impl AsRef<Path>) -> String {
     std::fs::read_to_string(path.as_ref())
         .unwrap_or_else(|e| panic!("{}: {e}", path.as_ref().display()))
 }
 
-fn statuses(dir: &Path) -> Vec<(String, String)> {
+pub(crate) fn statuses(dir: &Path) -> Vec<(String, String)> {
     let (c, d) = checklist::sut::parse(&read(dir.join("SUT-CHECKLIST.md")));
     assert!(d.is_empty(), "{d:?}");
     c.items
@@ -83,7 +83,7 @@ fn all(dir: &Path, glyph: &str) -> bool {
     statuses(dir).iter().all(|(_, g)| g == glyph)
 }
 
-fn last_session(dir: &Path) -> Value {
+pub(crate) fn last_session(dir: &Path) -> Value {
     let mut files: Vec<_> = std::fs::read_dir(dir.join(".afk"))
         .unwrap()
         .flatten()

@@ -18,6 +18,7 @@ use std::process::Output;
 
 use serde_json::Value;
 
+use crate::campaign::{last_session, statuses, text};
 use crate::processes::wait_until;
 
 const AFK: &str = env!("CARGO_BIN_EXE_afk");
@@ -71,6 +72,11 @@ fn campaign(name: &str, rows: &[(&str, &str)]) -> PathBuf {
     }
     std::fs::write(dir.join("SUT-CHECKLIST.md"), md).unwrap();
     dir
+}
+
+/// The agents' home beside a campaign made by [`campaign`].
+fn home(campaign: &Path) -> PathBuf {
+    campaign.parent().unwrap().join("home")
 }
 
 /// The environment each CLI needs to run unattended and offline: a home of
@@ -147,20 +153,6 @@ async fn afk(dir: &Path, env: &[(String, String)], args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn statuses(dir: &Path) -> Vec<(String, String)> {
-    let md = std::fs::read_to_string(dir.join("SUT-CHECKLIST.md")).unwrap();
-    let (c, d) = checklist::sut::parse(&md);
-    assert!(d.is_empty(), "{d:?}");
-    c.items
-        .iter()
-        .map(|i| (i.id.clone(), i.status.glyph().to_owned()))
-        .collect()
-}
-
 /// Processes running `sleep 3600` in a directory under `dir`.
 fn sleepers_under(dir: &Path) -> Vec<u32> {
     let mut found = Vec::new();
@@ -185,6 +177,25 @@ fn sleepers_under(dir: &Path) -> Vec<u32> {
     found
 }
 
+/// Waits (off the runtime) until a `sleep 3600` runs under `dir`, or, with
+/// `running` false, until none does.
+async fn sleepers(dir: &Path, running: bool) {
+    let dir = dir.to_owned();
+    tokio::task::spawn_blocking(move || {
+        if running {
+            wait_until("the agent's shell tool to start sleep", || {
+                !sleepers_under(&dir).is_empty()
+            });
+        } else {
+            wait_until("nothing of the agent's tree to run", || {
+                sleepers_under(&dir).is_empty()
+            });
+        }
+    })
+    .await
+    .unwrap();
+}
+
 /// The whole loop through each real CLI: every row done through its tools,
 /// findings in the campaign ledger, the tier report, infinite-mode synthesis.
 async fn completes_a_campaign(runtime: &str) {
@@ -197,12 +208,7 @@ async fn completes_a_campaign(runtime: &str) {
             ("CORE-002", "Second real item"),
         ],
     );
-    let env = agent_env(
-        runtime,
-        &bin,
-        &dir.parent().unwrap().join("home"),
-        &model.uri(),
-    );
+    let env = agent_env(runtime, &bin, &home(&dir), &model.uri());
     let mode: &[&str] = if runtime == "claude" {
         &["--mode", "infinite"]
     } else {
@@ -296,12 +302,7 @@ async fn the_real_claude_fails_explaining_itself_and_leaves_nothing_running() {
             ("BAD-004", "Overloaded [api-529]"),
         ],
     );
-    let mut env = agent_env(
-        "claude",
-        &bin,
-        &dir.parent().unwrap().join("home"),
-        &model.uri(),
-    );
+    let mut env = agent_env("claude", &bin, &home(&dir), &model.uri());
     // claude retries every API error (401 included) with a growing backoff;
     // an unattended run that should fail fast says so.
     env.push(("CLAUDE_CODE_MAX_RETRIES".to_owned(), "0".to_owned()));
@@ -310,18 +311,9 @@ async fn the_real_claude_fails_explaining_itself_and_leaves_nothing_running() {
         &env,
         &["run", "--runtime", "claude", "--timeout", "8s"],
     );
-    let watch = async {
-        // The sleep starts under claude's Bash tool while the run goes on.
-        let run_dir = dir.join("runs");
-        tokio::task::spawn_blocking(move || {
-            wait_until("claude's Bash tool to start sleep", || {
-                !sleepers_under(&run_dir).is_empty()
-            });
-        })
-        .await
-        .unwrap();
-    };
-    let (out, ()) = tokio::join!(run, watch);
+    // The sleep starts under claude's Bash tool while the run goes on.
+    let runs = dir.join("runs");
+    let (out, ()) = tokio::join!(run, sleepers(&runs, true));
     let log = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{log}");
     assert_eq!(
@@ -359,14 +351,7 @@ async fn the_real_claude_fails_explaining_itself_and_leaves_nothing_running() {
         overloaded.contains("the agent exited with code 1: claude: ") && overloaded.contains("529"),
         "{overloaded}"
     );
-    let runs = dir.join("runs");
-    tokio::task::spawn_blocking(move || {
-        wait_until("nothing of the timed-out agent's tree to run", || {
-            sleepers_under(&runs).is_empty()
-        });
-    })
-    .await
-    .unwrap();
+    sleepers(&runs, false).await;
 }
 
 /// `--budget-usd` with the real claude: it takes what is left as its own
@@ -384,12 +369,7 @@ async fn the_real_claude_spends_within_the_budget() {
             ("PAY-003", "Third paid item"),
         ],
     );
-    let env = agent_env(
-        "claude",
-        &bin,
-        &dir.parent().unwrap().join("home"),
-        &model.uri(),
-    );
+    let env = agent_env("claude", &bin, &home(&dir), &model.uri());
     let out = afk(
         &dir,
         &env,
@@ -410,14 +390,7 @@ async fn the_real_claude_spends_within_the_budget() {
     let rows = statuses(&dir);
     assert_eq!(rows[1].1, "☐", "{log}");
     assert_eq!(rows[2].1, "☐", "{log}");
-    let sessions: Vec<PathBuf> = std::fs::read_dir(dir.join(".afk"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.to_string_lossy().contains("session-"))
-        .collect();
-    let session: Value =
-        serde_json::from_str(&std::fs::read_to_string(&sessions[0]).unwrap()).unwrap();
+    let session = last_session(&dir);
     assert_eq!(session["outcome"], "budget-spent");
     assert_eq!(
         session["spend"]["unreported"], 0,
@@ -518,17 +491,7 @@ async fn breakglass_drives_the_real_claude() {
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
 
     let http = reqwest::Client::new();
-    let created: Value = http
-        .post(format!("{url}/api/session"))
-        .bearer_auth(token)
-        .json(&serde_json::json!({}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = created["session_id"].as_str().unwrap().to_owned();
+    let id = crate::breakglass_bin::create_session(&http, &url, token).await;
     let mut stream = Stream::open(&http, &url, token, &id).await;
     let prompt = |text: &str| {
         http.post(format!("{url}/api/session/{id}/prompt"))
@@ -567,14 +530,7 @@ async fn breakglass_drives_the_real_claude() {
         200
     );
     let sessions = dir.join("sessions");
-    let watched = sessions.clone();
-    tokio::task::spawn_blocking(move || {
-        wait_until("claude's Bash tool to start sleep", || {
-            !sleepers_under(&watched).is_empty()
-        });
-    })
-    .await
-    .unwrap();
+    sleepers(&sessions, true).await;
     let cancelled = http
         .post(format!("{url}/api/session/{id}/cancel"))
         .bearer_auth(token)
@@ -585,13 +541,7 @@ async fn breakglass_drives_the_real_claude() {
     assert_eq!(cancelled.status(), 200);
     let third = stream.turn().await;
     assert!(kinds(&third).contains(&"cancelled"), "{third:?}");
-    tokio::task::spawn_blocking(move || {
-        wait_until("nothing of the cancelled turn's tree to run", || {
-            sleepers_under(&sessions).is_empty()
-        });
-    })
-    .await
-    .unwrap();
+    sleepers(&sessions, false).await;
 
     // A phone attaching now gets all three turns again, in order.
     let mut late = Stream::open(&http, &url, token, &id).await;
@@ -613,12 +563,7 @@ async fn every_way_of_stopping_the_real_claude_stops_its_whole_tree() {
     let Some(bin) = cli("claude") else { return };
     let model = afk_sim::anthropic::Model::start().await;
     let dir = campaign("claude-stops", &[("HOLD-001", "Waits on the SUT [sleep]")]);
-    let env = agent_env(
-        "claude",
-        &bin,
-        &dir.parent().unwrap().join("home"),
-        &model.uri(),
-    );
+    let env = agent_env("claude", &bin, &home(&dir), &model.uri());
     let runs = dir.join("runs");
     let start = |extra: &'static [&'static str]| {
         let mut cmd = tokio::process::Command::new(AFK);
@@ -632,22 +577,6 @@ async fn every_way_of_stopping_the_real_claude_stops_its_whole_tree() {
             .kill_on_drop(true);
         cmd.spawn().unwrap()
     };
-    let sleeping = || {
-        let runs = runs.clone();
-        tokio::task::spawn_blocking(move || {
-            wait_until("claude's Bash tool to start sleep", || {
-                !sleepers_under(&runs).is_empty()
-            });
-        })
-    };
-    let none_left = || {
-        let runs = runs.clone();
-        tokio::task::spawn_blocking(move || {
-            wait_until("nothing of the agent's tree to run", || {
-                sleepers_under(&runs).is_empty()
-            });
-        })
-    };
     let signal = |child: &tokio::process::Child, sig: rustix::process::Signal| {
         let pid = rustix::process::Pid::from_raw(i32::try_from(child.id().unwrap()).unwrap());
         rustix::process::kill_process(pid.unwrap(), sig).unwrap();
@@ -655,29 +584,29 @@ async fn every_way_of_stopping_the_real_claude_stops_its_whole_tree() {
 
     // afk cancel
     let runner = start(&["--timeout", "5m"]);
-    sleeping().await.unwrap();
+    sleepers(&runs, true).await;
     let cancel = afk(&dir, &env, &["cancel"]).await;
     assert_eq!(cancel.status.code(), Some(0), "{}", text(&cancel.stderr));
     let out = runner.wait_with_output().await.unwrap();
     assert_eq!(out.status.code(), Some(130), "{}", text(&out.stderr));
-    none_left().await.unwrap();
+    sleepers(&runs, false).await;
     assert_eq!(statuses(&dir)[0].1, "☐");
 
     // Ctrl-C
     let runner = start(&["--timeout", "5m"]);
-    sleeping().await.unwrap();
+    sleepers(&runs, true).await;
     signal(&runner, rustix::process::Signal::INT);
     let out = runner.wait_with_output().await.unwrap();
     assert_eq!(out.status.code(), Some(130), "{}", text(&out.stderr));
-    none_left().await.unwrap();
+    sleepers(&runs, false).await;
     assert_eq!(statuses(&dir)[0].1, "☐");
 
     // SIGKILL: the runner cannot clean up, its agents die with it anyway.
     let runner = start(&["--timeout", "5m"]);
-    sleeping().await.unwrap();
+    sleepers(&runs, true).await;
     signal(&runner, rustix::process::Signal::KILL);
     let _ = runner.wait_with_output().await.unwrap();
-    none_left().await.unwrap();
+    sleepers(&runs, false).await;
     assert_eq!(statuses(&dir)[0].1, "⏳");
     let resumed = afk(
         &dir,
@@ -691,7 +620,7 @@ async fn every_way_of_stopping_the_real_claude_stops_its_whole_tree() {
         log.contains("HOLD-001 ❌ failed") && log.contains("killed at the timeout"),
         "{log}"
     );
-    none_left().await.unwrap();
+    sleepers(&runs, false).await;
 }
 
 /// opencode's bash tool too: the command outlives nothing once the row's
@@ -704,39 +633,21 @@ async fn a_timed_out_real_opencode_leaves_nothing_running() {
         "opencode-timeout",
         &[("HOLD-002", "Waits on the SUT [sleep]")],
     );
-    let env = agent_env(
-        "opencode",
-        &bin,
-        &dir.parent().unwrap().join("home"),
-        &model.uri(),
-    );
+    let env = agent_env("opencode", &bin, &home(&dir), &model.uri());
     let runs = dir.join("runs");
-    let watched = runs.clone();
     let run = afk(
         &dir,
         &env,
         &["run", "--runtime", "opencode", "--timeout", "10s"],
     );
-    let watch = tokio::task::spawn_blocking(move || {
-        wait_until("opencode's bash tool to start sleep", || {
-            !sleepers_under(&watched).is_empty()
-        });
-    });
-    let (out, seen) = tokio::join!(run, watch);
-    seen.unwrap();
+    let (out, ()) = tokio::join!(run, sleepers(&runs, true));
     let log = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{log}");
     assert!(
         log.contains("HOLD-002 ❌ failed") && log.contains("killed at the timeout"),
         "{log}"
     );
-    tokio::task::spawn_blocking(move || {
-        wait_until("nothing of opencode's tree to run", || {
-            sleepers_under(&runs).is_empty()
-        });
-    })
-    .await
-    .unwrap();
+    sleepers(&runs, false).await;
 }
 
 /// The scripted model itself, without a CLI: it refuses what the real API

@@ -411,10 +411,7 @@ async fn run_turn(
         }
         End::Exited(Ok(_)) => {
             // A denied tool does not fail claude's turn; say so anyway.
-            if let Some(denied) = afk_process::said::claude_result(&result_line)
-                .as_ref()
-                .and_then(afk_process::said::denials)
-            {
+            if let Some(denied) = afk_process::said::denied(&result_line) {
                 session.append(event::error(&denied));
             }
         }

@@ -8,7 +8,7 @@ use std::path::Path;
 use checklist::sut::Status;
 
 use crate::campaign::load_checklist;
-use crate::rounds::{mark, running_ids};
+use crate::campaign::{mark, running_ids};
 use crate::state::{self, ActiveRun};
 use crate::{Error, rel};
 

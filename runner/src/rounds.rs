@@ -12,15 +12,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
-use checklist::sut::{self, Checklist, Item, Status};
+use checklist::sut::{Item, Status};
 use tokio::sync::{mpsc, watch};
 
 use crate::agent::{self, AgentJob, AgentRun};
-use crate::campaign::{Campaign, Mode, Settings, load_checklist};
+use crate::campaign::{Campaign, Mode, Settings, load_checklist, mark, running_ids};
 use crate::decide::progress::Counts;
 use crate::decide::{self, FailReason, RunEvidence};
 use crate::event::{Event, ItemEnd, Outcome};
-use crate::files::atomic_write;
 use crate::state::{self, ActiveRun, InFlight, ItemRecord, ItemStatus, Session};
 use crate::{Error, now_rfc3339, rel};
 
@@ -87,53 +86,6 @@ pub(crate) fn stamp() -> String {
     )
 }
 
-/// Sets the status of the rows `ids` in the checklist file: re-read, one
-/// cell changed per row, replaced atomically. Ids no longer in the file are
-/// returned (someone removed the row meanwhile).
-pub(crate) fn mark(path: &Path, ids: &[&str], status: Status) -> Result<Vec<String>, Error> {
-    // A human may edit the file while a run works on it. Each attempt reads
-    // it, changes one cell per row, and replaces it only if the file is
-    // still what was read: an edit that landed meanwhile is re-read and
-    // kept, never overwritten.
-    for _ in 0..20 {
-        let (original, _) = load_checklist(path).map_err(|e| Error::failed(e.to_string()))?;
-        let mut text = original.clone();
-        let mut missing = Vec::new();
-        for id in ids {
-            let (checklist, _) = sut::parse(&text);
-            match checklist.items.iter().find(|i| i.id == *id) {
-                Some(item) if item.status != status => text = sut::set_status(&text, item, status),
-                Some(_) => {}
-                None => missing.push((*id).to_owned()),
-            }
-        }
-        if std::fs::read_to_string(path).ok().as_deref() != Some(original.as_str()) {
-            continue;
-        }
-        atomic_write(path, text.as_bytes()).map_err(|e| {
-            Error::failed(format!(
-                "cannot write the checklist {}: {e}",
-                path.display()
-            ))
-        })?;
-        return Ok(missing);
-    }
-    Err(Error::failed(format!(
-        "the checklist {} kept changing while afk tried to write it; nothing was written",
-        path.display()
-    )))
-}
-
-/// The ids of the rows marked ⏳.
-pub(crate) fn running_ids(checklist: &Checklist) -> Vec<&str> {
-    checklist
-        .items
-        .iter()
-        .filter(|i| i.status == Status::Running)
-        .map(|i| i.id.as_str())
-        .collect()
-}
-
 /// The live run: its state files and where its events go.
 pub(crate) struct Live<'a> {
     pub(crate) active: ActiveRun,
@@ -160,6 +112,16 @@ impl Live<'_> {
         if let Err(e) = state::write_active(root, &self.active) {
             self.emit(Event::Warning(e.to_string()));
         }
+    }
+
+    /// Whether the budget is spent (and if so, says so): nothing new may
+    /// start.
+    fn budget_spent(&mut self) -> bool {
+        let spent = self.session.spend.exhausted();
+        if spent {
+            self.emit(Event::BudgetSpent(self.session.spend.clone()));
+        }
+        spent
     }
 
     pub(crate) fn save_session(&mut self) {
@@ -353,8 +315,7 @@ async fn drive(
         if let Some(why) = flag.get() {
             return Ok(Some(why));
         }
-        if live.session.spend.exhausted() {
-            live.emit(Event::BudgetSpent(live.session.spend.clone()));
+        if live.budget_spent() {
             return Ok(None);
         }
         let (_, parsed) = load_checklist(path).map_err(|e| Error::failed(e.to_string()))?;
@@ -363,8 +324,8 @@ async fn drive(
         if let Some(why) = flag.get() {
             return Ok(Some(why));
         }
-        if live.session.spend.exhausted() {
-            live.emit(Event::BudgetSpent(live.session.spend.clone()));
+        // The tier reports may have spent the rest.
+        if live.budget_spent() {
             return Ok(None);
         }
         let batch: Vec<Item> = decide::select_batch(&parsed, campaign.batch_size)

@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::campaign::running_ids;
 use crate::campaign::{Campaign, Mode, Settings, load_checklist};
 use crate::decide::progress::{Counts, tier_counts};
 use crate::decide::{self, slug};
 use crate::recovery::clean_up_dead_run;
-use crate::rounds::running_ids;
 use crate::state::{self, ItemStatus};
 use crate::{Error, now, rel};
 

@@ -28,10 +28,19 @@ pub fn parse_budget(text: &str) -> Result<f64, String> {
         .trim_start_matches('$')
         .parse()
         .map_err(|_| format!("--budget-usd {text:?} is not a number of dollars"))?;
-    if !amount.is_finite() || amount <= 0.0 {
-        return Err(format!("--budget-usd {text:?} must be more than 0 dollars"));
+    check_budget(amount).map_err(|_| format!("--budget-usd {text:?} must be more than 0 dollars"))
+}
+
+/// Checks a budget given as a number (not through [`parse_budget`]).
+///
+/// # Errors
+/// A message naming the amount.
+pub fn check_budget(amount: f64) -> Result<f64, String> {
+    if amount.is_finite() && amount > 0.0 {
+        Ok(amount)
+    } else {
+        Err(format!("--budget-usd {amount} must be more than 0 dollars"))
     }
-    Ok(amount)
 }
 
 impl Spend {
@@ -89,6 +98,14 @@ mod tests {
         for bad in ["0", "-1", "NaN", "inf", "ten", ""] {
             let err = parse_budget(bad).unwrap_err();
             assert!(err.contains(&format!("{bad:?}")), "{err}");
+        }
+        assert_eq!(check_budget(0.5), Ok(0.5));
+        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+            assert!(
+                check_budget(bad)
+                    .unwrap_err()
+                    .contains("must be more than 0")
+            );
         }
     }
 
