@@ -74,6 +74,20 @@ fn campaign(name: &str, rows: &[(&str, &str)]) -> PathBuf {
     dir
 }
 
+/// A real CLI's test rig: the scripted model, a campaign with these rows,
+/// and the CLI's environment; `None` (outside CI) without the CLI.
+async fn rig(
+    runtime: &str,
+    name: &str,
+    rows: &[(&str, &str)],
+) -> Option<(afk_sim::anthropic::Model, PathBuf, Vec<(String, String)>)> {
+    let bin = cli(runtime)?;
+    let model = afk_sim::anthropic::Model::start().await;
+    let dir = campaign(name, rows);
+    let env = agent_env(runtime, &bin, &home(&dir), &model.uri());
+    Some((model, dir, env))
+}
+
 /// The agents' home beside a campaign made by [`campaign`].
 fn home(campaign: &Path) -> PathBuf {
     campaign.parent().unwrap().join("home")
@@ -199,16 +213,18 @@ async fn sleepers(dir: &Path, running: bool) {
 /// The whole loop through each real CLI: every row done through its tools,
 /// findings in the campaign ledger, the tier report, infinite-mode synthesis.
 async fn completes_a_campaign(runtime: &str) {
-    let Some(bin) = cli(runtime) else { return };
-    let model = afk_sim::anthropic::Model::start().await;
-    let dir = campaign(
+    let Some((model, dir, env)) = rig(
+        runtime,
         &format!("{runtime}-complete"),
         &[
             ("CORE-001", "First real item"),
             ("CORE-002", "Second real item"),
         ],
-    );
-    let env = agent_env(runtime, &bin, &home(&dir), &model.uri());
+    )
+    .await
+    else {
+        return;
+    };
     let mode: &[&str] = if runtime == "claude" {
         &["--mode", "infinite"]
     } else {
@@ -291,9 +307,8 @@ async fn the_real_opencode_completes_a_campaign_through_its_tools() {
 /// tool, in a session of its own) does not survive it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_real_claude_fails_explaining_itself_and_leaves_nothing_running() {
-    let Some(bin) = cli("claude") else { return };
-    let model = afk_sim::anthropic::Model::start().await;
-    let dir = campaign(
+    let Some((_model, dir, mut env)) = rig(
+        "claude",
         "claude-fails",
         &[
             ("BAD-001", "Refused key [api-401]"),
@@ -301,8 +316,11 @@ async fn the_real_claude_fails_explaining_itself_and_leaves_nothing_running() {
             ("BAD-003", "Sleeps forever [sleep]"),
             ("BAD-004", "Overloaded [api-529]"),
         ],
-    );
-    let mut env = agent_env("claude", &bin, &home(&dir), &model.uri());
+    )
+    .await
+    else {
+        return;
+    };
     // claude retries every API error (401 included) with a growing backoff;
     // an unattended run that should fail fast says so.
     env.push(("CLAUDE_CODE_MAX_RETRIES".to_owned(), "0".to_owned()));
@@ -359,17 +377,19 @@ async fn the_real_claude_fails_explaining_itself_and_leaves_nothing_running() {
 /// reaches the budget nothing new starts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_real_claude_spends_within_the_budget() {
-    let Some(bin) = cli("claude") else { return };
-    let model = afk_sim::anthropic::Model::start().await;
-    let dir = campaign(
+    let Some((_model, dir, env)) = rig(
+        "claude",
         "claude-budget",
         &[
             ("PAY-001", "First paid item"),
             ("PAY-002", "Second paid item"),
             ("PAY-003", "Third paid item"),
         ],
-    );
-    let env = agent_env("claude", &bin, &home(&dir), &model.uri());
+    )
+    .await
+    else {
+        return;
+    };
     let out = afk(
         &dir,
         &env,
@@ -560,10 +580,15 @@ async fn breakglass_drives_the_real_claude() {
 /// starts the row again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_way_of_stopping_the_real_claude_stops_its_whole_tree() {
-    let Some(bin) = cli("claude") else { return };
-    let model = afk_sim::anthropic::Model::start().await;
-    let dir = campaign("claude-stops", &[("HOLD-001", "Waits on the SUT [sleep]")]);
-    let env = agent_env("claude", &bin, &home(&dir), &model.uri());
+    let Some((_model, dir, env)) = rig(
+        "claude",
+        "claude-stops",
+        &[("HOLD-001", "Waits on the SUT [sleep]")],
+    )
+    .await
+    else {
+        return;
+    };
     let runs = dir.join("runs");
     let start = |extra: &'static [&'static str]| {
         let mut cmd = tokio::process::Command::new(AFK);
@@ -627,13 +652,15 @@ async fn every_way_of_stopping_the_real_claude_stops_its_whole_tree() {
 /// timeout stops the agent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_timed_out_real_opencode_leaves_nothing_running() {
-    let Some(bin) = cli("opencode") else { return };
-    let model = afk_sim::anthropic::Model::start().await;
-    let dir = campaign(
+    let Some((_model, dir, env)) = rig(
+        "opencode",
         "opencode-timeout",
         &[("HOLD-002", "Waits on the SUT [sleep]")],
-    );
-    let env = agent_env("opencode", &bin, &home(&dir), &model.uri());
+    )
+    .await
+    else {
+        return;
+    };
     let runs = dir.join("runs");
     let run = afk(
         &dir,
