@@ -15,6 +15,11 @@
 //! per call are printed. The decisions of both are checked to be equal and
 //! to hold one issue per eligible repository, so a broken policy cannot
 //! produce a fast number.
+//!
+//! With `AFK_BENCH_POLICY_INPUT=<path>` it also writes the same world as an
+//! `afk policy dispatch` input, for measuring the command's peak memory:
+//! `/usr/bin/time -v target/release/afk policy dispatch <path> > /dev/null`
+//! ("Maximum resident set size").
 
 // A benchmark reports on standard output; that is its whole job.
 #![allow(clippy::print_stdout)]
@@ -103,12 +108,49 @@ fn stats(mut times: Vec<Duration>) -> String {
     )
 }
 
+/// The world as `afk policy dispatch` input JSON (names and labels hold no
+/// character that needs escaping).
+fn policy_input(issues: &[Issue], config: &Config, in_flight: &[String]) -> String {
+    let list = |items: &[String]| {
+        items
+            .iter()
+            .map(|s| format!("{s:?}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let rows: Vec<String> = issues
+        .iter()
+        .map(|i| {
+            let blockers: Vec<String> = i.open_blockers.iter().map(u64::to_string).collect();
+            format!(
+                "{{\"repo\":{:?},\"number\":{},\"title\":{:?},\"labels\":[{}],\"open_blockers\":[{}],\"labeled_by_trusted\":{}}}",
+                i.repo,
+                i.number,
+                i.title,
+                list(&i.labels),
+                blockers.join(","),
+                i.labeled_by_trusted
+            )
+        })
+        .collect();
+    format!(
+        "{{\"config\":{{\"AFK_KILL_SWITCH\":false,\"AFK_ALLOWLIST\":{:?}}},\"in_flight_repos\":[{}],\"issues\":[\n{}\n]}}\n",
+        config.allowlist.join(","),
+        list(in_flight),
+        rows.join(",\n")
+    )
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let issues: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(10_000);
     let repos: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(200);
     let iterations: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(200);
     let (issues_v, config, in_flight) = world(issues, repos);
+    if let Some(path) = std::env::var_os("AFK_BENCH_POLICY_INPUT") {
+        std::fs::write(&path, policy_input(&issues_v, &config, &in_flight))
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.to_string_lossy()));
+    }
 
     let warm = plan_dispatch(&issues_v, &config, &in_flight);
     let decisions = select_dispatchable(&issues_v, &config, &in_flight);

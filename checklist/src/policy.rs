@@ -89,6 +89,35 @@ fn at(path: &str, message: impl Into<String>) -> InputError {
 
 /// Reads the whole input into `T`, naming the field of any error.
 fn read<T: DeserializeOwned>(text: &str) -> Result<T, InputError> {
+    // An object is read straight from the text (an input of 10,000 issues
+    // never exists as a JSON tree as well); anything else goes through a
+    // tree, to say what it is instead.
+    if text.trim_start().starts_with('{') {
+        use serde_json::error::Category;
+        let not_json = |e: serde_json::Error| at("", format!("input is not valid JSON: {e}"));
+        let mut de = serde_json::Deserializer::from_str(text);
+        let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            if matches!(
+                e.inner().classify(),
+                Category::Syntax | Category::Eof | Category::Io
+            ) {
+                return not_json(e.into_inner());
+            }
+            let path = e.path().to_string();
+            let message = e.into_inner().to_string();
+            // Read from text, serde adds where; the field path says more.
+            let message = match message.rsplit_once(" at line ") {
+                Some((m, place)) if place.split(" column ").all(|n| n.parse::<u64>().is_ok()) => {
+                    m.to_owned()
+                }
+                _ => message,
+            };
+            path_error(path, message)
+        })?;
+        // Nothing but white space may follow the object.
+        de.end().map_err(not_json)?;
+        return Ok(value);
+    }
     let value: Value =
         serde_json::from_str(text).map_err(|e| at("", format!("input is not valid JSON: {e}")))?;
     let kind = match &value {
@@ -102,27 +131,29 @@ fn read<T: DeserializeOwned>(text: &str) -> Result<T, InputError> {
     if let Some(kind) = kind {
         return Err(at("", format!("expected an object, got {kind}")));
     }
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let mut path = e.path().to_string();
-        if path == "." || path == "?" {
-            path.clear();
-        }
-        let mut message = e.into_inner().to_string();
-        // serde names a missing field in its message at the parent's path;
-        // put it in the path, like every other error.
-        if let Some(field) = message
-            .strip_prefix("missing field `")
-            .and_then(|rest| rest.strip_suffix('`'))
-        {
-            path = if path.is_empty() {
-                field.to_owned()
-            } else {
-                format!("{path}.{field}")
-            };
-            message = "missing".to_owned();
-        }
-        InputError { path, message }
-    })
+    serde_path_to_error::deserialize(value)
+        .map_err(|e| path_error(e.path().to_string(), e.into_inner().to_string()))
+}
+
+/// An input error at serde's path, with a missing field named in the path.
+fn path_error(mut path: String, mut message: String) -> InputError {
+    if path == "." || path == "?" {
+        path.clear();
+    }
+    // serde names a missing field in its message at the parent's path;
+    // put it in the path, like every other error.
+    if let Some(field) = message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.strip_suffix('`'))
+    {
+        path = if path.is_empty() {
+            field.to_owned()
+        } else {
+            format!("{path}.{field}")
+        };
+        message = "missing".to_owned();
+    }
+    InputError { path, message }
 }
 
 /// A whole number, 1 or more (issue numbers).
@@ -280,20 +311,56 @@ pub fn dispatch(input: &str) -> Result<String, InputError> {
         })
         .collect();
     let plan = plan_dispatch(&issues, &config, &input.in_flight_repos);
-    let out = json!({
-        "decisions": plan.decisions.iter().map(|d| json!({
-            "repo": d.repo,
-            "number": d.number,
-            "priority": d.priority,
-            "reason": d.reason,
-        })).collect::<Vec<_>>(),
-        "skipped": plan.skipped.iter().map(|s| json!({
-            "repo": s.repo,
-            "number": s.number,
-            "reason": s.reason.to_string(),
-        })).collect::<Vec<_>>(),
-    });
-    Ok(pretty(&out))
+    // Written straight from the plan, without a JSON tree in between: an
+    // answer for 10,000 issues is one string, not a tree and a string.
+    #[derive(serde::Serialize)]
+    struct Decided<'a> {
+        repo: &'a str,
+        number: u64,
+        priority: i64,
+        reason: &'a str,
+    }
+    #[derive(serde::Serialize)]
+    struct Skipped<'a> {
+        repo: &'a str,
+        number: u64,
+        #[serde(serialize_with = "display")]
+        reason: &'a afk_core::SkipReason<'a>,
+    }
+    #[derive(serde::Serialize)]
+    struct Answer<'a> {
+        decisions: Vec<Decided<'a>>,
+        skipped: Vec<Skipped<'a>>,
+    }
+    let answer = Answer {
+        decisions: plan
+            .decisions
+            .iter()
+            .map(|d| Decided {
+                repo: &d.repo,
+                number: d.number,
+                priority: d.priority,
+                reason: &d.reason,
+            })
+            .collect(),
+        skipped: plan
+            .skipped
+            .iter()
+            .map(|s| Skipped {
+                repo: s.repo,
+                number: s.number,
+                reason: &s.reason,
+            })
+            .collect(),
+    };
+    // Serialising these plain structs cannot fail.
+    let mut text = serde_json::to_string_pretty(&answer).unwrap_or_default();
+    text.push('\n');
+    Ok(text)
+}
+
+fn display<T: fmt::Display, S: serde::Serializer>(value: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(value)
 }
 
 /// `afk policy next-action`: input JSON text in, output JSON text out.

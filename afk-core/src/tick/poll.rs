@@ -167,7 +167,7 @@ pub async fn poll_tick(ports: &Ports<'_>, config: &Config, options: &TickOptions
     report.skipped = plan.skipped.len();
     for s in &plan.skipped {
         report.info(
-            About::issue(&s.repo, s.number),
+            About::issue(s.repo, s.number),
             ReportAction::Skip,
             s.reason.to_string(),
         );
