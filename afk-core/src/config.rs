@@ -75,6 +75,11 @@ pub const KEYS: &[KeySpec] = &[
         default: "900",
         meaning: "a pushed commit with no CI signal after this is escalated",
     },
+    KeySpec {
+        key: "AFK_RATE_FLOOR",
+        default: "500",
+        meaning: "below this many GitHub requests (or GraphQL points) left, the poller starts nothing new",
+    },
 ];
 
 /// Keys afk no longer reads. Setting one is an error rather than silence:
@@ -107,6 +112,10 @@ pub struct Config {
     pub prepush_max_seconds: u64,
     /// Seconds after a push at which a commit without CI signal is escalated.
     pub ci_start_max_seconds: u64,
+    /// Below this many requests (REST) or points (GraphQL) left in the
+    /// tracker's hour, the poller starts nothing new; the watcher, which
+    /// finishes runs, carries on.
+    pub rate_floor: u64,
 }
 
 impl Default for Config {
@@ -123,6 +132,7 @@ impl Default for Config {
             fix_forward_max_seconds: 3600,
             prepush_max_seconds: 14_400,
             ci_start_max_seconds: 900,
+            rate_floor: 500,
         }
     }
 }
@@ -248,6 +258,10 @@ impl Config {
                     .parse::<u64>()
                     .map(|v| config.ci_start_max_seconds = v)
                     .map_err(|_| bad(SECONDS_EXPECTED)),
+                "AFK_RATE_FLOOR" => value
+                    .parse::<u64>()
+                    .map(|v| config.rate_floor = v)
+                    .map_err(|_| bad(COUNT_EXPECTED)),
                 _ => Ok(()),
             };
             if let Err(e) = result {
@@ -379,6 +393,7 @@ mod tests {
             ("AFK_FIX_FORWARD_MAX_SECONDS", "60"),
             ("AFK_PREPUSH_MAX_SECONDS", "120"),
             ("AFK_CI_START_MAX_SECONDS", "30"),
+            ("AFK_RATE_FLOOR", "40"),
             ("PATH", "/usr/bin"),
         ])
         .unwrap();
@@ -395,12 +410,13 @@ mod tests {
                 fix_forward_max_seconds: 60,
                 prepush_max_seconds: 120,
                 ci_start_max_seconds: 30,
+                rate_floor: 40,
             }
         );
         assert!(config.allows("Infra"));
         assert!(!config.allows("evil/infra"));
         // The KEYS table names exactly the keys the parser reads.
-        assert_eq!(KEYS.len(), 10);
+        assert_eq!(KEYS.len(), 11);
     }
 
     #[test]

@@ -163,6 +163,31 @@ pub struct PushedCommit {
     pub committed_at: Option<Timestamp>,
 }
 
+/// What one repository holds for a tick, read in one batch.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RepoScan {
+    /// Open issues carrying the ready label (when it was asked for).
+    pub ready: Vec<TrackedIssue>,
+    /// Issues carrying the in-progress label, open or closed (a closing
+    /// keyword can close an issue while its run is in flight). Their bodies
+    /// are not read: `body` is empty.
+    pub locked: Vec<TrackedIssue>,
+}
+
+/// The request budget the tracker last reported (GitHub's GraphQL
+/// `rateLimit`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateBudget {
+    /// What the tick's reads cost so far (points).
+    pub cost: u64,
+    /// Points left in the window.
+    pub remaining: u64,
+    /// Points per window.
+    pub limit: u64,
+    /// When the window resets.
+    pub reset_at: Option<Timestamp>,
+}
+
 /// The issue tracker (GitHub).
 ///
 /// Repositories are named as the allowlist names them (`name` or
@@ -184,6 +209,34 @@ pub trait Tracker: Send + Sync {
     /// close an issue while its run is still in flight), pull requests
     /// excluded.
     async fn issues_with_label(&self, repo: &str, label: &str) -> PortResult<Vec<TrackedIssue>>;
+
+    /// Reads many repositories at once: for each (in order), its open
+    /// issues carrying `ready` (when given) and its issues carrying
+    /// `locked`, open or closed. One result per repository: one that cannot
+    /// be read fails alone, never the others.
+    ///
+    /// The default asks repository by repository; the GitHub adapter asks
+    /// for many in one request.
+    async fn scan(
+        &self,
+        repos: &[String],
+        ready: Option<&str>,
+        locked: &str,
+    ) -> Vec<PortResult<RepoScan>> {
+        let mut out = Vec::with_capacity(repos.len());
+        for repo in repos {
+            let read = async {
+                let locked = self.issues_with_label(repo, locked).await?;
+                let ready = match ready {
+                    Some(label) => self.open_issues_with_label(repo, label).await?,
+                    None => Vec::new(),
+                };
+                Ok(RepoScan { ready, locked })
+            };
+            out.push(read.await);
+        }
+        out
+    }
 
     /// Whether the most recent application of `label` on the issue may be
     /// trusted. An issue with no attributable `labeled` event is untrusted
@@ -250,6 +303,12 @@ pub trait Tracker: Send + Sync {
 
     /// The remaining request budget the service last reported, if any.
     fn rate_limit_remaining(&self) -> Option<u64> {
+        None
+    }
+
+    /// The batched reads' budget as last reported, with what this tick's
+    /// reads cost so far; `None` when the tracker reports none.
+    fn rate_budget(&self) -> Option<RateBudget> {
         None
     }
 }

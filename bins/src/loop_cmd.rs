@@ -55,6 +55,10 @@ pub struct LoopArgs {
     /// Seconds after which a pushed commit with no CI signal is escalated. Default: 900.
     #[arg(long, env = "AFK_CI_START_MAX_SECONDS", hide_env_values = true)]
     pub ci_start_max_seconds: Option<String>,
+    /// Below this many GitHub requests or GraphQL points left, the poller
+    /// starts nothing new (the watcher carries on). Default: 500.
+    #[arg(long, env = "AFK_RATE_FLOOR", hide_env_values = true)]
+    pub rate_floor: Option<String>,
     /// Retired (T3 v0.0.27 takes no spend cap); setting it is an error.
     #[arg(long, env = "AFK_BUDGET_USD", hide = true, hide_env_values = true)]
     pub budget_usd: Option<String>,
@@ -197,6 +201,7 @@ impl LoopArgs {
             ("AFK_FIX_FORWARD_MAX_SECONDS", &self.fix_forward_max_seconds),
             ("AFK_PREPUSH_MAX_SECONDS", &self.prepush_max_seconds),
             ("AFK_CI_START_MAX_SECONDS", &self.ci_start_max_seconds),
+            ("AFK_RATE_FLOOR", &self.rate_floor),
             ("AFK_BUDGET_USD", &self.budget_usd),
         ];
         Config::from_pairs(

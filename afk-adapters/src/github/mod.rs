@@ -28,8 +28,8 @@ use std::time::Duration;
 
 use afk_core::Timestamp;
 use afk_core::ports::{
-    ApprovedComment, Comment, PortError, PortResult, PushedCommit, TrackedIssue, Tracker, Trust,
-    has_issue_trailer,
+    ApprovedComment, Comment, PortError, PortResult, PushedCommit, RateBudget, RepoScan,
+    TrackedIssue, Tracker, Trust, has_issue_trailer,
 };
 use afk_core::types::{blocked_by_refs, bot_login_key as bot_key};
 use async_trait::async_trait;
@@ -39,8 +39,11 @@ use serde_json::{Value, json};
 
 use crate::http::{Http, Secret, now_unix, parse_retry_after};
 
+mod batch;
 mod stage;
 mod wire;
+
+pub use batch::{BATCH, page_document, scan_document};
 
 pub use stage::GitHubBuildStage;
 
@@ -73,6 +76,7 @@ struct Caches {
     default_branch: BTreeMap<String, String>,
     own_login: Option<String>,
     rate_remaining: Option<u64>,
+    budget: Option<RateBudget>,
 }
 
 /// The GitHub tracker.
@@ -464,7 +468,8 @@ fn classify(
     }
 }
 
-const TRUST_QUERY: &str = "query($owner: String!, $name: String!, $number: Int!) { \
+/// The trust check's document (public for the conformance test).
+pub const TRUST_QUERY: &str = "query($owner: String!, $name: String!, $number: Int!) { \
     repository(owner: $owner, name: $name) { issue(number: $number) { lastEditedAt \
     timelineItems(last: 100, itemTypes: [LABELED_EVENT, RENAMED_TITLE_EVENT]) { nodes { \
     __typename ... on LabeledEvent { createdAt label { name } actor { __typename login } } \
@@ -490,16 +495,24 @@ impl Tracker for GitHubTracker {
         self.issues(repo, label, "all").await
     }
 
+    async fn scan(
+        &self,
+        repos: &[String],
+        ready: Option<&str>,
+        locked: &str,
+    ) -> Vec<PortResult<RepoScan>> {
+        self.scan_all(repos, ready, locked).await
+    }
+
     async fn label_trust(&self, repo: &str, number: u64, label: &str) -> PortResult<Trust> {
         let (owner, name) = self.owner_name(repo)?;
-        let body = json!({"query": TRUST_QUERY, "variables": {"owner": owner, "name": name, "number": number}});
-        let url = self.graphql_url()?;
-        // A GraphQL query is a read: safe to retry.
-        let page = self
-            .http
-            .retrying(|| self.request(Method::POST, url.clone(), Some(&body), &[]))
+        let body = self
+            .graphql(
+                TRUST_QUERY,
+                json!({"owner": owner, "name": name, "number": number}),
+            )
             .await?;
-        let answer: wire::GraphQl<wire::TrustData> = wire::decode("trust query answer", page.body)?;
+        let answer: wire::GraphQl<wire::TrustData> = wire::decode("trust query answer", body)?;
         if !answer.errors.is_empty() {
             let kinds: Vec<&str> = answer
                 .errors
@@ -809,6 +822,10 @@ impl Tracker for GitHubTracker {
 
     fn rate_limit_remaining(&self) -> Option<u64> {
         lock(&self.caches).rate_remaining
+    }
+
+    fn rate_budget(&self) -> Option<RateBudget> {
+        lock(&self.caches).budget
     }
 }
 

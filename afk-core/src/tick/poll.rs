@@ -7,10 +7,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::{About, Ports, ReportAction, TickOptions, TickReport, past};
 use crate::config::Config;
 use crate::dispatch::plan_dispatch;
-use crate::ports::{ExecutorSnapshot, PortError, PortResult, ThreadSpec, TrackedIssue, Tracker};
+use crate::ports::{
+    ExecutorSnapshot, PortError, PortResult, RepoScan, ThreadSpec, TrackedIssue, Tracker,
+};
 use crate::prompt::{ApprovedTask, one_line, opening_prompt};
 use crate::record::RunRecord;
-use crate::types::{Issue, Phase, priority_from_labels};
+use crate::types::{Issue, Phase, blocked_by_refs, priority_from_labels};
 
 /// What the poll tick learned about one repository.
 struct RepoFacts {
@@ -20,21 +22,22 @@ struct RepoFacts {
     verified: BTreeSet<u64>,
 }
 
+/// "Blocked by #N" references past this many are not read one by one: the
+/// issue counts as blocked, and the report says why (a body can name
+/// thousands, and each one read is a request).
+pub const MAX_BLOCKER_REFS: usize = 50;
+
+/// Trust and blockers for the issues that could win the repository's slot;
+/// the batched scan already read the rest.
 async fn gather(
     tracker: &dyn Tracker,
     config: &Config,
     repo: &str,
+    scan: RepoScan,
     report: &mut TickReport,
 ) -> PortResult<RepoFacts> {
-    // The lock is asked for directly, open or closed: a closing keyword can
-    // close an issue while its run is still in flight.
-    let in_flight = !tracker
-        .issues_with_label(repo, &config.in_progress_label)
-        .await?
-        .is_empty();
-    let mut ready = tracker
-        .open_issues_with_label(repo, &config.ready_label)
-        .await?;
+    let in_flight = !scan.locked.is_empty();
+    let mut ready = scan.ready;
     ready.sort_by_key(|t| (priority_from_labels(&t.labels), t.number));
     let mut facts = RepoFacts {
         in_flight,
@@ -71,7 +74,20 @@ async fn gather(
                     trust.reason,
                 );
             } else {
-                issue.open_blockers = tracker.open_blockers(repo, &tracked).await?;
+                let refs = blocked_by_refs(&tracked.body);
+                if refs.len() > MAX_BLOCKER_REFS {
+                    report.warn(
+                        About::issue(repo, tracked.number),
+                        ReportAction::Skip,
+                        format!(
+                            "counts as blocked: its body names {} blocker references, more than the {MAX_BLOCKER_REFS} afk reads; trim the list or use GitHub's issue dependencies",
+                            refs.len()
+                        ),
+                    );
+                    issue.open_blockers = refs.into_iter().take(MAX_BLOCKER_REFS).collect();
+                } else {
+                    issue.open_blockers = tracker.open_blockers(repo, &tracked).await?;
+                }
                 found = issue.open_blockers.is_empty();
             }
             facts.verified.insert(tracked.number);
@@ -79,6 +95,31 @@ async fn gather(
         facts.issues.push((issue, tracked));
     }
     Ok(facts)
+}
+
+/// When the tracker's budget is below the floor, why nothing new starts.
+fn below_floor(tracker: &dyn Tracker, config: &Config) -> Option<String> {
+    if let Some(b) = tracker.rate_budget()
+        && b.remaining < config.rate_floor
+    {
+        let reset = b
+            .reset_at
+            .map(|t| format!(" (the window resets at {t})"))
+            .unwrap_or_default();
+        return Some(format!(
+            "GitHub's GraphQL budget has {} of {} points left, below AFK_RATE_FLOOR={}: nothing new starts this tick{reset}; runs in flight are still driven by the watcher",
+            b.remaining, b.limit, config.rate_floor
+        ));
+    }
+    if let Some(left) = tracker.rate_limit_remaining()
+        && left < config.rate_floor
+    {
+        return Some(format!(
+            "GitHub's REST budget has {left} requests left, below AFK_RATE_FLOOR={}: nothing new starts this tick; runs in flight are still driven by the watcher",
+            config.rate_floor
+        ));
+    }
+    None
 }
 
 fn disabled(message: &str) -> TickReport {
@@ -119,16 +160,42 @@ pub async fn poll_tick(ports: &Ports<'_>, config: &Config, options: &TickOptions
     let mut tracked: BTreeMap<(String, u64), TrackedIssue> = BTreeMap::new();
     let mut verified: BTreeSet<(String, u64)> = BTreeSet::new();
     let mut in_flight = Vec::new();
-    for repo in &config.allowlist {
+    // One batched read of every repository's ready and locked issues.
+    let scans = ports
+        .tracker
+        .scan(
+            &config.allowlist,
+            Some(&config.ready_label),
+            &config.in_progress_label,
+        )
+        .await;
+    if let Some(why) = below_floor(ports.tracker, config) {
+        report.warn(About::TICK, ReportAction::RateFloor, why);
+        return report;
+    }
+    for (repo, scan) in config.allowlist.iter().zip(scans) {
+        let scan = match scan {
+            Ok(s) => s,
+            Err(e) => {
+                report.error(
+                    About::repo(repo),
+                    ReportAction::Read,
+                    format!("reading the repository failed: {e}"),
+                );
+                continue;
+            }
+        };
         if past(options.deadline, ports.clock.now()) {
-            report.warn(
+            // A repository not read within the deadline fails the tick: it
+            // is never skipped silently.
+            report.error(
                 About::repo(repo),
                 ReportAction::Deadline,
-                "tick deadline reached: repository not read this tick",
+                "tick deadline reached before this repository's candidates were read; it is read next tick",
             );
             continue;
         }
-        match gather(ports.tracker, config, repo, &mut report).await {
+        match gather(ports.tracker, config, repo, scan, &mut report).await {
             Ok(facts) => {
                 for (_, t) in facts
                     .issues

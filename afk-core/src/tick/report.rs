@@ -54,11 +54,13 @@ pub enum ReportAction {
     Ring,
     /// A run was stopped (the stop label, `afk stop`, `afk halt`).
     Stop,
+    /// The tracker's request budget is below the floor: nothing new starts.
+    RateFloor,
 }
 
 impl ReportAction {
     /// Every action.
-    pub const ALL: [ReportAction; 17] = [
+    pub const ALL: [ReportAction; 18] = [
         ReportAction::Start,
         ReportAction::Disabled,
         ReportAction::Paused,
@@ -76,6 +78,7 @@ impl ReportAction {
         ReportAction::EscalatePrepush,
         ReportAction::Ring,
         ReportAction::Stop,
+        ReportAction::RateFloor,
     ];
 
     /// Its name in the logs.
@@ -98,6 +101,7 @@ impl ReportAction {
             ReportAction::EscalatePrepush => "escalate_prepush",
             ReportAction::Ring => "ring",
             ReportAction::Stop => "stop",
+            ReportAction::RateFloor => "rate_floor",
         }
     }
 }

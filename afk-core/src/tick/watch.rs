@@ -53,12 +53,12 @@ pub async fn find_runs(
     report: &mut TickReport,
 ) -> Vec<Run> {
     let mut runs = Vec::new();
-    for repo in &config.allowlist {
-        let issues = match tracker
-            .issues_with_label(repo, &config.in_progress_label)
-            .await
-        {
-            Ok(i) => i,
+    let scans = tracker
+        .scan(&config.allowlist, None, &config.in_progress_label)
+        .await;
+    for (repo, scan) in config.allowlist.iter().zip(scans) {
+        let issues = match scan {
+            Ok(s) => s.locked,
             Err(e) => {
                 report.error(
                     About::repo(repo),

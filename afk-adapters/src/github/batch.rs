@@ -1,0 +1,466 @@
+//! Batched reads: the ticks' per-repository listings as one GraphQL request
+//! for up to [`BATCH`] repositories (aliases `r0`, `r1`, …), so a quiet tick
+//! over R repositories costs ⌈R/25⌉ requests instead of 2·R.
+//!
+//! Isolation (`03-loop.md`): a repository GitHub cannot resolve fails alone
+//! (its alias is `null` with an error naming its path, the rest of the answer
+//! stands); a batch whose whole request fails (a timeout, a 5xx, an answer
+//! over the size cap) is split in halves and each half asked again, down to
+//! single repositories, so one bad repository costs O(log R) extra requests
+//! and never the others' reads. A rate limit or an auth failure is not split:
+//! it would fail every half alike.
+//!
+//! Facts from GitHub's GraphQL schema (`@octokit/graphql-schema`, which the
+//! conformance test validates every document against): `Repository.issues`
+//! takes `first`, `after`, `labels`, `states`, `orderBy`; a label filter
+//! matches issues with any of the names; `Query.rateLimit` reports `cost`,
+//! `limit`, `remaining` and `resetAt`.
+
+use std::fmt::Write as _;
+
+use afk_core::Timestamp;
+use afk_core::ports::{PortError, PortResult, RateBudget, RepoScan, TrackedIssue};
+use reqwest::Method;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::{GitHubTracker, MAX_PAGES, lock, wire};
+
+/// Repositories per request.
+pub const BATCH: usize = 25;
+/// Ready issues per repository in the batched read (more are paged per
+/// repository).
+const READY_PAGE: u32 = 30;
+/// Locked issues per repository in the batched read (normally one).
+const LOCKED_PAGE: u32 = 10;
+/// Labels read per issue.
+const LABELS_PAGE: u32 = 50;
+
+const READY_FRAGMENT: &str = "fragment Ready on Issue { number title body state \
+     labels(first: LABELS) { totalCount nodes { name } } }";
+const LOCKED_FRAGMENT: &str = "fragment Locked on Issue { number title state labels(first: LABELS) { totalCount nodes { name } } }";
+
+/// The batched document for `n` repositories; `ready` adds the ready
+/// issues (the poller) to the locked ones (both ticks).
+pub fn scan_document(n: usize, ready: bool) -> String {
+    let mut vars = String::from("$locked: [String!]");
+    if ready {
+        vars.push_str(", $ready: [String!]");
+    }
+    let mut repos = String::new();
+    for i in 0..n {
+        let _ = write!(vars, ", $o{i}: String!, $n{i}: String!");
+        let _ = write!(
+            repos,
+            " r{i}: repository(owner: $o{i}, name: $n{i}) {{ ...Scan }}"
+        );
+    }
+    let order = "orderBy: {field: CREATED_AT, direction: ASC}";
+    let page = "totalCount pageInfo { hasNextPage endCursor }";
+    let ready_part = if ready {
+        format!(
+            " ready: issues(first: {READY_PAGE}, states: [OPEN], labels: $ready, {order}) {{ {page} nodes {{ ...Ready }} }}"
+        )
+    } else {
+        String::new()
+    };
+    let mut doc = format!(
+        "query AfkScan({vars}) {{ rateLimit {{ cost limit remaining resetAt }}{repos} }} \
+         fragment Scan on Repository {{ defaultBranchRef {{ name }}{ready_part} \
+         locked: issues(first: {LOCKED_PAGE}, labels: $locked, {order}) {{ {page} nodes {{ ...Locked }} }} }} {LOCKED_FRAGMENT}"
+    );
+    if ready {
+        doc.push(' ');
+        doc.push_str(READY_FRAGMENT);
+    }
+    doc.replace("LABELS", &LABELS_PAGE.to_string())
+}
+
+/// The follow-up page of one repository's listing.
+pub fn page_document(ready: bool) -> String {
+    let (fragment, states) = if ready {
+        (READY_FRAGMENT, "states: [OPEN], ")
+    } else {
+        (LOCKED_FRAGMENT, "")
+    };
+    let name = if ready { "Ready" } else { "Locked" };
+    format!(
+        "query AfkIssuesPage($owner: String!, $name: String!, $labels: [String!], $after: String) {{ \
+         rateLimit {{ cost limit remaining resetAt }} \
+         repository(owner: $owner, name: $name) {{ issues(first: 100, after: $after, {states}labels: $labels, \
+         orderBy: {{field: CREATED_AT, direction: ASC}}) {{ totalCount pageInfo {{ hasNextPage endCursor }} \
+         nodes {{ ...{name} }} }} }} }} {fragment}"
+    )
+    .replace("LABELS", &LABELS_PAGE.to_string())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Rate {
+    cost: u64,
+    limit: u64,
+    remaining: u64,
+    reset_at: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PageInfo {
+    has_next_page: bool,
+    end_cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Labels {
+    total_count: u64,
+    nodes: Vec<LabelNode>,
+}
+
+#[derive(Debug, Deserialize)]
+struct LabelNode {
+    name: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+enum State {
+    Open,
+    Closed,
+}
+
+#[derive(Debug, Deserialize)]
+struct IssueNode {
+    number: u64,
+    title: String,
+    #[serde(default)]
+    body: Option<String>,
+    state: State,
+    labels: Labels,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct IssuePage {
+    page_info: PageInfo,
+    nodes: Vec<IssueNode>,
+}
+
+#[derive(Debug, Deserialize)]
+struct BranchRef {
+    name: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RepoNode {
+    default_branch_ref: Option<BranchRef>,
+    ready: Option<IssuePage>,
+    locked: IssuePage,
+}
+
+#[derive(Debug, Deserialize)]
+struct PageData {
+    repository: Option<PageRepo>,
+}
+
+#[derive(Debug, Deserialize)]
+struct PageRepo {
+    issues: IssuePage,
+}
+
+fn tracked(repo: &str, node: IssueNode) -> TrackedIssue {
+    if node.labels.total_count > node.labels.nodes.len() as u64 {
+        tracing::warn!(
+            repo,
+            issue = node.number,
+            labels = node.labels.total_count,
+            "issue has more labels than afk reads; the first {LABELS_PAGE} are used"
+        );
+    }
+    TrackedIssue {
+        repo: repo.to_owned(),
+        number: node.number,
+        title: node.title,
+        body: node.body.unwrap_or_default(),
+        labels: node.labels.nodes.into_iter().map(|l| l.name).collect(),
+        open: matches!(node.state, State::Open),
+    }
+}
+
+/// A failed batch worth asking again in halves: a failure that one
+/// repository can cause (a timeout, a 5xx, an answer too big).
+fn splittable(e: &PortError) -> bool {
+    matches!(
+        e,
+        PortError::Transient { .. }
+            | PortError::Permanent { .. }
+            | PortError::ContractViolation { .. }
+    )
+}
+
+/// The port error for GraphQL errors that concern the whole request.
+pub(super) fn request_error(errors: &[wire::GraphQlError]) -> PortError {
+    if errors
+        .iter()
+        .any(|e| e.kind.as_deref() == Some("RATE_LIMITED"))
+    {
+        return PortError::RateLimited { retry_after: None };
+    }
+    let messages: Vec<&str> = errors.iter().map(|e| e.message.as_str()).collect();
+    PortError::Permanent {
+        message: format!("GitHub GraphQL errors: {}", messages.join("; ")),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct Answer {
+    data: Option<Map<String, Value>>,
+    #[serde(default)]
+    errors: Vec<AliasError>,
+}
+
+#[derive(Debug, Deserialize)]
+struct AliasError {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    message: String,
+    #[serde(default)]
+    path: Vec<Value>,
+}
+
+impl GitHubTracker {
+    /// One GraphQL request, its `rateLimit` recorded.
+    pub(super) async fn graphql(&self, query: &str, variables: Value) -> PortResult<Value> {
+        let body = json!({"query": query, "variables": variables});
+        let url = self.graphql_url()?;
+        // A GraphQL query is a read: safe to retry.
+        let page = self
+            .http
+            .retrying(|| self.request(Method::POST, url.clone(), Some(&body), &[]))
+            .await?;
+        if let Some(rate) = page.body.pointer("/data/rateLimit").cloned()
+            && let Ok(rate) = serde_json::from_value::<Rate>(rate)
+        {
+            let mut caches = lock(&self.caches);
+            let spent = caches.budget.map_or(0, |b| b.cost);
+            caches.budget = Some(RateBudget {
+                cost: spent + rate.cost,
+                remaining: rate.remaining,
+                limit: rate.limit,
+                reset_at: Timestamp::parse_rfc3339(&rate.reset_at).ok(),
+            });
+        }
+        Ok(page.body)
+    }
+
+    /// Every repository's scan, in order, batch by batch.
+    pub(super) async fn scan_all(
+        &self,
+        repos: &[String],
+        ready: Option<&str>,
+        locked: &str,
+    ) -> Vec<PortResult<RepoScan>> {
+        let mut out = Vec::with_capacity(repos.len());
+        for chunk in repos.chunks(BATCH) {
+            out.extend(self.scan_split(chunk, ready, locked).await);
+        }
+        out
+    }
+
+    /// One batch, split in halves when its request fails as a whole.
+    async fn scan_split(
+        &self,
+        repos: &[String],
+        ready: Option<&str>,
+        locked: &str,
+    ) -> Vec<PortResult<RepoScan>> {
+        let mut stack = vec![repos];
+        let mut done: Vec<(usize, PortResult<RepoScan>)> = Vec::new();
+        while let Some(part) = stack.pop() {
+            let offset = part.as_ptr() as usize - repos.as_ptr() as usize;
+            let offset = offset / std::mem::size_of::<String>();
+            match self.scan_batch(part, ready, locked).await {
+                Ok(results) => {
+                    done.extend(
+                        results
+                            .into_iter()
+                            .enumerate()
+                            .map(|(i, r)| (offset + i, r)),
+                    );
+                }
+                Err(e) if part.len() > 1 && splittable(&e) => {
+                    tracing::warn!(
+                        repositories = part.len(),
+                        error = %e,
+                        "a batched read failed as a whole; asking again in halves"
+                    );
+                    let (a, b) = part.split_at(part.len() / 2);
+                    stack.push(b);
+                    stack.push(a);
+                }
+                Err(e) => done.extend((0..part.len()).map(|i| (offset + i, Err(e.clone())))),
+            }
+        }
+        done.sort_by_key(|(i, _)| *i);
+        done.into_iter().map(|(_, r)| r).collect()
+    }
+
+    /// One request for `repos`: `Err` when the request failed as a whole,
+    /// else one result per repository.
+    async fn scan_batch(
+        &self,
+        repos: &[String],
+        ready: Option<&str>,
+        locked: &str,
+    ) -> PortResult<Vec<PortResult<RepoScan>>> {
+        let mut names = Vec::with_capacity(repos.len());
+        let mut vars = Map::new();
+        vars.insert("locked".into(), json!([locked]));
+        if let Some(label) = ready {
+            vars.insert("ready".into(), json!([label]));
+        }
+        // Names are resolved first: a repository named without an owner
+        // fails alone, and the batch asks only for the rest.
+        let mut asked = Vec::new();
+        let mut results: Vec<Option<PortResult<RepoScan>>> = Vec::new();
+        for repo in repos {
+            match self.owner_name(repo) {
+                Ok((owner, name)) => {
+                    let i = asked.len();
+                    vars.insert(format!("o{i}"), json!(owner));
+                    vars.insert(format!("n{i}"), json!(name));
+                    asked.push(results.len());
+                    names.push(repo.as_str());
+                    results.push(None);
+                }
+                Err(e) => results.push(Some(Err(e))),
+            }
+        }
+        if !asked.is_empty() {
+            let doc = scan_document(asked.len(), ready.is_some());
+            let body = self.graphql(&doc, Value::Object(vars)).await?;
+            let answer: Answer = wire::decode("batched read answer", body)?;
+            let Some(mut data) = answer.data else {
+                let errors: Vec<wire::GraphQlError> = answer
+                    .errors
+                    .into_iter()
+                    .map(|e| wire::GraphQlError {
+                        kind: e.kind,
+                        message: e.message,
+                    })
+                    .collect();
+                return Err(request_error(&errors));
+            };
+            for (i, slot) in asked.iter().enumerate() {
+                let alias = format!("r{i}");
+                let repo = names[i];
+                let error = answer
+                    .errors
+                    .iter()
+                    .find(|e| e.path.first().and_then(Value::as_str) == Some(alias.as_str()));
+                let node = data.remove(&alias).unwrap_or(Value::Null);
+                let result = if node.is_null() {
+                    Err(match error {
+                        Some(e) if e.kind.as_deref() == Some("NOT_FOUND") => PortError::NotFound {
+                            what: format!("repository {repo} ({})", e.message),
+                        },
+                        Some(e) => PortError::Permanent {
+                            message: format!("GitHub could not read {repo}: {}", e.message),
+                        },
+                        None => PortError::NotFound {
+                            what: format!("repository {repo}"),
+                        },
+                    })
+                } else {
+                    match wire::decode::<RepoNode>(&format!("batched read of {repo}"), node) {
+                        Ok(node) => self.finish(repo, node, ready, locked).await,
+                        Err(e) => Err(e),
+                    }
+                };
+                results[*slot] = Some(result);
+            }
+        }
+        Ok(results
+            .into_iter()
+            .map(|r| {
+                r.unwrap_or_else(|| {
+                    Err(PortError::ContractViolation {
+                        message: "a repository of the batch was not answered".into(),
+                    })
+                })
+            })
+            .collect())
+    }
+
+    /// One repository's answer, with any further pages read.
+    async fn finish(
+        &self,
+        repo: &str,
+        node: RepoNode,
+        ready: Option<&str>,
+        locked: &str,
+    ) -> PortResult<RepoScan> {
+        if let Some(branch) = node.default_branch_ref {
+            lock(&self.caches)
+                .default_branch
+                .insert(repo.to_ascii_lowercase(), branch.name);
+        }
+        let mut scan = RepoScan::default();
+        if let (Some(page), Some(label)) = (node.ready, ready) {
+            scan.ready = self.rest_of(repo, page, label, true).await?;
+        }
+        scan.locked = self.rest_of(repo, node.locked, locked, false).await?;
+        Ok(scan)
+    }
+
+    /// The issues of a first page and of every page after it.
+    async fn rest_of(
+        &self,
+        repo: &str,
+        first: IssuePage,
+        label: &str,
+        ready: bool,
+    ) -> PortResult<Vec<TrackedIssue>> {
+        let mut issues: Vec<TrackedIssue> =
+            first.nodes.into_iter().map(|n| tracked(repo, n)).collect();
+        let mut info = first.page_info;
+        let mut pages = 1;
+        while info.has_next_page {
+            pages += 1;
+            if pages > MAX_PAGES {
+                return Err(PortError::Permanent {
+                    message: format!(
+                        "{repo} has more than {} issues labelled {label}; refusing to read on",
+                        MAX_PAGES * 100
+                    ),
+                });
+            }
+            let (owner, name) = self.owner_name(repo)?;
+            let body = self
+                .graphql(
+                    &page_document(ready),
+                    json!({"owner": owner, "name": name, "labels": [label], "after": info.end_cursor}),
+                )
+                .await?;
+            let answer: wire::GraphQl<PageData> = wire::decode("issues page answer", body)?;
+            if !answer.errors.is_empty() {
+                return Err(request_error(&answer.errors));
+            }
+            let Some(repository) = answer.data.and_then(|d| d.repository) else {
+                return Err(PortError::NotFound {
+                    what: format!("repository {repo}"),
+                });
+            };
+            issues.extend(
+                repository
+                    .issues
+                    .nodes
+                    .into_iter()
+                    .map(|n| tracked(repo, n)),
+            );
+            info = repository.issues.page_info;
+        }
+        Ok(issues)
+    }
+}
