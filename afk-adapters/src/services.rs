@@ -185,4 +185,9 @@ impl Services {
     pub fn rate_limit_remaining(&self) -> Option<u64> {
         afk_core::ports::Tracker::rate_limit_remaining(self.tracker.as_ref())
     }
+
+    /// GitHub's GraphQL `rateLimit` as last reported, with this tick's cost.
+    pub fn rate_budget(&self) -> Option<afk_core::ports::RateBudget> {
+        afk_core::ports::Tracker::rate_budget(self.tracker.as_ref())
+    }
 }

@@ -422,8 +422,73 @@ async fn approved_comments_are_only_trusted_people_s(w: &dyn World) {
     );
 }
 
+async fn one_batched_read_gives_each_repository_its_ready_and_locked_issues(w: &dyn World) {
+    {
+        let mut m = w.model();
+        m.add_repo("acme/web", "main");
+        m.add_issue(
+            REPO,
+            1,
+            "ready",
+            "body one",
+            &["ready-for-agent", "priority:1"],
+        );
+        m.add_issue(REPO, 2, "locked", "", &["agent-in-progress"]);
+        m.add_issue("acme/web", 3, "ready too", "", &["Ready-For-Agent"]);
+        m.add_pull_request(REPO, 4, &["ready-for-agent"]);
+        m.issue(REPO, 2).state = "closed".into();
+    }
+    let repos = vec!["infra".to_owned(), "web".to_owned(), "gone".to_owned()];
+    let scans = w
+        .tracker()
+        .scan(&repos, Some("ready-for-agent"), "agent-in-progress")
+        .await;
+    assert_eq!(scans.len(), 3);
+    let infra = scans[0].as_ref().unwrap();
+    let numbers =
+        |v: &[afk_core::ports::TrackedIssue]| v.iter().map(|i| i.number).collect::<Vec<_>>();
+    assert_eq!(numbers(&infra.ready), [1], "pull requests are not issues");
+    assert_eq!(infra.ready[0].body, "body one");
+    assert!(infra.ready[0].has_label("priority:1"));
+    assert_eq!(
+        numbers(&infra.locked),
+        [2],
+        "a closed locked issue still counts"
+    );
+    assert!(!infra.locked[0].open);
+    let web = scans[1].as_ref().unwrap();
+    assert_eq!(numbers(&web.ready), [3]);
+    assert!(web.locked.is_empty());
+    assert!(
+        matches!(scans[2], Err(PortError::NotFound { .. })),
+        "{:?}",
+        scans[2]
+    );
+    // The watcher asks for the locked issues only.
+    let scans = w
+        .tracker()
+        .scan(&repos[..1], None, "agent-in-progress")
+        .await;
+    let infra = scans[0].as_ref().unwrap();
+    assert!(infra.ready.is_empty());
+    assert_eq!(numbers(&infra.locked), [2]);
+}
+
 macro_rules! contract {
     ($($name:ident),+ $(,)?) => {
+        /// Every contract case, each on a fresh loopback GitHub, and the
+        /// requests the adapter made: what the conformance test checks
+        /// against GitHub's own API description.
+        pub async fn every_request() -> Vec<wiremock::Request> {
+            let mut all = Vec::new();
+            $(
+                let w = http_world().await;
+                $name(&w).await;
+                all.extend(w.sim.requests().await);
+            )+
+            all
+        }
+
         mod fake {
             $(
                 #[tokio::test]
@@ -454,4 +519,5 @@ contract!(
     a_title_or_body_changed_at_or_after_the_label_is_untrusted,
     a_trusted_bot_matches_in_either_spelling,
     approved_comments_are_only_trusted_people_s,
+    one_batched_read_gives_each_repository_its_ready_and_locked_issues,
 );

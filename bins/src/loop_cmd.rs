@@ -422,8 +422,8 @@ pub async fn run(kind: TickKind, args: &LoopArgs) -> u8 {
         TickKind::Poll => poll_disabled(&config),
         TickKind::Watch | TickKind::Stop(..) => watch_disabled(&config),
     };
-    let (report, calls, remaining) = if let Some(report) = disabled {
-        (report, 0, None)
+    let (report, calls, remaining, budget) = if let Some(report) = disabled {
+        (report, 0, None, None)
     } else {
         let deadline = started + Duration::from_secs(args.tick_deadline_seconds);
         let services = match args.services(deadline) {
@@ -446,6 +446,7 @@ pub async fn run(kind: TickKind, args: &LoopArgs) -> u8 {
             report,
             services.api_calls(),
             services.rate_limit_remaining(),
+            services.rate_budget(),
         )
     };
     log_entries(&report);
@@ -461,6 +462,9 @@ pub async fn run(kind: TickKind, args: &LoopArgs) -> u8 {
         duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         api_calls = calls,
         rate_limit_remaining = remaining,
+        graphql_cost = budget.map(|b| b.cost),
+        graphql_remaining = budget.map(|b| b.remaining),
+        graphql_reset = budget.and_then(|b| b.reset_at).map(|t| t.to_string()),
         "{name} tick finished"
     );
     if failed > 0 { exit::PARTIAL } else { exit::OK }
