@@ -321,8 +321,16 @@ pub fn now_unix() -> i64 {
 
 /// Reads at most `limit` bytes of a response body as text, for error
 /// messages (a service's error page can be large).
-pub async fn body_excerpt(response: reqwest::Response, limit: usize) -> String {
-    let text = response.text().await.unwrap_or_default();
+pub async fn body_excerpt(mut response: reqwest::Response, limit: usize) -> String {
+    // Only the start is read: an error page can be any size.
+    let mut bytes = Vec::new();
+    while bytes.len() <= limit.saturating_mul(4) {
+        match response.chunk().await {
+            Ok(Some(chunk)) => bytes.extend_from_slice(&chunk),
+            _ => break,
+        }
+    }
+    let text = String::from_utf8_lossy(&bytes);
     let mut cut = text.trim().to_owned();
     if cut.len() > limit {
         let mut end = limit;
@@ -333,6 +341,39 @@ pub async fn body_excerpt(response: reqwest::Response, limit: usize) -> String {
         cut.push('…');
     }
     cut
+}
+
+/// A response body of at most `cap` bytes. A longer one is an error that
+/// names the cap, and no more of it is read: a body is held in memory whole,
+/// and a CronJob has 128 MiB.
+///
+/// # Errors
+/// `Permanent` over the cap; `Transient` when the body breaks off.
+pub async fn read_capped(
+    mut response: reqwest::Response,
+    cap: usize,
+    what: &str,
+) -> PortResult<Vec<u8>> {
+    let too_big = || PortError::Permanent {
+        message: format!(
+            "{what} is larger than the {} MiB afk reads at most; refusing to read on",
+            cap / (1024 * 1024)
+        ),
+    };
+    if response
+        .content_length()
+        .is_some_and(|n| n > u64::try_from(cap).unwrap_or(u64::MAX))
+    {
+        return Err(too_big());
+    }
+    let mut out = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| transport_error(&e))? {
+        if out.len() + chunk.len() > cap {
+            return Err(too_big());
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

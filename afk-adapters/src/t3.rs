@@ -22,8 +22,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use afk_core::ports::{
-    Executor, ExecutorSnapshot, PortError, PortResult, ProjectInfo, ThreadInfo, ThreadSpec,
-    WatchedThread,
+    Executor, ExecutorSnapshot, PortError, PortResult, ThreadSpec, WatchedThread,
 };
 use afk_core::{ThreadStatus, Timestamp};
 use async_trait::async_trait;
@@ -32,6 +31,8 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::http::{Http, Secret, body_excerpt};
+
+mod stream;
 
 /// The fixed namespace of every id afk derives. Changing it would orphan
 /// every thread in flight, so it never changes.
@@ -100,15 +101,6 @@ pub fn message_id(thread: &str, step: u32) -> String {
 }
 
 // ---- wire shapes (private) -------------------------------------------------
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct WireSnapshot {
-    #[serde(default)]
-    projects: Vec<WireProject>,
-    #[serde(default)]
-    threads: Vec<WireThread>,
-}
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -308,7 +300,12 @@ impl T3Executor {
         )
     }
 
-    async fn read_snapshot(&self) -> PortResult<WireSnapshot> {
+    /// The snapshot, parsed as it arrives (`stream.rs`); `since` is the
+    /// time of afk's latest turn to each watched thread.
+    async fn read_snapshot(
+        &self,
+        since: &BTreeMap<String, Timestamp>,
+    ) -> PortResult<ExecutorSnapshot> {
         self.http
             .retrying(|| async {
                 let request = self
@@ -319,17 +316,7 @@ impl T3Executor {
                 let response = self.http.send(request).await?;
                 let status = response.status();
                 if status.is_success() {
-                    let text = response
-                        .text()
-                        .await
-                        .map_err(|e| crate::http::transport_error(&e))?;
-                    return serde_json::from_str::<WireSnapshot>(&text).map_err(|e| {
-                        PortError::ContractViolation {
-                            message: format!(
-                                "T3 snapshot does not match the v0.0.27 read model: {e}"
-                            ),
-                        }
-                    });
+                    return stream::parse(response, since.clone()).await;
                 }
                 Err(classify(
                     status.as_u16(),
@@ -493,36 +480,11 @@ impl Executor for T3Executor {
     }
 
     async fn snapshot(&self, watched: &[WatchedThread]) -> PortResult<ExecutorSnapshot> {
-        let wire = self.read_snapshot().await?;
-        let since: BTreeMap<&str, Timestamp> = watched
+        let since: BTreeMap<String, Timestamp> = watched
             .iter()
-            .map(|w| (w.thread_id.as_str(), w.turn_sent_at))
+            .map(|w| (w.thread_id.clone(), w.turn_sent_at))
             .collect();
-        Ok(ExecutorSnapshot {
-            projects: wire
-                .projects
-                .into_iter()
-                .map(|p| ProjectInfo {
-                    id: p.id,
-                    workspace_root: p.workspace_root,
-                    deleted: p.deleted_at.is_some(),
-                })
-                .collect(),
-            threads: wire
-                .threads
-                .into_iter()
-                .map(|t| {
-                    let status = liveness(&t, since.get(t.id.as_str()).copied());
-                    let info = ThreadInfo {
-                        project_id: t.project_id.clone(),
-                        deleted: t.deleted_at.is_some(),
-                        status,
-                        message_ids: t.messages.iter().map(|m| m.id.clone()).collect(),
-                    };
-                    (t.id, info)
-                })
-                .collect(),
-        })
+        self.read_snapshot(&since).await
     }
 
     async fn ensure_thread(

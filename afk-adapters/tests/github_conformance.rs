@@ -17,7 +17,7 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use afk_adapters::github::{TRUST_QUERY, page_document, scan_document};
+use afk_adapters::github::{COMMENTS_QUERY, TRUST_QUERY, page_document, scan_document};
 use apollo_compiler::validation::Valid;
 use apollo_compiler::{ExecutableDocument, Schema};
 use serde_json::Value;
@@ -78,6 +78,7 @@ async fn every_graphql_document_afk_sends_is_valid_against_github_s_schema() {
     // The documents the adapter builds, at the sizes it builds them…
     let mut docs: BTreeSet<String> = [
         TRUST_QUERY.to_owned(),
+        COMMENTS_QUERY.to_owned(),
         scan_document(1, true),
         scan_document(25, true),
         scan_document(1, false),

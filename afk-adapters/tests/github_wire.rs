@@ -304,3 +304,38 @@ async fn a_missing_field_is_a_contract_violation_naming_it() {
         }
     }
 }
+
+/// An answer over the cap is refused with an error that names the cap, and
+/// is not read into memory whole.
+#[tokio::test]
+async fn an_answer_over_the_body_cap_is_refused_naming_the_cap() {
+    let server = MockServer::start().await;
+    let huge = format!(
+        "{{\"default_branch\": \"main\", \"description\": \"{}\"}}",
+        "x".repeat(afk_adapters::github::MAX_BODY_BYTES + 1)
+    );
+    Mock::given(method("GET"))
+        .and(path("/repos/acme/infra"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(huge))
+        .mount(&server)
+        .await;
+    let tracker = github(&server.uri(), "t", Some("acme"), Some("afk-bot"));
+    let e = tracker.default_branch("infra").await.unwrap_err();
+    assert!(
+        matches!(&e, PortError::Permanent { message } if message.contains("larger than the 16 MiB")),
+        "{e:?}"
+    );
+    // Just under the cap is read.
+    let server = MockServer::start().await;
+    let fits = format!(
+        "{{\"default_branch\": \"main\", \"description\": \"{}\"}}",
+        "x".repeat(afk_adapters::github::MAX_BODY_BYTES - 100)
+    );
+    Mock::given(method("GET"))
+        .and(path("/repos/acme/infra"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(fits))
+        .mount(&server)
+        .await;
+    let tracker = github(&server.uri(), "t", Some("acme"), Some("afk-bot"));
+    assert_eq!(tracker.default_branch("infra").await.unwrap(), "main");
+}

@@ -1,5 +1,8 @@
-//! The GitHub tracker: REST (and one GraphQL query per trust check), facts in
-//! `shared/spec/contracts/github-ci-k8s-notify-sse.md` §1–3.
+//! The GitHub tracker: reads through GraphQL (the ticks' listings batched,
+//! `batch.rs`; comments newest first, `comments.rs`; the trust check), writes
+//! and the rest through REST. Facts in
+//! `shared/spec/contracts/github-ci-k8s-notify-sse.md` §1–3, and GitHub's own
+//! API description, which the conformance test holds every request to.
 //!
 //! This file is long because the tracker port has thirteen operations over
 //! one client and one set of caches; the wire structs (`wire.rs`) and the
@@ -18,9 +21,9 @@
 //!   is a rate limit, not a permission error.
 //! - Writes that are idempotent (labels, PATCH) are retried; creating a
 //!   comment is not (the caller re-reads before creating again).
-//! - The progress comment is the marker comment written by afk's own login;
-//!   a marker in someone else's comment is ignored, so nobody can forge a run
-//!   record by commenting.
+//! - The progress comment is the newest marker comment written by afk's own
+//!   login; a marker in someone else's comment is ignored, so nobody can
+//!   forge a run record by commenting.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -40,15 +43,22 @@ use serde_json::{Value, json};
 use crate::http::{Http, Secret, now_unix, parse_retry_after};
 
 mod batch;
+mod comments;
 mod stage;
 mod wire;
 
 pub use batch::{BATCH, page_document, scan_document};
+pub use comments::{APPROVED_PAGES, COMMENTS_QUERY, MAX_COMMENT_PAGES};
 
 pub use stage::GitHubBuildStage;
 
 /// Pages followed at most for one listing (100 items each).
 const MAX_PAGES: usize = 50;
+
+/// The largest answer afk reads from GitHub. A batched read of 25
+/// repositories with 30 ready issues each, at GitHub's own body limit of
+/// 65,536 characters, could exceed it; such a batch is asked again in halves.
+pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 
 /// How afk reaches GitHub.
 #[derive(Debug, Clone)]
@@ -227,14 +237,11 @@ impl GitHubTracker {
         let retry_after = header("retry-after").and_then(|v| parse_retry_after(&v, now_unix()));
         let reset = header("x-ratelimit-reset").and_then(|v| v.parse::<i64>().ok());
         let next = header("link").and_then(|l| next_link(&l));
-        let text = response
-            .text()
-            .await
-            .map_err(|e| crate::http::transport_error(&e))?;
-        let body: Value = if text.trim().is_empty() {
+        let bytes = crate::http::read_capped(response, MAX_BODY_BYTES, "GitHub's answer").await?;
+        let body: Value = if bytes.trim_ascii().is_empty() {
             Value::Null
         } else {
-            serde_json::from_str(&text).map_err(|e| PortError::ContractViolation {
+            serde_json::from_slice(&bytes).map_err(|e| PortError::ContractViolation {
                 message: format!("GitHub answered HTTP {status} with a body that is not JSON: {e}"),
             })?
         };
@@ -373,16 +380,6 @@ impl GitHubTracker {
         };
         lock(&self.caches).permission.insert(key, result.clone());
         Ok(result)
-    }
-
-    /// Every comment of an issue, oldest first.
-    async fn comments(&self, repo: &str, number: u64) -> PortResult<Vec<wire::IssueComment>> {
-        let url = self.repo_url(
-            repo,
-            &["issues", &number.to_string(), "comments"],
-            &[("per_page", "100")],
-        )?;
-        self.list(url, "comments listing").await
     }
 
     /// Whether `login` (a bot, in either spelling) is on AFK_TRUSTED_BOTS
@@ -682,48 +679,11 @@ impl Tracker for GitHubTracker {
     }
 
     async fn approved_comments(&self, repo: &str, number: u64) -> PortResult<Vec<ApprovedComment>> {
-        let items = self.comments(repo, number).await?;
-        let own = self.own_login().await?;
-        let mut approved = Vec::new();
-        for c in items {
-            let (Some(user), Some(body)) = (c.user, c.body) else {
-                continue;
-            };
-            // afk's own progress comment is the loop's record, not the task.
-            if user.login.eq_ignore_ascii_case(&own) && checklist::has_marker(&body) {
-                continue;
-            }
-            if self.trusted_author(repo, &user).await? {
-                approved.push(ApprovedComment {
-                    author: user.login,
-                    body,
-                });
-            }
-        }
-        Ok(approved)
+        self.newest_approved_comments(repo, number).await
     }
 
     async fn progress_comment(&self, repo: &str, number: u64) -> PortResult<Option<Comment>> {
-        let own = self.own_login().await?;
-        let items = self.comments(repo, number).await?;
-        let mut found = items.into_iter().filter(|c| {
-            c.user
-                .as_ref()
-                .is_some_and(|u| u.login.eq_ignore_ascii_case(&own))
-                && c.body.as_deref().is_some_and(checklist::has_marker)
-        });
-        let first = found.next();
-        if found.next().is_some() {
-            tracing::warn!(
-                repo,
-                issue = number,
-                "more than one progress comment; using the oldest"
-            );
-        }
-        Ok(first.map(|c| Comment {
-            id: c.id,
-            body: c.body.unwrap_or_default(),
-        }))
+        self.find_progress_comment(repo, number).await
     }
 
     async fn create_comment(&self, repo: &str, number: u64, body: &str) -> PortResult<Comment> {

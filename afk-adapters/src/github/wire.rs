@@ -97,12 +97,10 @@ pub(super) struct Repository {
     pub default_branch: String,
 }
 
-/// An issue comment (listed, or answered by create).
+/// An issue comment, as create answers it.
 #[derive(Debug, Deserialize)]
 pub(super) struct IssueComment {
     pub id: u64,
-    /// Nullable in GitHub's description (a deleted account).
-    pub user: Option<User>,
     pub body: Option<String>,
 }
 
@@ -280,7 +278,7 @@ mod tests {
     fn nullable_fields_read_as_absent() {
         let c: Vec<IssueComment> =
             decode("comments", json!([{"id": 5, "user": null, "body": null}])).unwrap();
-        assert!(c[0].user.is_none() && c[0].body.is_none());
+        assert!(c[0].body.is_none());
         let i: Vec<Issue> = decode(
             "issues",
             json!([{"number": 2, "title": "t", "body": null, "labels": [{"name": "x"}, "y"], "state": "open", "pull_request": {}}]),
