@@ -132,7 +132,8 @@ pub struct HttpSettings {
     pub request_timeout: Duration,
     /// Retry policy for safe requests.
     pub retry: RetryPolicy,
-    /// No retry wait may end after this instant (the tick's deadline).
+    /// The tick's deadline: no request is sent, no request outlasts it, and
+    /// no retry wait ends after it.
     pub deadline: Option<Instant>,
 }
 
@@ -155,6 +156,7 @@ pub struct Http {
     calls: Arc<AtomicU64>,
     retry: RetryPolicy,
     deadline: Option<Instant>,
+    request_timeout: Duration,
 }
 
 impl Http {
@@ -176,6 +178,7 @@ impl Http {
             calls: Arc::new(AtomicU64::new(0)),
             retry: settings.retry,
             deadline: settings.deadline,
+            request_timeout: settings.request_timeout,
         })
     }
 
@@ -192,9 +195,43 @@ impl Http {
     /// Sends one request, counting it. A transport failure (connect, timeout,
     /// broken body) is `Transient`; its message never contains the URL, which
     /// for some services (Slack webhooks) is itself the credential.
+    ///
+    /// The tick's deadline holds for every request: none is sent after it,
+    /// and none may take longer than the time left before it.
     pub async fn send(&self, request: reqwest::RequestBuilder) -> PortResult<reqwest::Response> {
+        self.send_within(request, None).await
+    }
+
+    /// [`Http::send`] with a shorter timeout of its own (a batched read
+    /// keeps time to ask again in halves).
+    pub async fn send_within(
+        &self,
+        request: reqwest::RequestBuilder,
+        timeout: Option<Duration>,
+    ) -> PortResult<reqwest::Response> {
+        let mut limit = timeout.map_or(self.request_timeout, |t| t.min(self.request_timeout));
+        if let Some(left) = self.time_left() {
+            if left.is_zero() {
+                return Err(PortError::Transient {
+                    message: "the tick deadline passed before this request was sent".into(),
+                });
+            }
+            limit = limit.min(left);
+        }
+        let request = request.timeout(limit);
         self.calls.fetch_add(1, Ordering::Relaxed);
         request.send().await.map_err(|e| transport_error(&e))
+    }
+
+    /// Whether the tick's deadline has passed.
+    pub fn past_deadline(&self) -> bool {
+        self.time_left().is_some_and(|l| l.is_zero())
+    }
+
+    /// The time left before the tick's deadline, when there is one.
+    pub fn time_left(&self) -> Option<Duration> {
+        self.deadline
+            .map(|d| d.saturating_duration_since(Instant::now()))
     }
 
     /// Runs `op` and repeats it while it fails with a retryable error

@@ -232,13 +232,31 @@ struct AliasError {
 impl GitHubTracker {
     /// One GraphQL request, its `rateLimit` recorded.
     pub(super) async fn graphql(&self, query: &str, variables: Value) -> PortResult<Value> {
+        self.graphql_within(query, variables, None, true).await
+    }
+
+    /// [`Self::graphql`] with a timeout of its own.
+    async fn graphql_within(
+        &self,
+        query: &str,
+        variables: Value,
+        timeout: Option<std::time::Duration>,
+        retry: bool,
+    ) -> PortResult<Value> {
         let body = json!({"query": query, "variables": variables});
         let url = self.graphql_url()?;
-        // A GraphQL query is a read: safe to retry.
-        let page = self
-            .http
-            .retrying(|| self.request(Method::POST, url.clone(), Some(&body), &[]))
-            .await?;
+        // A GraphQL query is a read: safe to retry. A batch of several
+        // repositories is not retried whole: it is asked again in halves.
+        let page = if retry {
+            self.http
+                .retrying(|| {
+                    self.request_within(Method::POST, url.clone(), Some(&body), &[], timeout)
+                })
+                .await?
+        } else {
+            self.request_within(Method::POST, url, Some(&body), &[], timeout)
+                .await?
+        };
         if let Some(rate) = page.body.pointer("/data/rateLimit").cloned()
             && let Ok(rate) = serde_json::from_value::<Rate>(rate)
         {
@@ -280,7 +298,10 @@ impl GitHubTracker {
         while let Some(part) = stack.pop() {
             let offset = part.as_ptr() as usize - repos.as_ptr() as usize;
             let offset = offset / std::mem::size_of::<String>();
-            match self.scan_batch(part, ready, locked).await {
+            // Only a batch that was never split is retried: a part of a
+            // failed batch has had its retry (the split itself).
+            let whole = part.len() == repos.len();
+            match self.scan_batch(part, ready, locked, whole).await {
                 Ok(results) => {
                     done.extend(
                         results
@@ -289,7 +310,7 @@ impl GitHubTracker {
                             .map(|(i, r)| (offset + i, r)),
                     );
                 }
-                Err(e) if part.len() > 1 && splittable(&e) => {
+                Err(e) if part.len() > 1 && splittable(&e) && !self.http.past_deadline() => {
                     tracing::warn!(
                         repositories = part.len(),
                         error = %e,
@@ -313,6 +334,7 @@ impl GitHubTracker {
         repos: &[String],
         ready: Option<&str>,
         locked: &str,
+        whole: bool,
     ) -> PortResult<Vec<PortResult<RepoScan>>> {
         let mut names = Vec::with_capacity(repos.len());
         let mut vars = Map::new();
@@ -339,7 +361,20 @@ impl GitHubTracker {
         }
         if !asked.is_empty() {
             let doc = scan_document(asked.len(), ready.is_some());
-            let body = self.graphql(&doc, Value::Object(vars)).await?;
+            // A batch of several repositories may take an eighth of the time
+            // left: when one slow repository stalls it, the chain of halves
+            // that holds it (at most five deep for 25) takes under half the
+            // time left (1 − (7/8)⁵ ≈ 0.49), and the rest of the tick (trust,
+            // dispatch) keeps the other half.
+            let timeout = self.http.time_left().map(|left| left / 8);
+            let body = self
+                .graphql_within(
+                    &doc,
+                    Value::Object(vars),
+                    timeout,
+                    whole && asked.len() == 1,
+                )
+                .await?;
             let answer: Answer = wire::decode("batched read answer", body)?;
             let Some(mut data) = answer.data else {
                 let errors: Vec<wire::GraphQlError> = answer

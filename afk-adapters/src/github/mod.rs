@@ -207,6 +207,18 @@ impl GitHubTracker {
         body: Option<&Value>,
         accept: &[u16],
     ) -> PortResult<Page> {
+        self.request_within(method, url, body, accept, None).await
+    }
+
+    /// [`Self::request`] with a timeout of its own.
+    async fn request_within(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<&Value>,
+        accept: &[u16],
+        timeout: Option<Duration>,
+    ) -> PortResult<Page> {
         let token = self.settings.token.read()?.ok_or_else(|| PortError::Auth {
             message: "no GitHub token configured (AFK_GITHUB_TOKEN or AFK_GITHUB_TOKEN_FILE)"
                 .into(),
@@ -221,7 +233,7 @@ impl GitHubTracker {
         if let Some(b) = body {
             request = request.json(b);
         }
-        let response = self.http.send(request).await?;
+        let response = self.http.send_within(request, timeout).await?;
         let status = response.status().as_u16();
         let header = |name: &str| {
             response
