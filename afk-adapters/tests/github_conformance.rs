@@ -88,7 +88,7 @@ async fn every_graphql_document_afk_sends_is_valid_against_github_s_schema() {
     ]
     .into();
     // …and every one it sent while the tracker contract ran.
-    for r in every_request().await {
+    for r in every_request().await.0 {
         if r.url.path() == "/graphql" {
             let body: Value = serde_json::from_slice(&r.body).unwrap();
             docs.insert(body["query"].as_str().unwrap().to_owned());
@@ -155,7 +155,7 @@ fn operation(spec: &Value, method: &str, path: &str) -> Option<(String, BTreeSet
 #[tokio::test]
 async fn every_rest_call_afk_makes_is_an_operation_of_github_s_openapi_description() {
     let Some(dir) = octokit() else { return };
-    let requests = every_request().await;
+    let (requests, _) = every_request().await;
     let mut calls: BTreeSet<(String, String, BTreeSet<String>)> = BTreeSet::new();
     for r in &requests {
         if r.url.path() == "/graphql" {
@@ -199,4 +199,113 @@ async fn every_rest_call_afk_makes_is_an_operation_of_github_s_openapi_descripti
         assert!(operation(&spec, "put", "/repos/acme/infra/issues/1/comments").is_none());
         assert!(templates.len() >= 8, "{templates:?}");
     }
+}
+
+/// OpenAPI 3.0's `nullable: true` as JSON Schema (2020-12) says it: the
+/// type list (and an enum) gains `null`, or the schema becomes "this or
+/// null".
+fn json_schema(mut v: Value) -> Value {
+    match &mut v {
+        Value::Array(items) => {
+            for i in items.iter_mut() {
+                *i = json_schema(i.take());
+            }
+        }
+        Value::Object(map) => {
+            for (k, x) in map.iter_mut() {
+                // `example`s and extensions are documentation.
+                if k != "example" && k != "examples" && !k.starts_with("x-") {
+                    *x = json_schema(x.take());
+                }
+            }
+            if map.remove("nullable") == Some(Value::Bool(true)) {
+                // An enum lists the values allowed: null is one of them.
+                if let Some(Value::Array(values)) = map.get_mut("enum") {
+                    values.push(Value::Null);
+                }
+                match map.get("type").cloned() {
+                    Some(Value::String(t)) => {
+                        map.insert("type".into(), serde_json::json!([t, "null"]));
+                    }
+                    _ => {
+                        let inner = Value::Object(std::mem::take(map));
+                        return serde_json::json!({"anyOf": [inner, {"type": "null"}]});
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+    v
+}
+
+/// The JSON schema of the answer `status` to `method template`, as a
+/// pointer into the spec's components, or inline.
+fn answer_schema(spec: &Value, method: &str, template: &str, status: u16) -> Option<Value> {
+    let responses = &spec["paths"][template][method]["responses"];
+    let response = responses
+        .get(status.to_string())
+        .or_else(|| responses.get("default"))?;
+    let response = match response.get("$ref").and_then(Value::as_str) {
+        Some(r) => spec.pointer(r.trim_start_matches('#'))?,
+        None => response,
+    };
+    response
+        .pointer("/content/application~1json/schema")
+        .cloned()
+}
+
+#[tokio::test]
+async fn every_answer_the_simulator_gives_fits_github_s_openapi_description() {
+    let Some(dir) = octokit() else { return };
+    let (_, replies) = every_request().await;
+    let spec: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("openapi/generated/api.github.com.json")).unwrap(),
+    )
+    .unwrap();
+    let components = json_schema(spec["components"].clone());
+    let mut checked = BTreeSet::new();
+    let mut faults = Vec::new();
+    for (method, path, status, body) in &replies {
+        let method = method.to_ascii_lowercase();
+        let Some((template, _)) = operation(&spec, &method, path) else {
+            faults.push(format!("{method} {path}: no such operation"));
+            continue;
+        };
+        let Some(body) = body else {
+            continue;
+        };
+        let Some(schema) = answer_schema(&spec, &method, &template, *status) else {
+            // GitHub documents no body for this answer (a 404 of an
+            // endpoint that lists none, say): nothing to hold it to.
+            continue;
+        };
+        let mut root = json_schema(schema);
+        if let Value::Object(map) = &mut root {
+            map.insert("components".into(), components.clone());
+        }
+        let validator = jsonschema::validator_for(&root).unwrap_or_else(|e| {
+            panic!("{method} {template} {status}: schema does not compile: {e}")
+        });
+        let errors: Vec<String> = validator
+            .iter_errors(body)
+            .take(5)
+            .map(|e| format!("{} at {}", e, e.instance_path()))
+            .collect();
+        if !errors.is_empty() {
+            faults.push(format!(
+                "{} {template} {status}: {errors:#?}",
+                method.to_uppercase()
+            ));
+        }
+        checked.insert(format!("{} {template} {status}", method.to_uppercase()));
+    }
+    faults.sort();
+    faults.dedup();
+    assert!(
+        faults.is_empty(),
+        "the simulator answers what GitHub does not:\n{}",
+        faults.join("\n")
+    );
+    assert!(checked.len() >= 8, "{checked:#?}");
 }

@@ -476,17 +476,21 @@ async fn one_batched_read_gives_each_repository_its_ready_and_locked_issues(w: &
 
 macro_rules! contract {
     ($($name:ident),+ $(,)?) => {
-        /// Every contract case, each on a fresh loopback GitHub, and the
-        /// requests the adapter made: what the conformance test checks
+        /// Every contract case, each on a fresh loopback GitHub: the
+        /// requests the adapter made and the REST answers the simulator gave
+        /// (method, path, status, body), what the conformance test checks
         /// against GitHub's own API description.
-        pub async fn every_request() -> Vec<wiremock::Request> {
+        pub async fn every_request() -> (Vec<wiremock::Request>, Vec<(String, String, u16, Option<serde_json::Value>)>) {
             let mut all = Vec::new();
+            let mut replies = Vec::new();
             $(
                 let w = http_world().await;
+                lock(&w.sim.github).record_replies = true;
                 $name(&w).await;
                 all.extend(w.sim.requests().await);
+                replies.append(&mut lock(&w.sim.github).replies);
             )+
-            all
+            (all, replies)
         }
 
         mod fake {
