@@ -9,6 +9,7 @@ mod ci_wire;
 mod common;
 mod executor_contract;
 mod github_conformance;
+mod github_recorded;
 mod github_wire;
 mod notifier_contract;
 mod notify_wire;
