@@ -16,16 +16,17 @@
 //!    slot, so a more urgent but ineligible issue does not block it;
 //! 4. ascending `(priority, number)`, then repository name, a total order.
 //!
-//! Speed: each call normalises every distinct repository name once (not
-//! once per issue) and looks allowlist and in-flight up in sets hashed a
-//! word at a time; labels are compared eight bytes per step; the total order
-//! is one packed integer key per issue, radix-sorted (the rest of an issue
-//! only breaks exact ties); a skip borrows from its issue, so none allocates;
-//! and [`select_dispatchable`] builds no skips at all: it keeps each
-//! repository's best eligible issue in one pass. What remains is mostly
-//! memory latency: each issue's repository and labels live in their own heap
-//! blocks. Measured by `cargo run --release -p afk-core --example
-//! bench_dispatch`.
+//! Speed: each call looks every issue's repository up in a small
+//! direct-mapped cache (length and last eight bytes, then one compare a
+//! word at a time) in front of a table that normalises each distinct name
+//! once; allowlist and in-flight are sets; the policy's three labels are
+//! prepared once and matched in one pass over an issue's labels, eight bytes
+//! at a time; the total order is one packed integer key per issue,
+//! radix-sorted (the rest of an issue only breaks exact ties); a skip
+//! borrows from its issue, so none allocates; and [`select_dispatchable`]
+//! builds no skips at all: an ineligible issue is dropped as soon as it is
+//! seen, and each repository's best eligible issue is kept in one pass.
+//! Measured by `cargo run --release -p afk-core --example bench_dispatch`.
 //!
 //! This file is long because its property tests check the fast path against
 //! a plain per-issue oracle; the policy itself is about 330 lines.
@@ -206,26 +207,105 @@ fn lower8(x: u64) -> u64 {
     x | (upper >> 2)
 }
 
-/// `a.eq_ignore_ascii_case(b)`, eight bytes per step: the label checks run
-/// for every label of every issue.
-fn same_label(a: &str, b: &str) -> bool {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
+/// The last (up to) eight bytes of `b` as a little-endian word.
+fn tail_word(b: &[u8]) -> u64 {
+    match b.last_chunk::<8>() {
+        Some(w) => u64::from_le_bytes(*w),
+        None => head_word(b),
+    }
+}
+
+/// Slots of the repository cache (as a power of two): roomy enough that
+/// a few hundred names rarely share one.
+const CACHE_BITS: u32 = 12;
+
+/// The repository cache's slot for a name: its length and last eight
+/// bytes, mixed.
+fn cache_slot(repo: &[u8]) -> usize {
+    let mixed =
+        (tail_word(repo) ^ (repo.len() as u64).rotate_left(40)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    (mixed >> (64 - CACHE_BITS)) as usize
+}
+
+/// `a == b`, a word at a time and inline (names are short; a library call
+/// per issue costs more than the compare).
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }
     let (mut wa, mut wb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let word = |c: &[u8]| u64::from_le_bytes(c.try_into().unwrap_or([0; 8]));
     for (x, y) in (&mut wa).zip(&mut wb) {
-        if lower8(word(x)) != lower8(word(y)) {
+        if head_word(x) != head_word(y) {
             return false;
         }
     }
-    wa.remainder().eq_ignore_ascii_case(wb.remainder())
+    head_word(wa.remainder()) == head_word(wb.remainder())
 }
 
-/// Whether `issue` carries `label` ([`Issue::has_label`], faster).
-fn carries(issue: &Issue, label: &str) -> bool {
-    issue.labels.iter().any(|l| same_label(l, label))
+/// The first (up to) eight bytes of `b` as a little-endian word.
+fn head_word(b: &[u8]) -> u64 {
+    match b.first_chunk::<8>() {
+        Some(w) => u64::from_le_bytes(*w),
+        None => b
+            .iter()
+            .rev()
+            .fold(0u64, |acc, x| (acc << 8) | u64::from(*x)),
+    }
+}
+
+/// One of the policy's labels, prepared once per call: its length, its
+/// first eight bytes in lower case, and the rest.
+struct Wanted<'c> {
+    len: usize,
+    head: u64,
+    tail: &'c [u8],
+}
+
+impl<'c> Wanted<'c> {
+    fn new(label: &'c str) -> Self {
+        let b = label.as_bytes();
+        Wanted {
+            len: b.len(),
+            head: lower8(head_word(b)),
+            tail: b.get(8..).unwrap_or(&[]),
+        }
+    }
+}
+
+const READY: u8 = 1;
+const HUMAN: u8 = 2;
+const STOP: u8 = 4;
+
+/// The policy's three labels, prepared.
+struct PolicyLabels<'c>([(u8, Wanted<'c>); 3]);
+
+impl<'c> PolicyLabels<'c> {
+    fn new(config: &'c Config) -> Self {
+        PolicyLabels([
+            (READY, Wanted::new(&config.ready_label)),
+            (HUMAN, Wanted::new(&config.ready_for_human_label)),
+            (STOP, Wanted::new(&config.stop_label)),
+        ])
+    }
+
+    /// Which of them `issue` carries ([`Issue::has_label`] for each, in one
+    /// pass over its labels): a label is compared in full only when its
+    /// length and first eight bytes already match.
+    fn of(&self, issue: &Issue) -> u8 {
+        let mut bits = 0;
+        for l in &issue.labels {
+            let b = l.as_bytes();
+            let head = lower8(head_word(b));
+            for (bit, want) in &self.0 {
+                if (b.len() == want.len) & (head == want.head)
+                    && b.get(8..).unwrap_or(&[]).eq_ignore_ascii_case(want.tail)
+                {
+                    bits |= bit;
+                }
+            }
+        }
+        bits
+    }
 }
 
 /// The normalised repository name: GitHub compares them trimmed and
@@ -243,6 +323,7 @@ fn norm(repo: &str) -> String {
 struct Keyed<'a> {
     key: u128,
     facts: usize,
+    labels: u8,
     issue: &'a Issue,
 }
 
@@ -336,55 +417,70 @@ fn plan<'a>(
     let flying: FastSet<String> = in_flight_repos.iter().map(|r| norm(r)).collect();
     let mut index: FastMap<&str, usize> = FastMap::default();
     let mut names: Vec<String> = Vec::new();
+    // The spelling each entry of `names` was first seen in, for the cache.
+    let mut spelt: Vec<&str> = Vec::new();
     let mut keyed: Vec<Keyed<'_>> = Vec::with_capacity(issues.len());
-    let mut last: Option<(&str, usize)> = None;
-    for issue in issues {
-        let facts = match last {
-            // Issues usually come grouped by repository.
-            Some((repo, at)) if repo == issue.repo => at,
-            _ => {
-                let next = names.len();
-                *index.entry(issue.repo.as_str()).or_insert_with(|| {
-                    names.push(norm(&issue.repo));
-                    next
-                })
-            }
-        };
-        last = Some((&issue.repo, facts));
-        keyed.push(Keyed {
-            key: 0,
-            facts,
-            issue,
-        });
-    }
-    let mut by_name: Vec<usize> = (0..names.len()).collect();
-    by_name.sort_unstable_by(|a, b| names[*a].cmp(&names[*b]));
-    let mut facts: Vec<RepoFacts> = names
-        .iter()
-        .map(|n| RepoFacts {
-            rank: 0,
-            allowed: allowed.contains(n),
-            in_flight: flying.contains(n),
-        })
-        .collect();
-    let mut rank = 0u32;
-    for (i, at) in by_name.iter().enumerate() {
-        if i > 0 && names[*at] != names[by_name[i - 1]] {
-            rank += 1;
-        }
-        facts[*at].rank = rank;
-    }
+    let wanted = PolicyLabels::new(config);
+    // A small direct-mapped cache in front of the table: a repository
+    // string seen before is found by its length and last eight bytes and
+    // one compare of its words, without hashing it.
+    let mut cache = vec![0u32; 1 << CACHE_BITS];
+    // Each distinct repository's facts (its rank comes once all are known).
+    let mut facts: Vec<RepoFacts> = Vec::new();
     // Priorities are few and far apart (`priority:<n>` labels): each one's
     // rank among the distinct values keeps the packed key exact.
     let mut priorities: Vec<i64> = Vec::new();
     let mut last_priority = None;
     for issue in issues {
+        let repo = issue.repo.as_bytes();
+        let slot = cache_slot(repo);
+        let cached = cache[slot] as usize;
+        let facts_at = if cached != 0 && same_bytes(spelt[cached - 1].as_bytes(), repo) {
+            cached - 1
+        } else {
+            let next = names.len();
+            let at = *index.entry(issue.repo.as_str()).or_insert_with(|| {
+                let name = norm(&issue.repo);
+                facts.push(RepoFacts {
+                    rank: 0,
+                    allowed: allowed.contains(&name),
+                    in_flight: flying.contains(&name),
+                });
+                names.push(name);
+                spelt.push(&issue.repo);
+                next
+            });
+            if same_bytes(spelt[at].as_bytes(), repo) {
+                cache[slot] = u32::try_from(at + 1).unwrap_or(0);
+            }
+            at
+        };
         if last_priority != Some(issue.priority) {
             last_priority = Some(issue.priority);
             if let Err(at) = priorities.binary_search(&issue.priority) {
                 priorities.insert(at, issue.priority);
             }
         }
+        let labels = wanted.of(issue);
+        // Decisions only: an ineligible issue plays no further part.
+        if !want_skips && ineligibility(issue, labels, &facts[facts_at]).is_some() {
+            continue;
+        }
+        keyed.push(Keyed {
+            key: 0,
+            facts: facts_at,
+            labels,
+            issue,
+        });
+    }
+    let mut by_name: Vec<usize> = (0..names.len()).collect();
+    by_name.sort_unstable_by(|a, b| names[*a].cmp(&names[*b]));
+    let mut rank = 0u32;
+    for (i, at) in by_name.iter().enumerate() {
+        if i > 0 && names[*at] != names[by_name[i - 1]] {
+            rank += 1;
+        }
+        facts[*at].rank = rank;
     }
     for k in &mut keyed {
         let p = priorities.binary_search(&k.issue.priority).unwrap_or(0) as u32;
@@ -395,7 +491,7 @@ fn plan<'a>(
         // Only each repository's best eligible issue matters: one pass.
         let mut best: Vec<Option<(Keyed<'_>, usize)>> = vec![None; rank as usize + 1];
         for k in &keyed {
-            if ineligibility(k.issue, config, &facts[k.facts]).is_some() {
+            if ineligibility(k.issue, k.labels, &facts[k.facts]).is_some() {
                 continue;
             }
             match &mut best[k.rank() as usize] {
@@ -438,7 +534,7 @@ fn plan<'a>(
     let mut slots: Vec<Option<(usize, usize)>> = vec![None; rank as usize + 1];
     plan.skipped.reserve(keyed.len());
     for k in &keyed {
-        if let Some(reason) = ineligibility(k.issue, config, &facts[k.facts]) {
+        if let Some(reason) = ineligibility(k.issue, k.labels, &facts[k.facts]) {
             plan.skipped.push(skip(k.issue, reason));
             continue;
         }
@@ -486,13 +582,10 @@ fn skip<'a>(issue: &'a Issue, reason: SkipReason<'a>) -> Skip<'a> {
     }
 }
 
-/// The first eligibility rule `issue` fails, if any.
-fn ineligibility<'a>(
-    issue: &'a Issue,
-    config: &Config,
-    repo: &RepoFacts,
-) -> Option<SkipReason<'a>> {
-    if !carries(issue, &config.ready_label) {
+/// The first eligibility rule `issue` fails, if any, given the policy
+/// labels it carries ([`PolicyLabels::of`]).
+fn ineligibility<'a>(issue: &'a Issue, labels: u8, repo: &RepoFacts) -> Option<SkipReason<'a>> {
+    if labels & READY == 0 {
         return Some(SkipReason::NotReady);
     }
     if !issue.labeled_by_trusted {
@@ -509,10 +602,10 @@ fn ineligibility<'a>(
             open_blockers: &issue.open_blockers,
         });
     }
-    if carries(issue, &config.ready_for_human_label) {
+    if labels & HUMAN != 0 {
         return Some(SkipReason::HandedToHuman);
     }
-    if carries(issue, &config.stop_label) {
+    if labels & STOP != 0 {
         return Some(SkipReason::Stopped);
     }
     None
@@ -523,6 +616,27 @@ mod tests {
     use super::*;
     use crate::types::same_repo;
     use proptest::prelude::*;
+
+    /// The first rule an issue fails, by the plain rules: the oracle the
+    /// prepared label checks and lookup tables are checked against.
+    fn slow_ineligibility<'a>(
+        issue: &'a Issue,
+        config: &Config,
+        in_flight: &[String],
+    ) -> Option<SkipReason<'a>> {
+        let repo = slow_facts(issue, config, in_flight);
+        let mut labels = 0;
+        for (bit, label) in [
+            (READY, &config.ready_label),
+            (HUMAN, &config.ready_for_human_label),
+            (STOP, &config.stop_label),
+        ] {
+            if issue.has_label(label) {
+                labels |= bit;
+            }
+        }
+        ineligibility(issue, labels, &repo)
+    }
 
     /// The repository facts by the plain rule, one scan per issue: the
     /// oracle the per-call lookup tables are checked against.
@@ -743,7 +857,7 @@ mod tests {
             for d in &decisions {
                 let eligible_source = issues.iter().any(|i| {
                     i.repo == d.repo && i.number == d.number && i.priority == d.priority
-                        && ineligibility(i, &config, &slow_facts(i, &config, &in_flight)).is_none()
+                        && slow_ineligibility(i, &config, &in_flight).is_none()
                 });
                 prop_assert!(eligible_source, "{:?} is not an eligible input issue", d);
             }
@@ -761,7 +875,7 @@ mod tests {
             for d in &decisions {
                 let best = issues.iter()
                     .filter(|i| same_repo(&i.repo, &d.repo)
-                        && ineligibility(i, &config, &slow_facts(i, &config, &in_flight)).is_none())
+                        && slow_ineligibility(i, &config, &in_flight).is_none())
                     .map(|i| (i.priority, i.number))
                     .min();
                 prop_assert_eq!(best, Some((d.priority, d.number)));
@@ -795,8 +909,15 @@ mod tests {
                 ('`', true) => 'A',
                 (c, _) => c,
             }).collect();
-            prop_assert_eq!(same_label(&a, &b), a.eq_ignore_ascii_case(&b));
-            prop_assert_eq!(same_label(&a, &a), true);
+            // As the policy's ready label, `a` is found on an issue
+            // carrying `b` exactly when GitHub's comparison says so.
+            let config = Config { ready_label: a.clone(), ..Config::default() };
+            let mut i = issue("infra", 1);
+            i.labels = vec!["bug".into(), b.clone()];
+            let found = PolicyLabels::new(&config).of(&i) & READY != 0;
+            prop_assert_eq!(found, i.has_label(&a), "{:?} {:?}", a, b);
+            i.labels = vec![a.clone()];
+            prop_assert!(PolicyLabels::new(&config).of(&i) & READY != 0);
         }
 
         #[test]
@@ -828,6 +949,42 @@ mod tests {
             if issues.iter().all(|i| issues.iter().filter(|j| j.repo == i.repo && j.number == i.number).count() == 1) {
                 prop_assert_eq!(planned, expected);
             }
+        }
+
+        #[test]
+        fn many_repositories_decide_like_the_plain_rules(
+            picks in prop::collection::vec((0u32..700, 1u64..5, any::<bool>(), -1i64..3), 0..300),
+            allowed in prop::collection::vec(0u32..700, 0..400),
+        ) {
+            // Hundreds of repositories, named alike but for their last
+            // characters and their case: the repository cache's slots are
+            // shared and evicted, and must never mix two names up.
+            let name = |n: u32, upper: bool| {
+                let s = format!("Acme-Org/service-{n:04}");
+                if upper { s.to_ascii_uppercase() } else { s }
+            };
+            let issues: Vec<Issue> = picks.iter().map(|(r, number, upper, priority)| Issue {
+                priority: *priority,
+                ..issue(&name(*r, *upper), *number)
+            }).collect();
+            let config = armed(&allowed.iter().map(|r| name(*r, false)).collect::<Vec<_>>().iter().map(String::as_str).collect::<Vec<_>>());
+            let decisions = select_dispatchable(&issues, &config, &[]);
+            prop_assert_eq!(&plan_dispatch(&issues, &config, &[]).decisions, &decisions);
+            let mut expected: Vec<(String, i64, u64)> = Vec::new();
+            for i in &issues {
+                if slow_ineligibility(i, &config, &[]).is_some() {
+                    continue;
+                }
+                let key = i.repo.to_ascii_lowercase();
+                match expected.iter_mut().find(|(r, _, _)| *r == key) {
+                    Some(best) => if (i.priority, i.number) < (best.1, best.2) { *best = (key, i.priority, i.number) },
+                    None => expected.push((key, i.priority, i.number)),
+                }
+            }
+            let mut got: Vec<(String, i64, u64)> = decisions.iter().map(|d| (d.repo.to_ascii_lowercase(), d.priority, d.number)).collect();
+            got.sort();
+            expected.sort();
+            prop_assert_eq!(got, expected);
         }
     }
 }
