@@ -1,9 +1,10 @@
 //! GitHub's own API description as the referee: every GraphQL document afk
-//! sends is validated against GitHub's public schema, and every REST call
-//! the adapter makes (method, path template, query parameters) must be an
-//! operation of GitHub's OpenAPI description, for api.github.com and for
-//! GitHub Enterprise Server. So the adapter and the simulator can no longer
-//! agree on something GitHub does not do.
+//! sends is validated against GitHub's public schema; every REST call the
+//! adapter makes (method, path template, query parameters) must be an
+//! operation of GitHub's OpenAPI description, and every REST answer the
+//! simulator gives must fit that operation's JSON schema, for api.github.com
+//! and for GitHub Enterprise Server. So the adapter and the simulator can no
+//! longer agree on something GitHub does not do.
 //!
 //! The descriptions are npm packages pinned in `fixtures/github-api/`
 //! (`npm ci --prefix fixtures/github-api`, which `.ci/run` does):
@@ -11,7 +12,9 @@
 //! (`api.github.com.json`, `ghes-3.19.json`). GraphQL validation is Apollo's
 //! `apollo-compiler` (the spec's validation rules: fields exist on their
 //! types, arguments exist and type-check, variables are declared and used,
-//! fragments apply). Without the packages the tests say they skipped,
+//! fragments apply); answers are validated by the `jsonschema` crate, after
+//! OpenAPI 3.0's `nullable` is rewritten as JSON Schema says it. Without the
+//! packages the tests say they skipped,
 //! except under `CI=true`, where a missing package fails them.
 
 use std::collections::BTreeSet;
@@ -259,46 +262,48 @@ fn answer_schema(spec: &Value, method: &str, template: &str, status: u16) -> Opt
 async fn every_answer_the_simulator_gives_fits_github_s_openapi_description() {
     let Some(dir) = octokit() else { return };
     let (_, replies) = every_request().await;
-    let spec: Value = serde_json::from_str(
-        &std::fs::read_to_string(dir.join("openapi/generated/api.github.com.json")).unwrap(),
-    )
-    .unwrap();
-    let components = json_schema(spec["components"].clone());
     let mut checked = BTreeSet::new();
     let mut faults = Vec::new();
-    for (method, path, status, body) in &replies {
-        let method = method.to_ascii_lowercase();
-        let Some((template, _)) = operation(&spec, &method, path) else {
-            faults.push(format!("{method} {path}: no such operation"));
-            continue;
-        };
-        let Some(body) = body else {
-            continue;
-        };
-        let Some(schema) = answer_schema(&spec, &method, &template, *status) else {
-            // GitHub documents no body for this answer (a 404 of an
-            // endpoint that lists none, say): nothing to hold it to.
-            continue;
-        };
-        let mut root = json_schema(schema);
-        if let Value::Object(map) = &mut root {
-            map.insert("components".into(), components.clone());
+    for file in ["api.github.com.json", "ghes-3.19.json"] {
+        let spec: Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.join("openapi/generated").join(file)).unwrap(),
+        )
+        .unwrap();
+        let components = json_schema(spec["components"].clone());
+        for (method, path, status, body) in &replies {
+            let method = method.to_ascii_lowercase();
+            let Some((template, _)) = operation(&spec, &method, path) else {
+                faults.push(format!("{file}: {method} {path}: no such operation"));
+                continue;
+            };
+            let Some(body) = body else {
+                continue;
+            };
+            let Some(schema) = answer_schema(&spec, &method, &template, *status) else {
+                // GitHub documents no body for this answer (a 404 of an
+                // endpoint that lists none, say): nothing to hold it to.
+                continue;
+            };
+            let mut root = json_schema(schema);
+            if let Value::Object(map) = &mut root {
+                map.insert("components".into(), components.clone());
+            }
+            let validator = jsonschema::validator_for(&root).unwrap_or_else(|e| {
+                panic!("{file}: {method} {template} {status}: schema does not compile: {e}")
+            });
+            let errors: Vec<String> = validator
+                .iter_errors(body)
+                .take(5)
+                .map(|e| format!("{} at {}", e, e.instance_path()))
+                .collect();
+            if !errors.is_empty() {
+                faults.push(format!(
+                    "{file}: {} {template} {status}: {errors:#?}",
+                    method.to_uppercase()
+                ));
+            }
+            checked.insert(format!("{} {template} {status}", method.to_uppercase()));
         }
-        let validator = jsonschema::validator_for(&root).unwrap_or_else(|e| {
-            panic!("{method} {template} {status}: schema does not compile: {e}")
-        });
-        let errors: Vec<String> = validator
-            .iter_errors(body)
-            .take(5)
-            .map(|e| format!("{} at {}", e, e.instance_path()))
-            .collect();
-        if !errors.is_empty() {
-            faults.push(format!(
-                "{} {template} {status}: {errors:#?}",
-                method.to_uppercase()
-            ));
-        }
-        checked.insert(format!("{} {template} {status}", method.to_uppercase()));
     }
     faults.sort();
     faults.dedup();
