@@ -20,7 +20,9 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use afk_adapters::github::{COMMENTS_QUERY, TRUST_QUERY, page_document, scan_document};
+use afk_adapters::github::{
+    COMMENTS_QUERY, TRUST_QUERY, page_document, scan_document, states_document,
+};
 use apollo_compiler::validation::Valid;
 use apollo_compiler::{ExecutableDocument, Schema};
 use serde_json::Value;
@@ -88,6 +90,8 @@ async fn every_graphql_document_afk_sends_is_valid_against_github_s_schema() {
         scan_document(25, false),
         page_document(true),
         page_document(false),
+        states_document(&[1]),
+        states_document(&(1..=100).collect::<Vec<u64>>()),
     ]
     .into();
     // …and every one it sent while the tracker contract ran.

@@ -339,3 +339,39 @@ async fn an_answer_over_the_body_cap_is_refused_naming_the_cap() {
     let tracker = github(&server.uri(), "t", Some("acme"), Some("afk-bot"));
     assert_eq!(tracker.default_branch("infra").await.unwrap(), "main");
 }
+
+/// Forty "Blocked by" references cost one GraphQL read, not forty; a pull
+/// request counts by its state, a missing number is ignored.
+#[tokio::test]
+async fn blocker_states_are_read_a_hundred_per_request() {
+    let w = http_world().await;
+    let body: String = (1..=40).map(|n| format!("Blocked by #{n}\n")).collect();
+    {
+        let mut m = lock(&w.sim.github);
+        m.add_issue(REPO, 100, "t", &body, &["ready-for-agent"]);
+        for n in 1..=38 {
+            m.add_issue(REPO, n, "blocker", "", &[]);
+            if n % 2 == 0 {
+                m.issue(REPO, n).state = "closed".into();
+            }
+        }
+        m.add_pull_request(REPO, 39, &[]);
+        // #40 does not exist.
+    }
+    let issue = w
+        .tracker
+        .open_issues_with_label("infra", "ready-for-agent")
+        .await
+        .unwrap()
+        .remove(0);
+    let before = w.sim.requests().await.len();
+    let open = w.tracker.open_blockers("infra", &issue).await.unwrap();
+    let mut expected: Vec<u64> = (1..=38).filter(|n| n % 2 == 1).collect();
+    expected.push(39);
+    assert_eq!(open, expected);
+    let made = w.sim.requests().await.len() - before;
+    assert_eq!(
+        made, 2,
+        "the native dependency listing and one GraphQL read"
+    );
+}

@@ -229,7 +229,89 @@ struct AliasError {
     path: Vec<Value>,
 }
 
+/// The document asking the state of `numbers` (at most 100) in one
+/// repository: each as `issueOrPullRequest` (a "Blocked by #N" may name a
+/// pull request), aliased `n0`, `n1`, …. The two `state` fields have
+/// different types (`IssueState`, `PullRequestState`), so GraphQL requires
+/// them under different names.
+pub fn states_document(numbers: &[u64]) -> String {
+    let mut fields = String::new();
+    for (i, n) in numbers.iter().enumerate() {
+        let _ = write!(
+            fields,
+            " n{i}: issueOrPullRequest(number: {n}) {{ ... on Issue {{ issueState: state }} ... on PullRequest {{ pullState: state }} }}"
+        );
+    }
+    format!(
+        "query AfkStates($owner: String!, $name: String!) {{ rateLimit {{ cost limit remaining resetAt }} \
+         repository(owner: $owner, name: $name) {{{fields} }} }}"
+    )
+}
+
 impl GitHubTracker {
+    /// Whether each of `numbers` is open (`None`: it does not exist), a
+    /// hundred per request.
+    pub(super) async fn states(
+        &self,
+        repo: &str,
+        numbers: &[u64],
+    ) -> PortResult<Vec<(u64, Option<bool>)>> {
+        let (owner, name) = self.owner_name(repo)?;
+        let mut out = Vec::with_capacity(numbers.len());
+        // GraphQL's Int is 32 bits: a larger number names no issue.
+        let (asked, too_big): (Vec<u64>, Vec<u64>) =
+            numbers.iter().partition(|n| i32::try_from(**n).is_ok());
+        out.extend(too_big.into_iter().map(|n| (n, None)));
+        for chunk in asked.chunks(100) {
+            let body = self
+                .graphql(
+                    &states_document(chunk),
+                    json!({"owner": owner, "name": name}),
+                )
+                .await?;
+            let answer: Answer = wire::decode("states answer", body)?;
+            let Some(mut repository) = answer
+                .data
+                .and_then(|mut d| d.remove("repository"))
+                .and_then(|r| match r {
+                    Value::Object(m) => Some(m),
+                    _ => None,
+                })
+            else {
+                let errors: Vec<wire::GraphQlError> = answer
+                    .errors
+                    .into_iter()
+                    .map(|e| wire::GraphQlError {
+                        kind: e.kind,
+                        message: e.message,
+                    })
+                    .collect();
+                return Err(
+                    if errors
+                        .iter()
+                        .all(|e| e.kind.as_deref() == Some("NOT_FOUND"))
+                    {
+                        PortError::NotFound {
+                            what: format!("repository {repo}"),
+                        }
+                    } else {
+                        request_error(&errors)
+                    },
+                );
+            };
+            for (i, n) in chunk.iter().enumerate() {
+                let state = repository.remove(&format!("n{i}")).and_then(|v| {
+                    v.get("issueState")
+                        .or_else(|| v.get("pullState"))
+                        .and_then(Value::as_str)
+                        .map(str::to_owned)
+                });
+                out.push((*n, state.map(|s| s == "OPEN")));
+            }
+        }
+        Ok(out)
+    }
+
     /// One GraphQL request, its `rateLimit` recorded.
     pub(super) async fn graphql(&self, query: &str, variables: Value) -> PortResult<Value> {
         self.graphql_within(query, variables, None, true).await

@@ -47,7 +47,7 @@ mod comments;
 mod stage;
 mod wire;
 
-pub use batch::{BATCH, page_document, scan_document};
+pub use batch::{BATCH, page_document, scan_document, states_document};
 pub use comments::{APPROVED_PAGES, COMMENTS_QUERY, MAX_COMMENT_PAGES};
 
 pub use stage::GitHubBuildStage;
@@ -352,26 +352,6 @@ impl GitHubTracker {
         Ok(login)
     }
 
-    async fn is_open(&self, repo: &str, number: u64) -> PortResult<Option<bool>> {
-        let key = (repo.to_ascii_lowercase(), number);
-        if let Some(open) = lock(&self.caches).open.get(&key) {
-            return Ok(Some(*open));
-        }
-        let page = self
-            .get(
-                self.repo_url(repo, &["issues", &number.to_string()], &[])?,
-                &[404, 410],
-            )
-            .await?;
-        if page.status != 200 {
-            return Ok(None);
-        }
-        let issue: wire::IssueStateOnly = wire::decode("issue", page.body)?;
-        let open = issue.state == wire::IssueState::Open;
-        lock(&self.caches).open.insert(key, open);
-        Ok(Some(open))
-    }
-
     async fn permission(&self, repo: &str, login: &str) -> PortResult<Result<String, String>> {
         let key = (repo.to_ascii_lowercase(), login.to_ascii_lowercase());
         if let Some(p) = lock(&self.caches).permission.get(&key) {
@@ -659,20 +639,39 @@ impl Tracker for GitHubTracker {
                 candidates.push(item.number);
             }
         }
-        let mut open = Vec::new();
-        for n in candidates {
-            match self.is_open(repo, n).await? {
-                Some(true) => open.push(n),
-                Some(false) => {}
-                None => tracing::warn!(
-                    repo,
-                    issue = issue.number,
-                    blocker = n,
-                    "blocker does not exist; ignored"
-                ),
+        // The states afk does not know yet, a hundred per GraphQL request.
+        let unknown: Vec<u64> = {
+            let caches = lock(&self.caches);
+            candidates
+                .iter()
+                .copied()
+                .filter(|n| !caches.open.contains_key(&(repo.to_ascii_lowercase(), *n)))
+                .collect()
+        };
+        let mut missing = Vec::new();
+        for (n, state) in self.states(repo, &unknown).await? {
+            match state {
+                Some(open) => {
+                    lock(&self.caches)
+                        .open
+                        .insert((repo.to_ascii_lowercase(), n), open);
+                }
+                None => missing.push(n),
             }
         }
-        Ok(open)
+        for n in &missing {
+            tracing::warn!(
+                repo,
+                issue = issue.number,
+                blocker = n,
+                "blocker does not exist; ignored"
+            );
+        }
+        let caches = lock(&self.caches);
+        Ok(candidates
+            .into_iter()
+            .filter(|n| caches.open.get(&(repo.to_ascii_lowercase(), *n)) == Some(&true))
+            .collect())
     }
 
     async fn default_branch(&self, repo: &str) -> PortResult<String> {
