@@ -33,8 +33,8 @@ pub const BATCH: usize = 25;
 const READY_PAGE: u32 = 30;
 /// Locked issues per repository in the batched read (normally one).
 const LOCKED_PAGE: u32 = 10;
-/// Labels read per issue.
-const LABELS_PAGE: u32 = 50;
+/// Labels read per issue (GitHub's largest page).
+const LABELS_PAGE: u32 = 100;
 
 const READY_FRAGMENT: &str = "fragment Ready on Issue { number title body state \
      labels(first: LABELS) { totalCount nodes { name } } }";
@@ -169,23 +169,36 @@ struct PageRepo {
     issues: IssuePage,
 }
 
-fn tracked(repo: &str, node: IssueNode) -> TrackedIssue {
+/// The issue as the tracker port reports it. A ready issue with more labels
+/// than afk reads is left out (with a warning): afk cannot tell whether it
+/// also carries the stop or ready-for-human label, and when in doubt it does
+/// not run. A locked issue is kept (its run is still driven).
+fn tracked(repo: &str, node: IssueNode, ready: bool) -> Option<TrackedIssue> {
     if node.labels.total_count > node.labels.nodes.len() as u64 {
+        if ready {
+            tracing::warn!(
+                repo,
+                issue = node.number,
+                labels = node.labels.total_count,
+                "not considered: the issue has more than {LABELS_PAGE} labels, so afk cannot see whether a stop label is among them"
+            );
+            return None;
+        }
         tracing::warn!(
             repo,
             issue = node.number,
             labels = node.labels.total_count,
-            "issue has more labels than afk reads; the first {LABELS_PAGE} are used"
+            "the issue has more than {LABELS_PAGE} labels; the first {LABELS_PAGE} are used"
         );
     }
-    TrackedIssue {
+    Some(TrackedIssue {
         repo: repo.to_owned(),
         number: node.number,
         title: node.title,
         body: node.body.unwrap_or_default(),
         labels: node.labels.nodes.into_iter().map(|l| l.name).collect(),
         open: matches!(node.state, State::Open),
-    }
+    })
 }
 
 /// A failed batch worth asking again in halves: a failure that one
@@ -539,8 +552,11 @@ impl GitHubTracker {
         label: &str,
         ready: bool,
     ) -> PortResult<Vec<TrackedIssue>> {
-        let mut issues: Vec<TrackedIssue> =
-            first.nodes.into_iter().map(|n| tracked(repo, n)).collect();
+        let mut issues: Vec<TrackedIssue> = first
+            .nodes
+            .into_iter()
+            .filter_map(|n| tracked(repo, n, ready))
+            .collect();
         let mut info = first.page_info;
         let mut pages = 1;
         while info.has_next_page {
@@ -574,7 +590,7 @@ impl GitHubTracker {
                     .issues
                     .nodes
                     .into_iter()
-                    .map(|n| tracked(repo, n)),
+                    .filter_map(|n| tracked(repo, n, ready)),
             );
             info = repository.issues.page_info;
         }
