@@ -111,6 +111,10 @@ async fn a_poll_and_a_watch_through_the_binaries() {
     assert!(s["api_calls"].as_u64().unwrap() > 5);
     assert!(s["duration_ms"].is_u64());
     assert!(s["rate_limit_remaining"].is_u64());
+    // GitHub's GraphQL rateLimit, as the batched read reported it.
+    assert!(s["graphql_cost"].as_u64().unwrap() >= 1, "{s}");
+    assert!(s["graphql_remaining"].as_u64().unwrap() < 5000, "{s}");
+    assert!(s["graphql_reset"].is_string(), "{s}");
     assert_eq!(
         w.labels("infra", 7),
         ["agent-in-progress", "ready-for-agent"]

@@ -233,6 +233,17 @@ struct Answer {
     errors: Vec<AliasError>,
 }
 
+/// The errors without their paths.
+fn plain(errors: Vec<AliasError>) -> Vec<wire::GraphQlError> {
+    errors
+        .into_iter()
+        .map(|e| wire::GraphQlError {
+            kind: e.kind,
+            message: e.message,
+        })
+        .collect()
+}
+
 #[derive(Debug, Deserialize)]
 struct AliasError {
     #[serde(rename = "type")]
@@ -291,14 +302,7 @@ impl GitHubTracker {
                     _ => None,
                 })
             else {
-                let errors: Vec<wire::GraphQlError> = answer
-                    .errors
-                    .into_iter()
-                    .map(|e| wire::GraphQlError {
-                        kind: e.kind,
-                        message: e.message,
-                    })
-                    .collect();
+                let errors = plain(answer.errors);
                 return Err(
                     if errors
                         .iter()
@@ -472,14 +476,7 @@ impl GitHubTracker {
                 .await?;
             let answer: Answer = wire::decode("batched read answer", body)?;
             let Some(mut data) = answer.data else {
-                let errors: Vec<wire::GraphQlError> = answer
-                    .errors
-                    .into_iter()
-                    .map(|e| wire::GraphQlError {
-                        kind: e.kind,
-                        message: e.message,
-                    })
-                    .collect();
+                let errors = plain(answer.errors);
                 return Err(request_error(&errors));
             };
             for (i, slot) in asked.iter().enumerate() {
