@@ -392,11 +392,10 @@ impl GitHubTracker {
         ready: Option<&str>,
         locked: &str,
     ) -> Vec<PortResult<RepoScan>> {
-        let mut stack = vec![repos];
+        // (where the part starts in `repos`, the part)
+        let mut stack = vec![(0, repos)];
         let mut done: Vec<(usize, PortResult<RepoScan>)> = Vec::new();
-        while let Some(part) = stack.pop() {
-            let offset = part.as_ptr() as usize - repos.as_ptr() as usize;
-            let offset = offset / std::mem::size_of::<String>();
+        while let Some((offset, part)) = stack.pop() {
             // Only a batch that was never split is retried: a part of a
             // failed batch has had its retry (the split itself).
             let whole = part.len() == repos.len();
@@ -415,9 +414,10 @@ impl GitHubTracker {
                         error = %e,
                         "a batched read failed as a whole; asking again in halves"
                     );
-                    let (a, b) = part.split_at(part.len() / 2);
-                    stack.push(b);
-                    stack.push(a);
+                    let half = part.len() / 2;
+                    let (a, b) = part.split_at(half);
+                    stack.push((offset + half, b));
+                    stack.push((offset, a));
                 }
                 Err(e) => done.extend((0..part.len()).map(|i| (offset + i, Err(e.clone())))),
             }
