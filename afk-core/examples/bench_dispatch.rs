@@ -14,7 +14,9 @@
 //! (default 200) in this process; the minimum, median and maximum wall time
 //! per call are printed. The decisions of both are checked to be equal and
 //! to hold one issue per eligible repository, so a broken policy cannot
-//! produce a fast number.
+//! produce a fast number. The machines are shared virtual machines: run it
+//! a few times, and read the median of a quiet run (the minimum shows the
+//! code without the neighbours).
 //!
 //! With `AFK_BENCH_POLICY_INPUT=<path>` it also writes the same world as an
 //! `afk policy dispatch` input, for measuring the command's peak memory:
