@@ -27,7 +27,20 @@ use apollo_compiler::validation::Valid;
 use apollo_compiler::{ExecutableDocument, Schema};
 use serde_json::Value;
 
-use crate::tracker_contract::every_request;
+use crate::stage_contract::github_stage_exchanges;
+use crate::tracker_contract;
+
+type Reply = (String, String, u16, Option<Value>);
+
+/// Every request the GitHub adapter made, and every REST answer the
+/// simulator gave, while the tracker's and the build stage's contracts ran.
+async fn every_request() -> (Vec<wiremock::Request>, Vec<Reply>) {
+    let (mut requests, mut replies) = tracker_contract::every_request().await;
+    let (stage_requests, stage_replies) = github_stage_exchanges().await;
+    requests.extend(stage_requests);
+    replies.extend(stage_replies);
+    (requests, replies)
+}
 
 /// `fixtures/github-api/node_modules/@octokit`, or `None` (outside CI) when
 /// the packages are not installed.
@@ -317,4 +330,9 @@ async fn every_answer_the_simulator_gives_fits_github_s_openapi_description() {
         faults.join("\n")
     );
     assert!(checked.len() >= 8, "{checked:#?}");
+    // The build stage's reads are among them.
+    assert!(
+        checked.contains("GET /repos/{owner}/{repo}/commits/{ref}/check-runs 200"),
+        "{checked:#?}"
+    );
 }

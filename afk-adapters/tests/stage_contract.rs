@@ -282,6 +282,24 @@ async fn the_fake_build_stage_keeps_the_contract() {
     contract(&Checks::fake()).await;
 }
 
+/// The GitHub build stage's contract over the simulator: the requests it
+/// made and the REST answers it was given, for the conformance test.
+pub async fn github_stage_exchanges() -> (
+    Vec<wiremock::Request>,
+    Vec<(String, String, u16, Option<serde_json::Value>)>,
+) {
+    let world = Checks::github().await;
+    lock(&world.model).record_replies = true;
+    contract(&world).await;
+    let sim = world
+        ._sim
+        .as_ref()
+        .expect("the GitHub world has a simulator");
+    let requests = sim.requests().await;
+    let replies = std::mem::take(&mut lock(&world.model).replies);
+    (requests, replies)
+}
+
 #[tokio::test]
 async fn github_checks_keep_the_contract() {
     contract(&Checks::github().await).await;
