@@ -375,3 +375,33 @@ async fn blocker_states_are_read_a_hundred_per_request() {
         "the native dependency listing and one GraphQL read"
     );
 }
+
+/// The token goes with every request, so a next-page link to another host
+/// is refused, not followed.
+#[tokio::test]
+async fn a_next_page_link_to_another_host_is_not_followed() {
+    let server = MockServer::start().await;
+    let elsewhere = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/repos/acme/infra/issues"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(serde_json::json!([]))
+                .insert_header(
+                    "link",
+                    format!("<{}/steal?page=2>; rel=\"next\"", elsewhere.uri()).as_str(),
+                ),
+        )
+        .mount(&server)
+        .await;
+    let tracker = github(&server.uri(), "t", Some("acme"), Some("afk-bot"));
+    let e = tracker
+        .open_issues_with_label("infra", "ready-for-agent")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, PortError::ContractViolation { message } if message.contains("leaves the API")),
+        "{e:?}"
+    );
+    assert!(elsewhere.received_requests().await.unwrap().is_empty());
+}

@@ -297,9 +297,21 @@ impl GitHubTracker {
             )?);
             next = match page.next {
                 Some(link) => {
-                    Some(Url::parse(&link).map_err(|e| PortError::ContractViolation {
+                    let url = Url::parse(&link).map_err(|e| PortError::ContractViolation {
                         message: format!("GitHub sent an unreadable Link header: {e}"),
-                    })?)
+                    })?;
+                    // The token goes with every request: a next page is only
+                    // followed on the API's own scheme, host and port.
+                    let api = Url::parse(&self.settings.api_url).ok();
+                    if api.map(|a| a.origin()) != Some(url.origin()) {
+                        return Err(PortError::ContractViolation {
+                            message: format!(
+                                "GitHub's next-page link leaves the API ({}); not followed",
+                                url.origin().ascii_serialization()
+                            ),
+                        });
+                    }
+                    Some(url)
                 }
                 None => None,
             };
