@@ -259,8 +259,8 @@ impl Config {
                     .map(|v| config.ci_start_max_seconds = v)
                     .map_err(|_| bad(SECONDS_EXPECTED)),
                 "AFK_RATE_FLOOR" => value
-                    .parse::<u64>()
-                    .map(|v| config.rate_floor = v)
+                    .parse::<u32>()
+                    .map(|v| config.rate_floor = u64::from(v))
                     .map_err(|_| bad(COUNT_EXPECTED)),
                 _ => Ok(()),
             };
