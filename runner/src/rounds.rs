@@ -250,6 +250,13 @@ pub fn run(
     live.session.outcome = outcome;
     live.session.ended_at = Some(now_rfc3339());
     live.save_session();
+    // An agent stopped mid-write (a full disk ends the run at any step, and
+    // stopping kills the agents' trees) may have left a temporary file of
+    // its own (`afk finding add`): swept while this run still holds the
+    // lock, so nothing half-written outlives the run.
+    for note in crate::recovery::sweep_stray_temps(root, &path) {
+        live.emit(Event::Warning(note));
+    }
     if let Err(e) = state::clear_active(root) {
         live.emit(Event::Warning(e.to_string()));
     }
@@ -416,6 +423,20 @@ async fn run_round(
         live.emit(Event::ItemVanished { id: id.clone() });
     }
     let (pid_tx, mut pid_rx) = mpsc::unbounded_channel::<(String, u32)>();
+    // The round's own stop, raised by the run's (Ctrl-C, `afk cancel`) or
+    // by a failure of the round itself: then every agent still at work is
+    // stopped, and waited for, before the error ends the run. No agent
+    // outlives its runner writing into the campaign.
+    let (stop_tx, stop) = watch::channel(false);
+    let forward = {
+        let mut run_stop = cancel.clone();
+        let stop_tx = stop_tx.clone();
+        tokio::spawn(async move {
+            if run_stop.wait_for(|c| *c).await.is_ok() {
+                let _ = stop_tx.send(true);
+            }
+        })
+    };
     let mut set = tokio::task::JoinSet::new();
     for item in batch.iter().filter(|i| !vanished.contains(&i.id)) {
         let job = item_job(campaign, item, live.session.spend.left())?;
@@ -432,7 +453,7 @@ async fn run_round(
             log: rel(root, &job.log),
         });
         let runtime = campaign.runtime.clone();
-        let cancel = cancel.clone();
+        let cancel = stop.clone();
         let tx = pid_tx.clone();
         let item = item.clone();
         set.spawn(async move {
@@ -445,6 +466,7 @@ async fn run_round(
         });
     }
     live.save_active(root);
+    let mut failure: Option<Error> = None;
     while !set.is_empty() {
         tokio::select! {
             Some((id, pgid)) = pid_rx.recv() => {
@@ -455,13 +477,22 @@ async fn run_round(
                 live.save_active(root);
             }
             Some(joined) = set.join_next() => {
-                let (item, job, result) =
-                    joined.map_err(|e| Error::failed(format!("an agent task failed: {e}")))?;
-                finish_item(campaign, live, &item, &job, result)?;
+                if failure.is_some() {
+                    // Stopping after a failure: only wait for the others.
+                    continue;
+                }
+                let finished = joined
+                    .map_err(|e| Error::failed(format!("an agent task failed: {e}")))
+                    .and_then(|(item, job, result)| finish_item(campaign, live, &item, &job, result));
+                if let Err(e) = finished {
+                    let _ = stop_tx.send(true);
+                    failure = Some(e);
+                }
             }
         }
     }
-    Ok(())
+    forward.abort();
+    failure.map_or(Ok(()), Err)
 }
 
 /// How one attempt ended, from its agent's run.
