@@ -21,7 +21,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use afk_adapters::github::{
-    COMMENTS_QUERY, TRUST_QUERY, page_document, scan_document, states_document,
+    COMMENTS_QUERY, LABELS_QUERY, TRUST_QUERY, page_document, scan_document, states_document,
 };
 use apollo_compiler::validation::Valid;
 use apollo_compiler::{ExecutableDocument, Schema};
@@ -97,6 +97,7 @@ async fn every_graphql_document_afk_sends_is_valid_against_github_s_schema() {
     let mut docs: BTreeSet<String> = [
         TRUST_QUERY.to_owned(),
         COMMENTS_QUERY.to_owned(),
+        LABELS_QUERY.to_owned(),
         scan_document(1, true),
         scan_document(25, true),
         scan_document(1, false),

@@ -10,6 +10,10 @@
 //! and never the others' reads. A rate limit or an auth failure is not split:
 //! it would fail every half alike.
 //!
+//! This file is long because the batched read carries its documents, its
+//! wire shapes, the split, and the follow-up pages (issues, labels, blocker
+//! states) that keep it exact.
+//!
 //! Facts from GitHub's GraphQL schema (`@octokit/graphql-schema`, which the
 //! conformance test validates every document against): `Repository.issues`
 //! takes `first`, `after`, `labels`, `states`, `orderBy`; a label filter
@@ -38,7 +42,15 @@ const LABELS_PAGE: u32 = 100;
 
 const READY_FRAGMENT: &str = "fragment Ready on Issue { number title body state \
      labels(first: LABELS) { totalCount nodes { name } } }";
-const LOCKED_FRAGMENT: &str = "fragment Locked on Issue { number title state labels(first: LABELS) { totalCount nodes { name } } }";
+const LOCKED_FRAGMENT: &str = "fragment Locked on Issue { number title state \
+     labels(first: LABELS) { totalCount pageInfo { hasNextPage endCursor } nodes { name } } }";
+
+/// The rest of one issue's labels (a locked issue with more than a page:
+/// its stop label may be past the first).
+pub const LABELS_QUERY: &str = "query AfkLabels($owner: String!, $name: String!, $number: Int!, $after: String) { \
+     rateLimit { cost limit remaining resetAt } \
+     repository(owner: $owner, name: $name) { issue(number: $number) { \
+     labels(first: 100, after: $after) { totalCount pageInfo { hasNextPage endCursor } nodes { name } } } } }";
 
 /// The batched document for `n` repositories; `ready` adds the ready
 /// issues (the poller) to the locked ones (both ticks).
@@ -114,6 +126,9 @@ struct PageInfo {
 #[serde(rename_all = "camelCase")]
 struct Labels {
     total_count: u64,
+    /// Asked for the locked issues only.
+    #[serde(default)]
+    page_info: Option<PageInfo>,
     nodes: Vec<LabelNode>,
 }
 
@@ -172,8 +187,10 @@ struct PageRepo {
 /// The issue as the tracker port reports it. A ready issue with more labels
 /// than afk reads is left out (with a warning): afk cannot tell whether it
 /// also carries the stop or ready-for-human label, and when in doubt it does
-/// not run. A locked issue is kept (its run is still driven).
-fn tracked(repo: &str, node: IssueNode, ready: bool) -> Option<TrackedIssue> {
+/// not run. A locked issue is kept (its run is still driven) and the rest of
+/// its labels are read after ([`GitHubTracker::rest_of_labels`]).
+fn tracked(repo: &str, node: IssueNode, ready: bool) -> Option<(TrackedIssue, Option<String>)> {
+    let mut more = None;
     if node.labels.total_count > node.labels.nodes.len() as u64 {
         if ready {
             tracing::warn!(
@@ -184,21 +201,21 @@ fn tracked(repo: &str, node: IssueNode, ready: bool) -> Option<TrackedIssue> {
             );
             return None;
         }
-        tracing::warn!(
-            repo,
-            issue = node.number,
-            labels = node.labels.total_count,
-            "the issue has more than {LABELS_PAGE} labels; the first {LABELS_PAGE} are used"
-        );
+        more = node
+            .labels
+            .page_info
+            .filter(|p| p.has_next_page)
+            .and_then(|p| p.end_cursor);
     }
-    Some(TrackedIssue {
+    let issue = TrackedIssue {
         repo: repo.to_owned(),
         number: node.number,
         title: node.title,
         body: node.body.unwrap_or_default(),
         labels: node.labels.nodes.into_iter().map(|l| l.name).collect(),
         open: matches!(node.state, State::Open),
-    })
+    };
+    Some((issue, more))
 }
 
 /// A failed batch worth asking again in halves: a failure that one
@@ -549,7 +566,7 @@ impl GitHubTracker {
         label: &str,
         ready: bool,
     ) -> PortResult<Vec<TrackedIssue>> {
-        let mut issues: Vec<TrackedIssue> = first
+        let mut issues: Vec<(TrackedIssue, Option<String>)> = first
             .nodes
             .into_iter()
             .filter_map(|n| tracked(repo, n, ready))
@@ -591,6 +608,70 @@ impl GitHubTracker {
             );
             info = repository.issues.page_info;
         }
-        Ok(issues)
+        let mut out = Vec::with_capacity(issues.len());
+        for (mut issue, more) in issues {
+            if let Some(after) = more {
+                let rest = self.rest_of_labels(repo, issue.number, after).await?;
+                issue.labels.extend(rest);
+            }
+            out.push(issue);
+        }
+        Ok(out)
+    }
+
+    /// The labels of `number` after the cursor `after`, every page.
+    async fn rest_of_labels(
+        &self,
+        repo: &str,
+        number: u64,
+        after: String,
+    ) -> PortResult<Vec<String>> {
+        #[derive(Debug, Deserialize)]
+        struct Data {
+            repository: Option<LabelsRepo>,
+        }
+        #[derive(Debug, Deserialize)]
+        struct LabelsRepo {
+            issue: Option<LabelsIssue>,
+        }
+        #[derive(Debug, Deserialize)]
+        struct LabelsIssue {
+            labels: Labels,
+        }
+        let (owner, name) = self.owner_name(repo)?;
+        let mut labels = Vec::new();
+        let mut after = Some(after);
+        let mut pages = 0;
+        while let Some(cursor) = after.take() {
+            pages += 1;
+            if pages > MAX_PAGES {
+                return Err(PortError::Permanent {
+                    message: format!(
+                        "{repo}#{number} has more labels than afk reads; refusing to read on"
+                    ),
+                });
+            }
+            let body = self
+                .graphql(
+                    LABELS_QUERY,
+                    json!({"owner": owner, "name": name, "number": number, "after": cursor}),
+                )
+                .await?;
+            let answer: wire::GraphQl<Data> = wire::decode("labels answer", body)?;
+            let Some(page) = answer
+                .data
+                .and_then(|d| d.repository)
+                .and_then(|r| r.issue)
+                .map(|i| i.labels)
+            else {
+                return Err(request_error(&answer.errors));
+            };
+            labels.extend(page.nodes.into_iter().map(|l| l.name));
+            after = page
+                .page_info
+                .filter(|p| p.has_next_page)
+                .and_then(|p| p.end_cursor);
+        }
+        Ok(labels)
     }
 }

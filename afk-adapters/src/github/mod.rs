@@ -47,7 +47,7 @@ mod comments;
 mod stage;
 mod wire;
 
-pub use batch::{BATCH, page_document, scan_document, states_document};
+pub use batch::{BATCH, LABELS_QUERY, page_document, scan_document, states_document};
 pub use comments::{APPROVED_PAGES, COMMENTS_QUERY, MAX_COMMENT_PAGES};
 
 pub use stage::GitHubBuildStage;
