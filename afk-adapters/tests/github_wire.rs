@@ -405,3 +405,34 @@ async fn a_next_page_link_to_another_host_is_not_followed() {
     );
     assert!(elsewhere.received_requests().await.unwrap().is_empty());
 }
+
+/// A dispatch looks for the progress comment, then reads the approved
+/// comments: the newest page is asked once. Writing a comment drops what was
+/// read, so the next look sees it.
+#[tokio::test]
+async fn a_comment_page_is_read_once_a_tick_until_a_comment_is_written() {
+    let w = http_world().await;
+    {
+        let mut m = lock(&w.sim.github);
+        m.add_issue(REPO, 7, "t", "", &["ready-for-agent"]);
+        m.add_comment(REPO, 7, "Use the staging CA.", "alice");
+    }
+    let comment_reads = || async {
+        w.sim
+            .requests()
+            .await
+            .iter()
+            .filter(|r| String::from_utf8_lossy(&r.body).contains("AfkComments"))
+            .count()
+    };
+    assert_eq!(w.tracker.progress_comment("infra", 7).await.unwrap(), None);
+    let approved = w.tracker.approved_comments("infra", 7).await.unwrap();
+    assert_eq!(approved.len(), 1);
+    assert_eq!(comment_reads().await, 1, "the newest page, once");
+    w.tracker
+        .create_comment("infra", 7, "a comment by afk")
+        .await
+        .unwrap();
+    assert_eq!(w.tracker.progress_comment("infra", 7).await.unwrap(), None);
+    assert_eq!(comment_reads().await, 2, "read again after a write");
+}

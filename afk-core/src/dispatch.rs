@@ -620,7 +620,7 @@ fn plan<'a>(
             decisions: Vec::new(),
             skipped: keyed
                 .iter()
-                .map(|k| skip(k.issue, SkipReason::KillSwitch))
+                .map(|k| skip_of(k, &spelt, SkipReason::KillSwitch))
                 .collect(),
         };
     }
@@ -670,12 +670,9 @@ fn reason(priority: i64, competitors: usize, repo: &str) -> String {
 }
 
 fn decision(issue: &Issue, competitors: usize) -> Decision {
-    Decision {
-        repo: issue.repo.clone(),
-        number: issue.number,
-        priority: issue.priority,
-        reason: reason(issue.priority, competitors, &issue.repo),
-    }
+    let mut d = undecided(issue);
+    d.reason = reason(issue.priority, competitors, &issue.repo);
+    d
 }
 
 /// A decision whose reason is written once its competitors are counted.
@@ -688,15 +685,7 @@ fn undecided(issue: &Issue) -> Decision {
     }
 }
 
-fn skip<'a>(issue: &'a Issue, reason: SkipReason<'a>) -> Skip<'a> {
-    Skip {
-        repo: &issue.repo,
-        number: issue.number,
-        reason,
-    }
-}
-
-/// [`skip`] from what the ordered pass already holds: the repository's
+/// A skip, built from what the ordered pass already holds: the repository's
 /// spelling (the issue's own, exactly) and the number from the key.
 fn skip_of<'a>(k: &Keyed<'a>, spelt: &[&'a str], reason: SkipReason<'a>) -> Skip<'a> {
     Skip {

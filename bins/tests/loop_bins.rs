@@ -490,14 +490,12 @@ async fn afk_stop_and_afk_halt_stop_runs_at_once() {
 /// the deadline; the slow one fails the tick (exit 1), never silently.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_repository_fails_alone_and_the_deadline_holds() {
-    let names: Vec<String> = (1..=30).map(|i| format!("svc{i:02}")).collect();
-    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    let w = World::new(&refs, &[]).await.unwrap();
+    let (w, names) = World::fleet(30).await.unwrap();
     for n in &names {
         w.ready(n, 1, "", "alice");
     }
     lock(&w.sim.github).slow_repos =
-        vec![("acme/svc05".into(), std::time::Duration::from_secs(60))];
+        vec![("acme/svc005".into(), std::time::Duration::from_secs(60))];
     let mut env = armed(&w);
     env.retain(|(k, _)| *k != "AFK_ALLOWLIST");
     env.push(("AFK_ALLOWLIST", names.join(",")));
@@ -511,7 +509,7 @@ async fn a_slow_repository_fails_alone_and_the_deadline_holds() {
     assert_eq!(summary(&r)["dispatched"], 29, "{}", r.stdout);
     let failed: Vec<&Value> = r.lines.iter().filter(|l| l["level"] == "ERROR").collect();
     assert_eq!(failed.len(), 1, "{failed:#?}");
-    assert_eq!(failed[0]["repo"], "svc05", "{failed:#?}");
+    assert_eq!(failed[0]["repo"], "svc005", "{failed:#?}");
     // The deadline held (with room for process start and the dispatches'
     // writes, which are not cut short once started).
     assert!(took < std::time::Duration::from_secs(20), "took {took:?}");

@@ -28,7 +28,7 @@ use reqwest::Method;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::{GitHubTracker, MAX_PAGES, lock, wire};
+use super::{GitHubTracker, lock, next_page, wire};
 
 /// Repositories per request.
 pub const BATCH: usize = 25;
@@ -37,16 +37,16 @@ pub const BATCH: usize = 25;
 const READY_PAGE: u32 = 30;
 /// Locked issues per repository in the batched read (normally one).
 const LOCKED_PAGE: u32 = 10;
-/// Labels read per issue (GitHub's largest page).
-const LABELS_PAGE: u32 = 100;
 
-const READY_FRAGMENT: &str = "fragment Ready on Issue { number title body state \
-     labels(first: LABELS) { totalCount nodes { name } } }";
-const LOCKED_FRAGMENT: &str = "fragment Locked on Issue { number title state \
-     labels(first: LABELS) { totalCount pageInfo { hasNextPage endCursor } nodes { name } } }";
+/// An issue's labels: the first page, and where the next one starts (an
+/// issue with more is read to the end: its stop label may be past the
+/// first page).
+const LABELS: &str =
+    "labels(first: 100) { totalCount pageInfo { hasNextPage endCursor } nodes { name } }";
+const READY_FRAGMENT: &str = "fragment Ready on Issue { number title body state LABELS }";
+const LOCKED_FRAGMENT: &str = "fragment Locked on Issue { number title state LABELS }";
 
-/// The rest of one issue's labels (a locked issue with more than a page:
-/// its stop label may be past the first).
+/// The rest of one issue's labels, after the first page.
 pub const LABELS_QUERY: &str = "query AfkLabels($owner: String!, $name: String!, $number: Int!, $after: String) { \
      rateLimit { cost limit remaining resetAt } \
      repository(owner: $owner, name: $name) { issue(number: $number) { \
@@ -85,7 +85,7 @@ pub fn scan_document(n: usize, ready: bool) -> String {
         doc.push(' ');
         doc.push_str(READY_FRAGMENT);
     }
-    doc.replace("LABELS", &LABELS_PAGE.to_string())
+    doc.replace("LABELS", LABELS)
 }
 
 /// The follow-up page of one repository's listing.
@@ -103,7 +103,7 @@ pub fn page_document(ready: bool) -> String {
          orderBy: {{field: CREATED_AT, direction: ASC}}) {{ totalCount pageInfo {{ hasNextPage endCursor }} \
          nodes {{ ...{name} }} }} }} }} {fragment}"
     )
-    .replace("LABELS", &LABELS_PAGE.to_string())
+    .replace("LABELS", LABELS)
 }
 
 #[derive(Debug, Deserialize)]
@@ -126,9 +126,7 @@ struct PageInfo {
 #[serde(rename_all = "camelCase")]
 struct Labels {
     total_count: u64,
-    /// Asked for the locked issues only.
-    #[serde(default)]
-    page_info: Option<PageInfo>,
+    page_info: PageInfo,
     nodes: Vec<LabelNode>,
 }
 
@@ -184,29 +182,14 @@ struct PageRepo {
     issues: IssuePage,
 }
 
-/// The issue as the tracker port reports it. A ready issue with more labels
-/// than afk reads is left out (with a warning): afk cannot tell whether it
-/// also carries the stop or ready-for-human label, and when in doubt it does
-/// not run. A locked issue is kept (its run is still driven) and the rest of
-/// its labels are read after ([`GitHubTracker::rest_of_labels`]).
-fn tracked(repo: &str, node: IssueNode, ready: bool) -> Option<(TrackedIssue, Option<String>)> {
-    let mut more = None;
-    if node.labels.total_count > node.labels.nodes.len() as u64 {
-        if ready {
-            tracing::warn!(
-                repo,
-                issue = node.number,
-                labels = node.labels.total_count,
-                "not considered: the issue has more than {LABELS_PAGE} labels, so afk cannot see whether a stop label is among them"
-            );
-            return None;
-        }
-        more = node
-            .labels
-            .page_info
-            .filter(|p| p.has_next_page)
-            .and_then(|p| p.end_cursor);
-    }
+/// The issue as the tracker port reports it, with where the rest of its
+/// labels starts when it has more than a page (read after, by
+/// [`GitHubTracker::rest_of_labels`]).
+fn tracked(repo: &str, node: IssueNode) -> (TrackedIssue, Option<String>) {
+    let more = (node.labels.total_count > node.labels.nodes.len() as u64)
+        .then_some(node.labels.page_info)
+        .filter(|p| p.has_next_page)
+        .and_then(|p| p.end_cursor);
     let issue = TrackedIssue {
         repo: repo.to_owned(),
         number: node.number,
@@ -215,7 +198,7 @@ fn tracked(repo: &str, node: IssueNode, ready: bool) -> Option<(TrackedIssue, Op
         labels: node.labels.nodes.into_iter().map(|l| l.name).collect(),
         open: matches!(node.state, State::Open),
     };
-    Some((issue, more))
+    (issue, more)
 }
 
 /// A failed batch worth asking again in halves: a failure that one
@@ -388,22 +371,8 @@ impl GitHubTracker {
         Ok(page.body)
     }
 
-    /// Every repository's scan, in order, batch by batch.
-    pub(super) async fn scan_all(
-        &self,
-        repos: &[String],
-        ready: Option<&str>,
-        locked: &str,
-    ) -> Vec<PortResult<RepoScan>> {
-        let mut out = Vec::with_capacity(repos.len());
-        for chunk in repos.chunks(BATCH) {
-            out.extend(self.scan_split(chunk, ready, locked).await);
-        }
-        out
-    }
-
     /// One batch, split in halves when its request fails as a whole.
-    async fn scan_split(
+    pub(super) async fn scan_split(
         &self,
         repos: &[String],
         ready: Option<&str>,
@@ -566,23 +535,12 @@ impl GitHubTracker {
         label: &str,
         ready: bool,
     ) -> PortResult<Vec<TrackedIssue>> {
-        let mut issues: Vec<(TrackedIssue, Option<String>)> = first
-            .nodes
-            .into_iter()
-            .filter_map(|n| tracked(repo, n, ready))
-            .collect();
+        let mut issues: Vec<(TrackedIssue, Option<String>)> =
+            first.nodes.into_iter().map(|n| tracked(repo, n)).collect();
         let mut info = first.page_info;
         let mut pages = 1;
         while info.has_next_page {
-            pages += 1;
-            if pages > MAX_PAGES {
-                return Err(PortError::Permanent {
-                    message: format!(
-                        "{repo} has more than {} issues labelled {label}; refusing to read on",
-                        MAX_PAGES * 100
-                    ),
-                });
-            }
+            next_page(&mut pages, &format!("{repo}'s issues labelled {label}"))?;
             let (owner, name) = self.owner_name(repo)?;
             let body = self
                 .graphql(
@@ -604,7 +562,7 @@ impl GitHubTracker {
                     .issues
                     .nodes
                     .into_iter()
-                    .filter_map(|n| tracked(repo, n, ready)),
+                    .map(|n| tracked(repo, n)),
             );
             info = repository.issues.page_info;
         }
@@ -643,14 +601,7 @@ impl GitHubTracker {
         let mut after = Some(after);
         let mut pages = 0;
         while let Some(cursor) = after.take() {
-            pages += 1;
-            if pages > MAX_PAGES {
-                return Err(PortError::Permanent {
-                    message: format!(
-                        "{repo}#{number} has more labels than afk reads; refusing to read on"
-                    ),
-                });
-            }
+            next_page(&mut pages, &format!("the labels of {repo}#{number}"))?;
             let body = self
                 .graphql(
                     LABELS_QUERY,
@@ -667,8 +618,7 @@ impl GitHubTracker {
                 return Err(request_error(&answer.errors));
             };
             labels.extend(page.nodes.into_iter().map(|l| l.name));
-            after = page
-                .page_info
+            after = Some(page.page_info)
                 .filter(|p| p.has_next_page)
                 .and_then(|p| p.end_cursor);
         }

@@ -22,7 +22,7 @@ use afk_core::types::bot_login_key;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{GitHubTracker, wire};
+use super::{GitHubTracker, lock, wire};
 
 /// Pages of 100 read back looking for the progress comment.
 pub const MAX_COMMENT_PAGES: usize = 100;
@@ -81,7 +81,11 @@ struct Author {
     login: String,
 }
 
+/// One page of comments (oldest first) and the cursor of the page before.
+pub(super) type CommentPage = (Vec<Read>, Option<String>);
+
 /// One comment, newest pages first.
+#[derive(Debug, Clone)]
 pub(super) struct Read {
     pub id: u64,
     pub body: String,
@@ -90,14 +94,39 @@ pub(super) struct Read {
 }
 
 impl GitHubTracker {
+    /// Forgets the comment pages read of `repo`'s issues (a comment was
+    /// written).
+    pub(super) fn forget_comments(&self, repo: &str) {
+        let repo = repo.to_ascii_lowercase();
+        lock(&self.caches)
+            .comment_pages
+            .retain(|(r, _, _), _| *r != repo);
+    }
+
     /// One page of comments, oldest first within the page, and the cursor
-    /// of the page before it (when there is one).
+    /// of the page before it (when there is one); a page read before in
+    /// this tick is not asked again.
     async fn comment_page(
         &self,
         repo: &str,
         number: u64,
         before: Option<&str>,
-    ) -> PortResult<(Vec<Read>, Option<String>)> {
+    ) -> PortResult<CommentPage> {
+        let key = (repo.to_ascii_lowercase(), number, before.map(str::to_owned));
+        if let Some(page) = lock(&self.caches).comment_pages.get(&key) {
+            return Ok(page.clone());
+        }
+        let page = self.read_comment_page(repo, number, before).await?;
+        lock(&self.caches).comment_pages.insert(key, page.clone());
+        Ok(page)
+    }
+
+    async fn read_comment_page(
+        &self,
+        repo: &str,
+        number: u64,
+        before: Option<&str>,
+    ) -> PortResult<CommentPage> {
         let (owner, name) = self.owner_name(repo)?;
         let body = self
             .graphql(

@@ -87,6 +87,11 @@ struct Caches {
     own_login: Option<String>,
     rate_remaining: Option<u64>,
     budget: Option<RateBudget>,
+    /// Comment pages read this tick, by (repository, issue, cursor): a
+    /// dispatch looks for the progress comment and then reads the approved
+    /// comments, and both start at the newest page. A write to the
+    /// repository's comments drops them.
+    comment_pages: BTreeMap<(String, u64, Option<String>), comments::CommentPage>,
 }
 
 /// The GitHub tracker.
@@ -106,6 +111,18 @@ struct Page {
     status: u16,
     next: Option<String>,
     body: Value,
+}
+
+/// Counts one more page of `what`; past [`MAX_PAGES`] (of 100 items) an
+/// error that says so: every paged read afk makes is bounded by it.
+fn next_page(pages: &mut usize, what: &str) -> PortResult<()> {
+    *pages += 1;
+    if *pages > MAX_PAGES {
+        return Err(PortError::Permanent {
+            message: format!("{what}: more than {MAX_PAGES} pages of 100; refusing to read on"),
+        });
+    }
+    Ok(())
 }
 
 /// The `next` URL of a `Link` header.
@@ -282,14 +299,7 @@ impl GitHubTracker {
         let mut next = Some(url);
         let mut pages = 0;
         while let Some(url) = next.take() {
-            pages += 1;
-            if pages > MAX_PAGES {
-                return Err(PortError::Permanent {
-                    message: format!(
-                        "listing has more than {MAX_PAGES} pages; refusing to read on"
-                    ),
-                });
-            }
+            next_page(&mut pages, what)?;
             let page = self.get(url, &[]).await?;
             items.extend(wire::decode::<Vec<T>>(
                 &format!("{what} (page {pages})"),
@@ -502,7 +512,12 @@ impl Tracker for GitHubTracker {
         ready: Option<&str>,
         locked: &str,
     ) -> Vec<PortResult<RepoScan>> {
-        self.scan_all(repos, ready, locked).await
+        // Batch by batch (`batch.rs`), in order.
+        let mut out = Vec::with_capacity(repos.len());
+        for chunk in repos.chunks(BATCH) {
+            out.extend(self.scan_split(chunk, ready, locked).await);
+        }
+        out
     }
 
     async fn label_trust(&self, repo: &str, number: u64, label: &str) -> PortResult<Trust> {
@@ -710,6 +725,7 @@ impl Tracker for GitHubTracker {
     }
 
     async fn create_comment(&self, repo: &str, number: u64, body: &str) -> PortResult<Comment> {
+        self.forget_comments(repo);
         let url = self.repo_url(repo, &["issues", &number.to_string(), "comments"], &[])?;
         // Not retried: a create that timed out may have happened.
         let page = self
@@ -723,6 +739,7 @@ impl Tracker for GitHubTracker {
     }
 
     async fn update_comment(&self, repo: &str, comment_id: u64, body: &str) -> PortResult<()> {
+        self.forget_comments(repo);
         let url = self.repo_url(repo, &["issues", "comments", &comment_id.to_string()], &[])?;
         self.write(Method::PATCH, url, Some(json!({"body": body})), &[])
             .await

@@ -77,7 +77,7 @@ pub(super) struct IssueStateOnly {
 }
 
 /// `GET /user`, and a comment's author (`simple-user`).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub(super) struct User {
     pub login: String,
     /// `User`, `Bot`, `Organization`, …

@@ -341,6 +341,11 @@ async fn dispatch_one(
     let (repo, number) = (issue.repo.as_str(), issue.number);
     let now = ports.clock.now();
     let existing = ports.tracker.progress_comment(repo, number).await?;
+    // Only what a trusted person approved becomes the task: the title and
+    // body the trust check proved unchanged, and trusted collaborators'
+    // comments. Read before afk writes its own comment, from the same pages
+    // the progress comment was looked for on (the tracker reads them once).
+    let comments = ports.tracker.approved_comments(repo, number).await?;
     let prior = match &existing {
         Some(c) => ports
             .codec
@@ -390,10 +395,6 @@ async fn dispatch_one(
     let snap = snapshot.as_ref().ok_or_else(|| PortError::Transient {
         message: "no executor snapshot".into(),
     })?;
-    // Only what a trusted person approved becomes the task: the title and
-    // body the trust check proved unchanged, and trusted collaborators'
-    // comments.
-    let comments = ports.tracker.approved_comments(repo, number).await?;
     let spec = ThreadSpec {
         repo: repo.to_owned(),
         issue: number,
