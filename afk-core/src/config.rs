@@ -177,6 +177,7 @@ const BOOL_EXPECTED: &str = "a boolean (1, true, yes, on / 0, false, no, off)";
 const COUNT_EXPECTED: &str = "a whole number from 0 to 4294967295";
 const SECONDS_EXPECTED: &str = "a whole number of seconds, 0 or more";
 const LABEL_EXPECTED: &str = "a label name without commas or line breaks";
+const ALLOWLIST_EXPECTED: &str = "comma-separated repositories, each `name` or `owner/name` of letters, digits, '.', '-' and '_' (not '.' or '..')";
 
 impl Config {
     /// Reads the policy settings from `(key, value)` pairs (the process env,
@@ -227,8 +228,13 @@ impl Config {
                     .map(|v| config.kill_switch = v)
                     .ok_or_else(|| bad(BOOL_EXPECTED)),
                 "AFK_ALLOWLIST" => {
-                    config.allowlist = parse_list(value);
-                    Ok(())
+                    let list = parse_list(value);
+                    if list.iter().all(|r| repo_name_ok(r)) {
+                        config.allowlist = list;
+                        Ok(())
+                    } else {
+                        Err(bad(ALLOWLIST_EXPECTED))
+                    }
                 }
                 "AFK_READY_LABEL" => parse_label(value)
                     .map(|v| config.ready_label = v)
@@ -308,6 +314,25 @@ fn parse_list(value: &str) -> Vec<String> {
     items
 }
 
+/// Whether `repo` can name a GitHub repository: `name` or `owner/name`,
+/// each part of the characters GitHub allows and neither `.` nor `..` (a
+/// dot segment would change the URL it is put in).
+fn repo_name_ok(repo: &str) -> bool {
+    let part_ok = |p: &str| {
+        !p.is_empty()
+            && p != "."
+            && p != ".."
+            && p.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+    };
+    let mut parts = repo.split('/');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(name), None, None) => part_ok(name),
+        (Some(owner), Some(name), None) => part_ok(owner) && part_ok(name),
+        _ => false,
+    }
+}
+
 fn parse_label(value: &str) -> Option<String> {
     (!value.contains([',', '\n', '\r'])).then(|| value.to_owned())
 }
@@ -351,6 +376,36 @@ mod tests {
                 assert_eq!(errors.0[0].value, value);
             }
         }
+    }
+
+    #[test]
+    fn an_allowlist_names_repositories_and_nothing_else() {
+        let ok = parse(&[("AFK_ALLOWLIST", "infra, acme/web,Acme-Org/svc_1.io")]).unwrap();
+        assert_eq!(ok.allowlist, ["infra", "acme/web", "Acme-Org/svc_1.io"]);
+        // A dot segment would change the URL it is put in; a third part,
+        // an empty part or a character GitHub does not allow names nothing.
+        for bad in [
+            "acme/..",
+            "..",
+            "acme/.",
+            "../infra",
+            "acme/web/extra",
+            "/infra",
+            "acme/",
+            "acme/we b",
+            "acme/web?x=1",
+            "acme/web#7",
+            "-infra, acme/%2e%2e",
+        ] {
+            let errors = parse(&[("AFK_ALLOWLIST", bad)]).unwrap_err();
+            assert_eq!(errors.0[0].key, "AFK_ALLOWLIST", "{bad}");
+            assert!(errors.to_string().contains("owner/name"), "{bad}: {errors}");
+        }
+        // A name may start with '-' on GitHub's side; afk passes it as data.
+        assert_eq!(
+            parse(&[("AFK_ALLOWLIST", "-infra")]).unwrap().allowlist,
+            ["-infra"]
+        );
     }
 
     #[test]
