@@ -8,8 +8,9 @@
 //! The Slack webhook URL is itself the credential: it is read like a token
 //! (env or file, on every use) and never appears in an error.
 
-use afk_core::doorbell::{Doorbell, Loudness, Notifier};
+use afk_core::doorbell::{Doorbell, Loudness};
 use afk_core::ports::{PortError, PortResult};
+use afk_loop::ports::Notifier;
 use async_trait::async_trait;
 use serde_json::{Value, json};
 

@@ -10,8 +10,9 @@
 
 use std::collections::BTreeMap;
 
-use afk_core::ci::{CommitRef, Stage, StageProbe, StageReport, StageVerdict};
+use afk_core::ci::{CommitRef, Stage, StageReport, StageVerdict};
 use afk_core::ports::{PortError, PortResult};
+use afk_loop::ports::StageProbe;
 use async_trait::async_trait;
 use k8s_openapi::api::apps::v1::Deployment;
 

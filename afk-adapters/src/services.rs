@@ -9,13 +9,12 @@
 
 use std::sync::Arc;
 
-use afk_core::ci::StageProbe;
-use afk_core::doorbell::Notifier;
-use afk_core::tick::{
+use afk_core::{Config, Timestamp};
+use afk_loop::ports::Notifier;
+use afk_loop::ports::StageProbe;
+use afk_loop::{
     Clock, Ports, StopTarget, TickOptions, TickReport, poll_tick, stop_runs, watch_tick,
 };
-use afk_core::{Config, Timestamp};
-use checklist::ProgressComment;
 
 use crate::github::{GitHubBuildStage, GitHubSettings, GitHubTracker};
 use crate::http::{Http, HttpSettings, Secret};
@@ -165,7 +164,6 @@ impl Services {
             executor: &self.executor,
             stages: &stages,
             notifiers: &notifiers,
-            codec: &ProgressComment,
             clock: &SystemClock,
         };
         match kind {
@@ -178,16 +176,16 @@ impl Services {
     /// Requests made so far, by every adapter (they share one client and
     /// one counter).
     pub fn api_calls(&self) -> u64 {
-        afk_core::ports::Tracker::api_calls(self.tracker.as_ref())
+        afk_loop::ports::Tracker::api_calls(self.tracker.as_ref())
     }
 
     /// The GitHub budget the last answer reported.
     pub fn rate_limit_remaining(&self) -> Option<u64> {
-        afk_core::ports::Tracker::rate_limit_remaining(self.tracker.as_ref())
+        afk_loop::ports::Tracker::rate_limit_remaining(self.tracker.as_ref())
     }
 
     /// GitHub's GraphQL `rateLimit` as last reported, with this tick's cost.
     pub fn rate_budget(&self) -> Option<afk_core::ports::RateBudget> {
-        afk_core::ports::Tracker::rate_budget(self.tracker.as_ref())
+        afk_loop::ports::Tracker::rate_budget(self.tracker.as_ref())
     }
 }

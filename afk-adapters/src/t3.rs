@@ -21,10 +21,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use afk_core::ports::{
-    Executor, ExecutorSnapshot, PortError, PortResult, ThreadSpec, WatchedThread,
-};
+use afk_core::ports::{ExecutorSnapshot, PortError, PortResult, ThreadSpec, WatchedThread};
 use afk_core::{ThreadStatus, Timestamp};
+use afk_loop::ports::Executor;
 use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::{Value, json};

@@ -11,8 +11,9 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use afk_core::ci::{CommitRef, Stage, StageProbe, StageReport, StageVerdict};
+use afk_core::ci::{CommitRef, Stage, StageReport, StageVerdict};
 use afk_core::ports::{PortError, PortResult};
+use afk_loop::ports::StageProbe;
 use async_trait::async_trait;
 use reqwest::Url;
 use serde_json::Value;

@@ -8,9 +8,10 @@ use afk_adapters::github::GitHubBuildStage;
 use afk_adapters::http::{Http, HttpSettings, RetryPolicy, Secret};
 use afk_adapters::rollout::{RolloutStage, RolloutTargets};
 use afk_adapters::woodpecker::{WoodpeckerSettings, WoodpeckerStage};
-use afk_core::ci::{CommitRef, Stage, StageProbe, StageVerdict, probe_stages};
+use afk_core::ci::{CommitRef, Stage, StageVerdict};
 use afk_core::ports::PortError;
 use afk_core::{CiStatus, Timestamp};
+use afk_loop::ports::{StageProbe, probe_stages};
 use serde_json::Value;
 use wiremock::matchers::{method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -414,10 +415,11 @@ async fn only_links_on_github_itself_are_passed_on() {
         .mount(&server)
         .await;
     let tracker = github(&server.uri(), "t", Some("acme"), Some("afk-bot"));
-    assert!(tracker.is_github_link("https://github.com/acme/infra/runs/9"));
-    assert!(tracker.is_github_link(&format!("{}/x", server.uri())));
-    assert!(!tracker.is_github_link("https://github.com.evil.example/x"));
-    assert!(!tracker.is_github_link("not a url"));
+    let hosts = tracker.link_hosts();
+    assert!(hosts.allows("https://github.com/acme/infra/runs/9"));
+    assert!(hosts.allows(&format!("{}/x", server.uri())));
+    assert!(!hosts.allows("https://github.com.evil.example/x"));
+    assert!(!hosts.allows("not a url"));
     let report = tracker.build_report(&commit()).await.unwrap();
     assert_eq!(report.verdict, StageVerdict::Failure);
     assert_eq!(

@@ -42,6 +42,7 @@ pub fn github(
             trusted_bots: vec![],
             own_login: own_login.map(str::to_owned),
             web_url: Some("https://github.com".into()),
+            ci_link_hosts: vec![],
         },
     )
 }

@@ -5,7 +5,8 @@
 use afk_adapters::http::Secret;
 use afk_adapters::t3::{T3Executor, T3Settings};
 use afk_core::ThreadStatus;
-use afk_core::ports::{Executor, PortError, ThreadSpec, WatchedThread};
+use afk_core::ports::{PortError, ThreadSpec, WatchedThread};
+use afk_loop::ports::Executor;
 use afk_sim::fakes::FakeExecutor;
 use afk_sim::{Sim, T3_TOKEN, lock};
 

@@ -14,7 +14,8 @@
 
 use std::path::PathBuf;
 
-use afk_core::ports::{PortError, Tracker};
+use afk_core::ports::PortError;
+use afk_loop::ports::Tracker;
 use serde_json::Value;
 use wiremock::matchers::{method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};

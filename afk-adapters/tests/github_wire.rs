@@ -3,7 +3,8 @@
 
 use std::path::Path;
 
-use afk_core::ports::{PortError, Tracker};
+use afk_core::ports::PortError;
+use afk_loop::ports::Tracker;
 use afk_sim::lock;
 use serde_json::Value;
 use wiremock::matchers::{method, path};

@@ -10,7 +10,8 @@
 use afk_adapters::http::Secret;
 use afk_adapters::notify::{NtfyNotifier, SlackNotifier};
 use afk_core::OutcomeKind;
-use afk_core::doorbell::{Doorbell, Notifier};
+use afk_core::doorbell::Doorbell;
+use afk_loop::ports::Notifier;
 use afk_sim::fakes::RecordingNotifier;
 use afk_sim::{SLACK_PATH, Sim, lock};
 

@@ -16,7 +16,8 @@ use afk_adapters::http::Secret;
 use afk_adapters::rollout::{RolloutStage, RolloutTargets};
 use afk_adapters::woodpecker::{WoodpeckerSettings, WoodpeckerStage};
 use afk_core::Timestamp;
-use afk_core::ci::{CommitRef, Stage, StageProbe, StageVerdict};
+use afk_core::ci::{CommitRef, Stage, StageVerdict};
+use afk_loop::ports::StageProbe;
 use afk_sim::fakes::FakeBuildStage;
 use afk_sim::{GITHUB_TOKEN, Sim, WOODPECKER_TOKEN, lock};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
@@ -74,10 +75,7 @@ impl Checks {
         lock(&model).add_repo("acme/infra", "master");
         Checks {
             name: "fake build stage",
-            stage: Box::new(FakeBuildStage {
-                model: model.clone(),
-                default_owner: "acme".into(),
-            }),
+            stage: Box::new(FakeBuildStage::new(model.clone(), "acme")),
             model,
             _sim: None,
         }

@@ -8,7 +8,8 @@ use std::path::Path;
 use afk_adapters::http::Secret;
 use afk_adapters::t3::{T3Executor, T3Settings};
 use afk_core::ThreadStatus;
-use afk_core::ports::{Executor, WatchedThread};
+use afk_core::ports::WatchedThread;
+use afk_loop::ports::Executor;
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 

@@ -3,7 +3,8 @@
 
 use afk_adapters::http::Secret;
 use afk_adapters::t3::{T3Executor, T3Settings};
-use afk_core::ports::{Executor, PortError, ThreadSpec};
+use afk_core::ports::{PortError, ThreadSpec};
+use afk_loop::ports::Executor;
 use afk_sim::lock;
 use serde_json::Value;
 use wiremock::matchers::{method, path};

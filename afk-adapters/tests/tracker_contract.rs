@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use afk_adapters::github::{GitHubSettings, GitHubTracker};
 use afk_adapters::http::Secret;
-use afk_core::ports::{PortError, Tracker};
+use afk_core::ports::PortError;
+use afk_loop::ports::Tracker;
 use afk_sim::fakes::FakeTracker;
 use afk_sim::github::GitHubModel;
 use afk_sim::{GITHUB_LOGIN, GITHUB_TOKEN, Sim, lock};
@@ -77,6 +78,7 @@ pub async fn http_world() -> Http {
             trusted_bots: vec!["afk-helper[bot]".into(), "renovate".into()],
             own_login: None,
             web_url: None,
+            ci_link_hosts: vec![],
         },
     );
     Http { sim, tracker }

@@ -7,15 +7,12 @@
 //!
 //! The fold ([`fold`]) is pure: the first `Failure` is red; the first
 //! unfinished stage is pending, or "no signal" when nothing at all has
-//! reported; all `Success` is green. [`probe_stages`] queries the stages in
+//! reported; all `Success` is green. The loop (`afk-loop`) asks the stages in
 //! order and stops as soon as one decides, so a later stage is never queried
 //! once an earlier one has.
 
 use std::fmt;
 
-use async_trait::async_trait;
-
-use crate::ports::PortResult;
 use crate::types::{CiStatus, Timestamp};
 
 /// A CI/deploy stage.
@@ -135,122 +132,200 @@ pub fn fold(reports: &[StageReport]) -> CiVerdict {
     }
 }
 
-/// One stage's probe (an adapter).
-#[async_trait]
-pub trait StageProbe: Send + Sync {
-    /// Which stage this is.
-    fn stage(&self) -> Stage;
-
-    /// The stage's report for the commit, or `Ok(None)` when the stage does
-    /// not apply to this repository (not configured, not registered).
-    ///
-    /// # Errors
-    /// A failed read is an error, never `StageVerdict::None`.
-    async fn probe(&self, commit: &CommitRef) -> PortResult<Option<StageReport>>;
+/// One check run on a commit, as the tracker reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckRunFact {
+    /// Its name.
+    pub name: String,
+    /// `queued`, `in_progress`, `completed`, … as reported.
+    pub status: String,
+    /// Once completed: `success`, `failure`, `neutral`, … as reported.
+    pub conclusion: Option<String>,
+    /// Where its log may be read, in the tracker's order of preference
+    /// (`details_url`, then `html_url`).
+    pub links: Vec<String>,
 }
 
-/// Queries `stages` in order and folds their reports, stopping at the first
-/// stage that decides (anything but `Success`). Stages that do not apply are
-/// skipped.
-pub async fn probe_stages(stages: &[&dyn StageProbe], commit: &CommitRef) -> PortResult<CiVerdict> {
-    let mut reports = Vec::new();
-    for stage in stages {
-        let Some(report) = stage.probe(commit).await? else {
-            continue;
+/// One commit status (the legacy statuses API that Woodpecker, Jenkins and
+/// many others report through).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusFact {
+    /// Its context (`ci/woodpecker/push/test`).
+    pub context: String,
+    /// `success`, `failure`, `error` or `pending`, as reported.
+    pub state: String,
+    /// Its `target_url`, when set.
+    pub link: Option<String>,
+}
+
+/// What one check run says. `neutral` and `skipped` are not failures (a
+/// skipped job is how a path filter says "not this time"); an unknown
+/// conclusion is not a reason to act either way, so it stays pending.
+pub fn check_run_verdict(run: &CheckRunFact) -> StageVerdict {
+    if run.status != "completed" {
+        return StageVerdict::Pending;
+    }
+    match run.conclusion.as_deref().unwrap_or("") {
+        "success" | "neutral" | "skipped" => StageVerdict::Success,
+        "failure" | "timed_out" | "cancelled" | "action_required" | "startup_failure" | "stale" => {
+            StageVerdict::Failure
+        }
+        _ => StageVerdict::Pending,
+    }
+}
+
+/// What one commit status says.
+pub fn status_verdict(status: &StatusFact) -> StageVerdict {
+    match status.state.as_str() {
+        "success" => StageVerdict::Success,
+        "failure" | "error" => StageVerdict::Failure,
+        _ => StageVerdict::Pending,
+    }
+}
+
+/// The hosts whose links may reach an agent: the tracker's own (web and
+/// API), the configured CI stages' (a Woodpecker server), and those the
+/// operator names (`AFK_CI_LINK_HOSTS`). Anything else a check's app chose
+/// is dropped: a link is text an outside app wrote, and the agent opens it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LinkHosts {
+    hosts: Vec<String>,
+}
+
+impl LinkHosts {
+    /// The hosts of `urls` (each a URL such as `https://github.com`, or a
+    /// bare host name); what names no host is left out.
+    pub fn new<S: AsRef<str>>(urls: &[S]) -> Self {
+        let mut hosts: Vec<String> = urls
+            .iter()
+            .filter_map(|u| {
+                let u = u.as_ref().trim();
+                host_of(u).or_else(|| host_of(&format!("https://{u}")))
+            })
+            .collect();
+        hosts.sort();
+        hosts.dedup();
+        LinkHosts { hosts }
+    }
+
+    /// Whether `link` is an `http(s)` URL, without credentials, on one of
+    /// the hosts.
+    pub fn allows(&self, link: &str) -> bool {
+        let Ok(url) = url::Url::parse(link.trim()) else {
+            return false;
         };
-        let decided = report.verdict != StageVerdict::Success;
-        reports.push(report);
-        if decided {
-            break;
+        if !matches!(url.scheme(), "https" | "http")
+            || !url.username().is_empty()
+            || url.password().is_some()
+        {
+            return false;
+        }
+        url.host_str()
+            .is_some_and(|h| self.hosts.iter().any(|a| a.eq_ignore_ascii_case(h)))
+    }
+
+    /// The first of `links` that may reach an agent.
+    pub fn first_allowed<'a>(&self, links: impl IntoIterator<Item = &'a str>) -> Option<String> {
+        links
+            .into_iter()
+            .find(|l| self.allows(l))
+            .map(str::to_owned)
+    }
+}
+
+fn host_of(text: &str) -> Option<String> {
+    let url = url::Url::parse(text).ok()?;
+    if !matches!(url.scheme(), "https" | "http") {
+        return None;
+    }
+    url.host_str().map(str::to_ascii_lowercase)
+}
+
+/// The build stage's report over every check run and commit status of a
+/// commit (all pages: the caller reads them all, or fails): the first
+/// failure is red, else the first unfinished one is pending; with none at
+/// all, nothing has reported ("no signal", never green). Its link is the
+/// deciding signal's first link on an allowed host.
+pub fn build_report(
+    runs: &[CheckRunFact],
+    statuses: &[StatusFact],
+    hosts: &LinkHosts,
+) -> StageReport {
+    let signals = runs
+        .iter()
+        .map(|run| {
+            (
+                check_run_verdict(run),
+                format!(
+                    "check {:?} {}",
+                    run.name,
+                    run.conclusion.as_deref().unwrap_or(&run.status)
+                ),
+                hosts.first_allowed(run.links.iter().map(String::as_str)),
+            )
+        })
+        .chain(statuses.iter().map(|status| {
+            (
+                status_verdict(status),
+                format!("status {:?} {}", status.context, status.state),
+                hosts.first_allowed(status.link.as_deref()),
+            )
+        }));
+    let mut count = 0usize;
+    let mut pending = None;
+    for (verdict, detail, link) in signals {
+        count += 1;
+        match verdict {
+            StageVerdict::Failure => {
+                return StageReport {
+                    stage: Stage::Build,
+                    verdict,
+                    link,
+                    detail,
+                };
+            }
+            StageVerdict::Pending if pending.is_none() => pending = Some((detail, link)),
+            _ => {}
         }
     }
-    Ok(fold(&reports))
+    let (verdict, detail, link) = match (count, pending) {
+        (0, _) => (
+            StageVerdict::None,
+            "no check runs and no statuses for the commit yet".to_owned(),
+            None,
+        ),
+        (_, Some((detail, link))) => (StageVerdict::Pending, detail, link),
+        (n, None) => (
+            StageVerdict::Success,
+            format!("{n} check(s) and status(es) succeeded"),
+            None,
+        ),
+    };
+    StageReport {
+        stage: Stage::Build,
+        verdict,
+        link,
+        detail,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
 
-    use crate::ports::PortError;
-
-    /// A scripted stage that counts how often it is asked.
-    struct Scripted {
-        stage: Stage,
-        answer: Option<StageVerdict>,
-        asked: AtomicUsize,
-    }
-
-    #[async_trait]
-    impl StageProbe for Scripted {
-        fn stage(&self) -> Stage {
-            self.stage
-        }
-        async fn probe(&self, _commit: &CommitRef) -> PortResult<Option<StageReport>> {
-            self.asked.fetch_add(1, Ordering::Relaxed);
-            Ok(self.answer.map(|verdict| StageReport {
-                stage: self.stage,
-                verdict,
-                link: Some(format!("https://ci/{}", self.stage)),
-                detail: format!("{} said {verdict:?}", self.stage),
-            }))
-        }
-    }
-
-    struct Broken;
-
-    #[async_trait]
-    impl StageProbe for Broken {
-        fn stage(&self) -> Stage {
-            Stage::Deploy
-        }
-        async fn probe(&self, _commit: &CommitRef) -> PortResult<Option<StageReport>> {
-            Err(PortError::Transient {
-                message: "woodpecker is down".into(),
-            })
-        }
-    }
-
-    fn commit() -> CommitRef {
-        CommitRef {
-            repo: "infra".into(),
-            branch: "master".into(),
-            sha: "abc1234".into(),
-            committed_at: None,
-        }
-    }
-
-    /// Runs a tiny executor for a future that never waits (the scripted
-    /// probes complete immediately).
-    fn block_on<F: std::future::Future>(future: F) -> F::Output {
-        use std::task::{Context, Poll, Waker};
-        let mut future = std::pin::pin!(future);
-        let mut cx = Context::from_waker(Waker::noop());
-        loop {
-            if let Poll::Ready(v) = future.as_mut().poll(&mut cx) {
-                return v;
-            }
-        }
-    }
-
-    /// The expected status, stated independently of `fold`: over the stages
-    /// that apply, in order.
-    fn expected(answers: &[Option<StageVerdict>]) -> (CiStatus, Option<usize>) {
-        let applied: Vec<(usize, StageVerdict)> = answers
-            .iter()
-            .enumerate()
-            .filter_map(|(i, a)| a.map(|v| (i, v)))
-            .collect();
-        for (pos, (i, v)) in applied.iter().enumerate() {
+    /// The expected status and deciding report, stated independently of
+    /// `fold`.
+    fn expected(verdicts: &[StageVerdict]) -> (CiStatus, Option<usize>) {
+        for (i, v) in verdicts.iter().enumerate() {
             match v {
-                StageVerdict::Failure => return (CiStatus::Red, Some(*i)),
-                StageVerdict::Pending => return (CiStatus::Pending, Some(*i)),
-                StageVerdict::None if pos == 0 => return (CiStatus::NoSignal, Some(*i)),
-                StageVerdict::None => return (CiStatus::Pending, Some(*i)),
+                StageVerdict::Failure => return (CiStatus::Red, Some(i)),
+                StageVerdict::Pending => return (CiStatus::Pending, Some(i)),
+                StageVerdict::None if i == 0 => return (CiStatus::NoSignal, Some(i)),
+                StageVerdict::None => return (CiStatus::Pending, Some(i)),
                 StageVerdict::Success => {}
             }
         }
-        if applied.is_empty() {
+        if verdicts.is_empty() {
             (CiStatus::NoSignal, None)
         } else {
             (CiStatus::Green, None)
@@ -258,63 +333,201 @@ mod tests {
     }
 
     #[test]
-    fn every_combination_of_three_optional_stages() {
-        let options = [
-            None,
-            Some(StageVerdict::None),
-            Some(StageVerdict::Pending),
-            Some(StageVerdict::Success),
-            Some(StageVerdict::Failure),
+    fn every_sequence_of_up_to_three_reports_folds_as_stated() {
+        let all = [
+            StageVerdict::None,
+            StageVerdict::Pending,
+            StageVerdict::Success,
+            StageVerdict::Failure,
         ];
         let stages = [Stage::Build, Stage::Deploy, Stage::Rollout];
-        let mut combinations = 0;
-        for a in options {
-            for b in options {
-                for c in options {
-                    combinations += 1;
-                    let answers = [a, b, c];
-                    let probes: Vec<Scripted> = stages
-                        .iter()
-                        .zip(answers)
-                        .map(|(stage, answer)| Scripted {
-                            stage: *stage,
-                            answer,
-                            asked: AtomicUsize::new(0),
-                        })
-                        .collect();
-                    let refs: Vec<&dyn StageProbe> =
-                        probes.iter().map(|p| p as &dyn StageProbe).collect();
-                    let verdict = block_on(probe_stages(&refs, &commit())).unwrap();
-                    let (status, deciding) = expected(&answers);
-                    assert_eq!(verdict.status, status, "{answers:?}");
-                    assert_eq!(verdict.stage, deciding.map(|i| stages[i]), "{answers:?}");
-                    // Stages after the deciding one were never asked; every
-                    // stage up to it was asked once.
-                    for (i, p) in probes.iter().enumerate() {
-                        let asked = p.asked.load(Ordering::Relaxed);
-                        let should = deciding.is_none_or(|d| i <= d);
-                        assert_eq!(asked, usize::from(should), "stage {i} of {answers:?}");
-                    }
-                    if let Some(d) = deciding {
-                        assert_eq!(
-                            verdict.link.as_deref(),
-                            Some(format!("https://ci/{}", stages[d]).as_str())
-                        );
-                    }
+        let mut sequences: Vec<Vec<StageVerdict>> = vec![vec![]];
+        for len in 1..=3 {
+            let mut next = Vec::new();
+            for s in sequences.iter().filter(|s| s.len() == len - 1) {
+                for v in all {
+                    let mut longer = s.clone();
+                    longer.push(v);
+                    next.push(longer);
                 }
             }
+            sequences.extend(next);
         }
-        assert_eq!(combinations, 125);
+        assert_eq!(sequences.len(), 1 + 4 + 16 + 64);
+        for verdicts in sequences {
+            let reports: Vec<StageReport> = verdicts
+                .iter()
+                .zip(stages)
+                .map(|(v, stage)| StageReport {
+                    stage,
+                    verdict: *v,
+                    link: Some(format!("https://ci/{stage}")),
+                    detail: format!("{stage} said {v:?}"),
+                })
+                .collect();
+            let folded = fold(&reports);
+            let (status, deciding) = expected(&verdicts);
+            assert_eq!(folded.status, status, "{verdicts:?}");
+            assert_eq!(folded.stage, deciding.map(|i| stages[i]), "{verdicts:?}");
+            assert_eq!(
+                folded.link,
+                deciding.map(|i| format!("https://ci/{}", stages[i])),
+                "{verdicts:?}"
+            );
+        }
+    }
+
+    fn run(name: &str, status: &str, conclusion: Option<&str>, link: &str) -> CheckRunFact {
+        CheckRunFact {
+            name: name.into(),
+            status: status.into(),
+            conclusion: conclusion.map(str::to_owned),
+            links: vec![link.into()],
+        }
+    }
+
+    fn status(context: &str, state: &str, link: &str) -> StatusFact {
+        StatusFact {
+            context: context.into(),
+            state: state.into(),
+            link: Some(link.into()),
+        }
+    }
+
+    fn hosts() -> LinkHosts {
+        LinkHosts::new(&[
+            "https://github.com",
+            "https://api.github.com",
+            "ci.example.org",
+        ])
     }
 
     #[test]
-    fn a_failed_read_is_an_error_not_a_verdict() {
-        let build = Scripted {
-            stage: Stage::Build,
-            answer: Some(StageVerdict::Success),
-            asked: AtomicUsize::new(0),
+    fn check_runs_and_statuses_fold_into_the_build_stage() {
+        let gh = "https://github.com/acme/infra/actions/runs/1";
+        let wp = "https://ci.example.org/repos/3/pipeline/9";
+        let check = |runs: &[CheckRunFact], statuses: &[StatusFact], verdict, detail: &str| {
+            let r = build_report(runs, statuses, &hosts());
+            assert_eq!(r.verdict, verdict, "{runs:?} {statuses:?}");
+            assert!(r.detail.contains(detail), "{} lacks {detail}", r.detail);
         };
-        let result = block_on(probe_stages(&[&build, &Broken], &commit()));
-        assert!(matches!(result, Err(PortError::Transient { .. })));
+        check(&[], &[], StageVerdict::None, "no check runs");
+        check(
+            &[run("test", "completed", Some("success"), gh)],
+            &[],
+            StageVerdict::Success,
+            "1 check",
+        );
+        // neutral and skipped are not failures (the old fake read them as
+        // failures).
+        for c in ["neutral", "skipped"] {
+            check(
+                &[run("lint", "completed", Some(c), gh)],
+                &[],
+                StageVerdict::Success,
+                "succeeded",
+            );
+        }
+        for c in [
+            "failure",
+            "timed_out",
+            "cancelled",
+            "action_required",
+            "startup_failure",
+            "stale",
+        ] {
+            check(
+                &[run("test", "completed", Some(c), gh)],
+                &[],
+                StageVerdict::Failure,
+                c,
+            );
+        }
+        check(
+            &[run("test", "completed", Some("brand_new"), gh)],
+            &[],
+            StageVerdict::Pending,
+            "brand_new",
+        );
+        check(
+            &[run("test", "in_progress", None, gh)],
+            &[],
+            StageVerdict::Pending,
+            "in_progress",
+        );
+        // Statuses count too (the old fake ignored them): Woodpecker reports
+        // only statuses.
+        check(
+            &[],
+            &[status("ci/woodpecker", "failure", wp)],
+            StageVerdict::Failure,
+            "ci/woodpecker",
+        );
+        check(
+            &[],
+            &[status("ci/woodpecker", "error", wp)],
+            StageVerdict::Failure,
+            "error",
+        );
+        check(
+            &[],
+            &[status("ci/woodpecker", "pending", wp)],
+            StageVerdict::Pending,
+            "pending",
+        );
+        check(
+            &[run("test", "completed", Some("success"), gh)],
+            &[status("ci/woodpecker", "failure", wp)],
+            StageVerdict::Failure,
+            "woodpecker",
+        );
+        // A failure anywhere beats a pending before it.
+        check(
+            &[
+                run("slow", "queued", None, gh),
+                run("test", "completed", Some("failure"), gh),
+            ],
+            &[],
+            StageVerdict::Failure,
+            "\"test\"",
+        );
+        // The Woodpecker status's link reaches the agent (its host is a
+        // configured CI stage's); an unknown app's link does not.
+        let r = build_report(&[], &[status("ci/woodpecker", "failure", wp)], &hosts());
+        assert_eq!(r.link.as_deref(), Some(wp));
+        let r = build_report(
+            &[run(
+                "x",
+                "completed",
+                Some("failure"),
+                "https://evil.example/x",
+            )],
+            &[],
+            &hosts(),
+        );
+        assert_eq!(r.link, None);
+    }
+
+    #[test]
+    fn links_reach_the_agent_only_on_allowed_hosts() {
+        let h = hosts();
+        for (link, allowed) in [
+            ("https://github.com/acme/infra/runs/1", true),
+            ("https://GITHUB.com/x", true),
+            ("http://ci.example.org:8000/x", true),
+            ("https://api.github.com/repos/a/b", true),
+            ("https://github.com.evil.example/x", false),
+            ("https://evil.example/?https://github.com", false),
+            ("https://user:pw@github.com/x", false),
+            ("https://github.com@evil.example/x", false),
+            ("javascript:alert(1)", false),
+            ("ftp://github.com/x", false),
+            ("github.com/x", false),
+            ("", false),
+        ] {
+            assert_eq!(h.allows(link), allowed, "{link}");
+        }
+        assert!(!LinkHosts::default().allows("https://github.com/x"));
+        assert!(LinkHosts::new(&["gitea.example:3000"]).allows("https://gitea.example/x"));
     }
 }

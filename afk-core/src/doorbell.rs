@@ -3,16 +3,11 @@
 //! Only terminal outcomes ring: `done` (quiet), `needs-human`, `frozen` and
 //! `stopped` (loud). The kinds are a closed type, so a non-terminal kind cannot be
 //! built in code; [`DoorbellKind::parse`] refuses any other name before
-//! anything is sent. [`ring_all`] tries every notifier; one failing does not
-//! stop the others, and a doorbell counts as rung only when at least one
-//! notifier delivered it (so a doorbell that failed everywhere is tried again
-//! next tick).
+//! anything is sent. Ringing them (every notifier tried, rung only when one
+//! delivered) is the loop's job (`afk-loop`); this module holds the values.
 
 use std::fmt;
 
-use async_trait::async_trait;
-
-use crate::ports::{PortError, PortResult};
 use crate::record::OutcomeKind;
 
 /// The kinds that ring: exactly the terminal outcomes.
@@ -104,47 +99,6 @@ impl fmt::Display for Doorbell {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.title(), self.reason)
     }
-}
-
-/// One way to ring (Slack, ntfy, the log).
-#[async_trait]
-pub trait Notifier: Send + Sync {
-    /// A short name for logs (`slack`, `ntfy`, `log`).
-    fn name(&self) -> &str;
-
-    /// Delivers the doorbell.
-    ///
-    /// # Errors
-    /// Any failure to deliver; the caller tries again next tick.
-    async fn ring(&self, bell: &Doorbell) -> PortResult<()>;
-}
-
-/// What ringing every notifier came to.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct RingOutcome {
-    /// Notifiers that delivered.
-    pub delivered: Vec<String>,
-    /// Notifiers that failed, with why.
-    pub failed: Vec<(String, PortError)>,
-}
-
-impl RingOutcome {
-    /// Rung iff at least one notifier delivered.
-    pub fn rung(&self) -> bool {
-        !self.delivered.is_empty()
-    }
-}
-
-/// Tries every notifier in turn; one failing does not stop the others.
-pub async fn ring_all(notifiers: &[&dyn Notifier], bell: &Doorbell) -> RingOutcome {
-    let mut outcome = RingOutcome::default();
-    for n in notifiers {
-        match n.ring(bell).await {
-            Ok(()) => outcome.delivered.push(n.name().to_owned()),
-            Err(e) => outcome.failed.push((n.name().to_owned(), e)),
-        }
-    }
-    outcome
 }
 
 #[cfg(test)]

@@ -13,13 +13,14 @@
 //! - [`dispatch`]: which ready issues may start now;
 //! - [`machine`]: what to do next with a run in flight;
 //! - [`record`]: the run record the loop keeps on the issue;
-//! - [`ports`]: the traits the ticks use to reach the world (tracker,
-//!   executor), with the errors callers branch on;
+//! - [`ports`]: the values that cross the ports (issues, comments, commits,
+//!   thread liveness) and the errors every port call can end in (the traits
+//!   themselves live with the ticks, in `afk-loop`);
+//! - [`trust`]: who may arm an issue and whose comments are the task, over
+//!   facts the tracker gathered;
 //! - [`ci`]: the CI/deploy stages and their pure fold into one verdict;
 //! - [`doorbell`]: terminal doorbells and fanning them out to notifiers;
 //! - [`prompt`]: the versioned text afk sends to agents;
-//! - [`tick`]: the poll tick and the watch tick, written once against the
-//!   ports (effects at the edge, decisions as values).
 //!
 //! What deliberately does not live here: any wire format of an external
 //! service, any I/O, and any serde attribute (the run record's own JSON form
@@ -33,11 +34,11 @@ pub mod machine;
 pub mod ports;
 pub mod prompt;
 pub mod record;
-pub mod tick;
+pub mod trust;
 pub mod types;
 
 pub use config::{Config, ConfigError, ConfigErrors};
 pub use dispatch::{Decision, DispatchPlan, Skip, SkipReason, plan_dispatch, select_dispatchable};
-pub use machine::{Action, ActionKind, Escalation, RunState, WaitReason, next_action};
+pub use machine::{Action, ActionKind, Escalation, RunState, Turn, WaitReason, next_action};
 pub use record::{Outcome, OutcomeKind, RunRecord};
 pub use types::{CiStatus, Issue, Phase, ThreadStatus, Timestamp, TimestampError};

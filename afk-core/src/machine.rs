@@ -2,25 +2,37 @@
 //!
 //! [`next_action`] is total over every input and returns a value; it never
 //! performs an action. The watch tick gathers the facts into a [`RunState`],
-//! asks, and then performs the one effect the answer names.
+//! asks, and then performs the effects the answer names, and nothing else:
+//! every rule of the watcher is here (the kill switch, the busy agent, the
+//! same thread or a new one), none is in the tick.
 //!
 //! First match wins:
 //!
 //! | # | condition | action |
 //! | --- | --- | --- |
-//! | 1 | pushed, CI green | `CloseSuccess` (whatever the thread does) |
-//! | 2 | pushed, CI red, a corrective turn for this red commit still running | `Wait` |
-//! | 3 | pushed, CI red, attempts < max and seconds since first red < max | `FixForward` |
-//! | 4 | pushed, CI red, either bound reached | `FreezeEscalate` |
-//! | 5 | pushed, no CI signal for ≥ the CI-start max since the push was seen | `FreezeEscalate` |
-//! | 6 | pushed, CI pending, or no signal yet | `Wait` |
-//! | 7 | nothing pushed, thread `Error`, `Idle` or `NeedsInput` | `EscalatePrepush` |
-//! | 8 | nothing pushed, seconds since dispatch ≥ prepush max | `EscalatePrepush` |
-//! | 9 | otherwise | `Wait` |
+//! | 1 | the run record already holds an outcome | `Finish` (never decide again) |
+//! | 2 | the stop label is on the issue | `Stop` |
+//! | 3 | pushed, CI green | `CloseSuccess` (whatever the thread does) |
+//! | 4 | pushed, CI red, a corrective turn for this red commit still running | `Wait` |
+//! | 5 | pushed, CI red, budget left, kill switch on | `Wait` (paused) |
+//! | 6 | pushed, CI red, budget left, the agent still busy | `Wait` (busy) |
+//! | 7 | pushed, CI red, attempts < max and seconds since first red < max | `FixForward` |
+//! | 8 | pushed, CI red, either bound reached | `FreezeEscalate` |
+//! | 9 | pushed, no CI signal for ≥ the CI-start max since the push was seen | `FreezeEscalate` |
+//! | 10 | pushed, CI pending, or no signal yet | `Wait` |
+//! | 11 | nothing pushed, thread `Error`, `Idle`, `NeedsInput` or gone | `EscalatePrepush` |
+//! | 12 | nothing pushed, seconds since dispatch ≥ prepush max | `EscalatePrepush` |
+//! | 13 | otherwise | `Wait` |
 //!
-//! Row 2 is what keeps a CronJob that ticks every minute from sending a new
+//! Row 4 is what keeps a CronJob that ticks every minute from sending a new
 //! corrective turn for the same red commit on every tick and burning the whole
-//! budget in minutes.
+//! budget in minutes. A corrective turn goes to the same thread when it is
+//! live and idle (it keeps its context), and to a new thread (attempt + 1)
+//! when the old one errored, waits on a question, or is gone.
+//!
+//! This file is long because its table tests and property tests state every
+//! row again, independently of the code; the machine itself is about 450
+//! lines.
 
 use std::fmt;
 
@@ -30,23 +42,62 @@ use crate::types::{CiStatus, ThreadStatus};
 /// Everything the state machine looks at for one run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct RunState {
+    /// The run record already holds a terminal outcome (a tick died while
+    /// finishing it): finish it, never decide again.
+    pub outcome_recorded: bool,
+    /// The issue carries the stop label.
+    pub stop_requested: bool,
+    /// The kill switch is on: runs are observed and finalised, but no
+    /// corrective turn is sent.
+    pub kill_switch: bool,
     /// Liveness of the agent's thread; `None` is "no status yet".
     pub thread_status: Option<ThreadStatus>,
+    /// The agent's thread is gone (deleted, or unknown to the executor): an
+    /// agent that is gone is an agent that errored.
+    pub thread_gone: bool,
     /// CI verdict of the newest pushed commit; `None` when not read.
     pub ci_status: Option<CiStatus>,
     /// Whether the agent pushed a commit for this run.
     pub pushed: bool,
     /// Corrective turns sent so far.
     pub fix_forward_attempts: u32,
+    /// Whether the latest corrective turn was sent for the commit now red.
+    pub corrective_turn_for_this_commit: bool,
+    /// The current thread's attempt (0 for the first dispatch).
+    pub attempt: u32,
+    /// Follow-up turns already sent to the current thread.
+    pub thread_turns: u32,
     /// Seconds since CI first went red on a pushed commit (0 if never).
     pub seconds_since_first_red: u64,
     /// Seconds since the run was first dispatched.
     pub seconds_since_dispatch: u64,
     /// Seconds since the loop first saw the newest pushed commit.
     pub seconds_since_push_seen: u64,
-    /// Whether a corrective turn for the current red commit is still being
-    /// worked on.
-    pub corrective_turn_running: bool,
+}
+
+impl RunState {
+    /// The thread's liveness as the rules read it: a thread that is gone
+    /// errored.
+    pub fn effective_status(&self) -> Option<ThreadStatus> {
+        if self.thread_gone {
+            Some(ThreadStatus::Error)
+        } else {
+            self.thread_status
+        }
+    }
+
+    /// Whether the agent is still at work (running, or no status yet): a
+    /// turn sent now would interrupt it or queue behind it.
+    pub fn agent_busy(&self) -> bool {
+        !self.thread_gone && matches!(self.thread_status, Some(ThreadStatus::Running) | None)
+    }
+
+    /// Whether the decision no longer depends on the agent or on CI (the
+    /// outcome is recorded, or a human stopped the run): the tick need not
+    /// read the commits or the CI verdict.
+    pub fn settled(&self) -> bool {
+        self.outcome_recorded || self.stop_requested
+    }
 }
 
 /// The kind of an [`Action`], without its reason.
@@ -63,6 +114,10 @@ pub enum ActionKind {
     FreezeEscalate,
     /// The run ended or stalled before pushing anything: hand to a human.
     EscalatePrepush,
+    /// A human stopped the run: stop the agent and hand the issue back.
+    Stop,
+    /// The outcome is recorded: finish its clean-up.
+    Finish,
 }
 
 impl ActionKind {
@@ -74,6 +129,8 @@ impl ActionKind {
             ActionKind::FixForward => "fix_forward",
             ActionKind::FreezeEscalate => "freeze_escalate",
             ActionKind::EscalatePrepush => "escalate_prepush",
+            ActionKind::Stop => "stop",
+            ActionKind::Finish => "finish",
         }
     }
 }
@@ -89,6 +146,12 @@ impl fmt::Display for ActionKind {
 pub enum WaitReason {
     /// A corrective turn for the red commit is still being worked on.
     CorrectiveTurnRunning,
+    /// CI is red and budget remains, but the kill switch pauses corrective
+    /// turns.
+    Paused,
+    /// CI is red, but the agent's thread is still busy: the corrective turn
+    /// waits for it.
+    AgentBusy,
     /// CI is queued or running on the pushed commit.
     CiPending,
     /// No CI signal yet for the pushed commit, still within the start cap.
@@ -109,6 +172,22 @@ pub enum WaitReason {
     },
 }
 
+/// Where a corrective turn goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Turn {
+    /// To the same thread, which is live and idle (it keeps its context), as
+    /// its follow-up turn number `step`.
+    SameThread {
+        /// 1, 2, … after the opening turn 0; a re-send reuses it.
+        step: u32,
+    },
+    /// To a new thread for `attempt` (the old one errored, waits on a
+    /// question, or is gone).
+    NewThread {
+        /// The new thread's attempt.
+        attempt: u32,
+    },
+}
 /// Why a run is handed to a human.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Escalation {
@@ -185,6 +264,12 @@ impl fmt::Display for WaitReason {
             WaitReason::CorrectiveTurnRunning => {
                 f.write_str("a corrective turn for the red commit is still running")
             }
+            WaitReason::Paused => f.write_str(
+                "CI is red on the pushed commit, but the kill switch pauses corrective turns",
+            ),
+            WaitReason::AgentBusy => f.write_str(
+                "CI is red but the agent's thread is busy: the corrective turn waits for it",
+            ),
             WaitReason::CiPending => f.write_str("CI is running on the pushed commit"),
             WaitReason::CiNotStarted { seconds, cap } => write!(
                 f,
@@ -209,15 +294,23 @@ pub enum Action {
     /// CI is green on the pushed commit: close the issue.
     CloseSuccess,
     /// CI is red and budget remains: send corrective turn number `attempt`
-    /// (1-based).
+    /// (1-based), where `turn` says.
     FixForward {
         /// The number this corrective turn will have.
         attempt: u32,
+        /// The same thread or a new one.
+        turn: Turn,
     },
     /// Freeze the run and hand it to a human.
     FreezeEscalate(Escalation),
     /// Hand a run that pushed nothing to a human.
     EscalatePrepush(Escalation),
+    /// A human stopped the run (the stop label): stop the agent, record it
+    /// as stopped, hand the issue back.
+    Stop,
+    /// The outcome is already recorded: finish the clean-up (labels,
+    /// doorbell, lock) without deciding again.
+    Finish,
 }
 
 impl Action {
@@ -229,6 +322,8 @@ impl Action {
             Action::FixForward { .. } => ActionKind::FixForward,
             Action::FreezeEscalate(_) => ActionKind::FreezeEscalate,
             Action::EscalatePrepush(_) => ActionKind::EscalatePrepush,
+            Action::Stop => ActionKind::Stop,
+            Action::Finish => ActionKind::Finish,
         }
     }
 
@@ -245,10 +340,16 @@ impl Action {
         match self {
             Action::Wait(w) => w.to_string(),
             Action::CloseSuccess => "CI is green on the pushed commit".to_owned(),
-            Action::FixForward { attempt } => {
-                format!("CI is red on the pushed commit: corrective turn {attempt}")
+            Action::FixForward { attempt, turn } => {
+                let to = match turn {
+                    Turn::SameThread { .. } => "to the same thread",
+                    Turn::NewThread { .. } => "to a new thread",
+                };
+                format!("CI is red on the pushed commit: corrective turn {attempt}, {to}")
             }
             Action::FreezeEscalate(e) | Action::EscalatePrepush(e) => e.to_string(),
+            Action::Stop => "the stop label is on the issue: the run is stopped".to_owned(),
+            Action::Finish => "the outcome is recorded: finishing its clean-up".to_owned(),
         }
     }
 }
@@ -257,25 +358,47 @@ impl Action {
 /// the module docs). Exposed so that tests and policy tools can show the rule.
 pub fn next_action_with_rule(state: &RunState, config: &Config) -> (u8, Action) {
     let s = state;
+    if s.outcome_recorded {
+        return (1, Action::Finish);
+    }
+    if s.stop_requested {
+        return (2, Action::Stop);
+    }
     if s.pushed {
         match s.ci_status {
-            Some(CiStatus::Green) => return (1, Action::CloseSuccess),
+            Some(CiStatus::Green) => return (3, Action::CloseSuccess),
             Some(CiStatus::Red) => {
-                if s.corrective_turn_running {
-                    return (2, Action::Wait(WaitReason::CorrectiveTurnRunning));
+                if s.corrective_turn_for_this_commit && s.agent_busy() {
+                    return (4, Action::Wait(WaitReason::CorrectiveTurnRunning));
                 }
                 if s.fix_forward_attempts < config.fix_forward_max_attempts
                     && s.seconds_since_first_red < config.fix_forward_max_seconds
                 {
+                    if s.kill_switch {
+                        return (5, Action::Wait(WaitReason::Paused));
+                    }
+                    if s.agent_busy() {
+                        return (6, Action::Wait(WaitReason::AgentBusy));
+                    }
+                    let turn = if s.thread_status == Some(ThreadStatus::Idle) && !s.thread_gone {
+                        Turn::SameThread {
+                            step: s.thread_turns.saturating_add(1),
+                        }
+                    } else {
+                        Turn::NewThread {
+                            attempt: s.attempt.saturating_add(1),
+                        }
+                    };
                     return (
-                        3,
+                        7,
                         Action::FixForward {
                             attempt: s.fix_forward_attempts.saturating_add(1),
+                            turn,
                         },
                     );
                 }
                 return (
-                    4,
+                    8,
                     Action::FreezeEscalate(Escalation::FixForwardBudgetSpent {
                         attempts: s.fix_forward_attempts,
                         max_attempts: config.fix_forward_max_attempts,
@@ -287,7 +410,7 @@ pub fn next_action_with_rule(state: &RunState, config: &Config) -> (u8, Action) 
             Some(CiStatus::NoSignal) => {
                 if s.seconds_since_push_seen >= config.ci_start_max_seconds {
                     return (
-                        5,
+                        9,
                         Action::FreezeEscalate(Escalation::CiNeverStarted {
                             seconds: s.seconds_since_push_seen,
                             cap: config.ci_start_max_seconds,
@@ -295,31 +418,31 @@ pub fn next_action_with_rule(state: &RunState, config: &Config) -> (u8, Action) 
                     );
                 }
                 return (
-                    6,
+                    10,
                     Action::Wait(WaitReason::CiNotStarted {
                         seconds: s.seconds_since_push_seen,
                         cap: config.ci_start_max_seconds,
                     }),
                 );
             }
-            Some(CiStatus::Pending) => return (6, Action::Wait(WaitReason::CiPending)),
+            Some(CiStatus::Pending) => return (10, Action::Wait(WaitReason::CiPending)),
             // An unread verdict is never a reason to act.
-            None => return (6, Action::Wait(WaitReason::CiUnknown)),
+            None => return (10, Action::Wait(WaitReason::CiUnknown)),
         }
     }
-    match s.thread_status {
-        Some(ThreadStatus::Error) => return (7, Action::EscalatePrepush(Escalation::Errored)),
+    match s.effective_status() {
+        Some(ThreadStatus::Error) => return (11, Action::EscalatePrepush(Escalation::Errored)),
         Some(ThreadStatus::Idle) => {
-            return (7, Action::EscalatePrepush(Escalation::FinishedWithoutPush));
+            return (11, Action::EscalatePrepush(Escalation::FinishedWithoutPush));
         }
         Some(ThreadStatus::NeedsInput) => {
-            return (7, Action::EscalatePrepush(Escalation::NeedsInput));
+            return (11, Action::EscalatePrepush(Escalation::NeedsInput));
         }
         Some(ThreadStatus::Running) | None => {}
     }
     if s.seconds_since_dispatch >= config.prepush_max_seconds {
         return (
-            8,
+            12,
             Action::EscalatePrepush(Escalation::StalledPrepush {
                 seconds: s.seconds_since_dispatch,
                 cap: config.prepush_max_seconds,
@@ -327,7 +450,7 @@ pub fn next_action_with_rule(state: &RunState, config: &Config) -> (u8, Action) 
         );
     }
     (
-        9,
+        13,
         Action::Wait(WaitReason::AgentWorking {
             seconds: s.seconds_since_dispatch,
             cap: config.prepush_max_seconds,
@@ -359,6 +482,7 @@ mod tests {
         RunState {
             pushed: true,
             ci_status: Some(ci),
+            thread_status: Some(ThreadStatus::Idle),
             ..RunState::default()
         }
     }
@@ -377,71 +501,125 @@ mod tests {
     fn every_row() {
         use ActionKind::*;
         use ThreadStatus as T;
-        // 1: green closes whatever the thread does.
-        check(pushed(CiStatus::Green), 1, CloseSuccess);
+        // 1: a recorded outcome is finished, whatever else holds.
+        check(
+            RunState {
+                outcome_recorded: true,
+                stop_requested: true,
+                ..pushed(CiStatus::Red)
+            },
+            1,
+            Finish,
+        );
+        // 2: the stop label beats every other decision.
+        check(
+            RunState {
+                stop_requested: true,
+                ..pushed(CiStatus::Green)
+            },
+            2,
+            Stop,
+        );
+        // 3: green closes whatever the thread does.
+        check(pushed(CiStatus::Green), 3, CloseSuccess);
         check(
             RunState {
                 thread_status: Some(T::Error),
+                thread_gone: true,
                 ..pushed(CiStatus::Green)
             },
-            1,
+            3,
             CloseSuccess,
         );
-        // 2: a corrective turn still running.
+        // 4: a corrective turn for this commit still running, even with the
+        // budget spent.
         check(
             RunState {
-                corrective_turn_running: true,
+                corrective_turn_for_this_commit: true,
+                thread_status: Some(T::Running),
                 fix_forward_attempts: 9,
                 ..pushed(CiStatus::Red)
             },
-            2,
+            4,
             Wait,
         );
-        // 3: budget left on both bounds.
-        check(pushed(CiStatus::Red), 3, FixForward);
+        // A corrective turn for this commit that ended does not hold it.
+        check(
+            RunState {
+                corrective_turn_for_this_commit: true,
+                ..pushed(CiStatus::Red)
+            },
+            7,
+            FixForward,
+        );
+        // 5: paused by the kill switch, with budget left.
+        check(
+            RunState {
+                kill_switch: true,
+                ..pushed(CiStatus::Red)
+            },
+            5,
+            Wait,
+        );
+        // 6: the agent is still busy (running, or no status yet).
+        for status in [Some(T::Running), None] {
+            check(
+                RunState {
+                    thread_status: status,
+                    ..pushed(CiStatus::Red)
+                },
+                6,
+                Wait,
+            );
+        }
+        // 7: budget left on both bounds.
+        check(pushed(CiStatus::Red), 7, FixForward);
         check(
             RunState {
                 fix_forward_attempts: 2,
                 seconds_since_first_red: 599,
                 ..pushed(CiStatus::Red)
             },
-            3,
+            7,
             FixForward,
         );
-        // 4: either bound reached (strict <).
-        check(
-            RunState {
-                fix_forward_attempts: 3,
-                ..pushed(CiStatus::Red)
-            },
-            4,
-            FreezeEscalate,
-        );
+        // 8: either bound reached (strict <), kill switch or not.
+        for kill_switch in [false, true] {
+            check(
+                RunState {
+                    fix_forward_attempts: 3,
+                    kill_switch,
+                    ..pushed(CiStatus::Red)
+                },
+                8,
+                FreezeEscalate,
+            );
+        }
         check(
             RunState {
                 seconds_since_first_red: 600,
                 ..pushed(CiStatus::Red)
             },
-            4,
+            8,
             FreezeEscalate,
         );
-        // 5: no signal for at least the CI-start cap.
+        // 9: no signal for at least the CI-start cap.
         check(
             RunState {
                 seconds_since_push_seen: 100,
                 ..pushed(CiStatus::NoSignal)
             },
-            5,
+            9,
             FreezeEscalate,
         );
-        // 6: pending, or no signal within the cap, or unknown.
-        check(pushed(CiStatus::Pending), 6, Wait);
+        // 10: pending, or no signal within the cap, or unknown.
+        check(pushed(CiStatus::Pending), 10, Wait);
         check(
             RunState {
                 seconds_since_push_seen: 5000,
                 ..pushed(CiStatus::Pending)
             },
-            6,
+            10,
             Wait,
         );
         check(
@@ -449,7 +627,7 @@ mod tests {
                 seconds_since_push_seen: 99,
                 ..pushed(CiStatus::NoSignal)
             },
-            6,
+            10,
             Wait,
         );
         check(
@@ -458,28 +636,37 @@ mod tests {
                 seconds_since_push_seen: 5000,
                 ..RunState::default()
             },
-            6,
+            10,
             Wait,
         );
-        // 7: nothing pushed and the thread stopped.
+        // 11: nothing pushed and the thread stopped, or gone.
         for status in [T::Error, T::Idle, T::NeedsInput] {
             check(
                 RunState {
                     thread_status: Some(status),
                     ..RunState::default()
                 },
-                7,
+                11,
                 EscalatePrepush,
             );
         }
-        // 8: stalled.
+        check(
+            RunState {
+                thread_status: Some(T::Running),
+                thread_gone: true,
+                ..RunState::default()
+            },
+            11,
+            EscalatePrepush,
+        );
+        // 12: stalled.
         check(
             RunState {
                 thread_status: Some(T::Running),
                 seconds_since_dispatch: 1000,
                 ..RunState::default()
             },
-            8,
+            12,
             EscalatePrepush,
         );
         check(
@@ -487,24 +674,69 @@ mod tests {
                 seconds_since_dispatch: 1000,
                 ..RunState::default()
             },
-            8,
+            12,
             EscalatePrepush,
         );
-        // 9: otherwise.
-        check(RunState::default(), 9, Wait);
+        // 13: otherwise.
+        check(RunState::default(), 13, Wait);
         check(
             RunState {
                 thread_status: Some(T::Running),
                 seconds_since_dispatch: 999,
                 ..RunState::default()
             },
-            9,
+            13,
             Wait,
         );
     }
 
     #[test]
-    fn escalation_reasons_read_well() {
+    fn a_corrective_turn_goes_to_the_same_thread_only_when_it_is_live_and_idle() {
+        let c = config();
+        let same = next_action(
+            &RunState {
+                thread_turns: 2,
+                attempt: 1,
+                ..pushed(CiStatus::Red)
+            },
+            &c,
+        );
+        assert_eq!(
+            same,
+            Action::FixForward {
+                attempt: 1,
+                turn: Turn::SameThread { step: 3 }
+            }
+        );
+        for (status, gone) in [
+            (Some(ThreadStatus::Error), false),
+            (Some(ThreadStatus::NeedsInput), false),
+            (Some(ThreadStatus::Idle), true),
+        ] {
+            let new = next_action(
+                &RunState {
+                    thread_status: status,
+                    thread_gone: gone,
+                    thread_turns: 2,
+                    attempt: 1,
+                    fix_forward_attempts: 1,
+                    ..pushed(CiStatus::Red)
+                },
+                &c,
+            );
+            assert_eq!(
+                new,
+                Action::FixForward {
+                    attempt: 2,
+                    turn: Turn::NewThread { attempt: 2 }
+                },
+                "{status:?} gone={gone}"
+            );
+        }
+    }
+
+    #[test]
+    fn reasons_read_well() {
         let c = config();
         let budget = next_action(
             &RunState {
@@ -523,31 +755,57 @@ mod tests {
             &c,
         );
         insta::assert_snapshot!(never.reason(), @"CI never started: no signal 120s after the push was seen (cap 100s)");
-        let fix = next_action(&pushed(CiStatus::Red), &c);
-        assert_eq!(fix, Action::FixForward { attempt: 1 });
+        // The kill switch's wait says what it is, never "CI is running".
+        let paused = next_action(
+            &RunState {
+                kill_switch: true,
+                ..pushed(CiStatus::Red)
+            },
+            &c,
+        );
+        insta::assert_snapshot!(paused.reason(), @"CI is red on the pushed commit, but the kill switch pauses corrective turns");
     }
 
     fn arb_state() -> impl Strategy<Value = RunState> {
         (
-            prop::option::of(prop::sample::select(ThreadStatus::ALL.to_vec())),
-            prop::option::of(prop::sample::select(CiStatus::ALL.to_vec())),
-            any::<bool>(),
-            prop_oneof![0u32..6, any::<u32>()],
-            prop_oneof![0u64..1200, any::<u64>()],
-            prop_oneof![0u64..2000, any::<u64>()],
-            prop_oneof![0u64..200, any::<u64>()],
-            any::<bool>(),
+            (
+                any::<bool>(),
+                any::<bool>(),
+                any::<bool>(),
+                prop::option::of(prop::sample::select(ThreadStatus::ALL.to_vec())),
+                any::<bool>(),
+                prop::option::of(prop::sample::select(CiStatus::ALL.to_vec())),
+                any::<bool>(),
+            ),
+            (
+                prop_oneof![0u32..6, any::<u32>()],
+                any::<bool>(),
+                prop_oneof![0u32..4, any::<u32>()],
+                prop_oneof![0u32..4, any::<u32>()],
+                prop_oneof![0u64..1200, any::<u64>()],
+                prop_oneof![0u64..2000, any::<u64>()],
+                prop_oneof![0u64..200, any::<u64>()],
+            ),
         )
             .prop_map(
-                |(t, c, pushed, attempts, red, dispatch, push, running)| RunState {
-                    thread_status: t,
-                    ci_status: c,
+                |(
+                    (outcome, stop, kill, status, gone, ci, pushed),
+                    (attempts, for_this, attempt, turns, red, dispatch, push),
+                )| RunState {
+                    outcome_recorded: outcome,
+                    stop_requested: stop,
+                    kill_switch: kill,
+                    thread_status: status,
+                    thread_gone: gone,
+                    ci_status: ci,
                     pushed,
                     fix_forward_attempts: attempts,
+                    corrective_turn_for_this_commit: for_this,
+                    attempt,
+                    thread_turns: turns,
                     seconds_since_first_red: red,
                     seconds_since_dispatch: dispatch,
                     seconds_since_push_seen: push,
-                    corrective_turn_running: running,
                 },
             )
     }
@@ -561,14 +819,21 @@ mod tests {
         fn row_precedence_holds(s in arb_state(), max_attempts in 0u32..6, max_red in 0u64..1200) {
             let c = Config { fix_forward_max_attempts: max_attempts, fix_forward_max_seconds: max_red, ..config() };
             let red = s.pushed && s.ci_status == Some(CiStatus::Red);
+            let busy = !s.thread_gone && matches!(s.thread_status, None | Some(ThreadStatus::Running));
+            let budget = s.fix_forward_attempts < c.fix_forward_max_attempts && s.seconds_since_first_red < c.fix_forward_max_seconds;
+            let stopped_thread = s.thread_gone || matches!(s.thread_status, Some(ThreadStatus::Error | ThreadStatus::Idle | ThreadStatus::NeedsInput));
             let rows = [
+                s.outcome_recorded,
+                s.stop_requested,
                 s.pushed && s.ci_status == Some(CiStatus::Green),
-                red && s.corrective_turn_running,
-                red && s.fix_forward_attempts < c.fix_forward_max_attempts && s.seconds_since_first_red < c.fix_forward_max_seconds,
+                red && s.corrective_turn_for_this_commit && busy,
+                red && budget && s.kill_switch,
+                red && budget && busy,
+                red && budget,
                 red,
                 s.pushed && s.ci_status == Some(CiStatus::NoSignal) && s.seconds_since_push_seen >= c.ci_start_max_seconds,
                 s.pushed,
-                !s.pushed && matches!(s.thread_status, Some(ThreadStatus::Error | ThreadStatus::Idle | ThreadStatus::NeedsInput)),
+                !s.pushed && stopped_thread,
                 !s.pushed && s.seconds_since_dispatch >= c.prepush_max_seconds,
                 true,
             ];
@@ -576,14 +841,23 @@ mod tests {
             let (rule, action) = next_action_with_rule(&s, &c);
             prop_assert_eq!(Some(usize::from(rule)), expected_rule);
             let expected_kind = match rule {
-                1 => ActionKind::CloseSuccess,
-                3 => ActionKind::FixForward,
-                4 | 5 => ActionKind::FreezeEscalate,
-                7 | 8 => ActionKind::EscalatePrepush,
+                1 => ActionKind::Finish,
+                2 => ActionKind::Stop,
+                3 => ActionKind::CloseSuccess,
+                7 => ActionKind::FixForward,
+                8 | 9 => ActionKind::FreezeEscalate,
+                11 | 12 => ActionKind::EscalatePrepush,
                 _ => ActionKind::Wait,
             };
             prop_assert_eq!(action.kind(), expected_kind);
             prop_assert!(!action.reason().is_empty());
+            // A corrective turn never goes to a busy thread, and never while
+            // the kill switch is on.
+            if let Action::FixForward { turn, .. } = action {
+                prop_assert!(!busy && !s.kill_switch);
+                let same = matches!(turn, Turn::SameThread { .. });
+                prop_assert_eq!(same, s.thread_status == Some(ThreadStatus::Idle) && !s.thread_gone);
+            }
         }
 
         /// Without a thread status and within every cap, nothing ever escalates:
@@ -591,7 +865,10 @@ mod tests {
         #[test]
         fn no_status_yet_never_escalates_early(mut s in arb_state()) {
             s.thread_status = None;
+            s.thread_gone = false;
             s.pushed = false;
+            s.outcome_recorded = false;
+            s.stop_requested = false;
             s.seconds_since_dispatch %= config().prepush_max_seconds;
             prop_assert_eq!(next_action(&s, &config()).kind(), ActionKind::Wait);
         }

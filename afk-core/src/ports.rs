@@ -1,18 +1,18 @@
-//! The ports: what the ticks need from the outside world, as traits.
+//! The values that cross the ports: what the tracker and the executor
+//! report, as plain domain values, and the errors every port call can end in.
 //!
-//! The ticks are written once against these traits; adapters implement them
-//! (T3 and GitHub over HTTP, in-memory fakes for tests). No adapter type
-//! appears in a signature: the arguments and results are domain values, and
-//! every failure is a [`PortError`] whose variant tells the caller what it may
-//! do next (retry later, give up on this repository, report a bug).
+//! The port traits themselves (`Tracker`, `Executor`, `StageProbe`,
+//! `Notifier`, `Clock`) live with the ticks that call them, in `afk-loop`;
+//! this module holds only the values, so that the pure rules here can be
+//! written over them. No adapter type appears here: every failure is a
+//! [`PortError`] whose variant tells the caller what it may do next (retry
+//! later, give up on this repository, report a bug).
 //!
 //! A failed read is an error, never "empty": treating a rate-limited answer
 //! as "no issues" or "no comment" is how a loop closes or duplicates things.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
-
-use async_trait::async_trait;
 
 use crate::types::{ThreadStatus, Timestamp};
 
@@ -188,131 +188,6 @@ pub struct RateBudget {
     pub reset_at: Option<Timestamp>,
 }
 
-/// The issue tracker (GitHub).
-///
-/// Repositories are named as the allowlist names them (`name` or
-/// `owner/name`); the adapter resolves bare names to its default owner.
-#[async_trait]
-pub trait Tracker: Send + Sync {
-    /// Open issues carrying `label`, pull requests excluded.
-    ///
-    /// # Errors
-    /// `NotFound` when the repository does not exist or is not visible;
-    /// `RateLimited`, `Transient`, `Auth` as the service answers.
-    async fn open_issues_with_label(
-        &self,
-        repo: &str,
-        label: &str,
-    ) -> PortResult<Vec<TrackedIssue>>;
-
-    /// Issues carrying `label`, **open and closed** (a closing keyword can
-    /// close an issue while its run is still in flight), pull requests
-    /// excluded.
-    async fn issues_with_label(&self, repo: &str, label: &str) -> PortResult<Vec<TrackedIssue>>;
-
-    /// Reads many repositories at once: for each (in order), its open
-    /// issues carrying `ready` (when given) and its issues carrying
-    /// `locked`, open or closed. One result per repository: one that cannot
-    /// be read fails alone, never the others.
-    ///
-    /// The default asks repository by repository; the GitHub adapter asks
-    /// for many in one request.
-    async fn scan(
-        &self,
-        repos: &[String],
-        ready: Option<&str>,
-        locked: &str,
-    ) -> Vec<PortResult<RepoScan>> {
-        let mut out = Vec::with_capacity(repos.len());
-        for repo in repos {
-            let read = async {
-                let locked = self.issues_with_label(repo, locked).await?;
-                let ready = match ready {
-                    Some(label) => self.open_issues_with_label(repo, label).await?,
-                    None => Vec::new(),
-                };
-                Ok(RepoScan { ready, locked })
-            };
-            out.push(read.await);
-        }
-        out
-    }
-
-    /// Whether the most recent application of `label` on the issue may be
-    /// trusted. An issue with no attributable `labeled` event is untrusted
-    /// (`Ok` with `trusted: false`), not an error.
-    async fn label_trust(&self, repo: &str, number: u64, label: &str) -> PortResult<Trust>;
-
-    /// Numbers of the issues that block `issue` and are still open: its
-    /// "Blocked by #N" clauses plus the tracker's native dependencies.
-    async fn open_blockers(&self, repo: &str, issue: &TrackedIssue) -> PortResult<Vec<u64>>;
-
-    /// The repository's default branch.
-    async fn default_branch(&self, repo: &str) -> PortResult<String>;
-
-    /// The issue's comments written by collaborators with write or admin
-    /// permission, or by trusted bots, oldest first; afk's own progress
-    /// comment is not among them. Everyone else's comments are left out: they
-    /// never reach an agent as its task.
-    ///
-    /// # Errors
-    /// `NotFound` for an unknown issue; a failed read is an error, never an
-    /// empty list.
-    async fn approved_comments(&self, repo: &str, number: u64) -> PortResult<Vec<ApprovedComment>>;
-
-    /// The issue's progress comment: the one comment, written by afk's own
-    /// identity, that carries an afk-run marker. `None` when there is none.
-    async fn progress_comment(&self, repo: &str, number: u64) -> PortResult<Option<Comment>>;
-
-    /// Creates a comment. Not idempotent: callers re-read
-    /// [`Tracker::progress_comment`] before creating again after a failure.
-    async fn create_comment(&self, repo: &str, number: u64, body: &str) -> PortResult<Comment>;
-
-    /// Replaces a comment's body in place.
-    ///
-    /// # Errors
-    /// `NotFound` when the comment is gone.
-    async fn update_comment(&self, repo: &str, comment_id: u64, body: &str) -> PortResult<()>;
-
-    /// Adds a label (idempotent).
-    async fn add_label(&self, repo: &str, number: u64, label: &str) -> PortResult<()>;
-
-    /// Removes a label; a label that is already gone is success.
-    async fn remove_label(&self, repo: &str, number: u64, label: &str) -> PortResult<()>;
-
-    /// Closes the issue as completed (idempotent).
-    async fn close_issue(&self, repo: &str, number: u64) -> PortResult<()>;
-
-    /// Reopens the issue (idempotent).
-    async fn reopen_issue(&self, repo: &str, number: u64) -> PortResult<()>;
-
-    /// Commits on `branch` committed after `since`, newest first, whose
-    /// message carries the trailer `AFK-Issue: <repo>#<issue>`.
-    async fn commits_with_trailer(
-        &self,
-        repo: &str,
-        branch: &str,
-        since: Timestamp,
-        issue: u64,
-    ) -> PortResult<Vec<PushedCommit>>;
-
-    /// Requests made so far (for the tick summary).
-    fn api_calls(&self) -> u64 {
-        0
-    }
-
-    /// The remaining request budget the service last reported, if any.
-    fn rate_limit_remaining(&self) -> Option<u64> {
-        None
-    }
-
-    /// The batched reads' budget as last reported, with what this tick's
-    /// reads cost so far; `None` when the tracker reports none.
-    fn rate_budget(&self) -> Option<RateBudget> {
-        None
-    }
-}
-
 /// A project (workspace) known to the executor.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProjectInfo {
@@ -387,69 +262,6 @@ pub struct ThreadSpec {
     pub prompt: String,
     /// When the dispatch happened (becomes the commands' `createdAt`).
     pub created_at: Timestamp,
-}
-
-/// The agent runtime (T3 Code, or local processes).
-#[async_trait]
-pub trait Executor: Send + Sync {
-    /// The deterministic thread id for `(repo, issue, attempt)`: re-running a
-    /// dispatch after a crash finds the thread it already created.
-    fn thread_id(&self, repo: &str, issue: u64, attempt: u32) -> String;
-
-    /// Reads everything once. `watched` names the threads whose liveness the
-    /// caller needs, with the time of afk's latest turn to each.
-    async fn snapshot(&self, watched: &[WatchedThread]) -> PortResult<ExecutorSnapshot>;
-
-    /// Makes sure the thread for `spec` exists and its opening turn was
-    /// started, using `snapshot` (read this tick) to skip what already
-    /// happened. Safe to repeat: a re-run after a crash creates no second
-    /// thread and starts no second turn. Returns the thread id.
-    async fn ensure_thread(
-        &self,
-        snapshot: &ExecutorSnapshot,
-        spec: &ThreadSpec,
-    ) -> PortResult<String>;
-
-    /// Sends turn number `step` (1, 2, … after the opening turn 0) to an
-    /// existing thread. Safe to repeat with the same `step`.
-    ///
-    /// # Errors
-    /// `NotFound` when the thread does not exist or was deleted.
-    async fn send_turn(
-        &self,
-        snapshot: &ExecutorSnapshot,
-        thread_id: &str,
-        step: u32,
-        text: &str,
-        created_at: Timestamp,
-    ) -> PortResult<()>;
-
-    /// Interrupts the thread's running turn and stops its session, so that
-    /// nothing runs unsupervised once a human owns the issue. Safe to repeat:
-    /// a re-run sends the same commands (the same ids) and the runtime
-    /// answers them from its receipts. A thread with no live session, or one
-    /// that is gone (not live in `snapshot`), is already stopped: `Ok`,
-    /// without a call.
-    ///
-    /// # Errors
-    /// A failed call; the caller tries again next tick before handing back.
-    async fn stop_thread(
-        &self,
-        snapshot: &ExecutorSnapshot,
-        thread_id: &str,
-        at: Timestamp,
-    ) -> PortResult<()>;
-
-    /// A link a human can open to watch the thread, when the runtime has one.
-    fn thread_link(&self, thread_id: &str) -> Option<String> {
-        let _ = thread_id;
-        None
-    }
-
-    /// Requests made so far (for the tick summary).
-    fn api_calls(&self) -> u64 {
-        0
-    }
 }
 
 /// Whether a commit message carries the trailer `AFK-Issue: <repo>#<issue>`.

@@ -5,8 +5,9 @@
 //! what it holds; its JSON form and the marker line belong to the `checklist`
 //! crate, which writes the comment.
 
-use crate::machine::Escalation;
-use crate::types::{CiStatus, Timestamp};
+use crate::ci::{CiVerdict, Stage};
+use crate::machine::{Action, Escalation, Turn};
+use crate::types::{CiStatus, Phase, Timestamp};
 
 /// The terminal decision of a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -140,5 +141,88 @@ impl RunRecord {
             outcome: None,
             notified: false,
         }
+    }
+}
+
+impl RunRecord {
+    /// Notes the newest commit the agent pushed for the run (newest first
+    /// from the tracker): a commit not seen before becomes the run's commit,
+    /// seen `now`.
+    pub fn observe_commit(&mut self, newest: Option<&str>, now: Timestamp) {
+        if let Some(sha) = newest
+            && self.commit.as_deref() != Some(sha)
+        {
+            self.commit = Some(sha.to_owned());
+            self.commit_seen_at = Some(now);
+        }
+    }
+
+    /// Notes the CI verdict of the run's commit; the first red one starts
+    /// the fix-forward clock, once.
+    pub fn observe_ci(&mut self, status: CiStatus, now: Timestamp) {
+        self.last_ci = Some(status);
+        if status == CiStatus::Red && self.first_red_at.is_none() {
+            self.first_red_at = Some(now);
+        }
+    }
+
+    /// Whether the latest corrective turn was sent for the run's current
+    /// commit.
+    pub fn corrective_turn_for_this_commit(&self) -> bool {
+        self.fix_forward_commit.is_some() && self.fix_forward_commit == self.commit
+    }
+
+    /// Records a corrective turn sent at `now` for the run's commit: to the
+    /// same thread as step `n`, or to `thread_id`, a new thread.
+    pub fn record_corrective_turn(&mut self, turn: Turn, thread_id: &str, now: Timestamp) {
+        match turn {
+            Turn::SameThread { step } => self.thread_turns = step,
+            Turn::NewThread { attempt } => {
+                thread_id.clone_into(&mut self.thread_id);
+                self.attempt = attempt;
+                self.thread_turns = 0;
+            }
+        }
+        self.fix_forward_attempts = self.fix_forward_attempts.saturating_add(1);
+        self.fix_forward_commit.clone_from(&self.commit);
+        self.turn_sent_at = Some(now);
+    }
+
+    /// The terminal outcome an action ends the run with, if it ends it:
+    /// `Done` for a close, `Frozen` or `NeedsHuman` for an escalation (by
+    /// whether anything was pushed), `Stopped` (by `by`) for a stop.
+    pub fn outcome_of(&self, action: &Action, by: Option<String>) -> Option<Outcome> {
+        match action {
+            Action::CloseSuccess => Some(Outcome {
+                kind: OutcomeKind::Done,
+                reason: action.reason(),
+                by: None,
+            }),
+            Action::FreezeEscalate(e) | Action::EscalatePrepush(e) => {
+                Some(Outcome::from_escalation(*e, self.commit.is_some()))
+            }
+            Action::Stop => Some(Outcome::stopped(by)),
+            Action::Wait(_) | Action::FixForward { .. } | Action::Finish => None,
+        }
+    }
+}
+
+/// The phase the progress checklist shows for a run: done once its outcome
+/// is `Done`; before a push, the worktree; after it, CI, or deployed while
+/// the rollout stage is the one still pending.
+pub fn progress_phase(record: &RunRecord, verdict: Option<&CiVerdict>) -> Phase {
+    if record
+        .outcome
+        .as_ref()
+        .is_some_and(|o| o.kind == OutcomeKind::Done)
+    {
+        return Phase::Done;
+    }
+    match (record.commit.as_ref(), verdict) {
+        (None, _) => Phase::Worktree,
+        (Some(_), Some(v)) if v.status == CiStatus::Pending && v.stage == Some(Stage::Rollout) => {
+            Phase::Deployed
+        }
+        (Some(_), _) => Phase::Ci,
     }
 }

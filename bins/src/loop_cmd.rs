@@ -18,7 +18,7 @@ use afk_adapters::services::{NtfySettings, ServiceSettings, Services, SystemCloc
 use afk_adapters::t3::T3Settings;
 use afk_adapters::woodpecker::WoodpeckerSettings;
 use afk_core::Config;
-use afk_core::tick::{Clock, Level, TickOptions, TickReport, poll_disabled, watch_disabled};
+use afk_loop::{Clock, Level, TickOptions, TickReport, poll_disabled, watch_disabled};
 
 use crate::exit;
 
@@ -135,6 +135,10 @@ pub struct LoopArgs {
     /// File holding the Woodpecker token (else AFK_WOODPECKER_TOKEN).
     #[arg(long, env = "AFK_WOODPECKER_TOKEN_FILE", hide_env_values = true)]
     pub woodpecker_token_file: Option<String>,
+    /// More hosts whose CI log links reach an agent, comma-separated
+    /// (GitHub's own and the Woodpecker server's always do).
+    #[arg(long, env = "AFK_CI_LINK_HOSTS", hide_env_values = true)]
+    pub ci_link_hosts: Option<String>,
     /// repo=namespace/deployment,… (the rollout stage is off when unset).
     #[arg(long, env = "AFK_ROLLOUT_TARGETS", hide_env_values = true)]
     pub rollout_targets: Option<String>,
@@ -230,6 +234,10 @@ impl LoopArgs {
             trusted_bots: list(&self.trusted_bots),
             own_login: some(&self.github_login),
             web_url: some(&self.github_web_url),
+            ci_link_hosts: some(&self.woodpecker_url)
+                .into_iter()
+                .chain(self.ci_link_hosts.as_deref().map(list).unwrap_or_default())
+                .collect(),
         })
     }
 

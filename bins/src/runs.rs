@@ -1,14 +1,13 @@
 //! `afk runs`: the runs in flight, from their run records, read-only.
 //!
 //! It uses the same settings as the CronJob binaries and the same discovery
-//! as the watcher (`afk_core::tick::find_runs`), so it lists exactly what the
+//! as the watcher (`afk_loop::find_runs`), so it lists exactly what the
 //! watcher drives; `checklist::runs` renders them. It writes nothing.
 
 use afk_adapters::github::GitHubTracker;
 use afk_adapters::http::Http;
 use afk_core::Config;
-use afk_core::tick::{Entry, Run, TickReport, find_runs};
-use checklist::ProgressComment;
+use afk_loop::{Entry, Run, TickReport, find_runs};
 
 use crate::loop_cmd::{BadConfig, LoopArgs};
 
@@ -24,6 +23,6 @@ pub async fn read(args: &LoopArgs) -> Result<(Config, Vec<Run>, Vec<Entry>), Bad
         return Ok((config, Vec::new(), Vec::new()));
     }
     let tracker = GitHubTracker::new(http, args.github()?);
-    let runs = find_runs(&tracker, &ProgressComment, &config, &mut report).await;
+    let runs = find_runs(&tracker, &config, &mut report).await;
     Ok((config, runs, report.entries))
 }

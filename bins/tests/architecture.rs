@@ -746,7 +746,7 @@ fn port_impls(source: &str) -> Vec<(String, String)> {
 fn every_port_implementation_runs_its_contract_suite() {
     assert_eq!(
         port_impls(
-            "impl StageProbe for WoodpeckerStage {\nimpl Display for X {\nimpl afk_core::ports::Tracker for FakeTracker {\n"
+            "impl StageProbe for WoodpeckerStage {\nimpl Display for X {\nimpl afk_loop::ports::Tracker for FakeTracker {\n"
         ),
         [
             ("StageProbe".to_owned(), "WoodpeckerStage".to_owned()),
@@ -789,5 +789,206 @@ fn every_port_implementation_runs_its_contract_suite() {
     assert!(
         untested.is_empty(),
         "port implementations without a contract suite: {untested:?}"
+    );
+}
+
+/// A crate's modules (`a::b` for `src/a/b.rs` or `src/a/b/mod.rs`; `` for the
+/// root) and the modules each one names (`crate::x::…`, `super::x::…`),
+/// resolved to the longest module that exists. A parent and its own
+/// descendants are not edges: a parent declares and re-exports its
+/// children, which use its items.
+fn module_edges(files: &[(String, String)]) -> BTreeMap<String, BTreeSet<String>> {
+    let modules: BTreeSet<&str> = files.iter().map(|(m, _)| m.as_str()).collect();
+    let resolve = |path: &[&str]| -> Option<String> {
+        (1..=path.len())
+            .rev()
+            .map(|n| path[..n].join("::"))
+            .find(|m| modules.contains(m.as_str()))
+    };
+    let related = |a: &str, b: &str| {
+        let under = |child: &str, parent: &str| {
+            parent.is_empty() || child == parent || child.starts_with(&format!("{parent}::"))
+        };
+        under(a, b) || under(b, a)
+    };
+    let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (module, source) in files {
+        let own: Vec<&str> = if module.is_empty() {
+            Vec::new()
+        } else {
+            module.split("::").collect()
+        };
+        for (_, line) in code_lines(source) {
+            let mut rest = line;
+            while let Some(at) = rest.find("crate::").or_else(|| rest.find("super::")) {
+                let is_super = rest[at..].starts_with("super::");
+                let boundary = at == 0
+                    || !rest[..at]
+                        .chars()
+                        .next_back()
+                        .is_some_and(|c| c.is_alphanumeric() || c == '_');
+                let tail = &rest[at..];
+                let path: Vec<&str> = tail
+                    .split(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
+                    .next()
+                    .unwrap_or("")
+                    .split("::")
+                    .filter(|p| !p.is_empty())
+                    .collect();
+                rest = &rest[at + 7..];
+                if !boundary {
+                    continue;
+                }
+                let mut base: Vec<&str> = if is_super {
+                    let mut b = own.clone();
+                    b.pop();
+                    b
+                } else {
+                    Vec::new()
+                };
+                let mut supers = path.iter().skip(1).take_while(|p| **p == "super").count();
+                while supers > 0 {
+                    base.pop();
+                    supers -= 1;
+                }
+                let named: Vec<&str> = path
+                    .iter()
+                    .skip(1)
+                    .filter(|p| **p != "super" && **p != "self" && **p != "{")
+                    .copied()
+                    .collect();
+                let full: Vec<&str> = base.iter().chain(named.iter()).copied().collect();
+                if let Some(target) = resolve(&full)
+                    && !related(module, &target)
+                {
+                    edges.entry(module.clone()).or_default().insert(target);
+                }
+            }
+        }
+    }
+    edges
+}
+
+/// The cycles among a crate's modules, each as the modules on it.
+fn module_cycles(edges: &BTreeMap<String, BTreeSet<String>>) -> Vec<Vec<String>> {
+    let mut cycles = Vec::new();
+    let mut seen_on_cycle: BTreeSet<String> = BTreeSet::new();
+    for start in edges.keys() {
+        // A path back to `start`, by breadth-first search.
+        let mut parent: BTreeMap<&str, &str> = BTreeMap::new();
+        let mut queue = std::collections::VecDeque::from([start.as_str()]);
+        let mut found = None;
+        while let Some(m) = queue.pop_front() {
+            for next in edges.get(m).into_iter().flatten() {
+                if next == start {
+                    found = Some(m);
+                    break;
+                }
+                if !parent.contains_key(next.as_str()) {
+                    parent.insert(next, m);
+                    queue.push_back(next);
+                }
+            }
+            if found.is_some() {
+                break;
+            }
+        }
+        if let Some(mut at) = found {
+            let mut cycle = vec![start.clone()];
+            let mut back = Vec::new();
+            while at != start {
+                back.push(at.to_owned());
+                at = parent[at];
+            }
+            cycle.extend(back.into_iter().rev());
+            if cycle.iter().all(|m| !seen_on_cycle.contains(m)) {
+                seen_on_cycle.extend(cycle.iter().cloned());
+                cycles.push(cycle);
+            }
+        }
+    }
+    cycles
+}
+
+/// `(module path, source)` of every file under a crate's `src/` (binaries
+/// in `src/bin` and `src/main.rs` are roots of their own and left out).
+fn crate_modules(src: &Path) -> Vec<(String, String)> {
+    let mut files = Vec::new();
+    rust_files(src, &mut files);
+    files
+        .into_iter()
+        .filter(|f| {
+            !f.starts_with(src.join("bin")) && f.file_name().is_some_and(|n| n != "main.rs")
+        })
+        .map(|f| {
+            let rel = f.strip_prefix(src).unwrap().with_extension("");
+            let mut parts: Vec<String> = rel
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect();
+            if parts.last().is_some_and(|p| p == "mod" || p == "lib") {
+                parts.pop();
+            }
+            (parts.join("::"), std::fs::read_to_string(&f).unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn the_module_cycle_check_can_fail() {
+    let files = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(m, s)| ((*m).to_owned(), (*s).to_owned()))
+            .collect()
+    };
+    let circle = files(&[
+        ("", "mod tick;"),
+        ("tick", "mod stop; mod watch;"),
+        ("tick::stop", "use super::watch::{finish, write};"),
+        ("tick::watch", "fn f() { super::stop::stop(); }"),
+        ("rounds", "fn f() { crate::reports::tier(); }"),
+        ("reports", "use crate::rounds::{Live, stamp};"),
+        (
+            "other",
+            "use crate::tick::Ports; // a parent's item is not a circle",
+        ),
+    ]);
+    let cycles = module_cycles(&module_edges(&circle));
+    assert_eq!(
+        cycles,
+        [
+            vec!["reports".to_owned(), "rounds".to_owned()],
+            vec!["tick::stop".to_owned(), "tick::watch".to_owned()],
+        ]
+    );
+    let fine = files(&[
+        ("", "mod a; mod b;"),
+        ("a", "use crate::b::x; use super::b::y;"),
+        ("b", "use crate::B; // the root"),
+        ("b::c", "use super::super::a::z; use crate::b::q;"),
+    ]);
+    assert_eq!(
+        module_cycles(&module_edges(&fine)),
+        Vec::<Vec<String>>::new()
+    );
+}
+
+#[test]
+fn no_crate_has_an_import_circle_among_its_modules() {
+    let metadata = cargo_metadata();
+    let mut circles = Vec::new();
+    for (name, manifest) in member_manifests(&metadata) {
+        let src = manifest.parent().unwrap().join("src");
+        if !src.is_dir() {
+            continue;
+        }
+        for cycle in module_cycles(&module_edges(&crate_modules(&src))) {
+            circles.push(format!("{name}: {}", cycle.join(" -> ")));
+        }
+    }
+    assert!(
+        circles.is_empty(),
+        "modules that import each other: {circles:#?}"
     );
 }

@@ -143,8 +143,12 @@ fn next_action_from_a_file() {
     insta::assert_snapshot!(out.stdout, @r#"
     {
       "action": "fix_forward",
-      "reason": "CI is red on the pushed commit: corrective turn 2",
-      "rule": 3
+      "reason": "CI is red on the pushed commit: corrective turn 2, to the same thread",
+      "rule": 7,
+      "turn": {
+        "thread": "same",
+        "step": 1
+      }
     }
     "#);
 }

@@ -28,6 +28,7 @@ pub mod decide;
 pub mod event;
 pub mod files;
 pub mod findings;
+mod live;
 pub mod recovery;
 pub mod reports;
 pub mod rounds;

@@ -15,8 +15,8 @@ use crate::campaign::{Campaign, SYNTHESIS_TEMPLATE, TIER_TEMPLATE, load_checklis
 use crate::decide::{self, progress};
 use crate::event::Event;
 use crate::files::atomic_write;
+use crate::live::{Live, stamp};
 use crate::rel;
-use crate::rounds::{Live, stamp};
 use crate::state::{self, TierReportRecord};
 
 /// At most this much of one item's report goes into a tier report's prompt.

@@ -20,6 +20,7 @@ use crate::campaign::{Campaign, Mode, Settings, load_checklist, mark, running_id
 use crate::decide::progress::Counts;
 use crate::decide::{self, FailReason, RunEvidence};
 use crate::event::{Event, ItemEnd, Outcome};
+use crate::live::{Live, stamp};
 use crate::state::{self, ActiveRun, InFlight, ItemRecord, ItemStatus, Session};
 use crate::{Error, now_rfc3339, rel};
 
@@ -67,66 +68,6 @@ impl StopFlag {
             1 => Some(StopReason::Interrupted),
             2 => Some(StopReason::Cancelled),
             _ => None,
-        }
-    }
-}
-
-/// A timestamp for file names: `20261121T100000Z-<pid>`.
-pub(crate) fn stamp() -> String {
-    let now = time::OffsetDateTime::now_utc();
-    format!(
-        "{:04}{:02}{:02}T{:02}{:02}{:02}Z-{}",
-        now.year(),
-        u8::from(now.month()),
-        now.day(),
-        now.hour(),
-        now.minute(),
-        now.second(),
-        std::process::id()
-    )
-}
-
-/// The live run: its state files and where its events go.
-pub(crate) struct Live<'a> {
-    pub(crate) active: ActiveRun,
-    pub(crate) session_path: PathBuf,
-    pub(crate) session: Session,
-    pub(crate) events: &'a mut dyn FnMut(Event),
-}
-
-impl std::fmt::Debug for Live<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Live")
-            .field("active", &self.active)
-            .field("session_path", &self.session_path)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Live<'_> {
-    pub(crate) fn emit(&mut self, event: Event) {
-        (self.events)(event);
-    }
-
-    fn save_active(&mut self, root: &Path) {
-        if let Err(e) = state::write_active(root, &self.active) {
-            self.emit(Event::Warning(e.to_string()));
-        }
-    }
-
-    /// Whether the budget is spent (and if so, says so): nothing new may
-    /// start.
-    fn budget_spent(&mut self) -> bool {
-        let spent = self.session.spend.exhausted();
-        if spent {
-            self.emit(Event::BudgetSpent(self.session.spend.clone()));
-        }
-        spent
-    }
-
-    pub(crate) fn save_session(&mut self) {
-        if let Err(e) = state::write_session(&self.session_path, &self.session) {
-            self.emit(Event::Warning(e.to_string()));
         }
     }
 }

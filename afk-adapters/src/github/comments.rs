@@ -18,7 +18,7 @@
 //!   login and the trusted-bot list compare in either spelling.
 
 use afk_core::ports::{ApprovedComment, Comment, PortError, PortResult};
-use afk_core::types::bot_login_key;
+use afk_core::trust::{self, Actor};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -89,8 +89,8 @@ pub(super) type CommentPage = (Vec<Read>, Option<String>);
 pub(super) struct Read {
     pub id: u64,
     pub body: String,
-    /// REST's spelling of the author (`name[bot]` for a bot).
-    pub author: Option<wire::User>,
+    /// The author, in REST's spelling (`name[bot]` for a bot).
+    pub author: Option<Actor>,
 }
 
 impl GitHubTracker {
@@ -160,15 +160,17 @@ impl GitHubTracker {
                         n.full_database_id
                     ),
                 })?;
+            // REST's spelling of a bot's login (`name[bot]`), which the
+            // approved comments carry.
             let author = n.author.map(|a| {
                 let bot = a.typename == "Bot";
-                wire::User {
+                Actor {
                     login: if bot && !a.login.ends_with("[bot]") {
                         format!("{}[bot]", a.login)
                     } else {
                         a.login
                     },
-                    kind: Some(a.typename),
+                    typed_bot: bot,
                 }
             });
             out.push(Read {
@@ -186,16 +188,6 @@ impl GitHubTracker {
         Ok((out, before))
     }
 
-    /// Whether `author` is afk's own identity (`own`, as `GET /user` or
-    /// AFK_GITHUB_LOGIN spell it).
-    fn is_own(author: &wire::User, own: &str) -> bool {
-        if author.kind.as_deref() == Some("Bot") || author.login.ends_with("[bot]") {
-            bot_login_key(&author.login) == bot_login_key(own)
-        } else {
-            author.login.eq_ignore_ascii_case(own)
-        }
-    }
-
     pub(super) async fn find_progress_comment(
         &self,
         repo: &str,
@@ -206,7 +198,7 @@ impl GitHubTracker {
         for _ in 0..MAX_COMMENT_PAGES {
             let (page, earlier) = self.comment_page(repo, number, before.as_deref()).await?;
             let found = page.into_iter().rev().find(|c| {
-                c.author.as_ref().is_some_and(|a| Self::is_own(a, &own))
+                c.author.as_ref().is_some_and(|a| trust::is_own(a, &own))
                     && checklist::has_marker(&c.body)
             });
             if let Some(c) = found {
@@ -246,16 +238,14 @@ impl GitHubTracker {
         }
         let mut approved = Vec::new();
         for c in pages.into_iter().rev().flatten() {
-            let Some(user) = c.author else {
-                continue;
-            };
-            // afk's own progress comment is the loop's record, not the task.
-            if Self::is_own(&user, &own) && checklist::has_marker(&c.body) {
-                continue;
-            }
-            if self.trusted_author(repo, &user).await? {
+            let is_progress = checklist::has_marker(&c.body);
+            if self
+                .approved_author(repo, c.author.as_ref(), &own, is_progress)
+                .await?
+                && let Some(author) = c.author
+            {
                 approved.push(ApprovedComment {
-                    author: user.login,
+                    author: author.login,
                     body: c.body,
                 });
             }

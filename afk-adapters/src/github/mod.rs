@@ -30,11 +30,16 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use afk_core::Timestamp;
+use afk_core::ci::LinkHosts;
 use afk_core::ports::{
     ApprovedComment, Comment, PortError, PortResult, PushedCommit, RateBudget, RepoScan,
-    TrackedIssue, Tracker, Trust, has_issue_trailer,
+    TrackedIssue, Trust, has_issue_trailer,
 };
-use afk_core::types::{blocked_by_refs, bot_login_key as bot_key};
+use afk_core::trust::{
+    self, Actor, CommentVerdict, LabelEvent, LabelFacts, LabelVerdict, Permission, Rename,
+};
+use afk_core::types::blocked_by_refs;
+use afk_loop::ports::Tracker;
 use async_trait::async_trait;
 use reqwest::{Method, Url};
 use serde::de::DeserializeOwned;
@@ -73,15 +78,19 @@ pub struct GitHubSettings {
     pub trusted_bots: Vec<String>,
     /// afk's own login; asked of `GET /user` when not set.
     pub own_login: Option<String>,
-    /// GitHub's web address, the only host whose links (check logs) are
-    /// passed on to an agent; by default `https://github.com` for
-    /// `api.github.com`, and the API's own host for GitHub Enterprise Server.
+    /// GitHub's web address, whose links (check logs) are passed on to an
+    /// agent; by default `https://github.com` for `api.github.com`, and the
+    /// API's own host for GitHub Enterprise Server.
     pub web_url: Option<String>,
+    /// More hosts whose check and status links reach an agent: the
+    /// configured CI stages' (the Woodpecker server) and the operator's
+    /// (`AFK_CI_LINK_HOSTS`).
+    pub ci_link_hosts: Vec<String>,
 }
 
 #[derive(Debug, Default)]
 struct Caches {
-    permission: BTreeMap<(String, String), Result<String, String>>,
+    permission: BTreeMap<(String, String), Permission>,
     open: BTreeMap<(String, u64), bool>,
     default_branch: BTreeMap<String, String>,
     own_login: Option<String>,
@@ -167,25 +176,21 @@ impl GitHubTracker {
         }
     }
 
-    /// Whether `link` points at GitHub itself (its web host or its API host),
-    /// so that it may be passed on to an agent.
-    pub fn is_github_link(&self, link: &str) -> bool {
-        let host_of = |url: &str| {
-            Url::parse(url)
-                .ok()
-                .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
-        };
-        let Some(host) = host_of(link) else {
-            return false;
-        };
-        let api = host_of(&self.settings.api_url);
+    /// The hosts whose links may reach an agent: GitHub's API and web
+    /// hosts, and the configured CI stages' and operator's
+    /// (`ci_link_hosts`).
+    pub fn link_hosts(&self) -> LinkHosts {
         let web = match &self.settings.web_url {
-            Some(url) => host_of(url),
-            None => api
-                .as_deref()
-                .map(|a| a.strip_prefix("api.").unwrap_or(a).to_owned()),
+            Some(url) => url.clone(),
+            None => Url::parse(&self.settings.api_url)
+                .ok()
+                .and_then(|u| u.host_str().map(str::to_owned))
+                .map(|h| h.strip_prefix("api.").unwrap_or(&h).to_owned())
+                .unwrap_or_default(),
         };
-        Some(&host) == api.as_ref() || Some(&host) == web.as_ref()
+        let mut hosts = vec![self.settings.api_url.clone(), web];
+        hosts.extend(self.settings.ci_link_hosts.iter().cloned());
+        LinkHosts::new(&hosts)
     }
 
     fn url(&self, segments: &[&str], query: &[(&str, &str)]) -> PortResult<Url> {
@@ -293,25 +298,22 @@ impl GitHubTracker {
             .await
     }
 
-    /// Every item of a paginated listing, each read as `T`.
-    async fn list<T: DeserializeOwned>(&self, url: Url, what: &str) -> PortResult<Vec<T>> {
-        let mut items = Vec::new();
+    /// Every page of a paginated listing, in order: the `Link` header's
+    /// next page followed, only on the API's own origin (the token goes with
+    /// every request), and past [`MAX_PAGES`] an error, never a part.
+    async fn pages(&self, url: Url, what: &str) -> PortResult<Vec<Value>> {
+        let mut bodies = Vec::new();
         let mut next = Some(url);
         let mut pages = 0;
         while let Some(url) = next.take() {
             next_page(&mut pages, what)?;
             let page = self.get(url, &[]).await?;
-            items.extend(wire::decode::<Vec<T>>(
-                &format!("{what} (page {pages})"),
-                page.body,
-            )?);
+            bodies.push(page.body);
             next = match page.next {
                 Some(link) => {
                     let url = Url::parse(&link).map_err(|e| PortError::ContractViolation {
                         message: format!("GitHub sent an unreadable Link header: {e}"),
                     })?;
-                    // The token goes with every request: a next page is only
-                    // followed on the API's own scheme, host and port.
                     let api = Url::parse(&self.settings.api_url).ok();
                     if api.map(|a| a.origin()) != Some(url.origin()) {
                         return Err(PortError::ContractViolation {
@@ -325,6 +327,18 @@ impl GitHubTracker {
                 }
                 None => None,
             };
+        }
+        Ok(bodies)
+    }
+
+    /// Every item of a paginated listing, each read as `T`.
+    async fn list<T: DeserializeOwned>(&self, url: Url, what: &str) -> PortResult<Vec<T>> {
+        let mut items = Vec::new();
+        for (n, body) in self.pages(url, what).await?.into_iter().enumerate() {
+            items.extend(wire::decode::<Vec<T>>(
+                &format!("{what} (page {})", n + 1),
+                body,
+            )?);
         }
         Ok(items)
     }
@@ -374,46 +388,48 @@ impl GitHubTracker {
         Ok(login)
     }
 
-    async fn permission(&self, repo: &str, login: &str) -> PortResult<Result<String, String>> {
+    /// A collaborator's permission on `repo`, as GitHub reports it (read
+    /// once a tick per login).
+    async fn permission(&self, repo: &str, login: &str) -> PortResult<Permission> {
         let key = (repo.to_ascii_lowercase(), login.to_ascii_lowercase());
         if let Some(p) = lock(&self.caches).permission.get(&key) {
             return Ok(p.clone());
         }
         let url = self.repo_url(repo, &["collaborators", login, "permission"], &[])?;
-        let result = match self.get(url, &[404]).await {
-            Ok(page) if page.status == 404 => Err("not a collaborator (404)".to_owned()),
-            Ok(page) => {
-                Ok(wire::decode::<wire::Permission>("permission answer", page.body)?.permission)
-            }
+        let permission = match self.get(url, &[404]).await {
+            Ok(page) if page.status == 404 => Permission::NotCollaborator,
+            Ok(page) => Permission::Level(
+                wire::decode::<wire::Permission>("permission answer", page.body)?.permission,
+            ),
             // The token may lack push access ("Must have push access to view
             // collaborator permission"): untrusted, with the reason.
-            Err(PortError::Auth { message }) => {
-                Err(format!("permission lookup refused: {message}"))
-            }
+            Err(PortError::Auth { message }) => Permission::Refused(message),
             Err(other) => return Err(other),
         };
-        lock(&self.caches).permission.insert(key, result.clone());
-        Ok(result)
+        lock(&self.caches)
+            .permission
+            .insert(key, permission.clone());
+        Ok(permission)
     }
 
-    /// Whether `login` (a bot, in either spelling) is on AFK_TRUSTED_BOTS
-    /// (in either spelling).
-    fn trusts_bot(&self, login: &str) -> bool {
-        let key = bot_key(login);
-        self.settings.trusted_bots.iter().any(|b| bot_key(b) == key)
-    }
-
-    /// Whether a comment's author may speak for the task: a trusted bot, or a
-    /// collaborator with write or admin permission.
-    async fn trusted_author(&self, repo: &str, user: &wire::User) -> PortResult<bool> {
-        let is_bot = user.kind.as_deref() == Some("Bot") || user.login.ends_with("[bot]");
-        if is_bot {
-            return Ok(self.trusts_bot(&user.login));
-        }
-        Ok(matches!(
-            self.permission(repo, &user.login).await?.as_deref(),
-            Ok("admin" | "write")
-        ))
+    /// Whether a comment's author may speak for the task (the core's rule;
+    /// the permission read only for a person).
+    async fn approved_author(
+        &self,
+        repo: &str,
+        author: Option<&Actor>,
+        own: &str,
+        is_progress: bool,
+    ) -> PortResult<bool> {
+        Ok(
+            match trust::comment_trust(author, own, is_progress, &self.settings.trusted_bots) {
+                CommentVerdict::Approved => true,
+                CommentVerdict::Ignored => false,
+                CommentVerdict::NeedsPermission { login } => {
+                    self.permission(repo, &login).await?.may_approve()
+                }
+            },
+        )
     }
 
     async fn write(
@@ -553,89 +569,38 @@ impl Tracker for GitHubTracker {
                 what: format!("{repo}#{number}"),
             });
         };
-        let mut latest: Option<(Timestamp, wire::LabeledEvent)> = None;
-        let mut renames: Vec<(Timestamp, Option<String>)> = Vec::new();
+        // Gather the facts; the rule is the core's.
+        let mut facts = LabelFacts {
+            body_edited_at: issue
+                .last_edited_at
+                .as_deref()
+                .map(|t| parse_time("the issue's lastEditedAt", t))
+                .transpose()?,
+            ..LabelFacts::default()
+        };
         for item in issue.timeline_items.nodes {
             match item {
-                wire::TimelineItem::LabeledEvent(event) => {
-                    if !event.label.name.eq_ignore_ascii_case(label) {
-                        continue;
-                    }
-                    let at = parse_time("a labeled event's createdAt", &event.created_at)?;
-                    if latest.as_ref().is_none_or(|(best, _)| at > *best) {
-                        latest = Some((at, event));
-                    }
-                }
-                wire::TimelineItem::RenamedTitleEvent(event) => {
-                    let at = parse_time("a renamed event's createdAt", &event.created_at)?;
-                    renames.push((at, event.actor.map(|a| a.login)));
-                }
+                wire::TimelineItem::LabeledEvent(event) => facts.labeled.push(LabelEvent {
+                    at: parse_time("a labeled event's createdAt", &event.created_at)?,
+                    label: event.label.name,
+                    actor: event.actor.map(|a| Actor {
+                        typed_bot: a.typename == "Bot",
+                        login: a.login,
+                    }),
+                }),
+                wire::TimelineItem::RenamedTitleEvent(event) => facts.renames.push(Rename {
+                    at: parse_time("a renamed event's createdAt", &event.created_at)?,
+                    by: event.actor.map(|a| a.login),
+                }),
             }
         }
-        let Some((labeled_at, event)) = latest else {
-            return Ok(Trust {
-                trusted: false,
-                actor: None,
-                reason: format!("no attributable `labeled` event for {label}"),
-            });
-        };
-        let Some(actor_node) = &event.actor else {
-            return Ok(Trust {
-                trusted: false,
-                actor: None,
-                reason: "the label's actor is unknown (deleted account?)".into(),
-            });
-        };
-        let actor = actor_node.login.as_str();
-        let untrusted = |reason: String| Trust {
-            trusted: false,
-            actor: Some(actor.to_owned()),
-            reason,
-        };
-        // Timestamps have second precision: an edit in the same second as
-        // the label counts as after it (when in doubt, do not run).
-        if let Some(edited) = issue.last_edited_at.as_deref() {
-            let edited = parse_time("the issue's lastEditedAt", edited)?;
-            if edited >= labeled_at {
-                return Ok(untrusted(format!(
-                    "the body was edited at {edited}, at or after {actor} applied {label} at {labeled_at}; re-apply the label to approve it"
-                )));
-            }
-        }
-        if let Some((renamed, by)) = renames
-            .iter()
-            .filter(|(at, _)| *at >= labeled_at)
-            .max_by_key(|(at, _)| *at)
-        {
-            return Ok(untrusted(format!(
-                "the title was changed at {renamed} by {}, at or after {actor} applied {label} at {labeled_at}; re-apply the label to approve it",
-                by.as_deref().unwrap_or("an unknown account")
-            )));
-        }
-        let is_bot = actor_node.typename == "Bot" || actor.ends_with("[bot]");
-        if is_bot {
-            let allowed = self.trusts_bot(actor);
-            return Ok(if allowed {
-                Trust {
-                    trusted: true,
-                    actor: Some(actor.to_owned()),
-                    reason: format!("{actor} is a trusted bot"),
-                }
-            } else {
-                untrusted(format!("{actor} is a bot not on AFK_TRUSTED_BOTS"))
-            });
-        }
-        Ok(match self.permission(repo, actor).await? {
-            Ok(p) if p == "admin" || p == "write" => Trust {
-                trusted: true,
-                actor: Some(actor.to_owned()),
-                reason: format!("{actor} has {p} permission"),
-            },
-            Ok(p) => untrusted(format!(
-                "{actor} has {p} permission (admin or write needed)"
+        match trust::label_trust(&facts, label, &self.settings.trusted_bots) {
+            LabelVerdict::Decided(t) => Ok(t),
+            LabelVerdict::NeedsPermission { login } => Ok(trust::label_trust_by_permission(
+                &login,
+                &self.permission(repo, &login).await?,
             )),
-            Err(why) => untrusted(format!("{actor}: {why}")),
-        })
+        }
     }
 
     async fn open_blockers(&self, repo: &str, issue: &TrackedIssue) -> PortResult<Vec<u64>> {
@@ -856,6 +821,7 @@ mod tests {
                     trusted_bots: vec![],
                     own_login: None,
                     web_url: None,
+                    ci_link_hosts: vec![],
                 },
             )
         };

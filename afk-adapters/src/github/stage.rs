@@ -1,18 +1,18 @@
-//! The build stage of the CI probe: a commit's check runs and its legacy
-//! commit statuses, read together through the tracker's client (GitHub
-//! Actions reports only check runs; Woodpecker only statuses).
+//! The build stage of the CI probe: a commit's check runs and its commit
+//! statuses (GitHub Actions reports only check runs; Woodpecker and many
+//! others only statuses), every page of both, folded by the core's
+//! [`build_report`]. A listing longer than afk reads is an error, never a
+//! verdict from part of the data: a failing check on page 51 must not read
+//! as green.
 
-use afk_core::ci::{CommitRef, Stage, StageProbe, StageReport, StageVerdict};
-use afk_core::ports::PortResult;
+use afk_core::ci::{CheckRunFact, CommitRef, Stage, StageReport, StatusFact, build_report};
+use afk_core::ports::{PortError, PortResult};
+use afk_loop::ports::StageProbe;
 use async_trait::async_trait;
-use reqwest::Url;
 
-use super::{GitHubTracker, MAX_PAGES, wire};
+use super::{GitHubTracker, wire};
 
-/// The build stage of the CI probe: a commit's check runs and its legacy
-/// commit statuses, read together (GitHub Actions reports only check runs;
-/// Woodpecker only statuses). Zero check runs and zero statuses is
-/// `None` — not pending, not green.
+/// The build stage of the CI probe, sharing the tracker's client and caches.
 #[derive(Debug, Clone)]
 pub struct GitHubBuildStage {
     tracker: std::sync::Arc<GitHubTracker>,
@@ -25,108 +25,70 @@ impl GitHubBuildStage {
     }
 }
 
-/// What one check run or status says.
-fn check_run_verdict(run: &wire::CheckRun) -> StageVerdict {
-    if run.status != "completed" {
-        return StageVerdict::Pending;
-    }
-    match run.conclusion.as_deref().unwrap_or("") {
-        "success" | "neutral" | "skipped" => StageVerdict::Success,
-        "failure" | "timed_out" | "cancelled" | "action_required" | "startup_failure" | "stale" => {
-            StageVerdict::Failure
-        }
-        // An unknown conclusion is not a reason to act either way.
-        _ => StageVerdict::Pending,
-    }
-}
-
-fn status_verdict(status: &wire::CommitStatus) -> StageVerdict {
-    match status.state.as_str() {
-        "success" => StageVerdict::Success,
-        "failure" | "error" => StageVerdict::Failure,
-        _ => StageVerdict::Pending,
-    }
-}
-
 impl GitHubTracker {
-    /// The build stage's report for a commit.
-    pub async fn build_report(&self, commit: &CommitRef) -> PortResult<StageReport> {
+    /// Every check run of a commit, every page (`Link` followed on the API's
+    /// own origin), or an error past the page cap.
+    async fn check_runs(&self, commit: &CommitRef) -> PortResult<Vec<CheckRunFact>> {
         let url = self.repo_url(
             &commit.repo,
             &["commits", &commit.sha, "check-runs"],
             &[("per_page", "100")],
         )?;
         let mut runs = Vec::new();
-        let mut next = Some(url);
-        let mut pages = 0;
-        while let Some(url) = next.take() {
-            pages += 1;
-            if pages > MAX_PAGES {
-                break;
-            }
-            let page = self.get(url, &[]).await?;
-            runs.extend(wire::decode::<wire::CheckRuns>("check runs", page.body)?.check_runs);
-            next = page.next.and_then(|l| Url::parse(&l).ok());
+        for page in self.pages(url, "check runs").await? {
+            runs.extend(
+                wire::decode::<wire::CheckRuns>("check runs", page)?
+                    .check_runs
+                    .into_iter()
+                    .map(|r| CheckRunFact {
+                        name: r.name,
+                        status: r.status,
+                        conclusion: r.conclusion,
+                        links: r.details_url.into_iter().chain(r.html_url).collect(),
+                    }),
+            );
         }
-        let status_url = self.repo_url(
+        Ok(runs)
+    }
+
+    /// Every commit status of a commit (the combined status's `statuses`,
+    /// every page), or an error past the page cap. GitHub pages them with a
+    /// `Link` header like any listing, and says how many there are in
+    /// `total_count`: fewer read than that is an error.
+    async fn statuses(&self, commit: &CommitRef) -> PortResult<Vec<StatusFact>> {
+        let url = self.repo_url(
             &commit.repo,
             &["commits", &commit.sha, "status"],
             &[("per_page", "100")],
         )?;
-        let statuses = wire::decode::<wire::CombinedStatus>(
-            "combined status",
-            self.get(status_url, &[]).await?.body,
-        )?
-        .statuses;
-
-        let mut signals: Vec<(StageVerdict, String, Option<String>)> = Vec::new();
-        for run in &runs {
-            signals.push((
-                check_run_verdict(run),
-                format!(
-                    "check {:?} {}",
-                    run.name,
-                    run.conclusion.as_deref().unwrap_or(&run.status)
+        let mut statuses = Vec::new();
+        let mut total = 0;
+        for page in self.pages(url, "commit statuses").await? {
+            let combined = wire::decode::<wire::CombinedStatus>("combined status", page)?;
+            total = combined.total_count;
+            statuses.extend(combined.statuses.into_iter().map(|s| StatusFact {
+                context: s.context,
+                state: s.state,
+                link: s.target_url,
+            }));
+        }
+        if (statuses.len() as u64) < total {
+            return Err(PortError::ContractViolation {
+                message: format!(
+                    "GitHub counts {total} statuses for commit {} but its pages held {}; refusing a verdict from part of them",
+                    commit.sha,
+                    statuses.len()
                 ),
-                // Only links on GitHub itself reach an agent: a check's
-                // details_url is whatever its app chose.
-                [&run.details_url, &run.html_url]
-                    .into_iter()
-                    .flatten()
-                    .find(|l| self.is_github_link(l))
-                    .cloned(),
-            ));
+            });
         }
-        for status in &statuses {
-            signals.push((
-                status_verdict(status),
-                format!("status {:?} {}", status.context, status.state),
-                status.target_url.clone().filter(|l| self.is_github_link(l)),
-            ));
-        }
-        let report = |verdict, detail: String, link: Option<String>| StageReport {
-            stage: Stage::Build,
-            verdict,
-            link,
-            detail,
-        };
-        if signals.is_empty() {
-            return Ok(report(
-                StageVerdict::None,
-                "no check runs and no statuses for the commit yet".into(),
-                None,
-            ));
-        }
-        for wanted in [StageVerdict::Failure, StageVerdict::Pending] {
-            if let Some((_, detail, link)) = signals.iter().find(|(v, _, _)| *v == wanted) {
-                return Ok(report(wanted, detail.clone(), link.clone()));
-            }
-        }
-        Ok(report(
-            StageVerdict::Success,
-            format!("{} check(s) and status(es) succeeded", signals.len()),
-            None,
-        ))
+        Ok(statuses)
+    }
+
+    /// The build stage's report for a commit.
+    pub async fn build_report(&self, commit: &CommitRef) -> PortResult<StageReport> {
+        let runs = self.check_runs(commit).await?;
+        let statuses = self.statuses(commit).await?;
+        Ok(build_report(&runs, &statuses, &self.link_hosts()))
     }
 }
 

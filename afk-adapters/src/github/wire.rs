@@ -76,13 +76,10 @@ pub(super) struct IssueStateOnly {
     pub state: IssueState,
 }
 
-/// `GET /user`, and a comment's author (`simple-user`).
+/// `GET /user`: only the login is read.
 #[derive(Debug, Clone, Deserialize)]
 pub(super) struct User {
     pub login: String,
-    /// `User`, `Bot`, `Organization`, …
-    #[serde(rename = "type")]
-    pub kind: Option<String>,
 }
 
 /// `GET /repos/{owner}/{repo}/collaborators/{login}/permission`.
@@ -141,6 +138,7 @@ pub(super) struct CheckRun {
 /// `GET /repos/{owner}/{repo}/commits/{sha}/status`.
 #[derive(Debug, Deserialize)]
 pub(super) struct CombinedStatus {
+    pub total_count: u64,
     pub statuses: Vec<CommitStatus>,
 }
 

@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use afk_adapters::services::TickKind;
-use afk_core::tick::StopTarget;
+use afk_cli::policy;
+use afk_loop::StopTarget;
 use bins::exit;
-use checklist::policy;
 use clap::{Parser, Subcommand};
 use runner::Error;
 use runner::findings::{self, Kind};
@@ -249,10 +249,7 @@ fn runs(
     let (_, found, problems) = tokio(false)?
         .block_on(bins::runs::read(settings))
         .map_err(|e| Error::input(e.to_string()))?;
-    let code = if problems
-        .iter()
-        .any(|p| p.level == afk_core::tick::Level::Error)
-    {
+    let code = if problems.iter().any(|p| p.level == afk_loop::Level::Error) {
         exit::PARTIAL
     } else {
         exit::OK
@@ -267,14 +264,14 @@ fn runs(
             .ok_or_else(|| {
                 Error::input(format!("no run in flight named {run:?} (see `afk runs`)"))
             })?;
-        return Ok((format!("{}\n", checklist::runs::show(found)), code));
+        return Ok((format!("{}\n", afk_cli::runs::show(found)), code));
     }
-    let rows: Vec<_> = found.iter().map(|r| checklist::runs::row(r, now)).collect();
+    let rows: Vec<_> = found.iter().map(|r| afk_cli::runs::row(r, now)).collect();
     if json {
-        let value = checklist::runs::to_json(&rows, &problems);
+        let value = afk_cli::runs::to_json(&rows, &problems);
         return Ok((format!("{value:#}\n"), code));
     }
-    let mut out = checklist::runs::table(&rows);
+    let mut out = afk_cli::runs::table(&rows);
     for p in &problems {
         out.push_str(&format!(
             "! {}: {}\n",

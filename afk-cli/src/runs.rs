@@ -1,13 +1,13 @@
 //! The runs in flight, for people: `afk runs` shows them from their run
 //! records as a table, as JSON, or one in full (record and checklist).
 //! Pure text from values; finding the runs is the watcher's own discovery
-//! (`afk_core::tick::find_runs`), called by the binary.
+//! (`afk_loop::find_runs`), called by the binary.
 
 use std::fmt::Write as _;
 
 use afk_core::Timestamp;
-use afk_core::tick::{Entry, Level, Run};
 use afk_core::types::short_age;
+use afk_loop::{Entry, Level, Run};
 use serde_json::{Value, json};
 
 /// One run, summarised.
@@ -111,7 +111,7 @@ pub fn show(run: &Run) -> String {
         .filter(|l| !l.trim_start().starts_with("<!-- afk-run"))
         .map(|l| format!("{l}\n"))
         .collect();
-    let record = crate::marker_line(&run.record);
+    let record = checklist::marker_line(&run.record);
     let json = record
         .trim_start_matches("<!-- afk-run v1 ")
         .trim_end_matches(" -->")

@@ -4,15 +4,18 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{About, Ports, ReportAction, TickOptions, TickReport, past};
-use crate::config::Config;
-use crate::dispatch::plan_dispatch;
-use crate::ports::{
-    ExecutorSnapshot, PortError, PortResult, RepoScan, ThreadSpec, TrackedIssue, Tracker,
+use afk_core::Config;
+use afk_core::dispatch::plan_dispatch;
+use afk_core::ports::{
+    ExecutorSnapshot, PortError, PortResult, RepoScan, ThreadSpec, TrackedIssue,
 };
-use crate::prompt::{ApprovedTask, one_line, opening_prompt};
-use crate::record::RunRecord;
-use crate::types::{Issue, Phase, blocked_by_refs, priority_from_labels};
+use afk_core::prompt::{ApprovedTask, one_line, opening_prompt};
+use afk_core::record::RunRecord;
+use afk_core::types::{Issue, Phase, blocked_by_refs, priority_from_labels};
+
+use crate::ports::Tracker;
+use crate::report::{About, ReportAction, TickReport};
+use crate::{Ports, TickOptions, past};
 
 /// What the poll tick learned about one repository.
 struct RepoFacts {
@@ -310,7 +313,7 @@ async fn lock_stopped_dispatch(
         return Ok(());
     };
     let unfinished =
-        matches!(ports.codec.record(&comment.body), Ok(Some(r)) if r.outcome.is_none());
+        matches!(checklist::extract_record(&comment.body), Ok(Some(r)) if r.outcome.is_none());
     if !unfinished {
         return Ok(());
     }
@@ -347,14 +350,11 @@ async fn dispatch_one(
     // the progress comment was looked for on (the tracker reads them once).
     let comments = ports.tracker.approved_comments(repo, number).await?;
     let prior = match &existing {
-        Some(c) => ports
-            .codec
-            .record(&c.body)
-            .map_err(|why| PortError::Permanent {
-                message: format!(
-                    "the progress comment's run record cannot be read ({why}); fix or delete it"
-                ),
-            })?,
+        Some(c) => checklist::extract_record(&c.body).map_err(|why| PortError::Permanent {
+            message: format!(
+                "the progress comment's run record cannot be read ({why}); fix or delete it"
+            ),
+        })?,
         None => None,
     };
     let mut record = match prior {
@@ -379,9 +379,7 @@ async fn dispatch_one(
     // re-run after a crash keeps it, and the watcher finds commits pushed
     // since. (Thread first would let a crash in between re-stamp the
     // dispatch later than the agent's first push.)
-    let body = ports
-        .codec
-        .body(Phase::Worktree, repo, number, &branch, &record);
+    let body = checklist::progress_body(Phase::Worktree, repo, number, &branch, &record);
     match existing {
         Some(c) if c.body == body => {}
         Some(c) => ports.tracker.update_comment(repo, c.id, &body).await?,

@@ -3,18 +3,22 @@
 //! session before the run is recorded as `stopped` and handed back like
 //! every hand-back (labels, doorbell, lock removed last).
 
-use super::watch::{Run, find_runs, finish, phase_for, write};
-use super::{About, Ports, ReportAction, TickOptions, TickReport};
-use crate::config::Config;
-use crate::ports::{ExecutorSnapshot, PortResult, WatchedThread};
-use crate::record::Outcome;
+use afk_core::Config;
+use afk_core::machine::Action;
+use afk_core::ports::{ExecutorSnapshot, PortResult, WatchedThread};
+use afk_core::record::progress_phase;
+
+use crate::progress::{finish, write};
+use crate::report::{About, ReportAction, TickReport};
+use crate::runs::{Run, find_runs};
+use crate::{Ports, TickOptions};
 
 /// Stops a run for a human: the agent's turn is interrupted and its session
 /// stopped, the run recorded as `stopped` with who stopped it (`by`, or the
 /// stop label's actor), then finished like every hand-back. The watcher runs
 /// it for the stop label; `afk stop` and `afk halt` run it too (one path).
 #[allow(clippy::too_many_arguments)]
-pub(super) async fn stop(
+pub(crate) async fn stop(
     ports: &Ports<'_>,
     config: &Config,
     options: &TickOptions,
@@ -35,7 +39,9 @@ pub(super) async fn stop(
                 .actor
         }
     };
-    let outcome = Outcome::stopped(by);
+    let Some(outcome) = run.record.outcome_of(&Action::Stop, by) else {
+        return Ok(());
+    };
     report.info(
         About::run(&repo, number, &run.record.thread_id),
         ReportAction::Stop,
@@ -53,7 +59,7 @@ pub(super) async fn stop(
         .stop_thread(snapshot, &run.record.thread_id, ports.clock.now())
         .await?;
     run.record.outcome = Some(outcome);
-    let phase = phase_for(&run.record, None);
+    let phase = progress_phase(&run.record, None);
     write(ports, run, branch, phase, options).await?;
     finish(ports, config, options, run, branch, None, report).await
 }
@@ -84,13 +90,13 @@ pub async fn stop_runs(
     by: &str,
 ) -> TickReport {
     let mut report = TickReport::default();
-    let runs = find_runs(ports.tracker, ports.codec, config, &mut report).await;
+    let runs = find_runs(ports.tracker, config, &mut report).await;
     let chosen: Vec<Run> = runs
         .into_iter()
         .filter(|r| match target {
             StopTarget::All => true,
             StopTarget::One { repo, issue } => {
-                r.issue.number == *issue && crate::types::same_repo(&r.issue.repo, repo)
+                r.issue.number == *issue && afk_core::types::same_repo(&r.issue.repo, repo)
             }
         })
         .collect();
@@ -101,37 +107,56 @@ pub async fn stop_runs(
             "no run in flight for this issue (see `afk runs`)",
         );
     }
-    let snapshot = if chosen.is_empty() {
-        None
-    } else {
-        let watched: Vec<WatchedThread> = chosen.iter().map(Run::watched).collect();
-        match ports.executor.snapshot(&watched).await {
-            Ok(s) => Some(s),
-            Err(e) => {
+    // The stop label first, on every chosen run, before any executor call:
+    // the label is the durable request, so a stop the executor refuses (or
+    // that dies halfway) is finished by the watcher's next tick.
+    let mut labelled = Vec::with_capacity(chosen.len());
+    for mut run in chosen {
+        let (repo, number) = (run.issue.repo.clone(), run.issue.number);
+        if !options.dry_run
+            && run.record.outcome.is_none()
+            && !run.issue.has_label(&config.stop_label)
+        {
+            if let Err(e) = ports
+                .tracker
+                .add_label(&repo, number, &config.stop_label)
+                .await
+            {
                 report.error(
-                    About::TICK,
-                    ReportAction::Read,
-                    format!("reading the executor failed: {e}; nothing was stopped"),
+                    About::run(&repo, number, &run.record.thread_id),
+                    ReportAction::Stop,
+                    format!("applying the stop label failed: {e}; this run was not stopped"),
                 );
-                return report;
+                continue;
             }
+            run.issue.labels.push(config.stop_label.clone());
+        }
+        labelled.push(run);
+    }
+    if labelled.is_empty() {
+        return report;
+    }
+    let watched: Vec<WatchedThread> = labelled.iter().map(Run::watched).collect();
+    let snapshot = match ports.executor.snapshot(&watched).await {
+        Ok(s) => s,
+        Err(e) => {
+            for run in &labelled {
+                report.error(
+                    About::run(&run.issue.repo, run.issue.number, &run.record.thread_id),
+                    ReportAction::Stop,
+                    format!(
+                        "reading the executor failed ({e}): the stop label is on, and the watcher stops this run on its next tick"
+                    ),
+                );
+            }
+            return report;
         }
     };
-    for mut run in chosen {
-        let Some(snapshot) = snapshot.as_ref() else {
-            break;
-        };
+    for mut run in labelled {
         let (repo, number) = (run.issue.repo.clone(), run.issue.number);
         let thread = run.record.thread_id.clone();
         let result = async {
             let branch = ports.tracker.default_branch(&repo).await?;
-            if !options.dry_run && run.record.outcome.is_none() {
-                ports
-                    .tracker
-                    .add_label(&repo, number, &config.stop_label)
-                    .await?;
-                run.issue.labels.push(config.stop_label.clone());
-            }
             if run.record.outcome.is_some() {
                 // Already decided (a hand-back being cleaned up): finish it.
                 return finish(ports, config, options, &mut run, &branch, None, &mut report).await;
@@ -140,7 +165,7 @@ pub async fn stop_runs(
                 ports,
                 config,
                 options,
-                snapshot,
+                &snapshot,
                 &mut run,
                 &branch,
                 Some(by.to_owned()),
@@ -153,7 +178,9 @@ pub async fn stop_runs(
             report.error(
                 About::run(&repo, number, &thread),
                 ReportAction::Stop,
-                format!("stopping the run failed: {e}"),
+                format!(
+                    "stopping the run failed: {e}; the stop label is on, and the watcher finishes the stop on its next tick"
+                ),
             );
         }
     }

@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use crate::machine::ActionKind;
+use afk_core::machine::ActionKind;
 
 /// How serious a report entry is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,11 +56,13 @@ pub enum ReportAction {
     Stop,
     /// The tracker's request budget is below the floor: nothing new starts.
     RateFloor,
+    /// A recorded outcome's clean-up was finished.
+    Finish,
 }
 
 impl ReportAction {
     /// Every action.
-    pub const ALL: [ReportAction; 18] = [
+    pub const ALL: [ReportAction; 19] = [
         ReportAction::Start,
         ReportAction::Disabled,
         ReportAction::Paused,
@@ -79,6 +81,7 @@ impl ReportAction {
         ReportAction::Ring,
         ReportAction::Stop,
         ReportAction::RateFloor,
+        ReportAction::Finish,
     ];
 
     /// Its name in the logs.
@@ -102,6 +105,7 @@ impl ReportAction {
             ReportAction::Ring => "ring",
             ReportAction::Stop => "stop",
             ReportAction::RateFloor => "rate_floor",
+            ReportAction::Finish => "finish",
         }
     }
 }
@@ -120,6 +124,8 @@ impl From<ActionKind> for ReportAction {
             ActionKind::FixForward => ReportAction::FixForward,
             ActionKind::FreezeEscalate => ReportAction::FreezeEscalate,
             ActionKind::EscalatePrepush => ReportAction::EscalatePrepush,
+            ActionKind::Stop => ReportAction::Stop,
+            ActionKind::Finish => ReportAction::Finish,
         }
     }
 }
@@ -261,6 +267,8 @@ mod tests {
             ActionKind::FixForward,
             ActionKind::FreezeEscalate,
             ActionKind::EscalatePrepush,
+            ActionKind::Stop,
+            ActionKind::Finish,
         ] {
             assert_eq!(ReportAction::from(kind).as_str(), kind.as_str());
         }

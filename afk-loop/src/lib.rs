@@ -1,4 +1,5 @@
-//! The poll tick and the watch tick, written once against the ports.
+//! The AFK loop: the poll tick and the watch tick, written once against the
+//! ports, over the pure core's decisions.
 //!
 //! A CronJob may run a tick twice, or not at all, and a pod can die at any
 //! instruction, so both ticks are safe to repeat and to cut short anywhere:
@@ -13,56 +14,44 @@
 //!   the cleanup without deciding again); a corrective turn is sent before it
 //!   is recorded, with a step number that makes a re-send a no-op.
 //!
-//! Decisions are values ([`crate::next_action`], [`crate::plan_dispatch`]); the
-//! ticks perform one effect per decision. They log nothing themselves: every
-//! decision, action and failure is an entry of the [`TickReport`], which the
-//! binary logs.
+//! Every tick has one shape, as a Kubernetes controller's reconcile: gather
+//! the facts through the ports, ask the core for a decision
+//! ([`afk_core::plan_dispatch`], [`afk_core::next_action`]), then perform
+//! the effects that decision names, and nothing else. No rule is written
+//! here: what to do is always the core's answer. The ticks log nothing
+//! themselves: every decision, action and failure is an entry of the
+//! [`TickReport`], which the binary logs.
 //!
+//! - [`ports`]: the traits the ticks reach the world through;
 //! - [`poll`]: which ready issues start now, and their dispatch;
 //! - [`watch`]: every run in flight driven one step;
-//! - [`stop`]: a run stopped for a human (the stop label, `afk stop`, `afk halt`);
+//! - [`stop`]: a run stopped for a human (the stop label, `afk stop`,
+//!   `afk halt`);
+//! - [`runs`]: finding the runs in flight (the watcher's and `afk runs`'
+//!   view);
+//! - [`progress`]: writing the progress comment and finishing a recorded
+//!   outcome (labels, doorbell, lock), shared by the watcher and the stop;
 //! - [`report`]: the report's closed vocabulary.
+//!
+//! It does not talk to any service itself (the adapters do), decide policy
+//! (the core does), or read the environment (the binaries do).
 
-mod poll;
+pub mod poll;
+pub mod ports;
+pub mod progress;
 pub mod report;
-mod stop;
-mod watch;
+pub mod runs;
+pub mod stop;
+pub mod watch;
 
 pub use poll::{poll_disabled, poll_tick, watch_disabled};
+pub use ports::{Clock, Executor, Notifier, StageProbe, Tracker};
 pub use report::{About, Entry, Level, ReportAction, TickReport};
+pub use runs::{Run, find_runs};
 pub use stop::{StopTarget, stop_runs};
-pub use watch::{Run, find_runs, watch_tick};
+pub use watch::watch_tick;
 
-use crate::ci::StageProbe;
-use crate::doorbell::Notifier;
-use crate::ports::{Executor, Tracker};
-use crate::record::RunRecord;
-use crate::types::{Phase, Timestamp};
-
-/// The clock, as a port: the core never reads time itself.
-pub trait Clock: Send + Sync {
-    /// Now.
-    fn now(&self) -> Timestamp;
-}
-
-/// How the progress comment is written and read back (implemented by the
-/// `checklist` crate; a port so that the core does not depend on it).
-pub trait ProgressCodec: Send + Sync {
-    /// The whole comment body: the visible checklist for `phase`, then the
-    /// hidden run record.
-    fn body(
-        &self,
-        phase: Phase,
-        repo: &str,
-        issue: u64,
-        default_branch: &str,
-        record: &RunRecord,
-    ) -> String;
-
-    /// The run record in a comment body; `Ok(None)` when it has none, `Err`
-    /// with a reason when its marker cannot be read.
-    fn record(&self, body: &str) -> Result<Option<RunRecord>, String>;
-}
+use afk_core::Timestamp;
 
 /// Everything a tick talks to.
 #[derive(Clone, Copy)]
@@ -75,8 +64,6 @@ pub struct Ports<'a> {
     pub stages: &'a [&'a dyn StageProbe],
     /// The doorbells.
     pub notifiers: &'a [&'a dyn Notifier],
-    /// The progress comment's format.
-    pub codec: &'a dyn ProgressCodec,
     /// The clock.
     pub clock: &'a dyn Clock,
 }

@@ -12,11 +12,11 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
-use crate::ChecklistMeta;
 use afk_core::config::{KEYS, RETIRED_KEYS};
-use afk_core::machine::next_action_with_rule;
+use afk_core::machine::{Action, Turn, next_action_with_rule};
 use afk_core::types::priority_from_labels;
 use afk_core::{CiStatus, Config, Issue, Phase, RunState, ThreadStatus, plan_dispatch};
+use checklist::ChecklistMeta;
 use serde::de::{DeserializeOwned, Error as _};
 use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
@@ -44,10 +44,15 @@ next-action — what the watcher does next with one run
         \"needs_input\"|null, \"ci_status\": \"no_signal\"|\"pending\"|\"green\"|\"red\"|null,
         \"pushed\": bool, \"fix_forward_attempts\": n, \"seconds_since_first_red\": n,
         \"seconds_since_dispatch\": n, \"seconds_since_push_seen\": n,
-        \"corrective_turn_running\": bool}}
-       absent state fields are null / false / 0.
+        \"corrective_turn_for_this_commit\": bool, \"thread_gone\": bool,
+        \"kill_switch\": bool, \"stop_requested\": bool, \"outcome_recorded\": bool,
+        \"attempt\": n, \"thread_turns\": n}}
+       absent state fields are null / false / 0; corrective_turn_running is
+       read as corrective_turn_for_this_commit.
   out: {\"action\": \"wait\"|\"close_success\"|\"fix_forward\"|\"freeze_escalate\"|
-        \"escalate_prepush\", \"reason\": \"…\", \"rule\": 1..9}
+        \"escalate_prepush\"|\"stop\"|\"finish\", \"reason\": \"…\", \"rule\": 1..13,
+        \"turn\": {\"thread\": \"same\", \"step\": n} | {\"thread\": \"new\", \"attempt\": n}
+        (fix_forward only)}
 
 checklist — the progress checklist the loop keeps on an issue
   in:  {\"phase\": \"worktree\"|\"tests_red\"|\"green\"|\"pushed\"|\"ci\"|\"deployed\"|\"done\",
@@ -271,8 +276,23 @@ struct StateInput {
     seconds_since_dispatch: u64,
     #[serde(default)]
     seconds_since_push_seen: u64,
+    /// The name older inputs use for `corrective_turn_for_this_commit`.
     #[serde(default)]
     corrective_turn_running: bool,
+    #[serde(default)]
+    corrective_turn_for_this_commit: bool,
+    #[serde(default)]
+    outcome_recorded: bool,
+    #[serde(default)]
+    stop_requested: bool,
+    #[serde(default)]
+    kill_switch: bool,
+    #[serde(default)]
+    thread_gone: bool,
+    #[serde(default)]
+    attempt: u32,
+    #[serde(default)]
+    thread_turns: u32,
 }
 
 /// Unknown keys are ignored here (a run record can be pasted whole).
@@ -372,21 +392,35 @@ pub fn next_action(input: &str) -> Result<String, InputError> {
     let config = config(input.config)?;
     let s = input.state;
     let run = RunState {
+        outcome_recorded: s.outcome_recorded,
+        stop_requested: s.stop_requested,
+        kill_switch: s.kill_switch,
         thread_status: s.thread_status,
+        thread_gone: s.thread_gone,
         ci_status: s.ci_status,
         pushed: s.pushed,
         fix_forward_attempts: s.fix_forward_attempts,
+        corrective_turn_for_this_commit: s.corrective_turn_for_this_commit
+            || s.corrective_turn_running,
+        attempt: s.attempt,
+        thread_turns: s.thread_turns,
         seconds_since_first_red: s.seconds_since_first_red,
         seconds_since_dispatch: s.seconds_since_dispatch,
         seconds_since_push_seen: s.seconds_since_push_seen,
-        corrective_turn_running: s.corrective_turn_running,
     };
     let (rule, action) = next_action_with_rule(&run, &config);
-    Ok(pretty(&json!({
+    let mut answer = json!({
         "action": action.kind().as_str(),
         "reason": action.reason(),
         "rule": rule,
-    })))
+    });
+    if let Action::FixForward { turn, .. } = action {
+        answer["turn"] = match turn {
+            Turn::SameThread { step } => json!({"thread": "same", "step": step}),
+            Turn::NewThread { attempt } => json!({"thread": "new", "attempt": attempt}),
+        };
+    }
+    Ok(pretty(&answer))
 }
 
 /// `afk policy checklist`: input JSON text in, markdown out.
@@ -408,7 +442,7 @@ pub fn checklist(input: &str) -> Result<String, InputError> {
         fix_forward_attempts: input.fix_forward_attempts,
         default_branch: input.default_branch,
     };
-    Ok(crate::render(phase, &meta))
+    Ok(checklist::render(phase, &meta))
 }
 
 fn pretty(value: &Value) -> String {

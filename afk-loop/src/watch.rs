@@ -1,0 +1,288 @@
+//! The watch tick: every run in flight driven one step, as a reconcile:
+//! gather the run's facts (its record, the stop label, the agent's liveness
+//! from the one snapshot of the tick, the commit it pushed and that commit's
+//! CI verdict), ask the core's state machine ([`next_action`]) what to do,
+//! then perform the effects that answer names and nothing else. Whether the
+//! agent is busy, whether a corrective turn goes to the same thread, what the
+//! kill switch pauses: all of it is the machine's answer, none of it is here.
+//!
+//! Terminal outcomes are recorded before the doorbell, and the lock is
+//! removed last ([`crate::progress::finish`]).
+
+use afk_core::Config;
+use afk_core::ci::{CiVerdict, CommitRef, Stage};
+use afk_core::machine::{Action, RunState, Turn, WaitReason, next_action};
+use afk_core::ports::{ExecutorSnapshot, PortError, PortResult, ThreadSpec, WatchedThread};
+use afk_core::prompt::corrective_prompt;
+use afk_core::record::progress_phase;
+
+use crate::poll::watch_disabled;
+use crate::ports::probe_stages;
+use crate::progress::{finish, write};
+use crate::report::{About, ReportAction, TickReport};
+use crate::runs::{Run, find_runs};
+use crate::{Ports, TickOptions, past};
+
+/// The watch tick: drive every run in flight one step.
+pub async fn watch_tick(ports: &Ports<'_>, config: &Config, options: &TickOptions) -> TickReport {
+    if let Some(report) = watch_disabled(config) {
+        return report;
+    }
+    let mut report = TickReport::default();
+    if config.kill_switch {
+        report.info(
+            About::TICK,
+            ReportAction::Paused,
+            "the kill switch is on: runs are observed and finalised, no corrective turn is sent",
+        );
+    }
+    let runs = find_runs(ports.tracker, config, &mut report).await;
+    if runs.is_empty() {
+        return report;
+    }
+    let watched: Vec<WatchedThread> = runs.iter().map(Run::watched).collect();
+    // One executor read for all runs.
+    let snapshot = match ports.executor.snapshot(&watched).await {
+        Ok(s) => Some(s),
+        Err(e) => {
+            report.error(
+                About::TICK,
+                ReportAction::Read,
+                format!("reading the executor failed: {e}"),
+            );
+            None
+        }
+    };
+    for mut run in runs {
+        if past(options.deadline, ports.clock.now()) {
+            report.warn(
+                About::issue(&run.issue.repo, run.issue.number),
+                ReportAction::Deadline,
+                "tick deadline reached: run left for the next tick",
+            );
+            continue;
+        }
+        let (repo, number) = (run.issue.repo.clone(), run.issue.number);
+        let thread = run.record.thread_id.clone();
+        let driven = drive(
+            ports,
+            config,
+            options,
+            snapshot.as_ref(),
+            &mut run,
+            &mut report,
+        )
+        .await;
+        if let Err(e) = driven {
+            report.error(
+                About::run(&repo, number, &thread),
+                ReportAction::Run,
+                format!("driving the run failed: {e}"),
+            );
+        }
+    }
+    report
+}
+
+/// The facts of one run, the record updated with what was observed, and the
+/// CI verdict read (none for a settled run: its decision needs no CI).
+async fn gather(
+    ports: &Ports<'_>,
+    config: &Config,
+    snapshot: Option<&ExecutorSnapshot>,
+    run: &mut Run,
+    branch: &str,
+) -> PortResult<(RunState, Option<CiVerdict>)> {
+    let record = &run.record;
+    let mut state = RunState {
+        outcome_recorded: record.outcome.is_some(),
+        stop_requested: run.issue.has_label(&config.stop_label),
+        kill_switch: config.kill_switch,
+        fix_forward_attempts: record.fix_forward_attempts,
+        attempt: record.attempt,
+        thread_turns: record.thread_turns,
+        ..RunState::default()
+    };
+    if state.settled() {
+        return Ok((state, None));
+    }
+    let snapshot = snapshot.ok_or_else(|| PortError::Transient {
+        message: "no executor snapshot this tick".into(),
+    })?;
+    let (repo, number) = (run.issue.repo.as_str(), run.issue.number);
+    let now = ports.clock.now();
+    let commits = ports
+        .tracker
+        .commits_with_trailer(repo, branch, run.record.dispatched_at, number)
+        .await?;
+    run.record
+        .observe_commit(commits.first().map(|c| c.sha.as_str()), now);
+    let verdict = match run.record.commit.clone() {
+        Some(sha) => {
+            let committed_at = commits
+                .iter()
+                .find(|c| c.sha == sha)
+                .and_then(|c| c.committed_at);
+            let commit = CommitRef {
+                repo: repo.to_owned(),
+                branch: branch.to_owned(),
+                sha,
+                committed_at,
+            };
+            Some(probe_stages(ports.stages, &commit).await?)
+        }
+        None => None,
+    };
+    if let Some(v) = &verdict {
+        run.record.observe_ci(v.status, now);
+    }
+    let record = &run.record;
+    let since = |t: Option<afk_core::Timestamp>| t.map_or(0, |t| now.seconds_since(t));
+    state.thread_gone = !snapshot.is_live(&record.thread_id);
+    state.thread_status = snapshot.status(&record.thread_id);
+    state.ci_status = verdict.as_ref().map(|v| v.status);
+    state.pushed = record.commit.is_some();
+    state.corrective_turn_for_this_commit = record.corrective_turn_for_this_commit();
+    state.seconds_since_first_red = since(record.first_red_at);
+    state.seconds_since_dispatch = now.seconds_since(record.dispatched_at);
+    state.seconds_since_push_seen = since(record.commit_seen_at);
+    Ok((state, verdict))
+}
+
+/// The report vocabulary of an action (a paused wait is logged as paused).
+fn report_action(action: &Action) -> ReportAction {
+    match action {
+        Action::Wait(WaitReason::Paused) => ReportAction::Paused,
+        other => ReportAction::from(other.kind()),
+    }
+}
+
+async fn drive(
+    ports: &Ports<'_>,
+    config: &Config,
+    options: &TickOptions,
+    snapshot: Option<&ExecutorSnapshot>,
+    run: &mut Run,
+    report: &mut TickReport,
+) -> PortResult<()> {
+    let (repo, number) = (run.issue.repo.clone(), run.issue.number);
+    let branch = ports.tracker.default_branch(&repo).await?;
+    let (state, verdict) = gather(ports, config, snapshot, run, &branch).await?;
+    let action = next_action(&state, config);
+    let thread = run.record.thread_id.clone();
+    let about = About::run(&repo, number, &thread);
+    match action {
+        Action::Finish => {
+            // Decided before (a tick died during clean-up): finish it.
+            finish(ports, config, options, run, &branch, None, report).await
+        }
+        Action::Stop => {
+            let snapshot = snapshot.ok_or_else(|| PortError::Transient {
+                message: "no executor snapshot this tick: the stop is finished next tick".into(),
+            })?;
+            crate::stop::stop(ports, config, options, snapshot, run, &branch, None, report).await
+        }
+        Action::Wait(_) => {
+            let phase = progress_phase(&run.record, verdict.as_ref());
+            let wrote = write(ports, run, &branch, phase, options).await?;
+            let mut message = action.reason();
+            if wrote {
+                message.push_str(" (progress updated)");
+            }
+            report.info(about, report_action(&action), message);
+            Ok(())
+        }
+        Action::CloseSuccess | Action::FreezeEscalate(_) | Action::EscalatePrepush(_) => {
+            report.info(about, report_action(&action), action.reason());
+            if options.dry_run {
+                return Ok(());
+            }
+            if action.escalation().is_some() {
+                // Nothing runs unsupervised once a human owns the issue: the
+                // agent is stopped before the hand-back is recorded (a re-run
+                // sends the same commands, which the executor answers from
+                // its receipts).
+                let snapshot = snapshot.ok_or_else(|| PortError::Transient {
+                    message: "no executor snapshot this tick".into(),
+                })?;
+                ports
+                    .executor
+                    .stop_thread(snapshot, &thread, ports.clock.now())
+                    .await?;
+            }
+            run.record.outcome = run.record.outcome_of(&action, None);
+            // The outcome is recorded before anything else, so a re-run
+            // finishes it without deciding again.
+            let phase = progress_phase(&run.record, verdict.as_ref());
+            write(ports, run, &branch, phase, options).await?;
+            finish(
+                ports,
+                config,
+                options,
+                run,
+                &branch,
+                verdict.as_ref(),
+                report,
+            )
+            .await
+        }
+        Action::FixForward { attempt, turn } => {
+            if options.dry_run {
+                report.info(
+                    about,
+                    ReportAction::FixForward,
+                    format!("dry run: would send corrective turn {attempt}"),
+                );
+                return Ok(());
+            }
+            let snapshot = snapshot.ok_or_else(|| PortError::Transient {
+                message: "no executor snapshot this tick".into(),
+            })?;
+            let commit = run.record.commit.clone().unwrap_or_default();
+            let prompt = corrective_prompt(
+                &repo,
+                number,
+                &branch,
+                &commit,
+                verdict
+                    .as_ref()
+                    .and_then(|v| v.stage)
+                    .map_or("CI", Stage::as_str),
+                verdict.as_ref().and_then(|v| v.link.as_deref()),
+                verdict.as_ref().map_or("", |v| v.detail.as_str()),
+            );
+            let now = ports.clock.now();
+            // Sent before it is recorded: the step (or the new thread's
+            // deterministic id) makes a re-send after a crash a no-op.
+            let thread_id = match turn {
+                Turn::SameThread { step } => {
+                    ports
+                        .executor
+                        .send_turn(snapshot, &thread, step, &prompt, now)
+                        .await?;
+                    thread.clone()
+                }
+                Turn::NewThread { attempt: next } => {
+                    let spec = ThreadSpec {
+                        repo: repo.clone(),
+                        issue: number,
+                        attempt: next,
+                        title: format!("{repo}#{number}: fix forward (attempt {next})"),
+                        prompt,
+                        created_at: now,
+                    };
+                    ports.executor.ensure_thread(snapshot, &spec).await?
+                }
+            };
+            run.record.record_corrective_turn(turn, &thread_id, now);
+            let phase = progress_phase(&run.record, verdict.as_ref());
+            write(ports, run, &branch, phase, options).await?;
+            report.info(
+                About::run(&repo, number, &thread_id),
+                ReportAction::FixForward,
+                format!("corrective turn {attempt} sent for red commit {commit}"),
+            );
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,65 @@
+//! The live run: its state files (the active-run file, the session file)
+//! and where its events go, shared by the rounds and the reports they
+//! trigger; and the stamp that names a run's files.
+
+use std::path::{Path, PathBuf};
+
+use crate::event::Event;
+use crate::state::{self, ActiveRun, Session};
+
+/// A timestamp for file names: `20261121T100000Z-<pid>`.
+pub(crate) fn stamp() -> String {
+    let format = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
+    let now = time::OffsetDateTime::now_utc();
+    // Formatting a UTC time with fixed-width fields only fails for years
+    // past 9999.
+    let text = now
+        .format(&format)
+        .unwrap_or_else(|_| now.unix_timestamp().to_string());
+    format!("{text}-{}", std::process::id())
+}
+
+/// The live run: its state files and where its events go.
+pub(crate) struct Live<'a> {
+    pub(crate) active: ActiveRun,
+    pub(crate) session_path: PathBuf,
+    pub(crate) session: Session,
+    pub(crate) events: &'a mut dyn FnMut(Event),
+}
+
+impl std::fmt::Debug for Live<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Live")
+            .field("active", &self.active)
+            .field("session_path", &self.session_path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Live<'_> {
+    pub(crate) fn emit(&mut self, event: Event) {
+        (self.events)(event);
+    }
+
+    pub(crate) fn save_active(&mut self, root: &Path) {
+        if let Err(e) = state::write_active(root, &self.active) {
+            self.emit(Event::Warning(e.to_string()));
+        }
+    }
+
+    /// Whether the budget is spent (and if so, says so): nothing new may
+    /// start.
+    pub(crate) fn budget_spent(&mut self) -> bool {
+        let spent = self.session.spend.exhausted();
+        if spent {
+            self.emit(Event::BudgetSpent(self.session.spend.clone()));
+        }
+        spent
+    }
+
+    pub(crate) fn save_session(&mut self) {
+        if let Err(e) = state::write_session(&self.session_path, &self.session) {
+            self.emit(Event::Warning(e.to_string()));
+        }
+    }
+}
