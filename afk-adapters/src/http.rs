@@ -430,9 +430,8 @@ mod tests {
 
     #[test]
     fn a_file_source_wins_and_is_re_read() {
-        let dir = std::env::temp_dir().join(format!("afk-secret-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("token");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
         std::fs::write(&path, "first\n").unwrap();
         let lookup = |k: &str| match k {
             "T_FILE" => Some(path.display().to_string()),

@@ -1,10 +1,14 @@
-//! The only afk code that talks to the world.
+//! The loop's network adapters: the services the AFK loop talks to over
+//! HTTP (local processes and files are `afk-process`'s and `runner`'s).
 //!
-//! Each adapter implements a port from `afk-core` and nothing else: it maps
-//! the service's wire format into domain values and its failures into
-//! [`afk_core::ports::PortError`]. No adapter decides policy (whether to
-//! dispatch, close or escalate is the core's decision); the wire structs are
-//! private to their module.
+//! Each adapter implements a port of `afk-loop` and nothing else: it gathers
+//! the service's facts, maps its wire format into `afk-core`'s domain values
+//! and its failures into [`afk_core::ports::PortError`]. Where a fact needs a
+//! rule to become an answer (who may arm an issue, what check runs and
+//! statuses add up to, which links reach an agent), the adapter calls the
+//! core's rule (`afk_core::trust`, `afk_core::ci`) rather than writing its
+//! own; whether to dispatch, close or escalate is the core's decision. The
+//! wire structs are private to their module.
 //!
 //! - [`http`]: the shared client, secrets, retries, request counting;
 //! - [`t3`]: the T3 Code executor;

@@ -1,5 +1,5 @@
 //! Doorbells: Slack incoming webhooks, ntfy, and the log (facts in
-//! `shared/spec/contracts/github-ci-k8s-notify-sse.md` §6).
+//! `docs/contracts/ci-and-notifications.md`, Slack and ntfy).
 //!
 //! A doorbell is not retried within a tick: Slack has no idempotency key, so
 //! a retry after a timeout could ring twice. A doorbell that failed on every

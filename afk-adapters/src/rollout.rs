@@ -1,5 +1,6 @@
 //! The rollout stage: a Kubernetes Deployment runs an image built from the
-//! commit (facts in `shared/spec/contracts/github-ci-k8s-notify-sse.md` §5).
+//! commit (facts in `docs/contracts/ci-and-notifications.md`, Kubernetes
+//! rollout).
 //!
 //! [`rollout_state`] is pure and follows `kubectl rollout status` in its
 //! order: spec observed, `ProgressDeadlineExceeded` fails, updated replicas,

@@ -1,5 +1,5 @@
 //! The T3 Code executor, over its orchestration HTTP API (v0.0.27; facts in
-//! `shared/spec/contracts/t3.md`).
+//! `docs/contracts/t3.md`).
 //!
 //! This file is long because every command of the v0.0.27 contract, its
 //! deterministic ids and the liveness rule are one adapter; about a third of
@@ -210,9 +210,10 @@ fn pending_requests(activities: &[WireActivity]) -> bool {
     !open.is_empty()
 }
 
-/// The liveness of a thread, by the combined rule of the contract (§7), given
-/// the time afk last sent it a turn (`None` when unknown). `None` means "no
-/// status yet": an unknown value never triggers an action.
+/// The liveness of a thread, by the combined rule of `docs/contracts/t3.md`
+/// (Liveness), given the time afk last sent it a turn (`None` when
+/// unknown). `None` means "no status yet": an unknown value never triggers
+/// an action.
 fn liveness(thread: &WireThread, since: Option<Timestamp>) -> Option<ThreadStatus> {
     if pending_requests(&thread.activities) {
         return Some(ThreadStatus::NeedsInput);
@@ -418,7 +419,8 @@ fn t3_time(t: Timestamp) -> String {
     }
 }
 
-/// Maps a non-2xx T3 answer to a port error (contract §3).
+/// Maps a non-2xx T3 answer to a port error (`docs/contracts/t3.md`,
+/// Answers and errors).
 fn classify(status: u16, body: &str, what: &str) -> PortError {
     let parsed: Value = serde_json::from_str(body).unwrap_or(Value::Null);
     let field = |k: &str| {
@@ -596,8 +598,9 @@ impl Executor for T3Executor {
         if !snapshot.is_live(thread_id) {
             return Ok(());
         }
-        // Contract §2.8: interrupts go by session, so no turnId is needed;
-        // with no live session T3 still answers 200 and records an activity.
+        // `docs/contracts/t3.md`, Interrupting and stopping: interrupts go
+        // by session, so no turnId is needed; with no live session T3 still
+        // answers 200 and records an activity.
         // Fixed commandIds make a re-run a receipt lookup, never a second
         // interrupt of a later turn.
         for (kind, step) in [

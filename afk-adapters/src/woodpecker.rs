@@ -1,9 +1,11 @@
 //! The deploy stage: the Woodpecker pipeline for a commit (facts in
-//! `shared/spec/contracts/github-ci-k8s-notify-sse.md` §4).
+//! `docs/contracts/ci-and-notifications.md`, Woodpecker).
 //!
 //! Woodpecker's pipeline listing has no commit filter, so the stage lists
 //! push pipelines on the default branch (newest first, at most 50 a page) and
-//! pages on until the pipelines are older than the commit. A restarted
+//! pages on until it finds the commit's, or the pipelines are older than the
+//! commit, or the listing ends; past its page cap it is an error, never "no
+//! pipeline" read from part of the listing. A restarted
 //! pipeline gets a new, higher number for the same commit: the highest number
 //! wins. A repository Woodpecker does not know is a stage that does not apply
 //! (`Ok(None)`), not a pending one.
@@ -160,6 +162,7 @@ impl StageProbe for WoodpeckerStage {
         let id_text = id.to_string();
         let oldest_relevant = commit.committed_at.map(|t| t.unix_seconds() - SKEW_SECONDS);
         let mut best: Option<(u64, String)> = None;
+        let mut read_to_the_end = false;
         for page in 1..=MAX_PAGES {
             let page_text = page.to_string();
             let per_page = PER_PAGE.to_string();
@@ -186,6 +189,12 @@ impl StageProbe for WoodpeckerStage {
                     best = Some((number, p["status"].as_str().unwrap_or("").to_owned()));
                 }
             }
+            if best.is_some() {
+                // Newest first: the commit's newest pipeline (a restart's
+                // higher number included) is on the first page it shows on.
+                read_to_the_end = true;
+                break;
+            }
             let older_than_commit = match (
                 oldest_relevant,
                 pipelines.last().and_then(|p| p["created"].as_i64()),
@@ -194,8 +203,18 @@ impl StageProbe for WoodpeckerStage {
                 _ => false,
             };
             if pipelines.len() < PER_PAGE || older_than_commit {
+                read_to_the_end = true;
                 break;
             }
+        }
+        if !read_to_the_end {
+            // Never "no pipeline" from part of the listing.
+            return Err(PortError::Permanent {
+                message: format!(
+                    "Woodpecker lists more than {MAX_PAGES} pages of {PER_PAGE} pipelines newer than commit {} without it; refusing to guess its verdict",
+                    commit.sha
+                ),
+            });
         }
         let base = self.settings.url.trim_end_matches('/');
         Ok(Some(match best {

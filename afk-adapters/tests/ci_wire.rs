@@ -175,9 +175,11 @@ async fn woodpecker_takes_the_highest_pipeline_for_the_commit_and_stops_paging()
         .expect(1)
         .mount(&server)
         .await;
-    for (page, file) in [
-        ("1", "ci/woodpecker-pipelines-page1.json"),
-        ("2", "ci/woodpecker-pipelines-page2.json"),
+    // Newest first: the commit's pipelines (#14 and its restart #16) are
+    // on page 1, so page 2 is never asked for.
+    for (page, file, asked) in [
+        ("1", "ci/woodpecker-pipelines-page1.json", 1),
+        ("2", "ci/woodpecker-pipelines-page2.json", 0),
     ] {
         Mock::given(method("GET"))
             .and(path("/api/repos/3/pipelines"))
@@ -186,7 +188,7 @@ async fn woodpecker_takes_the_highest_pipeline_for_the_commit_and_stops_paging()
             .and(query_param("event", "push"))
             .and(query_param("perPage", "50"))
             .respond_with(ResponseTemplate::new(200).set_body_json(fixture(file)))
-            .expect(1)
+            .expect(asked)
             .mount(&server)
             .await;
     }
@@ -199,8 +201,8 @@ async fn woodpecker_takes_the_highest_pipeline_for_the_commit_and_stops_paging()
         report.link,
         Some(format!("{}/repos/3/pipeline/16", server.uri()))
     );
-    // A second probe reuses the repository id (the lookup expects 1 call);
-    // page 2 ended older than the commit, so page 3 was never asked for.
+    // The repository id is looked up once (the lookup expects 1 call), and
+    // no page past the one holding the commit's newest pipeline is read.
     for r in server.received_requests().await.unwrap() {
         assert_eq!(r.headers.get("authorization").unwrap(), "Bearer wp-token");
         assert_ne!(

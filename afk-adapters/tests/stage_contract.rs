@@ -275,9 +275,105 @@ async fn contract(world: &dyn World) {
     );
 }
 
+/// The build stage's own cases, on which the adapter and the old fake
+/// disagreed (`neutral` and `skipped` read as failures, statuses ignored),
+/// and those only a paged read gets right: a failure on a later page.
+async fn build_contract(checks: &Checks) {
+    let name = checks.name;
+    let commit = commit("master");
+    type Runs<'a> = Vec<(&'a str, &'a str, Option<&'a str>)>;
+    type Statuses<'a> = Vec<(&'a str, &'a str, Option<&'a str>)>;
+    let many_runs: Vec<String> = (0..150).map(|i| format!("job {i}")).collect();
+    let mut paged_runs: Runs<'_> = many_runs
+        .iter()
+        .map(|n| (n.as_str(), "completed", Some("success")))
+        .collect();
+    paged_runs[149].2 = Some("failure");
+    let many_contexts: Vec<String> = (0..150).map(|i| format!("ci/{i}")).collect();
+    let mut paged_statuses: Statuses<'_> = many_contexts
+        .iter()
+        .map(|c| (c.as_str(), "success", None))
+        .collect();
+    paged_statuses[149].1 = "error";
+    let cases: Vec<(&str, Runs<'_>, Statuses<'_>, StageVerdict)> = vec![
+        (
+            "neutral",
+            vec![("lint", "completed", Some("neutral"))],
+            vec![],
+            StageVerdict::Success,
+        ),
+        (
+            "skipped",
+            vec![("docs", "completed", Some("skipped"))],
+            vec![],
+            StageVerdict::Success,
+        ),
+        (
+            "a failed status",
+            vec![],
+            vec![("ci/woodpecker", "failure", Some("https://ci.example/1"))],
+            StageVerdict::Failure,
+        ),
+        (
+            "a pending status",
+            vec![("test", "completed", Some("success"))],
+            vec![("ci/woodpecker", "pending", None)],
+            StageVerdict::Pending,
+        ),
+        (
+            "statuses only, all good",
+            vec![],
+            vec![("ci/a", "success", None), ("ci/b", "success", None)],
+            StageVerdict::Success,
+        ),
+        (
+            "a failing check run on page 2",
+            paged_runs,
+            vec![],
+            StageVerdict::Failure,
+        ),
+        (
+            "an erroring status on page 2",
+            vec![],
+            paged_statuses,
+            StageVerdict::Failure,
+        ),
+    ];
+    for (case, runs, statuses, verdict) in cases {
+        {
+            let mut m = lock(&checks.model);
+            m.set_checks("acme/infra", SHA, &runs);
+            m.set_statuses("acme/infra", SHA, &statuses);
+        }
+        let report = checks
+            .stage
+            .probe(&commit)
+            .await
+            .unwrap_or_else(|e| panic!("{name}, {case}: {e}"))
+            .unwrap_or_else(|| panic!("{name}, {case}: the stage does not apply"));
+        assert_eq!(report.verdict, verdict, "{name}, {case}: {report:?}");
+    }
+}
+
 #[tokio::test]
 async fn the_fake_build_stage_keeps_the_contract() {
     contract(&Checks::fake()).await;
+    build_contract(&Checks::fake()).await;
+}
+
+/// More check runs than afk reads (50 pages of 100) is an error, never a
+/// verdict from the part read: a failure past the cap must not read green.
+#[tokio::test]
+async fn a_check_run_listing_past_the_page_cap_is_an_error_never_green() {
+    let checks = Checks::github().await;
+    let names: Vec<String> = (0..5_001).map(|i| format!("job {i}")).collect();
+    let runs: Vec<(&str, &str, Option<&str>)> = names
+        .iter()
+        .map(|n| (n.as_str(), "completed", Some("success")))
+        .collect();
+    lock(&checks.model).set_checks("acme/infra", SHA, &runs);
+    let err = checks.stage.probe(&commit("master")).await.unwrap_err();
+    assert!(err.to_string().contains("more than 50 pages"), "{err}");
 }
 
 /// The GitHub build stage's contract over the simulator: the requests it
@@ -301,6 +397,7 @@ pub async fn github_stage_exchanges() -> (
 #[tokio::test]
 async fn github_checks_keep_the_contract() {
     contract(&Checks::github().await).await;
+    build_contract(&Checks::github().await).await;
 }
 
 #[tokio::test]
@@ -311,4 +408,30 @@ async fn woodpecker_keeps_the_contract() {
 #[tokio::test]
 async fn the_rollout_stage_keeps_the_contract() {
     contract(&Rollout::new().await).await;
+}
+
+/// Woodpecker likewise: more pipelines newer than the commit than afk reads
+/// (20 pages of 50), none of them the commit's, is an error, never "no
+/// pipeline" from part of the listing.
+#[tokio::test]
+async fn a_woodpecker_listing_past_the_page_cap_is_an_error() {
+    let world = Woodpecker::new().await;
+    let committed = commit(world.branch()).committed_at.unwrap().unix_seconds();
+    {
+        let mut wp = lock(&world.sim.woodpecker);
+        for i in 0..1_001 {
+            wp.run(
+                "acme/infra",
+                &format!("other{i:04}"),
+                "success",
+                committed + i,
+            );
+        }
+    }
+    let err = world
+        .stage
+        .probe(&commit(world.branch()))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("more than 20 pages"), "{err}");
 }

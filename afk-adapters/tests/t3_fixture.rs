@@ -1,7 +1,7 @@
 //! The contract's example snapshot (`fixtures/t3/snapshot-v0.0.27-example.json`,
-//! from contracts/t3.md §5.1) read through the adapter: a finished thread is
-//! idle, a thread whose provider failed to start is in error, a deleted thread
-//! is known but not live.
+//! from `docs/contracts/t3.md`, The snapshot) read through the adapter: a
+//! finished thread is idle, a thread whose provider failed to start is in
+//! error, a deleted thread is known but not live.
 
 use std::path::Path;
 

@@ -1,5 +1,6 @@
 //! The T3 adapter on the wire: exactly which requests it sends, and how it
-//! reads each kind of failure (contracts/t3.md §3–4).
+//! reads each kind of failure (`docs/contracts/t3.md`, Answers and errors,
+//! Idempotency).
 
 use afk_adapters::http::Secret;
 use afk_adapters::t3::{T3Executor, T3Settings};

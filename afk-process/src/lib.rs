@@ -78,6 +78,9 @@ pub struct Group {
     pgid: u32,
     tether: Option<Child>,
     tree: String,
+    /// Supervised to its end: the tree was killed and the leader reaped, so
+    /// its group id may be reused and must never be signalled again.
+    finished: bool,
 }
 
 /// The environment variable that marks every process of one tree.
@@ -144,6 +147,13 @@ pub fn kill_tree(pgid: u32, tree: &str) -> usize {
 
 impl Drop for Group {
     fn drop(&mut self) {
+        // Ownership is the lifetime: a group dropped before it was supervised
+        // to its end (a failed spawn loop, an aborted task, a panic) takes
+        // its whole tree with it. Its leader is not reaped yet (the child is
+        // dropped after this), so its group id cannot have been reused.
+        if !self.finished {
+            kill_tree(self.pgid, &self.tree);
+        }
         // Kill the watchdog before its pipe closes: a closing pipe is how it
         // learns that we died, and it must not act on a normal end.
         if let Some(tether) = &mut self.tether {
@@ -238,6 +248,7 @@ impl Group {
             pgid,
             tether,
             tree,
+            finished: false,
         })
     }
 
@@ -286,6 +297,7 @@ impl Group {
         if !matches!(end, End::Exited(_)) {
             let _ = self.child.wait().await;
         }
+        self.finished = true;
         end
     }
 }
@@ -430,8 +442,8 @@ mod tests {
     /// gets that directory as `$PWD`, not its parent's.
     #[tokio::test]
     async fn a_group_s_pwd_is_its_directory() {
-        let dir = std::env::temp_dir().join(format!("afk-process-pwd-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
         // `env`, not a shell: a shell would fix a wrong $PWD itself.
         let mut group = Group::spawn(&Spec {
             argv: vec!["env".into()],
@@ -583,6 +595,71 @@ mod tests {
                 "{end}: the setsid'd command outlived its agent"
             );
         }
+    }
+
+    /// Reads the pid the script echoes first.
+    async fn first_pid(group: &mut Group) -> u32 {
+        let mut out = tokio::io::BufReader::new(group.take_stdout().unwrap());
+        let mut line = String::new();
+        tokio::io::AsyncBufReadExt::read_line(&mut out, &mut line)
+            .await
+            .unwrap();
+        line.trim().parse().unwrap()
+    }
+
+    async fn gone_soon(pid: u32) -> bool {
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while !ended(pid) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .is_ok()
+    }
+
+    /// Ownership is the lifetime: a group dropped before it was supervised
+    /// (a spawn loop that fails half-way, a panic) kills its whole tree, the
+    /// commands it started with `setsid` included.
+    #[tokio::test]
+    async fn a_dropped_group_kills_its_whole_tree() {
+        let mut group = Group::spawn(&spec("setsid sh -c 'sleep 60' & echo $!; sleep 60")).unwrap();
+        let escaped = first_pid(&mut group).await;
+        let leader = group.pgid();
+        assert!(!ended(escaped) && !ended(leader));
+        drop(group);
+        assert!(
+            gone_soon(escaped).await,
+            "the setsid'd command outlived the drop"
+        );
+        assert!(gone_soon(leader).await, "the leader outlived the drop");
+    }
+
+    /// An aborted task drops the group it was supervising: the tree dies.
+    #[tokio::test]
+    async fn an_aborted_supervision_kills_the_tree() {
+        let mut group = Group::spawn(&spec("setsid sh -c 'sleep 60' & echo $!; sleep 60")).unwrap();
+        let escaped = first_pid(&mut group).await;
+        let task = tokio::spawn(group.supervise(async {}, Duration::from_secs(600), None));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        task.abort();
+        let _ = task.await;
+        assert!(
+            gone_soon(escaped).await,
+            "the tree outlived its aborted task"
+        );
+    }
+
+    /// A panic while a group runs unwinds through it and kills its tree.
+    #[tokio::test]
+    async fn a_panic_kills_the_tree_of_the_group_it_unwinds_through() {
+        let mut group = Group::spawn(&spec("setsid sh -c 'sleep 60' & echo $!; sleep 60")).unwrap();
+        let escaped = first_pid(&mut group).await;
+        let task = tokio::spawn(async move {
+            let _owned = group;
+            panic!("a bug while the agent runs");
+        });
+        assert!(task.await.is_err());
+        assert!(gone_soon(escaped).await, "the tree outlived the panic");
     }
 
     #[test]

@@ -22,7 +22,8 @@ use afk_loop::{Clock, Level, TickOptions, TickReport, poll_disabled, watch_disab
 
 use crate::exit;
 
-/// Every setting of the loop binaries (`07-deploy.md`).
+/// Every setting of the loop binaries (`docs/deploy/configmap.yaml`,
+/// `docs/operations.md`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct LoopArgs {
     /// Master off switch (true/false). Default: true — the loop ships disabled.

@@ -15,11 +15,16 @@ use std::process::Command;
 use serde_json::Value;
 
 /// Crates that must stay pure: no I/O, no async runtime, no HTTP.
-const PURE_CRATES: &[&str] = &["afk-core", "checklist"];
+const PURE_CRATES: &[&str] = &["afk-core", "checklist", "afk-cli"];
 
 /// Source folders that must stay pure: the pure crates, and the decisions of
 /// the runner (a crate with I/O at its edge).
-const PURE_SOURCES: &[&str] = &["afk-core/src", "checklist/src", "runner/src/decide"];
+const PURE_SOURCES: &[&str] = &[
+    "afk-core/src",
+    "checklist/src",
+    "afk-cli/src",
+    "runner/src/decide",
+];
 
 /// Crates whose paths pure source must not name.
 const FORBIDDEN_CRATE_PATHS: &[&str] =
@@ -237,6 +242,10 @@ fn cargo_metadata_with(flags: &[String]) -> Value {
 }
 
 fn rust_files(dir: &Path, into: &mut Vec<PathBuf>) {
+    if dir.is_file() {
+        into.push(dir.to_path_buf());
+        return;
+    }
     for entry in std::fs::read_dir(dir).expect("source directory is readable") {
         let path = entry.expect("directory entry").path();
         if path.is_dir() {
@@ -382,10 +391,92 @@ fn the_image_build_links_nothing_from_the_test_world() {
         shipped.is_empty(),
         "the image's binaries link {shipped:?} (build words: {words:?})"
     );
-    // The check can fail: a default build (what `cargo run` uses, for the
-    // demo) does link the simulated world.
+    // Every build but the demo's own is the image's: the default build
+    // (what the tests run) links nothing from the test world either.
     let default = reachable(&cargo_metadata(), "bins");
-    assert!(default.contains("afk-demo") && default.contains("wiremock"));
+    let linked: Vec<&&str> = TEST_WORLD
+        .iter()
+        .filter(|t| default.contains(**t))
+        .collect();
+    assert!(linked.is_empty(), "the default build links {linked:?}");
+    // The check can fail: the demo's build does link the simulated world.
+    let demo = reachable(
+        &cargo_metadata_with(&["--features".to_owned(), "demo".to_owned()]),
+        "bins",
+    );
+    assert!(demo.contains("afk-demo") && demo.contains("wiremock"));
+}
+
+#[test]
+fn the_core_holds_no_async_code() {
+    let deps = reachable(&cargo_metadata(), "afk-core");
+    for asynchronous in ["async-trait", "futures-core", "futures-util", "tokio"] {
+        assert!(
+            !deps.contains(asynchronous),
+            "afk-core reaches {asynchronous}: the ports and the ticks are afk-loop's"
+        );
+    }
+    let sources = scan(&["afk-core/src"], |_, source| {
+        code_lines(source)
+            .filter(|(_, l)| l.contains("async fn") || l.contains(".await"))
+            .map(|(n, l)| (n, l.trim().to_owned()))
+            .collect()
+    });
+    assert!(sources.is_empty(), "async code in afk-core: {sources:#?}");
+}
+
+/// Literals that give a rule away: a tracker or fake that spells them out is
+/// deciding trust or folding check runs itself.
+const RULE_LITERALS: &[&str] = &[
+    "\"neutral\"",
+    "\"skipped\"",
+    "\"maintain\"",
+    "\"admin\" |",
+    "is_bot()",
+];
+
+#[test]
+fn the_trust_rule_and_the_stage_fold_are_the_cores() {
+    // The adapter and the fake call the core's rules...
+    for (file, calls) in [
+        (
+            "afk-adapters/src/github/mod.rs",
+            &["trust::label_trust(", "trust::label_trust_by_permission("][..],
+        ),
+        (
+            "afk-adapters/src/github/comments.rs",
+            &["approved_author("][..],
+        ),
+        ("afk-adapters/src/github/stage.rs", &["build_report("][..]),
+        (
+            "fixtures/afk-sim/src/fakes.rs",
+            &[
+                "trust::label_trust(",
+                "trust::label_trust_by_permission(",
+                "trust::comment_trust(",
+                "build_report(",
+            ][..],
+        ),
+    ] {
+        let source = std::fs::read_to_string(workspace_root().join(file)).unwrap();
+        for call in calls {
+            assert!(source.contains(call), "{file} does not call {call}");
+        }
+    }
+    // ...and spell out none of them.
+    let spelled = scan(
+        &["afk-adapters/src/github", "fixtures/afk-sim/src/fakes.rs"],
+        |_, source| {
+            code_lines(source)
+                .filter(|(_, l)| RULE_LITERALS.iter().any(|r| l.contains(r)))
+                .map(|(n, l)| (n, l.trim().to_owned()))
+                .collect()
+        },
+    );
+    assert!(
+        spelled.is_empty(),
+        "rules written outside the core: {spelled:#?}"
+    );
 }
 
 #[test]
@@ -990,5 +1081,152 @@ fn no_crate_has_an_import_circle_among_its_modules() {
     assert!(
         circles.is_empty(),
         "modules that import each other: {circles:#?}"
+    );
+}
+
+// ---- the repository stands alone ------------------------------------------------
+
+/// What a reference to a folder beside the repository looks like: the
+/// product spec's folder, or a path that climbs out to a sibling. Built
+/// from parts, so that this file does not name them itself.
+fn outside_markers() -> [String; 2] {
+    [["shared", "spec"].join("/"), ["..", "shared"].join("/")]
+}
+
+/// `(line number, marker)` for every reference in `text` to a folder beside
+/// the repository.
+fn outside_references(text: &str) -> Vec<(usize, String)> {
+    let markers = outside_markers();
+    let mut found = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        for marker in &markers {
+            if line.contains(marker.as_str()) {
+                found.push((i + 1, marker.clone()));
+            }
+        }
+    }
+    found
+}
+
+/// Where the wire facts live.
+const CONTRACTS: &str = "docs/contracts/";
+
+/// The files of the contracts folder that `text` names (`t3.md`), and `""`
+/// where it names the folder itself. A trailing full stop ends a sentence,
+/// not a name.
+fn named_contracts(text: &str) -> BTreeSet<String> {
+    text.match_indices(CONTRACTS)
+        .map(|(at, _)| {
+            text[at + CONTRACTS.len()..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+                .collect::<String>()
+                .trim_end_matches('.')
+                .to_owned()
+        })
+        .collect()
+}
+
+/// Every `.rs`, `.md`, `.toml` and `.yaml` file of the workspace, not under
+/// `target/`, `node_modules/` or `.git/`.
+fn workspace_text_files() -> Vec<PathBuf> {
+    fn walk(dir: &Path, into: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let path = entry.path();
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if path.is_dir() {
+                if !matches!(name.as_ref(), "target" | "node_modules" | ".git") {
+                    walk(&path, into);
+                }
+            } else if ["rs", "md", "toml", "yaml"]
+                .iter()
+                .any(|ext| path.extension().is_some_and(|e| e == *ext))
+            {
+                into.push(path);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(&workspace_root(), &mut files);
+    files
+}
+
+/// A file's text, read leniently (a stray non-UTF-8 byte is not the
+/// check's business).
+fn text_of(file: &Path) -> String {
+    String::from_utf8_lossy(&std::fs::read(file).unwrap()).into_owned()
+}
+
+#[test]
+fn nothing_points_outside_the_repository() {
+    // The check can fail: both markers are found, on their lines.
+    let [spec, sibling] = outside_markers();
+    let sample = format!(
+        "//! Facts in `{spec}/contracts/t3.md`.\nuse std::fmt;\n// See {sibling}/CONVENTIONS.md.\n// `{CONTRACTS}t3.md` is in the repository.\n"
+    );
+    assert_eq!(
+        outside_references(&sample),
+        [(1, spec.clone()), (3, sibling.clone())]
+    );
+    let root = workspace_root();
+    let files = workspace_text_files();
+    assert!(
+        files.iter().any(|f| f.ends_with("docs/architecture.md"))
+            && files.iter().any(|f| f.ends_with("Cargo.toml"))
+            && files
+                .iter()
+                .any(|f| f.ends_with("docs/deploy/configmap.yaml")),
+        "the scan sees the sources, manifests and documents"
+    );
+    let mut outside = Vec::new();
+    for file in files {
+        for (line, marker) in outside_references(&text_of(&file)) {
+            let shown = file.strip_prefix(&root).unwrap_or(&file).display();
+            outside.push(format!("{shown}:{line}: names {marker}"));
+        }
+    }
+    assert!(
+        outside.is_empty(),
+        "references to folders beside the repository, which a clone does not have \
+         (point them at docs/contracts/ or another file of the repository): {outside:#?}"
+    );
+}
+
+#[test]
+fn every_docs_contract_named_exists() {
+    let folder = workspace_root().join(CONTRACTS);
+    // The check can fail: it reads the names (and the folder itself), and a
+    // file that is not there is not there.
+    let sample = format!(
+        "//! Facts in `{CONTRACTS}t3.md`, Liveness.\n// [wire facts]({CONTRACTS}) and {CONTRACTS}gone.md.\n"
+    );
+    assert_eq!(
+        named_contracts(&sample),
+        ["", "gone.md", "t3.md"]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect()
+    );
+    assert!(!folder.join("gone.md").exists());
+    let root = workspace_root();
+    let mut named = 0;
+    let mut missing = Vec::new();
+    for file in workspace_text_files() {
+        for name in named_contracts(&text_of(&file)) {
+            named += 1;
+            if !folder.join(&name).exists() {
+                let shown = file.strip_prefix(&root).unwrap_or(&file).display();
+                missing.push(format!("{shown}: {CONTRACTS}{name}"));
+            }
+        }
+    }
+    assert!(
+        named >= 10,
+        "the sources name the contract files they are built from ({named} found)"
+    );
+    assert!(
+        missing.is_empty(),
+        "contract files named but not in the repository: {missing:#?}"
     );
 }

@@ -13,6 +13,8 @@ use serde_json::Value;
 
 use crate::processes::{dead, wait_until};
 
+use crate::scratch::Scratch;
+
 const AFK: &str = env!("CARGO_BIN_EXE_afk");
 
 fn fixtures() -> PathBuf {
@@ -24,14 +26,8 @@ fn agent(script: &str) -> String {
 }
 
 /// A fresh copy of the sample campaign.
-fn campaign(name: &str) -> PathBuf {
-    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "afk-campaign-{}-{name}-{}",
-        std::process::id(),
-        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
+fn campaign(name: &str) -> Scratch {
+    let dir = Scratch::new(&format!("campaign-{name}"));
     std::fs::create_dir_all(dir.join("config")).unwrap();
     let sample = fixtures().join("checklists/sample");
     for f in [
@@ -405,18 +401,24 @@ fn a_crashed_writer_s_temporary_files_are_swept_by_the_next_run() {
 /// A full disk: the campaign on a tiny tmpfs that fills up mid-run. The run
 /// stops with an error, the checklist still parses with every row, nothing
 /// half-written is left, and once there is room again `--resume` finishes.
-/// Needs to mount a tmpfs (root); elsewhere it says it skipped.
+/// Needs to mount a tmpfs (root); elsewhere it says it skipped, and under
+/// `CI=true` it fails: a skipped test never passes silently in CI.
 #[test]
 #[allow(clippy::print_stderr)] // a skipped test must say so
 fn a_full_disk_leaves_the_campaign_consistent() {
-    let dir = std::env::temp_dir().join(format!("afk-full-disk-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = Scratch::new("full-disk");
+    let dir = tmp.to_path_buf();
     let mounted = Command::new("mount")
         .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
         .arg(&dir)
         .output()
         .is_ok_and(|o| o.status.success());
     if !mounted {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "the full-disk test cannot mount a tmpfs at {} (it needs root); under CI=true a skipped test fails",
+            dir.display()
+        );
         eprintln!("skipped: cannot mount a tmpfs here (needs root)");
         return;
     }

@@ -21,6 +21,8 @@ use serde_json::Value;
 use crate::campaign::{last_session, statuses, text};
 use crate::processes::wait_until;
 
+use crate::scratch::Scratch;
+
 const AFK: &str = env!("CARGO_BIN_EXE_afk");
 
 fn repo() -> PathBuf {
@@ -49,16 +51,13 @@ fn cli(name: &str) -> Option<PathBuf> {
     None
 }
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("afk-real-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+fn scratch(name: &str) -> Scratch {
+    Scratch::new(&format!("real-{name}"))
 }
 
 /// A campaign with the sample brief and config and these rows in tier 1.
-fn campaign(name: &str, rows: &[(&str, &str)]) -> PathBuf {
-    let dir = scratch(name).join("campaign");
+fn campaign(name: &str, rows: &[(&str, &str)]) -> Scratch {
+    let dir = scratch(name).within("campaign");
     std::fs::create_dir_all(dir.join("config")).unwrap();
     let sample = repo().join("fixtures/checklists/sample");
     for f in ["SUT-PACKET.md", "config/run_config.json"] {
@@ -80,7 +79,7 @@ async fn rig(
     runtime: &str,
     name: &str,
     rows: &[(&str, &str)],
-) -> Option<(afk_sim::anthropic::Model, PathBuf, Vec<(String, String)>)> {
+) -> Option<(afk_sim::anthropic::Model, Scratch, Vec<(String, String)>)> {
     let bin = cli(runtime)?;
     let model = afk_sim::anthropic::Model::start().await;
     let dir = campaign(name, rows);

@@ -13,4 +13,5 @@ mod manifests;
 mod policy_cli;
 mod processes;
 mod real_agents;
+mod scratch;
 mod world;

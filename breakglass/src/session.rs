@@ -241,13 +241,19 @@ impl Session {
         let timeout = settings.turn_timeout;
         let input = prompt.as_bytes().to_vec();
         tokio::spawn(async move {
+            // Whatever ends the turn (its end, an abort, a panic in it), the
+            // guard appends `turn_end` and frees the session; the agent's
+            // process group, dropped on the way out, takes its tree with it.
+            let _end = TurnEnd {
+                session: session.clone(),
+                done: done_tx,
+            };
             run_turn(&session, argv, input, dir, timeout, cancel_rx).await;
-            session.finish_turn();
-            let _ = done_tx.send(true);
         });
         Ok(())
     }
 
+    /// Appends `turn_end` and frees the session for the next turn.
     fn finish_turn(&self) {
         let mut state = self.lock();
         self.append_locked(&mut state, event::turn_end());
@@ -312,6 +318,21 @@ async fn read_line_capped<R: tokio::io::AsyncBufRead + Unpin>(
         if done.is_some() {
             return Ok(Some(dropped));
         }
+    }
+}
+
+/// Ends a turn when dropped: `turn_end` appended exactly once, the session
+/// freed, waiters told. Held by the turn's task, so a turn that panics or is
+/// aborted still ends.
+struct TurnEnd {
+    session: Arc<Session>,
+    done: watch::Sender<bool>,
+}
+
+impl Drop for TurnEnd {
+    fn drop(&mut self) {
+        self.session.finish_turn();
+        let _ = self.done.send(true);
     }
 }
 
@@ -513,6 +534,40 @@ mod tests {
                 ("x".repeat(10), 90),
                 ("tail".to_owned(), 0)
             ]
+        );
+    }
+
+    /// A turn whose task panics (or is aborted) still ends: `turn_end`
+    /// appended once, last, and the session free for the next turn.
+    #[tokio::test]
+    async fn a_turn_that_panics_still_ends_exactly_once() {
+        let sessions = Sessions::default();
+        let session = sessions.create(2).unwrap_or_else(|| panic!("room"));
+        let (done_tx, mut done_rx) = watch::channel(false);
+        session.lock().turn = Some(Turn {
+            cancel: watch::channel(false).0,
+            done: done_rx.clone(),
+        });
+        let in_task = session.clone();
+        let task = tokio::spawn(async move {
+            let _end = TurnEnd {
+                session: in_task,
+                done: done_tx,
+            };
+            panic!("a bug in the middle of a turn");
+        });
+        assert!(task.await.is_err());
+        assert!(*done_rx.borrow_and_update(), "waiters are told");
+        assert!(!session.turn_running(), "the session is free again");
+        let ends: Vec<_> = session
+            .events_from(0)
+            .into_iter()
+            .filter(|e| e.json.contains("\"turn_end\""))
+            .collect();
+        assert_eq!(ends.len(), 1);
+        assert_eq!(
+            session.events_from(0).last().map(|e| e.id),
+            Some(ends[0].id)
         );
     }
 

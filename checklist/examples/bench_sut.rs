@@ -122,9 +122,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
 
-    let dir = std::env::temp_dir().join(format!("afk-bench-sut-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let path = dir.join("SUT-CHECKLIST.md");
+    let tmp = tempfile::tempdir()?;
+    let path = tmp.path().join("SUT-CHECKLIST.md");
     std::fs::write(&path, &text)?;
     let mut write_times = Vec::new();
     for i in 0..=iterations {
@@ -155,7 +154,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             write_times.push(took);
         }
     }
-    let _ = std::fs::remove_dir_all(&dir);
 
     println!(
         "SUT checklist: {rows} rows, {} bytes, {iterations} iterations after one warm-up",

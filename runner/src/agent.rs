@@ -64,14 +64,14 @@ fn io_error(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> AgentErro
 /// Which agent program runs, and how it gets the prompt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Runtime {
-    /// Anthropic's `claude` CLI; the prompt is an argument.
+    /// Anthropic's `claude` CLI (`claude -p`); the prompt goes on standard input.
     Claude {
         /// The program (`CLAUDE_BIN`, else `claude` on PATH).
         bin: String,
         /// `--model`, when given.
         model: Option<String>,
     },
-    /// `opencode run`; the prompt is an argument.
+    /// `opencode run`; the prompt goes on standard input.
     OpenCode {
         /// The program (`OPENCODE_BIN`, else `opencode` on PATH).
         bin: String,
@@ -202,70 +202,14 @@ fn is_executable(path: &Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
-/// Splits a command line into words the way a POSIX shell would for simple
-/// words: blanks separate, `'…'` is literal, `"…"` keeps blanks and honours
-/// `\"`, `\\`, `\$` and `` \` ``, a backslash outside quotes escapes the next
-/// character. Nothing is expanded (`$VAR`, `~`, globs stay as written) and no
-/// shell ever runs it.
+/// Splits a command line into words the way a POSIX shell would (`shlex`):
+/// blanks separate, `'…'` is literal, `"…"` keeps blanks and honours `\"`,
+/// `\\`, `\$` and `` \` ``, a backslash outside quotes escapes the next
+/// character, and a word starting with `#` starts a comment. Nothing is
+/// expanded (`$VAR`, `~`, globs stay as written) and no shell ever runs it.
 pub fn split_command(text: &str) -> Result<Vec<String>, String> {
-    let mut words = Vec::new();
-    let mut word = String::new();
-    let mut in_word = false;
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            ' ' | '\t' | '\n' => {
-                if in_word {
-                    words.push(std::mem::take(&mut word));
-                    in_word = false;
-                }
-            }
-            '\'' => {
-                in_word = true;
-                loop {
-                    match chars.next() {
-                        Some('\'') => break,
-                        Some(c) => word.push(c),
-                        None => return Err("a single quote is not closed".into()),
-                    }
-                }
-            }
-            '"' => {
-                in_word = true;
-                loop {
-                    match chars.next() {
-                        Some('"') => break,
-                        Some('\\') => match chars.next() {
-                            Some(c @ ('"' | '\\' | '$' | '`')) => word.push(c),
-                            Some('\n') => {}
-                            Some(c) => {
-                                word.push('\\');
-                                word.push(c);
-                            }
-                            None => return Err("a double quote is not closed".into()),
-                        },
-                        Some(c) => word.push(c),
-                        None => return Err("a double quote is not closed".into()),
-                    }
-                }
-            }
-            '\\' => match chars.next() {
-                Some('\n') => {}
-                Some(c) => {
-                    in_word = true;
-                    word.push(c);
-                }
-                None => return Err("it ends with a lone backslash".into()),
-            },
-            c => {
-                in_word = true;
-                word.push(c);
-            }
-        }
-    }
-    if in_word {
-        words.push(word);
-    }
+    let words = shlex::split(text)
+        .ok_or_else(|| "a quote is not closed, or it ends with a lone backslash".to_owned())?;
     if words.is_empty() {
         return Err("it names no program".into());
     }
@@ -420,6 +364,8 @@ mod tests {
         }
     }
 
+    const QUOTE: &str = "a quote is not closed, or it ends with a lone backslash";
+
     #[test]
     fn command_lines_split_like_a_shell_without_one() {
         check_split("agent --fast", Ok(&["agent", "--fast"]));
@@ -439,9 +385,13 @@ mod tests {
         check_split("a; b | c", Ok(&["a;", "b", "|", "c"]));
         check_split("", Err("it names no program"));
         check_split("   ", Err("it names no program"));
-        check_split("a 'b", Err("a single quote is not closed"));
-        check_split("a \"b", Err("a double quote is not closed"));
-        check_split("a \\", Err("it ends with a lone backslash"));
+        check_split("a 'b", Err(QUOTE));
+        check_split("a \"b", Err(QUOTE));
+        check_split("a \\", Err(QUOTE));
+        // A word starting with `#` starts a comment, as in a shell.
+        check_split("agent --x # the rest", Ok(&["agent", "--x"]));
+        check_split("agent a#b", Ok(&["agent", "a#b"]));
+        check_split("# only a comment", Err("it names no program"));
     }
 
     fn env_none(_: &str) -> Option<String> {
@@ -471,7 +421,7 @@ mod tests {
             ("gpt", None, "unknown runtime \"gpt\""),
             ("command", None, "needs --agent-command"),
             ("claude", Some("x"), "only for --runtime command"),
-            ("command", Some("'x"), "single quote is not closed"),
+            ("command", Some("'x"), "a quote is not closed"),
         ] {
             let err = Runtime::from_settings(kind, command, None, env_none).unwrap_err();
             assert!(err.to_string().contains(want), "{kind}: {err}");

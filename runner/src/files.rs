@@ -31,6 +31,77 @@ fn temp_path(target: &Path) -> io::Result<PathBuf> {
     Ok(target.with_file_name(temp))
 }
 
+/// Creates directory `path` (and its missing parents) under `root`, one
+/// component at a time, refusing before anything is created wherever a
+/// component that already exists leads outside `root` (a symbolic link to
+/// elsewhere) or is not a directory. Returns the directory's real path.
+///
+/// # Errors
+/// `InvalidInput` naming the component that leads outside, or that is not
+/// under `root` at all; any error creating a component.
+pub fn create_dir_inside(root: &Path, path: &Path) -> io::Result<PathBuf> {
+    let root_real = fs::canonicalize(root)?;
+    let rel = path
+        .strip_prefix(root)
+        .or_else(|_| path.strip_prefix(&root_real))
+        .map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{} is not under {}", path.display(), root.display()),
+            )
+        })?;
+    let mut current = root_real.clone();
+    for part in rel.components() {
+        let std::path::Component::Normal(name) = part else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{} is not a plain path under {}",
+                    path.display(),
+                    root.display()
+                ),
+            ));
+        };
+        let next = current.join(name);
+        match fs::symlink_metadata(&next) {
+            Ok(_) => {
+                let real = fs::canonicalize(&next)?;
+                if !real.starts_with(&root_real) {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!(
+                            "{} leads to {}, outside {}: refused",
+                            next.display(),
+                            real.display(),
+                            root_real.display()
+                        ),
+                    ));
+                }
+                if !real.is_dir() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!("{} is not a directory", next.display()),
+                    ));
+                }
+                current = real;
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                match fs::create_dir(&next) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                        // Made meanwhile (another writer): check it like any.
+                        return create_dir_inside(root, path);
+                    }
+                    Err(e) => return Err(e),
+                }
+                current = next;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(current)
+}
+
 /// Replaces `target` with `contents` atomically. The file keeps the
 /// permissions of the file it replaces (new files get the default). On error
 /// the target is untouched and the temporary file is removed.
@@ -103,24 +174,23 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    fn scratch(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!(
-            "afk-files-{}-{name}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        fs::create_dir_all(&dir).unwrap();
-        dir
+    /// A temporary directory, removed when dropped.
+    fn scratch(name: &str) -> tempfile::TempDir {
+        tempfile::Builder::new()
+            .prefix(&format!("afk-{name}-"))
+            .tempdir()
+            .unwrap()
     }
 
     #[test]
     fn replaces_the_whole_file_and_leaves_no_temporary() {
-        let dir = scratch("replace");
+        let dir_tmp = scratch("replace");
+        let dir = dir_tmp.path();
         let target = dir.join("SUT-CHECKLIST.md");
         fs::write(&target, "old old old old").unwrap();
         atomic_write(&target, b"new").unwrap();
         assert_eq!(fs::read_to_string(&target).unwrap(), "new");
-        let names: Vec<_> = fs::read_dir(&dir)
+        let names: Vec<_> = fs::read_dir(dir)
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .collect();
@@ -129,7 +199,8 @@ mod tests {
 
     #[test]
     fn a_failed_write_leaves_the_target_as_it_was() {
-        let dir = scratch("fail");
+        let dir_tmp = scratch("fail");
+        let dir = dir_tmp.path();
         // The target's directory does not exist: nothing is written anywhere.
         let missing = dir.join("no-such-dir").join("f.md");
         assert!(atomic_write(&missing, b"x").is_err());
@@ -140,7 +211,7 @@ mod tests {
         let err = atomic_write(&target, b"x").unwrap_err();
         assert_ne!(err.kind(), io::ErrorKind::NotFound, "{err}");
         assert_eq!(fs::read_to_string(target.join("keep")).unwrap(), "kept");
-        let names: Vec<_> = fs::read_dir(&dir)
+        let names: Vec<_> = fs::read_dir(dir)
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .collect();
@@ -149,7 +220,8 @@ mod tests {
 
     #[test]
     fn a_crash_s_temporary_files_are_swept_and_nothing_else() {
-        let dir = scratch("sweep");
+        let dir_tmp = scratch("sweep");
+        let dir = dir_tmp.path();
         // A pid that cannot be running (above the kernel's pid limit).
         let dead = ".SUT-CHECKLIST.md.tmp-4194305-7";
         let live = format!(".SUT-CHECKLIST.md.tmp-{}-0", std::process::id());
@@ -162,8 +234,8 @@ mod tests {
         ] {
             fs::write(dir.join(name), "x").unwrap();
         }
-        assert_eq!(sweep_stray_temps(&dir), [dead]);
-        let mut left: Vec<String> = fs::read_dir(&dir)
+        assert_eq!(sweep_stray_temps(dir), [dead]);
+        let mut left: Vec<String> = fs::read_dir(dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();

@@ -313,15 +313,16 @@ fn next_log(results: &Path) -> PathBuf {
 /// and any report of an earlier attempt moved aside (it must not pass this
 /// one).
 fn item_job(campaign: &Campaign, item: &Item, left: Option<f64>) -> Result<AgentJob, Error> {
-    let dir = campaign.item_dir(item);
-    let results = dir.join("results");
-    std::fs::create_dir_all(&results)
-        .map_err(|e| Error::failed(format!("cannot create {}: {e}", results.display())))?;
-    // A run directory (or a parent) linked outside the campaign is refused:
-    // the agent would work, and afk would write, elsewhere.
-    let dir = crate::campaign::inside(&campaign.root, &dir, "the run directory")
-        .map_err(|e| Error::failed(e.to_string()))?;
-    let results = dir.join("results");
+    // A run directory (or a parent) linked outside the campaign is refused
+    // before anything is created there: the agent would work, and afk would
+    // write, elsewhere.
+    let results =
+        crate::files::create_dir_inside(&campaign.root, &campaign.item_dir(item).join("results"))
+            .map_err(|e| Error::failed(format!("the run directory of {}: {e}", item.id)))?;
+    let dir = results
+        .parent()
+        .map(Path::to_path_buf)
+        .ok_or_else(|| Error::failed(format!("the run directory of {} has no parent", item.id)))?;
     let log = next_log(&results);
     let report = dir.join("FINAL_REPORT.md");
     if report.exists() {
@@ -358,6 +359,13 @@ async fn run_round(
     cancel: &watch::Receiver<bool>,
 ) -> Result<(), Error> {
     let root = &campaign.root;
+    // Every job is built before the first agent starts (and before a row is
+    // marked): a job that cannot be built fails the round with nothing
+    // started and nothing marked.
+    let mut jobs = Vec::with_capacity(batch.len());
+    for item in batch {
+        jobs.push((item, item_job(campaign, item, live.session.spend.left())?));
+    }
     let ids: Vec<&str> = batch.iter().map(|i| i.id.as_str()).collect();
     let vanished = mark(&campaign.checklist_path, &ids, Status::Running)?;
     for id in &vanished {
@@ -379,8 +387,7 @@ async fn run_round(
         })
     };
     let mut set = tokio::task::JoinSet::new();
-    for item in batch.iter().filter(|i| !vanished.contains(&i.id)) {
-        let job = item_job(campaign, item, live.session.spend.left())?;
+    for (item, job) in jobs.into_iter().filter(|(i, _)| !vanished.contains(&i.id)) {
         live.active.in_flight.push(InFlight {
             id: item.id.clone(),
             pgid: None,

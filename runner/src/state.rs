@@ -352,11 +352,12 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    fn scratch(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("afk-state-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
+    /// A temporary directory, removed when dropped.
+    fn scratch(name: &str) -> tempfile::TempDir {
+        tempfile::Builder::new()
+            .prefix(&format!("afk-{name}-"))
+            .tempdir()
+            .unwrap()
     }
 
     fn sample() -> ActiveRun {
@@ -379,30 +380,33 @@ mod tests {
 
     #[test]
     fn the_active_run_round_trips_and_is_claimed_once() {
-        let root = scratch("claim");
-        assert_eq!(read_active(&root), Ok(None));
-        assert_eq!(claim_active(&root, &sample()), Ok(true));
-        assert_eq!(claim_active(&root, &sample()), Ok(false));
-        assert_eq!(read_active(&root), Ok(Some(sample())));
-        clear_active(&root).unwrap();
-        assert_eq!(read_active(&root), Ok(None));
+        let root_tmp = scratch("claim");
+        let root = root_tmp.path();
+        assert_eq!(read_active(root), Ok(None));
+        assert_eq!(claim_active(root, &sample()), Ok(true));
+        assert_eq!(claim_active(root, &sample()), Ok(false));
+        assert_eq!(read_active(root), Ok(Some(sample())));
+        clear_active(root).unwrap();
+        assert_eq!(read_active(root), Ok(None));
     }
 
     #[test]
     fn one_runner_holds_a_campaign_and_its_death_frees_it() {
-        let root = scratch("lock");
-        let held = lock_campaign(&root).unwrap();
+        let root_tmp = scratch("lock");
+        let root = root_tmp.path();
+        let held = lock_campaign(root).unwrap();
         assert!(held.is_some());
-        assert!(lock_campaign(&root).unwrap().is_none(), "a second runner");
-        assert!(runner_alive(&root));
+        assert!(lock_campaign(root).unwrap().is_none(), "a second runner");
+        assert!(runner_alive(root));
         drop(held);
-        assert!(!runner_alive(&root), "released with its holder");
+        assert!(!runner_alive(root), "released with its holder");
     }
 
     #[test]
     fn a_bad_active_file_names_the_field_and_is_not_overwritten() {
-        let root = scratch("bad");
-        std::fs::create_dir_all(state_dir(&root)).unwrap();
+        let root_tmp = scratch("bad");
+        let root = root_tmp.path();
+        std::fs::create_dir_all(state_dir(root)).unwrap();
         for (text, want) in [
             (r#"{"pid": "forty-two"}"#, "at pid: invalid type"),
             (
@@ -411,10 +415,10 @@ mod tests {
             ),
             ("{", "does not parse"),
         ] {
-            std::fs::write(active_path(&root), text).unwrap();
-            let err = read_active(&root).unwrap_err().to_string();
+            std::fs::write(active_path(root), text).unwrap();
+            let err = read_active(root).unwrap_err().to_string();
             assert!(err.contains(want), "{text}: {err}");
-            assert_eq!(std::fs::read_to_string(active_path(&root)).unwrap(), text);
+            assert_eq!(std::fs::read_to_string(active_path(root)).unwrap(), text);
         }
     }
 }

@@ -2,21 +2,16 @@
 //! environment, output in the log while it runs, and the timeout or a cancel
 //! killing the whole process group (no orphan left).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use runner::agent::{AgentJob, Runtime, run};
 use tokio::sync::watch;
 
-fn scratch(name: &str) -> PathBuf {
-    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "afk-agent-{}-{name}-{}",
-        std::process::id(),
-        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+use crate::scratch::Scratch;
+
+fn scratch(name: &str) -> Scratch {
+    Scratch::new(&format!("agent-{name}"))
 }
 
 fn sh(script: &str) -> Runtime {

@@ -12,6 +12,8 @@ use runner::rounds::{StopReason, Stops};
 use runner::{Error, state};
 use tokio::sync::watch;
 
+use crate::scratch::Scratch;
+
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures")
 }
@@ -29,10 +31,9 @@ fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
-/// A fresh copy of the whole sample campaign.
-fn campaign(name: &str) -> PathBuf {
-    let dir = campaign_dir(name);
-    let _ = std::fs::remove_dir_all(&dir);
+/// A fresh copy of the whole sample campaign, removed when dropped.
+fn campaign(name: &str) -> Scratch {
+    let dir = Scratch::new(&format!("runner-{name}"));
     copy_tree(&fixtures().join("checklists/sample"), &dir);
     dir
 }
@@ -145,9 +146,10 @@ fn a_failing_agent_ends_its_items_failed_with_the_exit_code() {
 fn a_stop_puts_the_rows_back_and_ends_cancelled() {
     let dir = campaign("stopped");
     let (tx, rx) = watch::channel(None);
+    let watched = dir.to_path_buf();
     let stopper = std::thread::spawn(move || {
         // Wait until an agent is recorded, then stop the run.
-        let dir = campaign_dir("stopped");
+        let dir = watched;
         for _ in 0..200 {
             if state::read_active(&dir)
                 .ok()
@@ -171,10 +173,6 @@ fn a_stop_puts_the_rows_back_and_ends_cancelled() {
     );
     let text = std::fs::read_to_string(dir.join("SUT-CHECKLIST.md")).unwrap();
     assert!(!text.contains('⏳'), "{text}");
-}
-
-fn campaign_dir(name: &str) -> PathBuf {
-    std::env::temp_dir().join(format!("afk-runner-{}-{name}", std::process::id()))
 }
 
 #[test]
@@ -210,4 +208,34 @@ fn bad_input_is_an_input_error_and_changes_nothing() {
         before
     );
     assert!(!dir.join(".afk").exists());
+}
+
+/// Every job of a round is built before its first agent starts: a job that
+/// cannot be built (its run directory is a link out of the campaign) fails
+/// the round with no agent started and no row marked.
+#[test]
+fn a_job_that_cannot_be_built_starts_no_agent_of_its_round() {
+    let dir = campaign("unbuildable");
+    let outside = Scratch::new("unbuildable-outside");
+    let tier = dir.join("runs/tier-1-core-reliability");
+    std::fs::create_dir_all(&tier).unwrap();
+    std::os::unix::fs::symlink(&*outside, tier.join("CORE-003")).unwrap();
+    let before = std::fs::read_to_string(dir.join("SUT-CHECKLIST.md")).unwrap();
+    let (outcome, events) = run(&dir, &settings("complete.sh"), never());
+    assert!(matches!(outcome, Ok(Outcome::Error)), "{outcome:?}");
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, Event::ItemStarted { .. })),
+        "{events:?}"
+    );
+    for id in ["CORE-001", "CORE-002"] {
+        assert!(
+            !tier.join(id).join("FINAL_REPORT.md").exists(),
+            "{id}'s agent ran"
+        );
+    }
+    let after = std::fs::read_to_string(dir.join("SUT-CHECKLIST.md")).unwrap();
+    assert_eq!(before, after, "no row was marked");
+    assert_eq!(std::fs::read_dir(&*outside).unwrap().count(), 0);
 }

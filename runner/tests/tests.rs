@@ -7,3 +7,4 @@
 
 mod agents;
 mod runs;
+mod scratch;

@@ -2,9 +2,10 @@
 //! for up to [`BATCH`] repositories (aliases `r0`, `r1`, …), so a quiet tick
 //! over R repositories costs ⌈R/25⌉ requests instead of 2·R.
 //!
-//! Isolation (`03-loop.md`): a repository GitHub cannot resolve fails alone
-//! (its alias is `null` with an error naming its path, the rest of the answer
-//! stands); a batch whose whole request fails (a timeout, a 5xx, an answer
+//! Isolation (`docs/architecture.md`, `afk-adapters`): a repository GitHub
+//! cannot resolve fails alone (its alias is `null` with an error naming its
+//! path, the rest of the answer stands; `docs/contracts/github.md`, GraphQL
+//! answers); a batch whose whole request fails (a timeout, a 5xx, an answer
 //! over the size cap) is split in halves and each half asked again, down to
 //! single repositories, so one bad repository costs O(log R) extra requests
 //! and never the others' reads. A rate limit or an auth failure is not split:

@@ -1,8 +1,8 @@
 //! The GitHub tracker: reads through GraphQL (the ticks' listings batched,
 //! `batch.rs`; comments newest first, `comments.rs`; the trust check), writes
-//! and the rest through REST. Facts in
-//! `shared/spec/contracts/github-ci-k8s-notify-sse.md` §1–3, and GitHub's own
-//! API description, which the conformance test holds every request to.
+//! and the rest through REST. Facts in `docs/contracts/github.md`, and
+//! GitHub's own API description, which the conformance test holds every
+//! request to.
 //!
 //! This file is long because the tracker port has thirteen operations over
 //! one client and one set of caches; the wire structs (`wire.rs`) and the

@@ -3,9 +3,9 @@
 //! (`[3].commit.message: missing field`), never a default. Fields that
 //! GitHub's own description marks nullable are `Option`s.
 //!
-//! Facts from `shared/spec/contracts/github-ci-k8s-notify-sse.md` §1–3 and
-//! GitHub's REST description (`issue`, `issue-comment`, `commit`,
-//! `check-run`, `combined-commit-status`, `repository`,
+//! Facts from `docs/contracts/github.md` and GitHub's REST description
+//! (`issue`, `issue-comment`, `commit`, `check-run`,
+//! `combined-commit-status`, `repository`,
 //! `repository-collaborator-permission` schemas).
 
 use afk_core::ports::{PortError, PortResult};

@@ -334,8 +334,8 @@ fn demo() -> Result<(String, u8), Error> {
 #[cfg(not(feature = "demo"))]
 fn demo() -> Result<(String, u8), Error> {
     Err(Error::input(
-        "this afk was built without the demo (the image leaves the simulated world out); \
-         run it from a checkout: cargo run -p bins --bin afk -- demo",
+        "this afk was built without the demo (only the demo's own build links the simulated world); \
+         run it from a checkout: cargo run -q -p bins --features demo --bin afk -- demo",
     ))
 }
 
