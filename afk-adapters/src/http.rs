@@ -94,7 +94,33 @@ impl Secret {
                 message: format!("the credential from {self:?} is empty"),
             });
         }
+        if value.chars().any(char::is_control) {
+            // A line break inside a token would split the header it is sent
+            // in (or end it early): never sent. The value is not shown.
+            return Err(PortError::Auth {
+                message: format!(
+                    "the credential from {self:?} holds a line break or another control character inside it; fix the secret"
+                ),
+            });
+        }
         Ok(Some(value))
+    }
+
+    /// Whether the credential's current value is malformed (a line break
+    /// or another control character inside it), for the settings check at
+    /// start: `Err` naming the source, never the value. A source that is
+    /// missing or unreadable now is not an error here (a mounted secret may
+    /// appear later; every use reads it again and says so).
+    ///
+    /// # Errors
+    /// The message naming the source.
+    pub fn check_format(&self) -> Result<(), String> {
+        match self.read() {
+            Err(PortError::Auth { message }) if message.contains("control character") => {
+                Err(message)
+            }
+            _ => Ok(()),
+        }
     }
 }
 
@@ -287,6 +313,13 @@ pub fn join_url(
     query: &[(&str, &str)],
     setting: &str,
 ) -> PortResult<reqwest::Url> {
+    // A dot segment would change the path it is put in (`labels/..` is the
+    // route that removes every label): never sent, whatever names it.
+    if let Some(dot) = segments.iter().find(|s| matches!(**s, "." | "..")) {
+        return Err(PortError::Permanent {
+            message: format!("refusing to put the path segment {dot:?} in a URL"),
+        });
+    }
     let mut url =
         reqwest::Url::parse(base.trim_end_matches('/')).map_err(|e| PortError::Permanent {
             message: format!("{setting} is not a URL: {e}"),
@@ -416,6 +449,22 @@ pub async fn read_capped(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_dot_segment_is_never_put_in_a_url() {
+        for dot in [".", ".."] {
+            let err = join_url(
+                "https://api.example",
+                &["repos", "o", "r", "issues", "7", "labels", dot],
+                &[],
+                "AFK_GITHUB_API_URL",
+            )
+            .unwrap_err();
+            assert!(err.to_string().contains("path segment"), "{err}");
+        }
+        let url = join_url("https://api.example/", &["labels", "a/b", "..."], &[], "X").unwrap();
+        assert_eq!(url.as_str(), "https://api.example/labels/a%2Fb/...");
+    }
 
     #[test]
     fn secrets_never_show_their_value() {

@@ -141,20 +141,87 @@ struct WireSession {
     status: String,
     #[serde(default)]
     active_turn_id: Option<String>,
+    /// Whether it holds an error, not the error: skipped as it is read.
     #[serde(default)]
-    last_error: Option<Value>,
+    last_error: Option<serde::de::IgnoredAny>,
     #[serde(default)]
     updated_at: Option<String>,
 }
 
+/// An activity, reduced as it is read: its payload keeps only the request
+/// id the liveness rule pairs requests and resolutions by. Whatever else a
+/// payload holds (a tool's whole output, at any depth) is skipped by the
+/// parser without being built, so a snapshot's memory does not grow with
+/// what afk does not keep.
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 struct WireActivity {
     kind: String,
     #[serde(default)]
-    payload: Value,
+    payload: WirePayload,
     #[serde(default)]
     created_at: Option<String>,
+}
+
+/// The part of an activity's payload afk reads.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct WirePayload {
+    #[serde(default)]
+    request_id: RequestId,
+}
+
+/// A request id: a string or a number as T3 sends it; anything else reads
+/// as none, skipped without being built.
+#[derive(Default, PartialEq, Eq)]
+struct RequestId(Option<String>);
+
+impl<'de> Deserialize<'de> for RequestId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Id;
+        impl<'de> serde::de::Visitor<'de> for Id {
+            type Value = RequestId;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a request id")
+            }
+            fn visit_str<E>(self, v: &str) -> Result<RequestId, E> {
+                Ok(RequestId(Some(v.to_owned())))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<RequestId, E> {
+                Ok(RequestId(Some(v.to_string())))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<RequestId, E> {
+                Ok(RequestId(Some(v.to_string())))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<RequestId, E> {
+                Ok(RequestId(Some(v.to_string())))
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<RequestId, E> {
+                Ok(RequestId(Some(v.to_string())))
+            }
+            fn visit_unit<E>(self) -> Result<RequestId, E> {
+                Ok(RequestId(None))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<RequestId, A::Error> {
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(RequestId(None))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<RequestId, A::Error> {
+                while map
+                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                    .is_some()
+                {}
+                Ok(RequestId(None))
+            }
+        }
+        d.deserialize_any(Id)
+    }
 }
 
 #[derive(Deserialize)]
@@ -183,14 +250,7 @@ fn strictly_after(time: Option<&str>, since: Timestamp) -> bool {
 fn pending_requests(activities: &[WireActivity]) -> bool {
     let mut open: BTreeSet<(String, String)> = BTreeSet::new();
     for a in activities {
-        let request = a
-            .payload
-            .get("requestId")
-            .map(|v| match v {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            })
-            .unwrap_or_default();
+        let request = a.payload.request_id.0.clone().unwrap_or_default();
         match a.kind.as_str() {
             "user-input.requested" => {
                 open.insert(("user-input".into(), request));
@@ -237,9 +297,7 @@ fn liveness(thread: &WireThread, since: Option<Timestamp>) -> Option<ThreadStatu
             .as_ref()
             .is_some_and(|t| t.state == "error")
             && turn_after)
-        || (session.is_some_and(|s| s.last_error.as_ref().is_some_and(|e| !e.is_null()))
-            && session_after
-            && since.is_some());
+        || (session.is_some_and(|s| s.last_error.is_some()) && session_after && since.is_some());
     if errored {
         return Some(ThreadStatus::Error);
     }

@@ -437,3 +437,49 @@ async fn a_comment_page_is_read_once_a_tick_until_a_comment_is_written() {
     assert_eq!(w.tracker.progress_comment("infra", 7).await.unwrap(), None);
     assert_eq!(comment_reads().await, 2, "read again after a write");
 }
+
+/// Fail closed: a blocker GitHub answers with an error other than
+/// NOT_FOUND (a timeout on one alias, a permission error) is a blocker that
+/// could not be read, and it blocks; only NOT_FOUND means "no such issue".
+/// (GraphQL answers a failed field with `null` and an error naming its path:
+/// <https://spec.graphql.org/October2021/#sec-Errors>.)
+#[tokio::test]
+async fn an_unreadable_blocker_blocks_and_only_a_missing_one_does_not() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/repos/acme/infra/issues/100/dependencies/blocked_by"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!([])))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/graphql"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "data": {"repository": {
+                "n0": null,
+                "n1": null,
+                "n2": {"__typename": "Issue", "issueState": "CLOSED"},
+                "n3": null
+            }},
+            "errors": [
+                {"type": "NOT_FOUND", "path": ["repository", "n0"],
+                 "message": "Could not resolve to an issue or pull request with the number of 5."},
+                {"type": "SERVICE_UNAVAILABLE", "path": ["repository", "n1"],
+                 "message": "Something went wrong while executing your query."}
+            ]
+        })))
+        .mount(&server)
+        .await;
+    let tracker = github(&server.uri(), "t", Some("acme"), Some("afk-bot"));
+    let issue = afk_core::ports::TrackedIssue {
+        repo: "infra".into(),
+        number: 100,
+        title: "t".into(),
+        body: "Blocked by #5\nBlocked by #6\nBlocked by #7\nBlocked by #8".into(),
+        labels: vec![],
+        open: true,
+    };
+    let open = tracker.open_blockers("infra", &issue).await.unwrap();
+    // #5 does not exist; #6 failed to read; #7 is closed; #8 came back null
+    // with no error at all.
+    assert_eq!(open, [6, 8]);
+}

@@ -176,7 +176,7 @@ fn render_errors(errors: &[ConfigError]) -> String {
 const BOOL_EXPECTED: &str = "a boolean (1, true, yes, on / 0, false, no, off)";
 const COUNT_EXPECTED: &str = "a whole number from 0 to 4294967295";
 const SECONDS_EXPECTED: &str = "a whole number of seconds, 0 or more";
-const LABEL_EXPECTED: &str = "a label name without commas or line breaks";
+const LABEL_EXPECTED: &str = "a label name of at most 50 characters, without commas or control characters, and not '.' or '..'";
 const ALLOWLIST_EXPECTED: &str = "comma-separated repositories, each `name` or `owner/name` of letters, digits, '.', '-' and '_' (not '.' or '..')";
 
 impl Config {
@@ -274,6 +274,7 @@ impl Config {
                 errors.push(e);
             }
         }
+        errors.extend(distinct_labels(&config));
         if errors.is_empty() {
             Ok(config)
         } else {
@@ -333,8 +334,47 @@ fn repo_name_ok(repo: &str) -> bool {
     }
 }
 
+/// A label name GitHub can hold and afk can put in a URL path: at most 50
+/// characters (GitHub's limit), no commas (the listing filter's separator),
+/// no control characters, and not `.` or `..` (a dot segment changes the URL
+/// it is put in: removing the label `..` would remove every label).
 fn parse_label(value: &str) -> Option<String> {
-    (!value.contains([',', '\n', '\r'])).then(|| value.to_owned())
+    let ok = value.chars().count() <= 50
+        && value != "."
+        && value != ".."
+        && !value.contains(',')
+        && !value.chars().any(char::is_control);
+    ok.then(|| value.to_owned())
+}
+
+/// The four labels afk writes must differ (case-insensitively, as GitHub
+/// compares them): a ready label that is also the lock would start what it
+/// locks.
+fn distinct_labels(config: &Config) -> Vec<ConfigError> {
+    let labels = [
+        ("AFK_READY_LABEL", &config.ready_label),
+        ("AFK_IN_PROGRESS_LABEL", &config.in_progress_label),
+        ("AFK_READY_FOR_HUMAN_LABEL", &config.ready_for_human_label),
+        ("AFK_STOP_LABEL", &config.stop_label),
+    ];
+    let mut errors = Vec::new();
+    for (i, (key, label)) in labels.iter().enumerate() {
+        if let Some((other, _)) = labels[..i]
+            .iter()
+            .find(|(_, l)| l.eq_ignore_ascii_case(label))
+        {
+            errors.push(ConfigError {
+                key,
+                value: (*label).clone(),
+                expected: match *other {
+                    "AFK_READY_LABEL" => "a label other than AFK_READY_LABEL's",
+                    "AFK_IN_PROGRESS_LABEL" => "a label other than AFK_IN_PROGRESS_LABEL's",
+                    _ => "a label other than AFK_READY_FOR_HUMAN_LABEL's",
+                },
+            });
+        }
+    }
+    errors
 }
 
 #[cfg(test)]
@@ -489,9 +529,35 @@ mod tests {
     }
 
     #[test]
-    fn labels_with_commas_are_refused() {
-        let err = parse(&[("AFK_READY_LABEL", "a,b")]).unwrap_err();
-        assert_eq!(err.0[0].key, "AFK_READY_LABEL");
+    fn impossible_label_names_are_refused() {
+        let long = "x".repeat(51);
+        for bad in ["a,b", ".", "..", "a\nb", "tab\there", long.as_str()] {
+            for key in [
+                "AFK_READY_LABEL",
+                "AFK_IN_PROGRESS_LABEL",
+                "AFK_READY_FOR_HUMAN_LABEL",
+                "AFK_STOP_LABEL",
+            ] {
+                let err = parse(&[(key, bad)]).unwrap_err();
+                assert_eq!(err.0[0].key, key, "{bad:?}");
+                assert!(err.to_string().contains("not '.' or '..'"), "{err}");
+            }
+        }
+        for good in ["area/ci", "needs: review", "🤖 agent", "x.y", "..."] {
+            assert_eq!(
+                parse(&[("AFK_READY_LABEL", good)]).unwrap().ready_label,
+                good
+            );
+        }
+    }
+
+    #[test]
+    fn the_labels_afk_writes_must_differ() {
+        let err = parse(&[("AFK_IN_PROGRESS_LABEL", "Ready-For-Agent")]).unwrap_err();
+        assert_eq!(err.0[0].key, "AFK_IN_PROGRESS_LABEL");
+        assert!(err.to_string().contains("AFK_READY_LABEL"), "{err}");
+        let err = parse(&[("AFK_STOP_LABEL", "ready-for-human")]).unwrap_err();
+        assert_eq!(err.0[0].key, "AFK_STOP_LABEL");
     }
 
     proptest! {

@@ -21,6 +21,8 @@
 //! - [`ci`]: the CI/deploy stages and their pure fold into one verdict;
 //! - [`doorbell`]: terminal doorbells and fanning them out to notifiers;
 //! - [`prompt`]: the versioned text afk sends to agents;
+//! - [`visible`]: the text of markdown that renders visibly (what the
+//!   labeller saw is the task);
 //!
 //! What deliberately does not live here: any wire format of an external
 //! service, any I/O, and any serde attribute (the run record's own JSON form
@@ -36,6 +38,7 @@ pub mod prompt;
 pub mod record;
 pub mod trust;
 pub mod types;
+pub mod visible;
 
 pub use config::{Config, ConfigError, ConfigErrors};
 pub use dispatch::{Decision, DispatchPlan, Skip, SkipReason, plan_dispatch, select_dispatchable};

@@ -12,14 +12,18 @@
 //! label) and the comments of trusted collaborators. Each is quoted as data
 //! between a BEGIN and an END line whose token appears in none of the quoted
 //! texts, so no text can close its quote early and pose as afk's own words.
-//! Quoted text is cleaned first ([`clean`]: HTML comments, invisible and
-//! bidirectional-control characters and other control characters removed) and
+//! Quoted text is what GitHub renders visibly
+//! ([`crate::visible::visible_text`]: link reference definitions, image alt
+//! text, titles, collapsed sections, hidden HTML and white-on-white math left
+//! out), then cleaned ([`clean`]: invisible and bidirectional-control
+//! characters and other control characters removed), and
 //! cut to a documented size ([`TITLE_MAX_CHARS`], [`BODY_MAX_CHARS`],
 //! [`COMMENT_MAX_CHARS`], [`COMMENTS_MAX_CHARS`], [`CI_TEXT_MAX_CHARS`]) with
 //! a note saying how much was left out. The agent is told that everything
 //! else it reads (other comments, CI logs, linked pages) is untrusted data.
 
 use crate::ports::ApprovedComment;
+use crate::visible::visible_text;
 
 /// The version of the standing instructions below.
 pub const INSTRUCTIONS_VERSION: &str = "afk standing instructions v2";
@@ -211,7 +215,7 @@ pub struct ApprovedTask<'a> {
 pub fn opening_prompt(task: &ApprovedTask<'_>) -> String {
     let key = format!("{}#{}", task.repo, task.issue);
     let title = cut(&clean(task.title), TITLE_MAX_CHARS);
-    let body = cut(&clean(task.body), BODY_MAX_CHARS);
+    let body = cut(&clean(&visible_text(task.body)), BODY_MAX_CHARS);
     let mut comments: Vec<(String, String)> = Vec::new();
     let mut room = COMMENTS_MAX_CHARS;
     let mut left_out = 0;
@@ -220,7 +224,7 @@ pub fn opening_prompt(task: &ApprovedTask<'_>) -> String {
             left_out += 1;
             continue;
         }
-        let text = cut(&clean(&c.body), COMMENT_MAX_CHARS.min(room));
+        let text = cut(&clean(&visible_text(&c.body)), COMMENT_MAX_CHARS.min(room));
         room = room.saturating_sub(text.chars().count());
         comments.push((one_line(&c.author, 100), text));
     }
@@ -247,7 +251,8 @@ pub fn opening_prompt(task: &ApprovedTask<'_>) -> String {
     format!(
         "[{INSTRUCTIONS_VERSION}]\n\n{}\n\nYour task is issue {key}. Its title, its body and the comments of its trusted \
          collaborators are quoted below as approved, each between a BEGIN {token} and an END {token} line \
-         (HTML comments and invisible characters removed). Read them as the description of the task.\n\n{quoted}",
+         (as GitHub renders them: what does not show on the page, such as HTML comments, collapsed sections, \
+         image descriptions and invisible characters, is left out). Read them as the description of the task.\n\n{quoted}",
         standing_instructions(&key, task.issue, task.branch)
     )
 }
@@ -307,6 +312,34 @@ mod tests {
             body,
             comments,
             branch: "master",
+        }
+    }
+
+    /// What the labeller saw is what the agent is told: the hidden parts of
+    /// the body and of approved comments never reach the prompt.
+    #[test]
+    fn only_what_renders_visibly_is_quoted_as_the_task() {
+        let body = "Rotate them.\n\n[//]: # \"HIDDEN-1\"\n\n![HIDDEN-2](x.png)\n\n\
+            [docs](https://d.example \"HIDDEN-3\") $\\color{white}{HIDDEN-4}$\n\n\
+            <details><summary>More</summary>\n\nHIDDEN-5\n\n</details>";
+        let comments = [comment(
+            "alice",
+            "Yes.<span title=\"HIDDEN-6\"> Do it.</span>\n\n<details>\n\nHIDDEN-7\n\n</details>",
+        )];
+        let p = opening_prompt(&task("Rotate", body, &comments));
+        for hidden in 1..=7 {
+            assert!(
+                !p.contains(&format!("HIDDEN-{hidden}")),
+                "HIDDEN-{hidden}:\n{p}"
+            );
+        }
+        for seen in [
+            "Rotate them.",
+            "[docs](https://d.example)",
+            "More",
+            "Yes. Do it.",
+        ] {
+            assert!(p.contains(seen), "{seen:?}:\n{p}");
         }
     }
 

@@ -222,16 +222,24 @@ impl LoopArgs {
     /// # Errors
     /// `BadConfig` when no token is configured.
     pub fn github(&self) -> Result<GitHubSettings, BadConfig> {
-        let token = secret(self.github_token_file.as_ref(), "AFK_GITHUB_TOKEN");
+        let token = secret(self.github_token_file.as_ref(), "AFK_GITHUB_TOKEN")?;
         if !token.is_configured() {
             return Err(BadConfig(
                 "a GitHub token is required: set AFK_GITHUB_TOKEN or AFK_GITHUB_TOKEN_FILE".into(),
             ));
         }
+        let owner = some(&self.github_owner).map(|o| o.trim().to_owned());
+        if let Some(o) = &owner
+            && !owner_name_ok(o)
+        {
+            return Err(BadConfig(format!(
+                "AFK_GITHUB_OWNER={o:?} cannot name a GitHub account: letters, digits and '-', at most 39"
+            )));
+        }
         Ok(GitHubSettings {
             api_url: self.github_api_url.clone(),
             token,
-            default_owner: some(&self.github_owner),
+            default_owner: owner,
             trusted_bots: list(&self.trusted_bots),
             own_login: some(&self.github_login),
             web_url: some(&self.github_web_url),
@@ -264,7 +272,7 @@ impl LoopArgs {
             )
         })?;
         let github = self.github()?;
-        let t3_token = secret(self.t3_token_file.as_ref(), "AFK_T3_TOKEN");
+        let t3_token = secret(self.t3_token_file.as_ref(), "AFK_T3_TOKEN")?;
         if !t3_token.is_configured() {
             return Err(BadConfig(
                 "a T3 token is required once the loop is armed: set AFK_T3_TOKEN or AFK_T3_TOKEN_FILE".into(),
@@ -277,7 +285,7 @@ impl LoopArgs {
                 topic: Secret::Value(some(&self.ntfy_topic).ok_or_else(|| {
                     BadConfig("AFK_NTFY_URL is set but AFK_NTFY_TOPIC is not".into())
                 })?),
-                token: optional_secret(self.ntfy_token_file.as_ref(), "AFK_NTFY_TOKEN")
+                token: optional_secret(self.ntfy_token_file.as_ref(), "AFK_NTFY_TOKEN")?
                     .unwrap_or(Secret::None),
             }),
         };
@@ -293,11 +301,14 @@ impl LoopArgs {
                 workspace_base: self.t3_workspace_base.clone(),
                 default_owner: self.github_owner.clone(),
             },
-            woodpecker: some(&self.woodpecker_url).map(|url| WoodpeckerSettings {
-                url,
-                token: secret(self.woodpecker_token_file.as_ref(), "AFK_WOODPECKER_TOKEN"),
-                default_owner: self.github_owner.clone(),
-            }),
+            woodpecker: match some(&self.woodpecker_url) {
+                Some(url) => Some(WoodpeckerSettings {
+                    url,
+                    token: secret(self.woodpecker_token_file.as_ref(), "AFK_WOODPECKER_TOKEN")?,
+                    default_owner: self.github_owner.clone(),
+                }),
+                None => None,
+            },
             rollout: some(&self.rollout_targets)
                 .map(|t| RolloutTargets::parse(&t))
                 .transpose()
@@ -305,10 +316,23 @@ impl LoopArgs {
             slack: optional_secret(
                 self.slack_webhook_url_file.as_ref(),
                 "AFK_SLACK_WEBHOOK_URL",
-            ),
+            )?,
             ntfy,
         })
     }
+}
+
+/// Whether `owner` can be a GitHub user or organisation login: letters,
+/// digits and single hyphens, at most 39 characters (so never `.` or `..`,
+/// which would change the URL it is put in).
+fn owner_name_ok(owner: &str) -> bool {
+    !owner.is_empty()
+        && owner.len() <= 39
+        && owner
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        && !owner.starts_with('-')
+        && !owner.ends_with('-')
 }
 
 /// A setting that is set and not blank.
@@ -316,19 +340,24 @@ fn some(value: &Option<String>) -> Option<String> {
     value.clone().filter(|v| !v.trim().is_empty())
 }
 
-fn secret(file: Option<&String>, env_name: &str) -> Secret {
-    match file.map(|f| f.trim()).filter(|f| !f.is_empty()) {
+/// A secret's source; a value that holds a line break is a configuration
+/// error naming its key (never the value).
+fn secret(file: Option<&String>, env_name: &str) -> Result<Secret, BadConfig> {
+    let s = match file.map(|f| f.trim()).filter(|f| !f.is_empty()) {
         Some(path) => Secret::File(path.into()),
         None => Secret::from_settings(env_name, |k| std::env::var(k).ok()),
-    }
+    };
+    s.check_format()
+        .map_err(|why| BadConfig(format!("{env_name}: {why}")))?;
+    Ok(s)
 }
 
 /// An optional service's secret: on only when it can be read and is not
 /// empty now (the manifests mount every key, empty ones included; an empty
 /// Slack webhook must switch Slack off, not fail every doorbell).
-fn optional_secret(file: Option<&String>, env_name: &str) -> Option<Secret> {
-    let s = secret(file, env_name);
-    matches!(s.read(), Ok(Some(_))).then_some(s)
+fn optional_secret(file: Option<&String>, env_name: &str) -> Result<Option<Secret>, BadConfig> {
+    let s = secret(file, env_name)?;
+    Ok(matches!(s.read(), Ok(Some(_))).then_some(s))
 }
 
 /// The secrets read straight from the environment (never flags); their

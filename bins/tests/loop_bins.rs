@@ -188,6 +188,19 @@ async fn a_failing_repository_exits_1_and_bad_settings_exit_2() {
             "infra=prod",
             "AFK_ROLLOUT_TARGETS: cannot read",
         ),
+        // A token with a line break inside would split its header: a
+        // configuration error naming the key, never showing the value.
+        (
+            "AFK_GITHUB_TOKEN",
+            "ghp_abc\nX-Injected: 1",
+            "AFK_GITHUB_TOKEN: ",
+        ),
+        ("AFK_T3_TOKEN", "t3\r\nsecond", "AFK_T3_TOKEN: "),
+        // Impossible owners and labels.
+        ("AFK_GITHUB_OWNER", "..", "AFK_GITHUB_OWNER"),
+        ("AFK_GITHUB_OWNER", "acme/evil", "AFK_GITHUB_OWNER"),
+        ("AFK_STOP_LABEL", "..", "AFK_STOP_LABEL"),
+        ("AFK_READY_LABEL", ".", "AFK_READY_LABEL"),
     ] {
         let mut e = env.clone();
         e.push((key, value.into()));
@@ -197,6 +210,11 @@ async fn a_failing_repository_exits_1_and_bad_settings_exit_2() {
             .unwrap();
         assert_eq!(r.code, 2, "{key}={value}: {}", r.stdout);
         assert!(r.stdout.contains(needle), "{key}: {}", r.stdout);
+        assert!(
+            !r.stdout.contains("X-Injected") && !r.stdout.contains("second"),
+            "{key}: the value is never shown: {}",
+            r.stdout
+        );
         assert_eq!(
             w.requests().await,
             before,

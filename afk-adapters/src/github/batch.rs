@@ -254,6 +254,20 @@ struct AliasError {
     path: Vec<Value>,
 }
 
+/// What GitHub said about one blocker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum BlockerState {
+    /// Open: it blocks.
+    Open,
+    /// Closed: it no longer blocks.
+    Closed,
+    /// No such issue or pull request (GitHub's NOT_FOUND): it blocks nothing.
+    Missing,
+    /// It could not be read (another error, or no answer): it blocks, since
+    /// an issue must never start while a blocker may be open.
+    Unreadable(String),
+}
+
 /// The document asking the state of `numbers` (at most 100) in one
 /// repository: each as `issueOrPullRequest` (a "Blocked by #N" may name a
 /// pull request), aliased `n0`, `n1`, …. The two `state` fields have
@@ -280,13 +294,13 @@ impl GitHubTracker {
         &self,
         repo: &str,
         numbers: &[u64],
-    ) -> PortResult<Vec<(u64, Option<bool>)>> {
+    ) -> PortResult<Vec<(u64, BlockerState)>> {
         let (owner, name) = self.owner_name(repo)?;
         let mut out = Vec::with_capacity(numbers.len());
         // GraphQL's Int is 32 bits: a larger number names no issue.
         let (asked, too_big): (Vec<u64>, Vec<u64>) =
             numbers.iter().partition(|n| i32::try_from(**n).is_ok());
-        out.extend(too_big.into_iter().map(|n| (n, None)));
+        out.extend(too_big.into_iter().map(|n| (n, BlockerState::Missing)));
         for chunk in asked.chunks(100) {
             let body = self
                 .graphql(
@@ -295,6 +309,14 @@ impl GitHubTracker {
                 )
                 .await?;
             let answer: Answer = wire::decode("states answer", body)?;
+            let alias_errors: Vec<(String, Option<String>, String)> = answer
+                .errors
+                .iter()
+                .filter_map(|e| {
+                    let alias = e.path.get(1).and_then(Value::as_str)?;
+                    Some((alias.to_owned(), e.kind.clone(), e.message.clone()))
+                })
+                .collect();
             let Some(mut repository) = answer
                 .data
                 .and_then(|mut d| d.remove("repository"))
@@ -318,13 +340,46 @@ impl GitHubTracker {
                 );
             };
             for (i, n) in chunk.iter().enumerate() {
-                let state = repository.remove(&format!("n{i}")).and_then(|v| {
+                let alias = format!("n{i}");
+                let state = repository.remove(&alias).and_then(|v| {
                     v.get("issueState")
                         .or_else(|| v.get("pullState"))
                         .and_then(Value::as_str)
                         .map(str::to_owned)
                 });
-                out.push((*n, state.map(|s| s == "OPEN")));
+                let errors: Vec<&(String, Option<String>, String)> = alias_errors
+                    .iter()
+                    .filter(|(a, _, _)| *a == alias)
+                    .collect();
+                // Fail closed: only GitHub's own NOT_FOUND (and nothing
+                // else) says a blocker does not exist; any other error, or a
+                // null without one, is a blocker that could not be read.
+                out.push((
+                    *n,
+                    match state {
+                        Some(s) => {
+                            if s == "OPEN" {
+                                BlockerState::Open
+                            } else {
+                                BlockerState::Closed
+                            }
+                        }
+                        None if !errors.is_empty()
+                            && errors
+                                .iter()
+                                .all(|(_, k, _)| k.as_deref() == Some("NOT_FOUND")) =>
+                        {
+                            BlockerState::Missing
+                        }
+                        None => BlockerState::Unreadable(
+                            errors
+                                .iter()
+                                .map(|(_, _, m)| m.as_str())
+                                .collect::<Vec<_>>()
+                                .join("; "),
+                        ),
+                    },
+                ));
             }
         }
         Ok(out)

@@ -48,6 +48,7 @@ use serde_json::{Value, json};
 use crate::http::{Http, Secret, now_unix, parse_retry_after};
 
 mod batch;
+use batch::BlockerState;
 mod comments;
 mod stage;
 mod wire;
@@ -641,15 +642,31 @@ impl Tracker for GitHubTracker {
                 .collect()
         };
         let mut missing = Vec::new();
+        let mut unreadable = Vec::new();
         for (n, state) in self.states(repo, &unknown).await? {
-            match state {
-                Some(open) => {
-                    lock(&self.caches)
-                        .open
-                        .insert((repo.to_ascii_lowercase(), n), open);
+            let open = match state {
+                BlockerState::Open => true,
+                BlockerState::Closed => false,
+                BlockerState::Missing => {
+                    missing.push(n);
+                    continue;
                 }
-                None => missing.push(n),
-            }
+                BlockerState::Unreadable(why) => {
+                    // Fail closed, and not cached: it is read again next tick.
+                    tracing::warn!(
+                        repo,
+                        issue = issue.number,
+                        blocker = n,
+                        why = why.as_str(),
+                        "a blocker could not be read; it counts as open"
+                    );
+                    unreadable.push(n);
+                    continue;
+                }
+            };
+            lock(&self.caches)
+                .open
+                .insert((repo.to_ascii_lowercase(), n), open);
         }
         for n in &missing {
             tracing::warn!(
@@ -662,7 +679,10 @@ impl Tracker for GitHubTracker {
         let caches = lock(&self.caches);
         Ok(candidates
             .into_iter()
-            .filter(|n| caches.open.get(&(repo.to_ascii_lowercase(), *n)) == Some(&true))
+            .filter(|n| {
+                unreadable.contains(n)
+                    || caches.open.get(&(repo.to_ascii_lowercase(), *n)) == Some(&true)
+            })
             .collect())
     }
 
