@@ -38,7 +38,6 @@
 //! a plain per-issue oracle; the policy itself, with its fast paths, is
 //! about 740 lines.
 
-use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 use crate::config::Config;
@@ -167,41 +166,12 @@ struct RepoFacts {
     in_flight: bool,
 }
 
-// The per-call lookup tables hash a word at a time (the multiply-rotate
-// step of rustc's FxHash): their keys are repository names from our own
-// inputs, looked up once per issue, where SipHash's flooding resistance
-// buys nothing and costs most of the call.
-type FastMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<WordHasher>>;
-type FastSet<K> = HashSet<K, std::hash::BuildHasherDefault<WordHasher>>;
-
-#[derive(Default)]
-struct WordHasher(u64);
-
-impl WordHasher {
-    fn add(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x517c_c1b7_2722_0a95);
-    }
-}
-
-impl std::hash::Hasher for WordHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        let mut words = bytes.chunks_exact(8);
-        for w in &mut words {
-            let mut b = [0u8; 8];
-            b.copy_from_slice(w);
-            self.add(u64::from_le_bytes(b));
-        }
-        let tail = words.remainder();
-        let mut b = [0u8; 8];
-        b[..tail.len()].copy_from_slice(tail);
-        // The length keeps "ab" and "ab\0" apart.
-        self.add(u64::from_le_bytes(b) ^ ((tail.len() as u64) << 59));
-    }
-}
+// The per-call lookup tables use rustc's FxHash: their keys are repository
+// names from our own inputs, looked up when the repository cache misses, where
+// SipHash's flooding resistance buys nothing and costs most of the call.
+// Nothing iterates these tables, so the result never depends on the hash.
+type FastMap<K, V> = rustc_hash::FxHashMap<K, V>;
+type FastSet<K> = rustc_hash::FxHashSet<K>;
 
 /// Eight bytes with their ASCII capitals made small (other bytes, non-ASCII
 /// ones included, unchanged), all at once.

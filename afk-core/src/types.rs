@@ -45,9 +45,15 @@ impl Issue {
     }
 }
 
-/// The FNV-1a hash, as a [`std::hash::Hasher`]: small and fast, stable
-/// across runs (the prompt's quoting tokens derive from it), and not meant
-/// to resist chosen collisions.
+/// The 64-bit FNV-1a hash, as a [`std::hash::Hasher`]: small, not meant to
+/// resist chosen collisions, and **stable**: the prompt's quoting tokens
+/// derive from it, so the same texts give the same prompt on every run, every
+/// machine and every build. That is why this is not `rustc-hash`'s
+/// `FxHasher` (the workspace's general-purpose fast hash): FxHash has no
+/// random state, so it is deterministic within one build, but its output
+/// differs between 32- and 64-bit targets and changed between its major
+/// versions (1.x to 2.x); FNV-1a is a published function with published
+/// test vectors, checked below.
 pub(crate) struct Fnv1a(u64);
 
 impl Default for Fnv1a {
@@ -390,6 +396,20 @@ mod tests {
             err.to_string(),
             "unknown thread status \"errored\" (expected one of: running, idle, error, needs_input)"
         );
+    }
+
+    fn check_fnv1a(input: &[u8], expected: u64) {
+        let mut h = Fnv1a::default();
+        std::hash::Hasher::write(&mut h, input);
+        assert_eq!(std::hash::Hasher::finish(&h), expected, "{input:?}");
+    }
+
+    #[test]
+    fn fnv1a_gives_the_published_test_vectors() {
+        // From the FNV reference (Fowler, Noll, Vo), 64-bit FNV-1a.
+        check_fnv1a(b"", 0xcbf2_9ce4_8422_2325);
+        check_fnv1a(b"a", 0xaf63_dc4c_8601_ec8c);
+        check_fnv1a(b"foobar", 0x8594_4171_f739_67e8);
     }
 
     #[test]
