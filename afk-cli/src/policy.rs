@@ -15,7 +15,7 @@ use std::str::FromStr;
 use afk_core::config::{KEYS, RETIRED_KEYS};
 use afk_core::machine::{Action, Turn, next_action_with_rule};
 use afk_core::types::priority_from_labels;
-use afk_core::{CiStatus, Config, Issue, Phase, RunState, ThreadStatus, plan_dispatch};
+use afk_core::{CiStatus, Config, Issue, LabelTrust, Phase, RunState, ThreadStatus, plan_dispatch};
 use checklist::ChecklistMeta;
 use serde::de::{DeserializeOwned, Error as _};
 use serde::{Deserialize, Deserializer};
@@ -327,7 +327,7 @@ pub fn dispatch(input: &str) -> Result<String, InputError> {
             title: i.title,
             labels: i.labels,
             open_blockers: i.open_blockers.into_iter().map(|b| b.0).collect(),
-            labeled_by_trusted: i.labeled_by_trusted,
+            label_trust: LabelTrust::read(i.labeled_by_trusted),
         })
         .collect();
     let plan = plan_dispatch(&issues, &config, &input.in_flight_repos);

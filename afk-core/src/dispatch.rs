@@ -7,11 +7,16 @@
 //!
 //! The rules, in order:
 //! 1. kill switch on: nothing, before looking at any issue;
-//! 2. an issue is eligible iff it carries the ready label, that label was
-//!    applied by a trusted collaborator, its repository is allowlisted and not
-//!    in flight, it has no open blockers, and it does not carry the
+//! 2. an issue is eligible iff it carries the ready label, its repository
+//!    is allowlisted and not in flight, it carries neither the
 //!    ready-for-human label (a run handed back to a human is not picked up
-//!    again until a human removes that label);
+//!    again until a human removes that label) nor the stop label, its ready
+//!    label was read as applied by a trusted collaborator (trust that was
+//!    not read is not trusted), and it has no open blockers; a skipped
+//!    issue names the first of these it fails, in this order: the facts
+//!    every scan yields first, then trust, then blockers (the poll tick
+//!    reads trust only for the issue that can win its repository's slot,
+//!    and blockers only for a trusted one);
 //! 3. at most one decision per repository: the best eligible issue wins the
 //!    slot, so a more urgent but ineligible issue does not block it;
 //! 4. ascending `(priority, number)`, then repository name, a total order.
@@ -41,7 +46,7 @@
 use std::fmt;
 
 use crate::config::Config;
-use crate::types::Issue;
+use crate::types::{Issue, LabelTrust};
 
 /// One issue that may start now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,6 +71,9 @@ pub enum SkipReason<'a> {
     /// The ready label was not applied by a trusted collaborator (or who
     /// applied it is unknown).
     Untrusted,
+    /// Who applied the ready label was not read: trust that was not read is
+    /// not trusted.
+    TrustNotRead,
     /// The repository is not on the allowlist.
     NotAllowlisted,
     /// Another run holds the repository's lock.
@@ -94,6 +102,9 @@ impl fmt::Display for SkipReason<'_> {
             SkipReason::NotReady => f.write_str("does not carry the ready label"),
             SkipReason::Untrusted => {
                 f.write_str("ready label was not applied by a trusted collaborator")
+            }
+            SkipReason::TrustNotRead => {
+                f.write_str("the ready label's trust was not read this tick")
             }
             SkipReason::NotAllowlisted => f.write_str("repository is not on the allowlist"),
             SkipReason::RepoInFlight => f.write_str("repository already has a run in flight"),
@@ -256,19 +267,23 @@ impl<'c> Wanted<'c> {
 const READY: u8 = 1;
 const HUMAN: u8 = 2;
 const STOP: u8 = 4;
-/// The ready label was not applied by a trusted collaborator.
+/// The ready label was read as not applied by a trusted collaborator.
 const UNTRUSTED: u8 = 8;
 /// Issues that block this one are still open.
 const BLOCKED: u8 = 16;
+/// Who applied the ready label was not read.
+const TRUST_NOT_READ: u8 = 32;
 
 /// Everything about an issue the rules look at besides its repository, as
 /// bits, read while the issues are read in order: the ordered pass later
 /// reaches back into an issue only for its blockers' numbers.
 fn issue_bits(issue: &Issue, labels: u8) -> u8 {
     let mut bits = labels;
-    if !issue.labeled_by_trusted {
-        bits |= UNTRUSTED;
-    }
+    bits |= match issue.label_trust {
+        LabelTrust::Trusted => 0,
+        LabelTrust::Untrusted => UNTRUSTED,
+        LabelTrust::NotRead => TRUST_NOT_READ,
+    };
     if !issue.open_blockers.is_empty() {
         bits |= BLOCKED;
     }
@@ -372,12 +387,12 @@ fn pack(priority_rank: u32, number: u64, repo_rank: u32) -> u128 {
     (u128::from(priority_rank) << 96) | (u128::from(number) << 32) | u128::from(repo_rank)
 }
 
-type RestKey<'a> = (&'a str, bool, &'a [u64], &'a [String], &'a str);
+type RestKey<'a> = (&'a str, LabelTrust, &'a [u64], &'a [String], &'a str);
 
 fn rest_key(issue: &Issue) -> RestKey<'_> {
     (
         &issue.repo,
-        !issue.labeled_by_trusted,
+        issue.label_trust,
         &issue.open_blockers,
         &issue.labels,
         &issue.title,
@@ -671,25 +686,28 @@ fn ineligibility<'a>(issue: &'a Issue, labels: u8, repo: &RepoFacts) -> Option<S
     if labels & READY == 0 {
         return Some(SkipReason::NotReady);
     }
-    if labels & UNTRUSTED != 0 {
-        return Some(SkipReason::Untrusted);
-    }
     if !repo.allowed {
         return Some(SkipReason::NotAllowlisted);
     }
     if repo.in_flight {
         return Some(SkipReason::RepoInFlight);
     }
-    if labels & BLOCKED != 0 {
-        return Some(SkipReason::Blocked {
-            open_blockers: &issue.open_blockers,
-        });
-    }
     if labels & HUMAN != 0 {
         return Some(SkipReason::HandedToHuman);
     }
     if labels & STOP != 0 {
         return Some(SkipReason::Stopped);
+    }
+    if labels & UNTRUSTED != 0 {
+        return Some(SkipReason::Untrusted);
+    }
+    if labels & TRUST_NOT_READ != 0 {
+        return Some(SkipReason::TrustNotRead);
+    }
+    if labels & BLOCKED != 0 {
+        return Some(SkipReason::Blocked {
+            open_blockers: &issue.open_blockers,
+        });
     }
     None
 }
@@ -718,9 +736,11 @@ mod tests {
                 labels |= bit;
             }
         }
-        if !issue.labeled_by_trusted {
-            labels |= UNTRUSTED;
-        }
+        labels |= match issue.label_trust {
+            LabelTrust::Trusted => 0,
+            LabelTrust::Untrusted => UNTRUSTED,
+            LabelTrust::NotRead => TRUST_NOT_READ,
+        };
         if !issue.open_blockers.is_empty() {
             labels |= BLOCKED;
         }
@@ -752,7 +772,7 @@ mod tests {
             title: format!("issue {number}"),
             labels: vec!["ready-for-agent".to_owned()],
             open_blockers: Vec::new(),
-            labeled_by_trusted: true,
+            label_trust: LabelTrust::Trusted,
             priority: 0,
         }
     }
@@ -799,7 +819,7 @@ mod tests {
         );
         check(
             Issue {
-                labeled_by_trusted: false,
+                label_trust: LabelTrust::Untrusted,
                 ..issue("infra", 1)
             },
             &[],
@@ -864,10 +884,19 @@ mod tests {
             issue("infra", 9),
             issue("infra", 5),
             Issue {
-                labeled_by_trusted: false,
+                label_trust: LabelTrust::Untrusted,
                 ..issue("web", 1)
             },
             issue("web", 2),
+            Issue {
+                label_trust: LabelTrust::NotRead,
+                ..issue("infra", 3)
+            },
+            Issue {
+                label_trust: LabelTrust::Untrusted,
+                priority: -1,
+                ..issue("infra", 4)
+            },
         ];
         let plan = plan_dispatch(&issues, &config, &["web".to_owned()]);
         let mut out = String::new();
@@ -879,8 +908,10 @@ mod tests {
         }
         insta::assert_snapshot!(out, @r"
         dispatch infra#5: priority 0, ready label applied by a trusted collaborator, no open blockers; best of 2 eligible issue(s) in infra
-        skip web#1: ready label was not applied by a trusted collaborator
+        skip infra#4: ready label was not applied by a trusted collaborator
+        skip web#1: repository already has a run in flight
         skip web#2: repository already has a run in flight
+        skip infra#3: the ready label's trust was not read this tick
         skip infra#9: #5 takes this repository's slot first
         ");
     }
@@ -890,7 +921,7 @@ mod tests {
             prop::sample::select(vec!["infra", "web", "api", "Infra", "docs"]),
             1u64..40,
             -2i64..4,
-            any::<bool>(),
+            prop::sample::select(LabelTrust::ALL),
             prop::collection::vec(1u64..5, 0..2),
             prop::sample::select(vec![
                 vec![],
@@ -906,7 +937,7 @@ mod tests {
                     title: String::new(),
                     labels: labels.into_iter().map(str::to_owned).collect(),
                     open_blockers: blockers,
-                    labeled_by_trusted: trusted,
+                    label_trust: trusted,
                     priority,
                 },
             )
@@ -981,6 +1012,44 @@ mod tests {
                 }
             }
             prop_assert_eq!(select_dispatchable(&shuffled, &config, &in_flight), decisions);
+        }
+
+        #[test]
+        fn no_decision_is_made_on_trust_that_is_not_read_as_trusted(
+            issues in prop::collection::vec(arb_issue(), 0..30),
+            doubts in prop::collection::vec(prop::option::of(prop::sample::select(vec![LabelTrust::Untrusted, LabelTrust::NotRead])), 30),
+            config in arb_config(),
+            in_flight in prop::sample::subsequence(vec!["infra".to_owned(), "web".to_owned()], 0..2),
+        ) {
+            // Whatever else holds of an issue, trust that is untrusted or
+            // not read is never dispatched, and its skip names a rule at or
+            // before trust, never a lost slot.
+            let mut issues = issues;
+            for (i, (issue, doubt)) in issues.iter_mut().zip(&doubts).enumerate() {
+                issue.number = i as u64 + 1;
+                if let Some(doubt) = doubt {
+                    issue.label_trust = *doubt;
+                }
+            }
+            let plan = plan_dispatch(&issues, &config, &in_flight);
+            prop_assert_eq!(&select_dispatchable(&issues, &config, &in_flight), &plan.decisions);
+            for d in &plan.decisions {
+                let i = &issues[usize::try_from(d.number - 1).unwrap_or(usize::MAX)];
+                prop_assert_eq!(i.label_trust, LabelTrust::Trusted, "{:?}", d);
+            }
+            for s in &plan.skipped {
+                let i = &issues[usize::try_from(s.number - 1).unwrap_or(usize::MAX)];
+                let allowed = match i.label_trust {
+                    LabelTrust::Trusted => true,
+                    LabelTrust::Untrusted => s.reason != SkipReason::TrustNotRead,
+                    LabelTrust::NotRead => s.reason != SkipReason::Untrusted,
+                } && (i.label_trust == LabelTrust::Trusted
+                    || !matches!(s.reason, SkipReason::LostSlot { .. } | SkipReason::Blocked { .. }));
+                prop_assert!(allowed, "{:?} skipped for {:?}", i, s.reason);
+            }
+            if issues.iter().all(|i| i.label_trust != LabelTrust::Trusted) {
+                prop_assert!(plan.decisions.is_empty());
+            }
         }
 
         #[test]

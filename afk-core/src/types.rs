@@ -26,8 +26,10 @@ pub struct Issue {
     /// Numbers of the issues that block this one and are still open.
     pub open_blockers: Vec<u64>,
     /// Whether the most recent application of the ready label was made by a
-    /// trusted collaborator. Unknown means `false`.
-    pub labeled_by_trusted: bool,
+    /// trusted collaborator, as far as the caller read it. Only
+    /// [`LabelTrust::Trusted`] may ever be dispatched: trust that was not
+    /// read is not trusted.
+    pub label_trust: LabelTrust,
     /// Lower runs first; see [`priority_from_labels`].
     pub priority: i64,
 }
@@ -194,6 +196,35 @@ macro_rules! named_enum {
             }
         }
     };
+}
+
+named_enum!(
+    /// Who applied an issue's ready label, as far as the caller knows: three
+    /// values, not a boolean, so that "not read" can never pass for
+    /// "trusted". The poll tick reads it only for the issue that can win its
+    /// repository's slot; every other issue is `NotRead`, and the dispatch
+    /// policy skips it for that (or for an earlier rule it fails).
+    LabelTrust, "label trust", {
+        /// The latest application of the ready label was made by a trusted
+        /// collaborator, and was read so.
+        Trusted => "trusted",
+        /// It was read, and it was not (or who applied it is unknown).
+        Untrusted => "untrusted",
+        /// Nobody read it.
+        NotRead => "not_read",
+    }
+);
+
+impl LabelTrust {
+    /// What a read of the trust found: [`LabelTrust::Trusted`] or
+    /// [`LabelTrust::Untrusted`], never [`LabelTrust::NotRead`].
+    pub fn read(trusted: bool) -> Self {
+        if trusted {
+            LabelTrust::Trusted
+        } else {
+            LabelTrust::Untrusted
+        }
+    }
 }
 
 named_enum!(
@@ -390,6 +421,9 @@ mod tests {
         }
         for p in Phase::ALL {
             assert_eq!(p.as_str().parse::<Phase>(), Ok(*p));
+        }
+        for t in LabelTrust::ALL {
+            assert_eq!(t.as_str().parse::<LabelTrust>(), Ok(*t));
         }
         let err = "errored".parse::<ThreadStatus>().unwrap_err();
         assert_eq!(
