@@ -530,13 +530,10 @@ mod tests {
         );
     }
 
-    /// The one skip or decision of a single ready issue in an armed
-    /// repository whose `labeled_by_trusted` is `trust` (`None`: absent).
+    /// The one answer for a single ready issue in an armed repository,
+    /// with `field` (`, "labeled_by_trusted": …` or nothing) in it.
     #[track_caller]
-    fn check_trust(trust: Option<&str>, expected: &str) {
-        let field = trust
-            .map(|t| format!(r#", "labeled_by_trusted": {t}"#))
-            .unwrap_or_default();
+    fn check_trust(field: &str, expected: &str) {
         let out = dispatch(&format!(
             r#"{{"config": {{"AFK_KILL_SWITCH": false, "AFK_ALLOWLIST": "infra"}},
                 "issues": [{{"repo": "infra", "number": 7, "labels": ["ready-for-agent"]{field}}}]}}"#
@@ -544,50 +541,36 @@ mod tests {
         .unwrap();
         let v: Value = serde_json::from_str(&out).unwrap();
         let got = match (v["decisions"].get(0), v["skipped"].get(0)) {
-            (Some(_), None) => "dispatch".to_owned(),
-            (None, Some(s)) => format!("skip: {}", s["reason"].as_str().unwrap()),
+            (Some(_), None) => "dispatch",
+            (None, Some(s)) => s["reason"].as_str().unwrap(),
             _ => panic!("not one answer: {out}"),
         };
-        assert_eq!(got, expected, "labeled_by_trusted: {trust:?}");
+        assert_eq!(got, expected, "{field}");
     }
 
     #[test]
     fn label_trust_reads_the_boolean_and_the_three_names() {
-        check_trust(Some("true"), "dispatch");
-        check_trust(Some(r#""trusted""#), "dispatch");
+        let untrusted = "ready label was not applied by a trusted collaborator";
+        check_trust(r#", "labeled_by_trusted": true"#, "dispatch");
+        check_trust(r#", "labeled_by_trusted": "trusted""#, "dispatch");
+        check_trust(r#", "labeled_by_trusted": false"#, untrusted);
+        check_trust(r#", "labeled_by_trusted": "untrusted""#, untrusted);
+        check_trust("", untrusted);
         check_trust(
-            Some("false"),
-            "skip: ready label was not applied by a trusted collaborator",
-        );
-        check_trust(
-            Some(r#""untrusted""#),
-            "skip: ready label was not applied by a trusted collaborator",
-        );
-        check_trust(
-            None,
-            "skip: ready label was not applied by a trusted collaborator",
-        );
-        check_trust(
-            Some(r#""not_read""#),
-            "skip: the ready label's trust was not read this tick",
+            r#", "labeled_by_trusted": "not_read""#,
+            "the ready label's trust was not read this tick",
         );
     }
 
     #[test]
     fn label_trust_refuses_anything_else_naming_the_field() {
-        for (value, got) in [
-            (r#""yes""#, r#""yes""#),
-            (r#""Trusted""#, r#""Trusted""#),
-            ("1", "1"),
-            ("null", "null"),
-            ("[true]", "[true]"),
-        ] {
+        for value in [r#""yes""#, r#""Trusted""#, "1", "null", "[true]"] {
             check_err(
                 dispatch(&format!(
                     r#"{{"issues": [{{"repo": "infra", "number": 1, "labeled_by_trusted": {value}}}]}}"#
                 )),
                 &format!(
-                    r#"issues[0].labeled_by_trusted: expected true, false, "trusted", "untrusted" or "not_read", got {got}"#
+                    r#"issues[0].labeled_by_trusted: expected true, false, "trusted", "untrusted" or "not_read", got {value}"#
                 ),
             );
         }
