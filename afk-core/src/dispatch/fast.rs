@@ -208,13 +208,15 @@ pub(super) struct Read<'a> {
     /// How many distinct normalised repository names there are.
     repositories: usize,
     /// The repository cache of [`Read::new`], kept as long as the read
-    /// rather than freed when reading ends. Measured with glibc's
-    /// allocator: freed early, it no longer parts the call's large blocks
-    /// (entries, sort scratch, skips), which then merge at the top of the
-    /// heap and go back to the system when the plan is dropped, so that a
-    /// process that plans again (a long-running loop, the benchmark)
-    /// faults 80 pages back in every call: about 0.3 ms, as much again as
-    /// the whole plan.
+    /// rather than freed when reading ends. This is allocator layout, not
+    /// logic, measured with glibc and the benchmark's default run: freed
+    /// early, it no longer parts the call's large blocks (entries, sort
+    /// scratch, skips), which then merge at the top of the heap and go back
+    /// to the system when the plan is dropped, so that each later call in
+    /// the process faults about 80 pages back in (0.3 ms, as much again as
+    /// the plan). The layout is fragile either way: with 2,000 calls in one
+    /// benchmark process, this code and the single function it replaced
+    /// both fault so.
     _cache: Vec<u32>,
 }
 
