@@ -15,7 +15,7 @@ use std::str::FromStr;
 use afk_core::config::{KEYS, RETIRED_KEYS};
 use afk_core::machine::{Action, Turn, next_action_with_rule};
 use afk_core::types::priority_from_labels;
-use afk_core::{CiStatus, Config, Issue, Phase, RunState, ThreadStatus, plan_dispatch};
+use afk_core::{CiStatus, Config, Issue, LabelTrust, Phase, RunState, ThreadStatus, plan_dispatch};
 use checklist::ChecklistMeta;
 use serde::de::{DeserializeOwned, Error as _};
 use serde::{Deserialize, Deserializer};
@@ -34,8 +34,10 @@ dispatch — which ready issues may start now
                     \"labeled_by_trusted\": true, \"priority\": 0}]}
        config is the env-style map (missing keys take their defaults, so an
        empty config is disabled); in the issues only repo and number are
-       required; labeled_by_trusted defaults to false; priority defaults to
-       the lowest priority:<n> label, else 0.
+       required; labeled_by_trusted is true, false, \"trusted\", \"untrusted\"
+       or \"not_read\" (true is \"trusted\", false \"untrusted\"; absent:
+       \"untrusted\"; only \"trusted\" is ever dispatched); priority defaults
+       to the lowest priority:<n> label, else 0.
   out: {\"decisions\": [{\"repo\", \"number\", \"priority\", \"reason\"}, …] in dispatch
         order, \"skipped\": [{\"repo\", \"number\", \"reason\"}, …]}
 
@@ -177,6 +179,29 @@ impl<'de> Deserialize<'de> for Positive {
     }
 }
 
+/// An absent `labeled_by_trusted`: unknown means untrusted.
+fn untrusted() -> LabelTrust {
+    LabelTrust::Untrusted
+}
+
+/// `labeled_by_trusted`: the boolean that inputs written before trust had
+/// three values hold (`true` is trusted, `false` untrusted), or a name.
+fn label_trust<'de, D: Deserializer<'de>>(d: D) -> Result<LabelTrust, D::Error> {
+    let value = Value::deserialize(d)?;
+    match &value {
+        Value::Bool(trusted) => return Ok(LabelTrust::read(*trusted)),
+        Value::String(name) => {
+            if let Ok(trust) = name.parse() {
+                return Ok(trust);
+            }
+        }
+        _ => {}
+    }
+    Err(D::Error::custom(format!(
+        "expected true, false, \"trusted\", \"untrusted\" or \"not_read\", got {value}"
+    )))
+}
+
 /// A name from one of afk's closed vocabularies (`running`, `green`, …).
 fn named<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
 where
@@ -247,8 +272,8 @@ struct IssueInput {
     labels: Vec<String>,
     #[serde(default)]
     open_blockers: Vec<Positive>,
-    #[serde(default)]
-    labeled_by_trusted: bool,
+    #[serde(default = "untrusted", deserialize_with = "label_trust")]
+    labeled_by_trusted: LabelTrust,
     priority: Option<i64>,
 }
 
@@ -327,7 +352,7 @@ pub fn dispatch(input: &str) -> Result<String, InputError> {
             title: i.title,
             labels: i.labels,
             open_blockers: i.open_blockers.into_iter().map(|b| b.0).collect(),
-            labeled_by_trusted: i.labeled_by_trusted,
+            label_trust: i.labeled_by_trusted,
         })
         .collect();
     let plan = plan_dispatch(&issues, &config, &input.in_flight_repos);
@@ -503,6 +528,52 @@ mod tests {
             checklist(r#"{"phase": "ci", "issue": "7"}"#),
             "issue: expected a whole number, 1 or more, got \"7\"",
         );
+    }
+
+    /// The one answer for a single ready issue in an armed repository,
+    /// with `field` (`, "labeled_by_trusted": …` or nothing) in it.
+    #[track_caller]
+    fn check_trust(field: &str, expected: &str) {
+        let out = dispatch(&format!(
+            r#"{{"config": {{"AFK_KILL_SWITCH": false, "AFK_ALLOWLIST": "infra"}},
+                "issues": [{{"repo": "infra", "number": 7, "labels": ["ready-for-agent"]{field}}}]}}"#
+        ))
+        .unwrap();
+        let v: Value = serde_json::from_str(&out).unwrap();
+        let got = match (v["decisions"].get(0), v["skipped"].get(0)) {
+            (Some(_), None) => "dispatch",
+            (None, Some(s)) => s["reason"].as_str().unwrap(),
+            _ => panic!("not one answer: {out}"),
+        };
+        assert_eq!(got, expected, "{field}");
+    }
+
+    #[test]
+    fn label_trust_reads_the_boolean_and_the_three_names() {
+        let untrusted = "ready label was not applied by a trusted collaborator";
+        check_trust(r#", "labeled_by_trusted": true"#, "dispatch");
+        check_trust(r#", "labeled_by_trusted": "trusted""#, "dispatch");
+        check_trust(r#", "labeled_by_trusted": false"#, untrusted);
+        check_trust(r#", "labeled_by_trusted": "untrusted""#, untrusted);
+        check_trust("", untrusted);
+        check_trust(
+            r#", "labeled_by_trusted": "not_read""#,
+            "the ready label's trust was not read this tick",
+        );
+    }
+
+    #[test]
+    fn label_trust_refuses_anything_else_naming_the_field() {
+        for value in [r#""yes""#, r#""Trusted""#, "1", "null", "[true]"] {
+            check_err(
+                dispatch(&format!(
+                    r#"{{"issues": [{{"repo": "infra", "number": 1, "labeled_by_trusted": {value}}}]}}"#
+                )),
+                &format!(
+                    r#"issues[0].labeled_by_trusted: expected true, false, "trusted", "untrusted" or "not_read", got {value}"#
+                ),
+            );
+        }
     }
 
     #[test]

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use afk_core::config::Config;
 use afk_core::dispatch::{plan_dispatch, select_dispatchable};
-use afk_core::types::{Issue, priority_from_labels};
+use afk_core::types::{Issue, LabelTrust, priority_from_labels};
 
 struct Lcg(u64);
 
@@ -76,7 +76,7 @@ fn world(issues: usize, repos: usize) -> (Vec<Issue>, Config, Vec<String>) {
             priority: priority_from_labels(&labels),
             labels,
             open_blockers,
-            labeled_by_trusted: !rng.one_in(7),
+            label_trust: LabelTrust::read(!rng.one_in(7)),
         });
     }
     let allowlist = names
@@ -131,7 +131,7 @@ fn policy_input(issues: &[Issue], config: &Config, in_flight: &[String]) -> Stri
                 i.title,
                 list(&i.labels),
                 blockers.join(","),
-                i.labeled_by_trusted
+                i.label_trust == LabelTrust::Trusted
             )
         })
         .collect();

@@ -44,4 +44,4 @@ pub use config::{Config, ConfigError, ConfigErrors};
 pub use dispatch::{Decision, DispatchPlan, Skip, SkipReason, plan_dispatch, select_dispatchable};
 pub use machine::{Action, ActionKind, Escalation, RunState, Turn, WaitReason, next_action};
 pub use record::{Outcome, OutcomeKind, RunRecord};
-pub use types::{CiStatus, Issue, Phase, ThreadStatus, Timestamp, TimestampError};
+pub use types::{CiStatus, Issue, LabelTrust, Phase, ThreadStatus, Timestamp, TimestampError};

@@ -376,6 +376,17 @@ mod tests {
     }
 
     #[test]
+    fn the_quote_token_is_the_same_on_every_run_and_machine() {
+        // FNV-1a of "title\0body\0", worked out by hand from the published
+        // function (not by this code): the token may not depend on the run,
+        // the machine or the build.
+        assert_eq!(
+            quote_token(&["title", "body"]),
+            "AFK-QUOTE-fd3fcc1818417109"
+        );
+    }
+
+    #[test]
     fn quoted_text_cannot_close_its_quote() {
         // A body that tries to end the quote and speak as afk, with every
         // token afk could have picked for a text without it.

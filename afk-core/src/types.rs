@@ -26,8 +26,10 @@ pub struct Issue {
     /// Numbers of the issues that block this one and are still open.
     pub open_blockers: Vec<u64>,
     /// Whether the most recent application of the ready label was made by a
-    /// trusted collaborator. Unknown means `false`.
-    pub labeled_by_trusted: bool,
+    /// trusted collaborator, as far as the caller read it. Only
+    /// [`LabelTrust::Trusted`] may ever be dispatched: trust that was not
+    /// read is not trusted.
+    pub label_trust: LabelTrust,
     /// Lower runs first; see [`priority_from_labels`].
     pub priority: i64,
 }
@@ -45,9 +47,15 @@ impl Issue {
     }
 }
 
-/// The FNV-1a hash, as a [`std::hash::Hasher`]: small and fast, stable
-/// across runs (the prompt's quoting tokens derive from it), and not meant
-/// to resist chosen collisions.
+/// The 64-bit FNV-1a hash, as a [`std::hash::Hasher`]: small, not meant to
+/// resist chosen collisions, and **stable**: the prompt's quoting tokens
+/// derive from it, so the same texts give the same prompt on every run, every
+/// machine and every build. That is why this is not `rustc-hash`'s
+/// `FxHasher` (the workspace's general-purpose fast hash): FxHash has no
+/// random state, so it is deterministic within one build, but its output
+/// differs between 32- and 64-bit targets and changed between its major
+/// versions (1.x to 2.x); FNV-1a is a published function with published
+/// test vectors, checked below.
 pub(crate) struct Fnv1a(u64);
 
 impl Default for Fnv1a {
@@ -188,6 +196,35 @@ macro_rules! named_enum {
             }
         }
     };
+}
+
+named_enum!(
+    /// Who applied an issue's ready label, as far as the caller knows: three
+    /// values, not a boolean, so that "not read" can never pass for
+    /// "trusted". The poll tick reads it only for the issue that can win its
+    /// repository's slot; every other issue is `NotRead`, and the dispatch
+    /// policy skips it for that (or for an earlier rule it fails).
+    LabelTrust, "label trust", {
+        /// The latest application of the ready label was made by a trusted
+        /// collaborator, and was read so.
+        Trusted => "trusted",
+        /// It was read, and it was not (or who applied it is unknown).
+        Untrusted => "untrusted",
+        /// Nobody read it.
+        NotRead => "not_read",
+    }
+);
+
+impl LabelTrust {
+    /// What a read of the trust found: [`LabelTrust::Trusted`] or
+    /// [`LabelTrust::Untrusted`], never [`LabelTrust::NotRead`].
+    pub fn read(trusted: bool) -> Self {
+        if trusted {
+            LabelTrust::Trusted
+        } else {
+            LabelTrust::Untrusted
+        }
+    }
 }
 
 named_enum!(
@@ -385,11 +422,28 @@ mod tests {
         for p in Phase::ALL {
             assert_eq!(p.as_str().parse::<Phase>(), Ok(*p));
         }
+        for t in LabelTrust::ALL {
+            assert_eq!(t.as_str().parse::<LabelTrust>(), Ok(*t));
+        }
         let err = "errored".parse::<ThreadStatus>().unwrap_err();
         assert_eq!(
             err.to_string(),
             "unknown thread status \"errored\" (expected one of: running, idle, error, needs_input)"
         );
+    }
+
+    fn check_fnv1a(input: &[u8], expected: u64) {
+        let mut h = Fnv1a::default();
+        std::hash::Hasher::write(&mut h, input);
+        assert_eq!(std::hash::Hasher::finish(&h), expected, "{input:?}");
+    }
+
+    #[test]
+    fn fnv1a_gives_the_published_test_vectors() {
+        // From the FNV reference (Fowler, Noll, Vo), 64-bit FNV-1a.
+        check_fnv1a(b"", 0xcbf2_9ce4_8422_2325);
+        check_fnv1a(b"a", 0xaf63_dc4c_8601_ec8c);
+        check_fnv1a(b"foobar", 0x8594_4171_f739_67e8);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! now (one per repository, by priority), and their dispatch in crash-safe
 //! order: run record, thread, lock.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use afk_core::Config;
 use afk_core::dispatch::plan_dispatch;
@@ -11,7 +11,7 @@ use afk_core::ports::{
 };
 use afk_core::prompt::{ApprovedTask, one_line, opening_prompt};
 use afk_core::record::RunRecord;
-use afk_core::types::{Issue, Phase, blocked_by_refs, priority_from_labels};
+use afk_core::types::{Issue, LabelTrust, Phase, blocked_by_refs, priority_from_labels};
 
 use crate::ports::Tracker;
 use crate::report::{About, ReportAction, TickReport};
@@ -21,8 +21,6 @@ use crate::{Ports, TickOptions, past};
 struct RepoFacts {
     in_flight: bool,
     issues: Vec<(Issue, TrackedIssue)>,
-    /// Issues whose trust and blockers were actually read.
-    verified: BTreeSet<u64>,
 }
 
 /// "Blocked by #N" references past this many are not read one by one: the
@@ -45,7 +43,6 @@ async fn gather(
     let mut facts = RepoFacts {
         in_flight,
         issues: Vec::new(),
-        verified: BTreeSet::new(),
     };
     let mut found = false;
     for tracked in ready {
@@ -55,10 +52,12 @@ async fn gather(
             title: tracked.title.clone(),
             labels: tracked.labels.clone(),
             open_blockers: Vec::new(),
-            // Not read for issues that cannot win the slot anyway (the
-            // repository is locked, the issue is handed back, or a better one
-            // already won): the policy passes them over for that reason.
-            labeled_by_trusted: true,
+            // Read below only for the issue that can win the slot; every
+            // other one (its repository is locked, it is handed back or
+            // stopped, or a better one already won) stays not read, which
+            // the policy never dispatches: it skips the issue for the
+            // earlier rule it fails, or because its trust was not read.
+            label_trust: LabelTrust::NotRead,
             priority: priority_from_labels(&tracked.labels),
         };
         let worth_reading = !in_flight
@@ -69,7 +68,7 @@ async fn gather(
             let trust = tracker
                 .label_trust(repo, tracked.number, &config.ready_label)
                 .await?;
-            issue.labeled_by_trusted = trust.trusted;
+            issue.label_trust = LabelTrust::read(trust.trusted);
             if !trust.trusted {
                 report.info(
                     About::issue(repo, tracked.number),
@@ -93,7 +92,6 @@ async fn gather(
                 }
                 found = issue.open_blockers.is_empty();
             }
-            facts.verified.insert(tracked.number);
         }
         facts.issues.push((issue, tracked));
     }
@@ -161,7 +159,6 @@ pub async fn poll_tick(ports: &Ports<'_>, config: &Config, options: &TickOptions
     let mut report = TickReport::default();
     let mut issues = Vec::new();
     let mut tracked: BTreeMap<(String, u64), TrackedIssue> = BTreeMap::new();
-    let mut verified: BTreeSet<(String, u64)> = BTreeSet::new();
     let mut in_flight = Vec::new();
     // One batched read of every repository's ready and locked issues.
     let scans = ports
@@ -220,7 +217,6 @@ pub async fn poll_tick(ports: &Ports<'_>, config: &Config, options: &TickOptions
                 if facts.in_flight {
                     in_flight.push(repo.clone());
                 }
-                verified.extend(facts.verified.iter().map(|n| (repo.clone(), *n)));
                 for (issue, t) in facts.issues {
                     tracked.insert((repo.clone(), issue.number), t);
                     issues.push(issue);
@@ -245,16 +241,6 @@ pub async fn poll_tick(ports: &Ports<'_>, config: &Config, options: &TickOptions
     let mut snapshot: Option<ExecutorSnapshot> = None;
     for d in &plan.decisions {
         let key = (d.repo.clone(), d.number);
-        if !verified.contains(&key) {
-            // The policy chose an issue whose trust was never read: a bug in
-            // this tick, never a reason to dispatch.
-            report.error(
-                About::issue(&d.repo, d.number),
-                ReportAction::Dispatch,
-                "refused: trust was not verified for this issue",
-            );
-            continue;
-        }
         if options.dry_run {
             report.info(
                 About::issue(&d.repo, d.number),

@@ -110,6 +110,52 @@ fn dispatch_over_the_realistic_fixture_set() {
 }
 
 #[test]
+fn trust_written_as_a_boolean_or_a_name_decides_alike() {
+    // The realistic fixture as policy developers have it (booleans), and
+    // with each boolean written as its name: the same answer, byte for byte.
+    let path = workspace_root().join("fixtures/policy/realistic.json");
+    let text = std::fs::read_to_string(&path).expect("the fixture reads");
+    let mut named: Value = serde_json::from_str(&text).expect("the fixture is JSON");
+    let mut booleans = 0;
+    for issue in named["issues"].as_array_mut().expect("issues is an array") {
+        if let Some(trusted) = issue["labeled_by_trusted"].as_bool() {
+            issue["labeled_by_trusted"] = if trusted { "trusted" } else { "untrusted" }.into();
+            booleans += 1;
+        }
+    }
+    assert!(booleans > 10, "the fixture writes trust as booleans");
+    let as_booleans = afk(&["policy", "dispatch", "-"], &text);
+    let as_names = afk(&["policy", "dispatch", "-"], &named.to_string());
+    assert_eq!(as_booleans.code, 0, "{}", as_booleans.stderr);
+    assert_eq!(as_names.code, 0, "{}", as_names.stderr);
+    assert_eq!(as_names.stdout, as_booleans.stdout);
+}
+
+#[test]
+fn trust_not_read_is_skipped_for_it_and_never_dispatched() {
+    let input = r#"{"config": {"AFK_KILL_SWITCH": "false", "AFK_ALLOWLIST": "infra,web"},
+        "in_flight_repos": ["web"],
+        "issues": [
+            {"repo": "infra", "number": 1, "labels": ["ready-for-agent"], "labeled_by_trusted": "not_read"},
+            {"repo": "infra", "number": 2, "labels": ["ready-for-agent"], "labeled_by_trusted": "untrusted"},
+            {"repo": "infra", "number": 3, "labels": ["ready-for-agent"], "labeled_by_trusted": "trusted"},
+            {"repo": "infra", "number": 4, "labels": ["ready-for-agent", "afk-stop"], "labeled_by_trusted": "not_read"},
+            {"repo": "web", "number": 5, "labels": ["ready-for-agent"], "labeled_by_trusted": "not_read"},
+            {"repo": "infra", "number": 6, "labels": ["ready-for-agent"], "labeled_by_trusted": true}
+        ]}"#;
+    let out = afk(&["policy", "dispatch"], input);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    insta::assert_snapshot!(summarise(&out.stdout), @r"
+    dispatch infra#3 (priority 0)
+    skip infra#1: the ready label's trust was not read this tick
+    skip infra#2: ready label was not applied by a trusted collaborator
+    skip infra#4: carries the stop label
+    skip web#5: repository already has a run in flight
+    skip infra#6: #3 takes this repository's slot first
+    ");
+}
+
+#[test]
 fn the_issue_example_dispatches_infra_7() {
     let input = r#"{"config": {"AFK_KILL_SWITCH": "false", "AFK_ALLOWLIST": "infra,web"}, "in_flight_repos": ["web"], "issues": [{"repo": "infra", "number": 7, "title": "…", "labels": ["ready-for-agent"], "open_blockers": [], "labeled_by_trusted": true, "priority": 0}]}"#;
     let out = afk(&["policy", "dispatch"], input);
@@ -282,6 +328,7 @@ fn help_documents_the_formats() {
         "next-action",
         "checklist",
         "in_flight_repos",
+        "not_read",
         "corrective_turn_running",
         "tests_red",
         "exits 2",
