@@ -1,44 +1,55 @@
 //! The one process toolkit of afk: how a local agent (a checklist-runner
-//! item, a breakglass turn) or a power verb is started, watched and stopped.
+//! item, a breakglass turn, a gateway turn) or a power verb is started,
+//! watched and stopped.
 //!
 //! - [`Group::spawn`] starts an argument vector (never a shell) in a process
 //!   group of its own, with its input either closed or fed from memory.
 //! - [`Group::supervise`] waits for the process to end, its timeout, or a
-//!   cancel, and then kills the whole group, whatever ended it, so nothing the
-//!   process started in its group outlives it.
+//!   cancel, and then stops the **whole tree**, whatever ended it.
 //! - [`read_capped`] and [`pump`] read its output without ever blocking it
 //!   on a full pipe; [`collect`] waits for them with a bounded grace.
-//! - Stopping stops the **whole tree**. Agent CLIs run their shell tool's
-//!   commands in a session of their own (`setsid`), out of the agent's
-//!   process group, so killing the group is not enough: every process
-//!   started here carries a marker in its environment
-//!   (`AFK_PROCESS_TREE=<id>`, inherited by everything it starts), and
-//!   [`kill_tree`] kills the group and then every process of this user whose
-//!   environment carries the marker, wherever it was reparented to.
-//! - Every group is **tethered** to this process: a small watchdog (`sh`,
-//!   in a group of its own) waits on a pipe that only this process holds.
-//!   If this process dies in any way (SIGKILL included), the pipe closes and
-//!   the watchdog kills the whole group, so an agent never outlives the
-//!   runner or server that started it. When the group ends normally the
-//!   watchdog is killed first, so it never signals a reused group id.
+//! - **A tree is found by ancestry** ([`tree`]). Every group is started
+//!   under its own supervisor, [`reaper`] (the `afk-reaper` program), which
+//!   makes itself the tree's child subreaper before it starts the agent: an
+//!   orphan of the tree (a `setsid` shell tool, a double fork, a cleared
+//!   environment) is reparented to it, never to init, so killing its
+//!   descendants kills all of the tree and nothing else. The supervisor also
+//!   watches the process that started it and takes the tree down when that
+//!   process dies, even by SIGKILL: an agent never outlives the runner or
+//!   server that started it.
+//! - The starting process (the runner, the breakglass server) is a child
+//!   subreaper too, and watches each tree while it runs: a process seen in a
+//!   tree is killed with it (by pid and start time) even if the agent kills
+//!   its supervisor and its orphans come back to the starting process. No
+//!   process is ever signalled for what its environment carries.
+//! - Ownership is the lifetime: a [`Group`] dropped before it was supervised
+//!   to its end (a failed spawn loop, an aborted task, a panic) stops its
+//!   whole tree.
+//! - Where `afk-reaper` cannot be found (beside this program, or named by
+//!   `AFK_REAPER_BIN`), a group is started directly with a small `/bin/sh`
+//!   watchdog instead; the ancestry rules above still hold while the
+//!   starting process lives.
 //!
 //! - [`said`] turns what an agent CLI printed about its failure into one
 //!   line (claude's JSON `is_error`/`result`/`permission_denials`, else the
-//!   last line it wrote), for both of its callers.
+//!   last line it wrote), for its callers.
 //!
-//! This file is long because its tests start, stop and tether real process
-//! trees for every way a group can end; the code itself is under 400 lines.
+//! This file is long because its tests start, stop and attack real process
+//! trees for every way a group can end; the code itself is under 450 lines.
 //!
 //! It does not decide whether a run succeeded: that is its callers' business
 //! (`runner`, `breakglass`).
 
+pub mod reaper;
 pub mod said;
+pub mod tree;
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
@@ -71,78 +82,51 @@ pub enum End {
     Cancelled,
 }
 
-/// A running process that leads its own process group.
+/// A running process tree: its leader leads its own process group.
 #[derive(Debug)]
 pub struct Group {
     child: Child,
     pgid: u32,
+    /// The `/bin/sh` watchdog, when no supervisor program could be found.
     tether: Option<Child>,
-    tree: String,
+    /// Whether the leader is the tree's supervisor (`afk-reaper`).
+    supervised: bool,
+    /// Every process seen in the tree while it ran, by pid and start time.
+    seen: Arc<Mutex<BTreeSet<(u32, u64)>>>,
     /// Supervised to its end: the tree was killed and the leader reaped, so
     /// its group id may be reused and must never be signalled again.
     finished: bool,
 }
 
-/// The environment variable that marks every process of one tree.
-pub const TREE_VAR: &str = "AFK_PROCESS_TREE";
-
-/// A marker unique to one tree: this process, the time, a counter.
-fn tree_id() -> String {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    format!(
-        "{}-{nanos:x}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    )
+/// Where `afk-reaper` is: `AFK_REAPER_BIN`, else beside this program, else
+/// one directory up (a test binary runs from `target/<profile>/deps`).
+fn reaper_bin() -> Option<&'static PathBuf> {
+    static BIN: OnceLock<Option<PathBuf>> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(path) = std::env::var_os("AFK_REAPER_BIN").map(PathBuf::from) {
+            return path.is_file().then_some(path);
+        }
+        let exe = std::env::current_exe().ok()?;
+        let dir = exe.parent()?;
+        [dir.join("afk-reaper"), dir.join("..").join("afk-reaper")]
+            .into_iter()
+            .find(|p| p.is_file())
+    })
+    .as_ref()
 }
 
-/// Kills process group `pgid` and then every process whose environment
-/// carries `AFK_PROCESS_TREE=<tree>` (a command the tree started in a
-/// session of its own, reparented anywhere). Scans `/proc` until a pass finds
-/// nothing left, at most a few times. Returns how many processes outside the
-/// group it killed.
-pub fn kill_tree(pgid: u32, tree: &str) -> usize {
-    kill_group(pgid);
-    let needle = format!("{TREE_VAR}={tree}");
-    let me = std::process::id();
-    let mut killed = 0;
-    for _ in 0..5 {
-        let mut found = 0;
-        let Ok(entries) = std::fs::read_dir("/proc") else {
-            return killed;
-        };
-        for entry in entries.flatten() {
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| n.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            if pid == me || ended(pid) {
-                continue;
-            }
-            let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
-                continue;
-            };
-            if environ
-                .split(|b| *b == 0)
-                .any(|var| var == needle.as_bytes())
-                && let Some(p) = pid_of(pid)
-            {
-                let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
-                found += 1;
-            }
-        }
-        killed += found;
-        if found == 0 {
-            break;
-        }
-    }
-    killed
+/// Whether groups are started under `afk-reaper` (else under the `/bin/sh`
+/// watchdog).
+pub fn supervisor_available() -> bool {
+    reaper_bin().is_some()
+}
+
+/// Makes this process the child subreaper of the trees it starts, once.
+fn own_orphans() {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| {
+        let _ = tree::become_subreaper();
+    });
 }
 
 impl Drop for Group {
@@ -152,7 +136,7 @@ impl Drop for Group {
         // its whole tree with it. Its leader is not reaped yet (the child is
         // dropped after this), so its group id cannot have been reused.
         if !self.finished {
-            kill_tree(self.pgid, &self.tree);
+            self.kill_now();
         }
         // Kill the watchdog before its pipe closes: a closing pipe is how it
         // learns that we died, and it must not act on a normal end.
@@ -162,23 +146,13 @@ impl Drop for Group {
     }
 }
 
-/// Starts the watchdog of group `pgid`: it kills the group once its standard
-/// input (a pipe whose write end only this process holds) reaches its end.
-fn tether(pgid: u32, tree: &str) -> std::io::Result<Child> {
-    // On our death: the group, then every process marked as of this tree.
-    const SCRIPT: &str = "read -r _ignored; kill -KILL \"-$1\" 2>/dev/null; \
-        for p in /proc/[0-9]*; do \
-        if tr '\\0' '\\n' < \"$p/environ\" 2>/dev/null | grep -qx \"$2\"; then \
-        kill -KILL \"${p#/proc/}\" 2>/dev/null; fi; done";
+/// Starts the watchdog of group `pgid` (used only without `afk-reaper`): it
+/// kills the group once its standard input (a pipe whose write end only this
+/// process holds) reaches its end.
+fn tether(pgid: u32) -> std::io::Result<Child> {
+    const SCRIPT: &str = "read -r _ignored; kill -KILL \"-$1\" 2>/dev/null";
     tokio::process::Command::new("/bin/sh")
-        .args([
-            "-c",
-            SCRIPT,
-            "afk-tether",
-            &pgid.to_string(),
-            &format!("{TREE_VAR}={tree}"),
-        ])
-        .env_remove(TREE_VAR)
+        .args(["-c", SCRIPT, "afk-tether", &pgid.to_string()])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -188,7 +162,8 @@ fn tether(pgid: u32, tree: &str) -> std::io::Result<Child> {
 }
 
 impl Group {
-    /// Starts `spec` in a new process group, stdout and stderr piped.
+    /// Starts `spec` in a new process group, stdout and stderr piped, under
+    /// its supervisor (see the module docs).
     ///
     /// # Errors
     /// The spawn error (`NotFound` when the program does not exist); an empty
@@ -197,12 +172,32 @@ impl Group {
         let (program, args) = spec.argv.split_first().ok_or_else(|| {
             std::io::Error::new(std::io::ErrorKind::InvalidInput, "no program to run")
         })?;
-        let tree = tree_id();
-        let mut command = tokio::process::Command::new(program);
+        own_orphans();
+        let supervisor = reaper_bin();
+        let mut command = match supervisor {
+            Some(reaper) => {
+                // The supervisor starts nothing when the program does not
+                // exist; say so here, as a direct spawn would.
+                if !program_exists(program, spec.cwd.as_deref()) {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::NotFound,
+                        format!("{program}: no such program"),
+                    ));
+                }
+                let mut c = tokio::process::Command::new(reaper);
+                c.args(["--owner", &std::process::id().to_string(), "--"])
+                    .arg(program)
+                    .args(args);
+                c
+            }
+            None => {
+                let mut c = tokio::process::Command::new(program);
+                c.args(args);
+                c
+            }
+        };
         command
-            .args(args)
             .envs(spec.env.iter().map(|(k, v)| (k, v)))
-            .env(TREE_VAR, &tree)
             .stdin(if spec.stdin.is_some() {
                 Stdio::piped()
             } else {
@@ -211,7 +206,9 @@ impl Group {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0)
-            .kill_on_drop(true);
+            // The supervisor is stopped with SIGTERM, so that it takes its
+            // tree down; a direct child is killed outright.
+            .kill_on_drop(supervisor.is_none());
         if let Some(dir) = &spec.cwd {
             command.current_dir(dir);
             // Programs that trust `$PWD` over their real directory (opencode
@@ -222,17 +219,21 @@ impl Group {
         }
         let mut child = command.spawn()?;
         let pgid = child.id().unwrap_or(0);
-        let tether = match tether(pgid, &tree) {
-            Ok(t) => Some(t),
-            Err(e) => {
-                // Without its watchdog the group must not run at all.
-                kill_group(pgid);
-                return Err(std::io::Error::new(
-                    e.kind(),
-                    format!(
-                        "cannot start the watchdog (sh) that ties the agent to this process: {e}"
-                    ),
-                ));
+        let tether = if supervisor.is_some() {
+            None
+        } else {
+            match tether(pgid) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    // Without its watchdog the group must not run at all.
+                    kill_group(pgid);
+                    return Err(std::io::Error::new(
+                        e.kind(),
+                        format!(
+                            "cannot start the watchdog (sh) that ties the agent to this process: {e}"
+                        ),
+                    ));
+                }
             }
         };
         if let (Some(mut pipe), Some(bytes)) = (child.stdin.take(), spec.stdin.clone()) {
@@ -247,19 +248,21 @@ impl Group {
             child,
             pgid,
             tether,
-            tree,
+            supervised: supervisor.is_some(),
+            seen: Arc::default(),
             finished: false,
         })
     }
 
-    /// Its process id, which is also its process group id.
+    /// Its process id (the supervisor's, when it has one), which is also its
+    /// process group id.
     pub fn pgid(&self) -> u32 {
         self.pgid
     }
 
-    /// The marker its whole tree carries (see [`kill_tree`]).
-    pub fn tree(&self) -> &str {
-        &self.tree
+    /// Whether the tree runs under its supervisor (`afk-reaper`).
+    pub fn supervised(&self) -> bool {
+        self.supervised
     }
 
     /// Its standard output, once.
@@ -272,34 +275,143 @@ impl Group {
         self.child.stderr.take()
     }
 
+    /// Kills, without waiting: the supervisor is told to stop (it kills its
+    /// descendants), and every process of the group, every descendant of
+    /// those, and every process seen in the tree that still runs (same pid,
+    /// same start time), with its descendants, is killed here too (the agent
+    /// may have killed its supervisor). Only processes this group started
+    /// are signalled: members of its group, their descendants, and what was
+    /// seen among them.
+    fn kill_now(&mut self) {
+        if self.supervised
+            && let Some(pid) = pid_of(self.pgid)
+        {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        }
+        let seen: BTreeSet<(u32, u64)> = self.seen.lock().map(|s| s.clone()).unwrap_or_default();
+        for _ in 0..20 {
+            // Found before any is killed: once a parent dies, its children
+            // are reparented (to the supervisor, or here).
+            let procs = tree::all();
+            let mut roots: Vec<u32> = procs
+                .values()
+                .filter(|p| p.pgid == self.pgid || seen.contains(&(p.pid, p.start)))
+                .map(|p| p.pid)
+                .collect();
+            if !self.supervised {
+                roots.push(self.pgid);
+            }
+            let mut targets: BTreeSet<u32> = BTreeSet::new();
+            for root in roots {
+                targets.insert(root);
+                targets.extend(tree::descendants(&procs, root).iter().map(|p| p.pid));
+            }
+            if self.supervised {
+                // The supervisor stops itself, after its tree.
+                targets.remove(&self.pgid);
+            }
+            let live: Vec<u32> = targets
+                .into_iter()
+                .filter(|pid| procs.get(pid).is_some_and(|p| !p.zombie))
+                .collect();
+            if live.is_empty() {
+                break;
+            }
+            for pid in live {
+                if let Some(p) = pid_of(pid) {
+                    let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
+                }
+            }
+        }
+    }
+
     /// Waits until the process has exited and `reading` (the caller's reader
     /// of its output, if it reads as it goes) has finished, or `timeout`
-    /// passes, or `cancel` turns true. Then the whole tree is killed (the
-    /// group and every process marked as of this tree, see [`kill_tree`]) and
-    /// the process reaped, whatever ended it.
+    /// passes, or `cancel` turns true. Then the whole tree is stopped (see
+    /// the module docs) and the leader reaped, whatever ended it.
     pub async fn supervise(
         mut self,
         reading: impl Future<Output = ()>,
         timeout: Duration,
         cancel: Option<watch::Receiver<bool>>,
     ) -> End {
-        let child = &mut self.child;
-        let exited = async {
-            reading.await;
-            child.wait().await
+        let end = {
+            let child = &mut self.child;
+            let exited = async {
+                reading.await;
+                child.wait().await
+            };
+            tokio::pin!(exited);
+            let deadline = tokio::time::sleep(timeout);
+            tokio::pin!(deadline);
+            let cancelled = cancelled(cancel);
+            tokio::pin!(cancelled);
+            let mut watch_tree = tokio::time::interval(Duration::from_millis(100));
+            loop {
+                tokio::select! {
+                    status = &mut exited => break End::Exited(status),
+                    () = &mut deadline => break End::TimedOut,
+                    () = &mut cancelled => break End::Cancelled,
+                    _ = watch_tree.tick() => {
+                        let observer = Observer { pgid: self.pgid, seen: self.seen.clone() };
+                        observer.observe();
+                    }
+                }
+            }
         };
-        let end = tokio::select! {
-            status = exited => End::Exited(status),
-            () = tokio::time::sleep(timeout) => End::TimedOut,
-            () = cancelled(cancel) => End::Cancelled,
-        };
-        kill_tree(self.pgid, &self.tree);
-        if !matches!(end, End::Exited(_)) {
+        self.kill_now();
+        if self.supervised {
+            // The supervisor kills its tree and exits; give it a bounded
+            // while, then make sure.
+            let stopped = tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await;
+            if stopped.is_err() {
+                tree::kill_descendants(self.pgid);
+                kill_group(self.pgid);
+                let _ = self.child.wait().await;
+            }
+        } else if !matches!(end, End::Exited(_)) {
             let _ = self.child.wait().await;
         }
         self.finished = true;
         end
     }
+}
+
+/// What the supervision loop records the tree with (the group itself is
+/// borrowed by the wait).
+struct Observer {
+    pgid: u32,
+    seen: Arc<Mutex<BTreeSet<(u32, u64)>>>,
+}
+
+impl Observer {
+    fn observe(&self) {
+        let procs = tree::all();
+        let found: Vec<(u32, u64)> = tree::descendants(&procs, self.pgid)
+            .into_iter()
+            .chain(procs.values().filter(|p| p.pgid == self.pgid).copied())
+            .filter(|p| !p.zombie)
+            .map(|p| (p.pid, p.start))
+            .collect();
+        if let Ok(mut seen) = self.seen.lock() {
+            seen.extend(found);
+        }
+    }
+}
+
+/// Whether `program` names something that can be run: a path to a file, or
+/// a name found on `PATH`.
+fn program_exists(program: &str, cwd: Option<&std::path::Path>) -> bool {
+    if program.contains('/') {
+        let path = std::path::Path::new(program);
+        let path = match (path.is_relative(), cwd) {
+            (true, Some(dir)) => dir.join(path),
+            _ => path.to_path_buf(),
+        };
+        return path.is_file();
+    }
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
 }
 
 /// Sends SIGKILL to process group `pgid`; a group that is gone is fine.
@@ -347,7 +459,7 @@ pub fn terminate(pid: u32) -> std::io::Result<()> {
     rustix::process::kill_process(pid, rustix::process::Signal::TERM).map_err(Into::into)
 }
 
-fn pid_of(raw: u32) -> Option<rustix::process::Pid> {
+pub(crate) fn pid_of(raw: u32) -> Option<rustix::process::Pid> {
     // 0 and 1 would signal our own group or every process: never.
     i32::try_from(raw)
         .ok()
@@ -518,50 +630,138 @@ mod tests {
         assert!(ended(pgid));
     }
 
-    /// A process that dies without cleaning up (here: the watchdog's pipe
-    /// closes without the watchdog being stopped first, as when this
-    /// process is SIGKILLed) takes its groups with it.
-    #[tokio::test]
-    async fn a_group_dies_with_the_process_that_started_it() {
-        use tokio::io::AsyncBufReadExt;
-        let mut group = Group::spawn(&spec("sleep 30 & echo $!; wait")).unwrap();
-        let pgid = group.pgid();
-        let mut out = tokio::io::BufReader::new(group.take_stdout().unwrap());
-        let mut line = String::new();
-        out.read_line(&mut line).await.unwrap();
-        let grandchild: u32 = line.trim().parse().unwrap();
-        // Simulate our death: close the watchdog's pipe without stopping it
-        // first, as the kernel does when this process is SIGKILLed.
-        let mut tether = group.tether.take().unwrap();
-        drop(tether.stdin.take());
-        let all_ended = tokio::time::timeout(Duration::from_secs(10), async {
-            while !(ended(pgid) && ended(grandchild)) {
+    /// Polls until `pid` has ended, for at most 10 s.
+    async fn ends_soon(pid: u32) -> bool {
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while !ended(pid) {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
-        });
-        assert!(all_ended.await.is_ok(), "the group outlived its parent");
-        let _ = tether.wait().await;
-        drop(group);
+        })
+        .await
+        .is_ok()
     }
 
+    /// The pids a script prints, one per line, until it prints `ready`.
+    async fn printed_pids(group: &mut Group) -> Vec<u32> {
+        use tokio::io::AsyncBufReadExt;
+        let mut out = tokio::io::BufReader::new(group.take_stdout().unwrap());
+        let mut pids = Vec::new();
+        loop {
+            let mut line = String::new();
+            if out.read_line(&mut line).await.unwrap() == 0 || line.trim() == "ready" {
+                return pids;
+            }
+            if let Ok(pid) = line.trim().parse() {
+                pids.push(pid);
+            }
+        }
+    }
+
+    /// Under `cargo test` the supervisor program is built beside the tests:
+    /// every group below runs under it.
+    #[test]
+    fn groups_run_under_their_supervisor() {
+        assert!(
+            supervisor_available(),
+            "afk-reaper was not found beside {:?}; build it (cargo build -p afk-process)",
+            std::env::current_exe()
+        );
+    }
+
+    /// The process that started a group dies (SIGKILL: no clean-up of its
+    /// own): the supervisor sees its parent change and takes the tree down,
+    /// what left the group with `setsid` included.
     #[tokio::test]
-    async fn a_normal_end_stops_the_watchdog_before_it_could_act() {
+    async fn a_tree_dies_with_the_process_that_started_it() {
+        let reaper = reaper_bin().unwrap().display().to_string();
+        // An owner of our own, started here: it starts the supervisor with
+        // `--owner` itself, prints the escaped grandchild, and waits.
+        let script =
+            format!("{reaper} --owner $$ -- sh -c 'setsid sleep 60 & echo $!; wait' & wait");
+        let mut owner = Group::spawn(&spec(&script)).unwrap();
+        let owner_pid = owner.pgid();
+        let escaped = first_pid(&mut owner).await;
+        assert!(!ended(escaped));
+        // The owner's own leader is its supervisor; kill the shell below it
+        // that plays the owner, as a SIGKILL would.
+        let shell = tree::descendants(&tree::all(), owner_pid)
+            .into_iter()
+            .find(|p| p.ppid == owner_pid)
+            .unwrap();
+        rustix::process::kill_process(pid_of(shell.pid).unwrap(), rustix::process::Signal::KILL)
+            .unwrap();
+        assert!(ends_soon(escaped).await, "the tree outlived its owner");
+        drop(owner);
+    }
+
+    /// A process outside every tree is never signalled, whatever its
+    /// environment says (the old marker is not a licence to kill).
+    #[tokio::test]
+    async fn a_process_outside_the_tree_is_never_signalled() {
+        let outsider = std::process::Command::new("sleep")
+            .arg("60")
+            .env("AFK_PROCESS_TREE", "anything")
+            .spawn()
+            .unwrap();
         let group = Group::spawn(&spec("exit 0")).unwrap();
-        let watchdog = group.tether.as_ref().and_then(Child::id).unwrap();
-        let end = group
+        let _ = group
             .supervise(async {}, Duration::from_secs(10), None)
             .await;
-        assert!(matches!(end, End::Exited(Ok(s)) if s.success()));
-        let gone = tokio::time::timeout(Duration::from_secs(10), async {
-            while !ended(watchdog) {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        });
-        assert!(gone.await.is_ok(), "the watchdog outlived its group");
+        let dropped = Group::spawn(&spec("sleep 60")).unwrap();
+        let leader = dropped.pgid();
+        drop(dropped);
+        assert!(ends_soon(leader).await);
+        assert!(!ended(outsider.id()), "an outside process was killed");
+        let mut outsider = outsider;
+        let _ = outsider.kill();
+        let _ = outsider.wait();
     }
 
-    /// Agent CLIs run their shell tool in a session of its own: killing the
-    /// agent's group is not enough; the tree's marker finds what escaped.
+    /// The ways an agent tries to outlive its stop: a cleared environment
+    /// and a session of its own, forks in a burst, and killing its own
+    /// supervisor. Every way of stopping stops them all.
+    #[tokio::test]
+    async fn no_escape_survives_a_stop() {
+        let attacks = [
+            // Leaves the session and clears its environment.
+            "env -i setsid sleep 60 & echo $!; echo ready; wait",
+            // Forks in a burst, each in a session of its own.
+            "for i in 1 2 3 4 5 6 7 8 9 10; do setsid sh -c 'sleep 60' & echo $!; done; echo ready; wait",
+            // Double fork: the middle process exits at once.
+            "sh -c 'setsid sleep 60 & echo $!' ; echo ready; wait",
+            // Kills its own supervisor, then leaves the session.
+            "env -i setsid sleep 60 & echo $!; kill -9 $PPID; echo ready; sleep 60",
+        ];
+        for (n, script) in attacks.iter().enumerate() {
+            for how in ["cancel", "timeout", "drop"] {
+                let mut group = Group::spawn(&spec(script)).unwrap();
+                let escaped = printed_pids(&mut group).await;
+                assert!(!escaped.is_empty(), "attack {n}: nothing printed");
+                let (tx, rx) = watch::channel(false);
+                match how {
+                    "cancel" => {
+                        tx.send(true).unwrap();
+                        let _ = group
+                            .supervise(async {}, Duration::from_secs(60), Some(rx))
+                            .await;
+                    }
+                    "timeout" => {
+                        let _ = group
+                            .supervise(async {}, Duration::from_millis(300), None)
+                            .await;
+                    }
+                    _ => drop(group),
+                }
+                for pid in escaped {
+                    assert!(
+                        ends_soon(pid).await,
+                        "attack {n} ({how}): {pid} outlived the stop"
+                    );
+                }
+            }
+        }
+    }
+
     #[tokio::test]
     async fn stopping_stops_what_escaped_the_group_with_setsid() {
         for end in ["timeout", "cancel", "exit"] {

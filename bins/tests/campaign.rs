@@ -756,6 +756,89 @@ fn a_hostile_or_stale_active_run_file_never_makes_afk_signal_a_stranger() {
     stranger.wait().unwrap();
 }
 
+/// `afk cancel` signals only the runner that holds this campaign's lock: a
+/// forged active-run file naming a live process, with that process's real
+/// start time and this campaign's id, signals nothing. And `cancel` and
+/// `--resume` never signal agents themselves.
+#[test]
+fn a_forged_file_with_a_real_start_time_signals_nothing() {
+    let dir = campaign("forged-start");
+    let mut victim = Command::new("sleep").arg("60").spawn().unwrap();
+    let pid = victim.id();
+    let started = afk_process::start_time(pid).unwrap();
+    let campaign_id = std::fs::canonicalize(&*dir).unwrap().display().to_string();
+    std::fs::create_dir_all(dir.join(".afk")).unwrap();
+    // Someone else holds the lock, so cancel takes the live-runner path.
+    let holder = std::fs::File::create(dir.join(".afk/lock")).unwrap();
+    holder.try_lock().unwrap();
+    let forged = serde_json::json!({
+        "pid": pid, "runner_started": started, "campaign": campaign_id,
+        "started_at": "2026-11-21T10:00:00Z", "session": ".afk/s.json",
+        "checklist": "SUT-CHECKLIST.md",
+        "in_flight": [{"id": "CORE-001", "pgid": pid, "pgid_started": started, "started_at": "t", "log": "l"}]
+    });
+    std::fs::write(dir.join(".afk/active-run.json"), forged.to_string()).unwrap();
+    let out = afk(&dir, &["cancel"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stderr).contains("nothing was signalled"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!dead(pid), "a process the forged file named was signalled");
+    drop(holder);
+    // With the lock free, the "dead run" it names is tidied, and its
+    // recorded agent (the same live process) is still not signalled.
+    let out = afk(&dir, &["cancel"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
+    assert!(!dead(pid), "a process the forged file named was signalled");
+    victim.kill().unwrap();
+    victim.wait().unwrap();
+}
+
+/// Removing `.afk/lock` under a running campaign does not let a second
+/// runner take it over, nor stop the first one's agents.
+#[test]
+fn removing_the_lock_file_mid_run_lets_no_second_runner_stop_the_first() {
+    let dir = campaign("lock-removed");
+    let mut first = spawn_run(&dir, "slow.sh", &["--batch-size", "1"]);
+    let groups = wait_for_agents(&dir, 1);
+    std::fs::remove_file(dir.join(".afk/lock")).unwrap();
+    for args in [&["--resume"][..], &[][..]] {
+        let second = run_with(&dir, "complete.sh", args);
+        assert_eq!(
+            second.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            text(&second.stderr)
+        );
+        assert!(
+            text(&second.stderr).contains("still works this campaign"),
+            "{}",
+            text(&second.stderr)
+        );
+        assert!(
+            !dead(groups[0]),
+            "{args:?}: the first runner's agent was stopped"
+        );
+    }
+    let cancel = afk(&dir, &["cancel"]);
+    assert_eq!(cancel.status.code(), Some(2), "{}", text(&cancel.stdout));
+    assert!(
+        !dead(groups[0]),
+        "cancel stopped an agent without its runner"
+    );
+    assert!(
+        first.try_wait().unwrap().is_none(),
+        "the first runner was stopped"
+    );
+    first.kill().unwrap();
+    first.wait().unwrap();
+    wait_until("the first runner's agent to die with it", || {
+        dead(groups[0])
+    });
+}
+
 /// One runner per campaign, whatever the entry point: two resumes at once
 /// run every item once.
 #[test]

@@ -1,7 +1,7 @@
 //! What a dead run leaves behind, tidied by `afk run --resume` and `afk
-//! cancel`: its agents, only while each is provably the process afk started
-//! (same pid and start time, this campaign, never pgid 1), and its ⏳ rows,
-//! turned back to to-do.
+//! cancel`: its ⏳ rows, turned back to to-do. Its agents are never
+//! signalled from here: each ran under its supervisor, which took its tree
+//! down when the runner died; one still alive is waited for and reported.
 
 use std::path::Path;
 
@@ -12,8 +12,9 @@ use crate::campaign::{mark, running_ids};
 use crate::state::{self, ActiveRun};
 use crate::{Error, rel};
 
-/// Handles a run that died: kills the agent groups it recorded, turns every
-/// ⏳ row back to to-do, and removes its active file. Returns what it did.
+/// Handles a run that died: waits (bounded) for the agents it recorded to
+/// end with it, turns every ⏳ row back to to-do, and removes its active
+/// file. Returns what it did.
 ///
 /// # Errors
 /// `Failed` when the checklist or the state cannot be rewritten.
@@ -36,16 +37,19 @@ pub fn clean_up_dead_run(
         other => other,
     };
     if let Some(run) = dead {
+        // Its agents are not signalled from here: each ran under its
+        // supervisor, which takes its tree down when the runner that
+        // started it dies. What is still alive is waited for (bounded), and
+        // reported, never killed by a file's say-so.
         for f in &run.in_flight {
             let Some(pgid) = f.pgid else {
                 continue;
             };
-            // Only the group afk started: its leader must still be the very
-            // process (same pid, same start time). A reused pid, a copied
-            // campaign or a hand-edited file names someone else's process.
-            let same = f.pgid_started.is_some() && afk_process::start_time(pgid) == f.pgid_started;
-            if pgid <= 1 || !same {
-                if afk_process::group_alive(pgid) && pgid > 1 {
+            let ours = pgid > 1
+                && f.pgid_started.is_some()
+                && afk_process::start_time(pgid) == f.pgid_started;
+            if !ours {
+                if pgid > 1 && afk_process::group_alive(pgid) {
                     notes.push(format!(
                         "left process group {pgid} (recorded for {}) alone: it is not the agent afk started",
                         f.id
@@ -53,13 +57,18 @@ pub fn clean_up_dead_run(
                 }
                 continue;
             }
-            if afk_process::group_alive(pgid) {
-                afk_process::kill_group(pgid);
-                notes.push(format!(
-                    "stopped the agent of {} left by pid {} (process group {pgid})",
-                    f.id, run.pid
-                ));
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while afk_process::group_alive(pgid) && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(50));
             }
+            notes.push(if afk_process::group_alive(pgid) {
+                format!(
+                    "the agent of {} (process group {pgid}) still runs; it was left alone: stop the runner that started it (pid {})",
+                    f.id, run.pid
+                )
+            } else {
+                format!("the agent of {} ended with its runner (pid {})", f.id, run.pid)
+            });
         }
     }
     let (_, parsed) = load_checklist(checklist)?;

@@ -101,6 +101,23 @@ pub fn run(
             None => "a run is already active in this campaign; `afk status` shows it".to_owned(),
         }));
     };
+    // A runner the active file names that still runs (same pid and start
+    // time) is alive even when its lock file was removed: never taken over,
+    // never resumed over.
+    if let Some(a) = &active
+        && a.pid > 1
+        && a.pid != std::process::id()
+        && a.runner_started.is_some()
+        && afk_process::start_time(a.pid) == a.runner_started
+        && a.campaign == state::campaign_id(root)
+    {
+        return Err(Error::input(format!(
+            "run pid {} (since {}) still works this campaign, though it holds no lock (was {} removed?); stop it first",
+            a.pid,
+            a.started_at,
+            state::state_dir(root).join("lock").display()
+        )));
+    }
     let (_, parsed) = load_checklist(&path)?;
     let running = running_ids(&parsed);
     if !settings.resume && (active.is_some() || !running.is_empty()) {

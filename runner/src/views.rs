@@ -294,10 +294,22 @@ pub fn cancel(root: &Path, checklist: &Path, wait: Duration) -> Result<Cancelled
     let Some(active) = state::read_active(root)? else {
         return Ok(Cancelled::NothingActive);
     };
+    let same_process = active.pid > 1
+        && active.runner_started.is_some()
+        && afk_process::start_time(active.pid) == active.runner_started;
     if let Some(_lock) = state::lock_campaign(root)? {
+        if same_process {
+            // The runner the file names still runs, yet nobody holds the
+            // lock: its lock file was removed under it. It is not dead, and
+            // nothing of it is signalled by a file's say-so.
+            return Err(Error::input(format!(
+                "run pid {} still runs but does not hold {} (was the lock file removed?); nothing was signalled: stop that runner itself",
+                active.pid,
+                state::state_dir(root).join("lock").display()
+            )));
+        }
         // Nobody runs this campaign: tidy up after the dead run, holding the
-        // lock so that no runner starts meanwhile. Nothing is signalled but
-        // the agent groups afk itself started.
+        // lock so that no runner starts meanwhile. Nothing is signalled.
         let notes = clean_up_dead_run(root, &root.join(checklist), Some(&active))?;
         return Ok(Cancelled::TidiedDeadRun {
             pid: active.pid,
@@ -305,12 +317,12 @@ pub fn cancel(root: &Path, checklist: &Path, wait: Duration) -> Result<Cancelled
         });
     }
     // A live runner holds this campaign: signal it only when the file names
-    // that very process, of this campaign (a copied or edited file must not
-    // make afk signal anyone else).
+    // that very process (same pid and start time), of this campaign, and
+    // that process holds this campaign's lock (a copied or forged file,
+    // even one with a real start time, must not make afk signal anyone
+    // else). The runner stops its own agents; afk never signals them.
     let same_campaign = active.campaign == state::campaign_id(root);
-    let same_process = active.runner_started.is_some()
-        && afk_process::start_time(active.pid) == active.runner_started;
-    if !(same_campaign && same_process) || active.pid <= 1 {
+    if !(same_campaign && same_process && state::holds_campaign_lock(root, active.pid)) {
         return Err(Error::input(format!(
             "{} names run pid {} of {:?}, which is not the runner of this campaign; nothing was signalled",
             state::active_path(root).display(),

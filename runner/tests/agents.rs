@@ -128,14 +128,16 @@ async fn a_timeout_kills_the_whole_process_group() {
     let dir = scratch("timeout");
     let (_tx, rx) = watch::channel(false);
     // The agent leaves a grandchild behind and then hangs itself.
-    let script = "sleep 600 & echo $! > pids; echo $$ >> pids; sleep 600";
+    // It also says which process group it runs in: the one afk reports.
+    let script = "sleep 600 & echo $! > pids; echo $$ >> pids; cut -d' ' -f5 /proc/$$/stat > pgid; sleep 600";
     let runtime = sh(script);
     let j = job(&dir, Duration::from_millis(700));
     let out = run(&runtime, &j, rx, |_| {}).await.unwrap();
     assert!(out.timed_out);
     assert_eq!(out.exit_code, None);
     let pids = pids_in(&dir.join("pids"), 2).await;
-    assert!(pids.contains(&out.pid));
+    let pgid = pids_in(&dir.join("pgid"), 1).await;
+    assert_eq!(pgid, [out.pid], "the reported group is the agent's");
     for pid in &pids {
         assert!(gone(*pid).await, "process {pid} outlived the timeout");
     }
