@@ -2,7 +2,10 @@
 //! item, a breakglass turn) or a power verb is started, watched and stopped.
 //!
 //! - [`Group::spawn`] starts an argument vector (never a shell) in a process
-//!   group of its own, with its input either closed or fed from memory.
+//!   group of its own, with its input either closed or fed from memory;
+//!   [`Group::spawn_waiting`] leaves the input a pipe for the caller to
+//!   write later (a process started ahead of its work), without the
+//!   environment variables the caller names (its own secrets).
 //! - [`Group::supervise`] waits for the process to end, its timeout, or a
 //!   cancel, and then kills the whole group, whatever ended it, so nothing the
 //!   process started in its group outlives it.
@@ -24,14 +27,16 @@
 //!
 //! - [`said`] turns what an agent CLI printed about its failure into one
 //!   line (claude's JSON `is_error`/`result`/`permission_denials`, else the
-//!   last line it wrote), for both of its callers.
+//!   last line it wrote), for its callers; [`lines`] reads its output line
+//!   by line with a cap on one line's size.
 //!
 //! This file is long because its tests start, stop and tether real process
 //! trees for every way a group can end; the code itself is under 400 lines.
 //!
 //! It does not decide whether a run succeeded: that is its callers' business
-//! (`runner`, `breakglass`).
+//! (`runner`, `breakglass`, `afk-gateway`).
 
+pub mod lines;
 pub mod said;
 
 use std::future::Future;
@@ -42,7 +47,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::process::{Child, ChildStderr, ChildStdout};
+use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -58,6 +63,17 @@ pub struct Spec {
     /// Written to its standard input, which is then closed; `None` closes
     /// standard input at once.
     pub stdin: Option<Vec<u8>>,
+}
+
+/// What a new group's standard input is.
+#[derive(Debug)]
+enum Input {
+    /// Closed at once.
+    Closed,
+    /// Written from memory, then closed.
+    Fed(Vec<u8>),
+    /// A pipe the caller writes.
+    Open,
 }
 
 /// How a supervised process ended.
@@ -184,19 +200,49 @@ impl Group {
     /// The spawn error (`NotFound` when the program does not exist); an empty
     /// argument vector is `InvalidInput`.
     pub fn spawn(spec: &Spec) -> std::io::Result<Group> {
+        let input = match &spec.stdin {
+            Some(bytes) => Input::Fed(bytes.clone()),
+            None => Input::Closed,
+        };
+        Group::start(spec, input, &[])
+    }
+
+    /// Starts `spec` like [`Group::spawn`], but with its standard input a
+    /// pipe left open for the caller to write later ([`Group::take_stdin`]),
+    /// and without inheriting the variables named in `env_remove` (a
+    /// server's own secrets). A process started ahead of its work waits on
+    /// that pipe: its start-up is paid before anyone asks.
+    ///
+    /// # Errors
+    /// As [`Group::spawn`]; `spec.stdin` set is `InvalidInput` (the input
+    /// is the caller's to write).
+    pub fn spawn_waiting(spec: &Spec, env_remove: &[&str]) -> std::io::Result<Group> {
+        if spec.stdin.is_some() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "a waiting process gets its input from the caller, not from its spec",
+            ));
+        }
+        Group::start(spec, Input::Open, env_remove)
+    }
+
+    fn start(spec: &Spec, input: Input, env_remove: &[&str]) -> std::io::Result<Group> {
         let (program, args) = spec.argv.split_first().ok_or_else(|| {
             std::io::Error::new(std::io::ErrorKind::InvalidInput, "no program to run")
         })?;
         let tree = tree_id();
         let mut command = tokio::process::Command::new(program);
+        for name in env_remove {
+            command.env_remove(name);
+        }
         command
             .args(args)
             .envs(spec.env.iter().map(|(k, v)| (k, v)))
             .env(TREE_VAR, &tree)
-            .stdin(if spec.stdin.is_some() {
-                Stdio::piped()
-            } else {
+            .stdin(if matches!(input, Input::Closed) {
                 Stdio::null()
+            } else {
+                Stdio::piped()
             })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -225,7 +271,9 @@ impl Group {
                 ));
             }
         };
-        if let (Some(mut pipe), Some(bytes)) = (child.stdin.take(), spec.stdin.clone()) {
+        if let Input::Fed(bytes) = input
+            && let Some(mut pipe) = child.stdin.take()
+        {
             // A process that never reads its input is fine: a closed pipe is
             // not an error worth reporting.
             tokio::spawn(async move {
@@ -239,6 +287,12 @@ impl Group {
             tether,
             tree,
         })
+    }
+
+    /// Its standard input, once: only a group started with
+    /// [`Group::spawn_waiting`] has one to give.
+    pub fn take_stdin(&mut self) -> Option<ChildStdin> {
+        self.child.stdin.take()
     }
 
     /// Its process id, which is also its process group id.
@@ -583,6 +637,51 @@ mod tests {
                 "{end}: the setsid'd command outlived its agent"
             );
         }
+    }
+
+    /// A process started ahead of its work waits on its input, gets what is
+    /// written later, and inherits nothing the caller named.
+    #[tokio::test]
+    async fn a_waiting_group_reads_what_is_written_later_without_the_removed_variables() {
+        // cargo runs tests with CARGO_PKG_NAME and CARGO_PKG_VERSION set: the
+        // removed one must not reach the child, the other must.
+        let mut group = Group::spawn_waiting(
+            &spec("read -r line; echo \"got:$line\"; echo \"name:${CARGO_PKG_NAME:-unset}\"; echo \"version:$CARGO_PKG_VERSION\""),
+            &["CARGO_PKG_NAME"],
+        )
+        .unwrap();
+        let out = read_capped(group.take_stdout(), 1 << 16);
+        let mut input = group.take_stdin().unwrap();
+        assert!(group.take_stdin().is_none(), "once");
+        input.write_all(b"-p --flag\n").await.unwrap();
+        drop(input);
+        let end = group
+            .supervise(async {}, Duration::from_secs(10), None)
+            .await;
+        assert!(matches!(end, End::Exited(Ok(s)) if s.success()), "{end:?}");
+        let out = String::from_utf8(collect(out, Duration::from_secs(5)).await).unwrap();
+        assert_eq!(
+            out,
+            format!(
+                "got:-p --flag\nname:unset\nversion:{}\n",
+                env!("CARGO_PKG_VERSION")
+            )
+        );
+        // A waiting group's input is the caller's: a spec that feeds one is
+        // refused, and a fed or closed group has no input to give.
+        let fed = Spec {
+            stdin: Some(b"x".to_vec()),
+            ..spec("cat")
+        };
+        assert_eq!(
+            Group::spawn_waiting(&fed, &[]).unwrap_err().kind(),
+            std::io::ErrorKind::InvalidInput
+        );
+        let mut closed = Group::spawn(&spec("true")).unwrap();
+        assert!(closed.take_stdin().is_none());
+        let _ = closed
+            .supervise(async {}, Duration::from_secs(10), None)
+            .await;
     }
 
     #[test]
