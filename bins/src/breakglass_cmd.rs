@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use afk_edge::listen::Limits;
 use breakglass::auth::{Auth, Proxies};
-use breakglass::listen::Limits;
 use breakglass::power::PowerSettings;
 use breakglass::server::{App, Settings};
 use breakglass::session::AgentSettings;
