@@ -355,3 +355,32 @@ mod tests {
         }
     }
 }
+
+/// Starts the gateway, serves `listener` until `stop` resolves, drains,
+/// and shuts down (every turn stopped, every waiting process killed, the
+/// work directory removed).
+///
+/// # Errors
+/// The gateway cannot start, or the listener fails.
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    settings: Settings,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    let app = App::start(settings)?;
+    let served = serve(listener, app.clone(), stop).await;
+    let stopped = app.shut_down(Duration::from_secs(5)).await;
+    tracing::info!(turns_stopped = stopped, "stopped");
+    served.map_err(RunError::Listen)
+}
+
+/// Why [`run`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// It could not start.
+    #[error(transparent)]
+    Startup(#[from] StartupError),
+    /// The listener failed.
+    #[error("the listener failed: {0}")]
+    Listen(#[source] std::io::Error),
+}
