@@ -61,6 +61,9 @@ impl Warmth {
 #[derive(Debug, Default)]
 struct State {
     fresh: HashMap<(String, Kind), VecDeque<Process>>,
+    /// Processes being started for a kind right now (so that refills at
+    /// once do not each start the missing ones).
+    starting: HashMap<(String, Kind), usize>,
     wanted: HashSet<(String, Kind)>,
     resumed: VecDeque<(Uuid, Process)>,
     closed: bool,
@@ -167,17 +170,23 @@ impl Pool {
     }
 
     /// Starts waiting processes for `kind` on `model` up to the number
-    /// kept, unless the pool is closed.
+    /// kept (counting those being started), unless the pool is closed.
     pub fn refill(&self, model: &str, kind: Kind) {
         let key = (model.to_owned(), kind);
         let missing = {
-            let state = self.lock();
+            let mut state = self.lock();
             if state.closed {
                 return;
             }
-            let have = state.fresh.get(&key).map_or(0, VecDeque::len);
-            self.warm.per_model.saturating_sub(have)
+            let have = state.fresh.get(&key).map_or(0, VecDeque::len)
+                + state.starting.get(&key).copied().unwrap_or(0);
+            let missing = self.warm.per_model.saturating_sub(have);
+            *state.starting.entry(key.clone()).or_default() += missing;
+            missing
         };
+        if missing == 0 {
+            return;
+        }
         let mut started = Vec::with_capacity(missing);
         for _ in 0..missing {
             match Process::start(&self.launch, model, Self::session(kind)) {
@@ -189,12 +198,14 @@ impl Pool {
             }
         }
         let mut state = self.lock();
+        if let Some(n) = state.starting.get_mut(&key) {
+            *n = n.saturating_sub(missing);
+        }
         if state.closed {
             return;
         }
         let queue = state.fresh.entry(key).or_default();
         queue.extend(started);
-        // Two refills at once may overshoot: the newest extras go.
         while queue.len() > self.warm.per_model {
             queue.pop_back();
         }

@@ -23,7 +23,8 @@
 //! On SIGTERM ([`App::drain`]) the gateway stops accepting connections and
 //! turns, kills its waiting processes, and lets running turns finish
 //! within the edge's grace period; [`App::shut_down`] then stops what is
-//! left and removes its work directory.
+//! left and removes the directory this run made in the work directory
+//! (never anything else there).
 //!
 //! The turns' routes themselves are `routes`. It does not parse wire formats
 //! (`request`, `openai`) or run processes (`turn`, `pool`).
@@ -71,6 +72,9 @@ pub enum StartupError {
 #[derive(Debug)]
 pub struct App {
     pub(crate) settings: Settings,
+    /// This run's own directory under the work directory: the only thing
+    /// the gateway ever removes.
+    run_dir: std::path::PathBuf,
     pub(crate) pool: Pool,
     pub(crate) conversations: Conversations,
     pub(crate) admission: Admission,
@@ -95,21 +99,25 @@ impl App {
     /// # Errors
     /// The work directory or the agents file cannot be made.
     pub fn start(settings: Settings) -> Result<Arc<App>, StartupError> {
-        let work = settings.work_dir.clone();
+        // A directory of this run's own inside the work directory: the
+        // work directory may be shared (or `/tmp`), and is never emptied.
+        let work = settings
+            .work_dir
+            .join(format!("run-{}", uuid::Uuid::new_v4().simple()));
         let made = (|| {
-            use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+            use std::os::unix::fs::DirBuilderExt;
             std::fs::DirBuilder::new()
                 .recursive(true)
                 .mode(0o700)
-                .create(&work)?;
-            std::fs::set_permissions(&work, std::fs::Permissions::from_mode(0o700))?;
+                .create(&settings.work_dir)?;
+            std::fs::DirBuilder::new().mode(0o700).create(&work)?;
             std::fs::write(
                 work.join("agents.json"),
                 crate::cli::agents_file(&settings.instructions),
             )
         })();
         made.map_err(|source| StartupError::WorkDir {
-            path: work.clone(),
+            path: settings.work_dir.clone(),
             source,
         })?;
         let mut env_remove: Vec<String> = OWN_SECRETS.iter().map(|s| (*s).to_owned()).collect();
@@ -129,7 +137,7 @@ impl App {
         let launch = Arc::new(Launch {
             bin: settings.agent_bin.clone(),
             agents_file: work.join("agents.json"),
-            work_dir: work,
+            work_dir: work.clone(),
             env_remove,
         });
         let app = Arc::new(App {
@@ -144,6 +152,7 @@ impl App {
             draining: AtomicBool::new(false),
             secrets,
             settings,
+            run_dir: work,
         });
         let default = app.settings.models.default_model().to_owned();
         app.pool.want(&default, Kind::Chat);
@@ -190,8 +199,8 @@ impl App {
     }
 
     /// Drains, stops every turn still running and waits for them (at most
-    /// `wait`), and removes the work directory. Returns how many turns it
-    /// stopped.
+    /// `wait`), and removes this run's directory (nothing else of the work
+    /// directory). Returns how many turns it stopped.
     pub async fn shut_down(&self, wait: Duration) -> usize {
         self.drain();
         let stopped = self.registry.stop_all();
@@ -201,7 +210,7 @@ impl App {
                 "turns still running at exit"
             );
         }
-        let _ = std::fs::remove_dir_all(&self.settings.work_dir);
+        let _ = std::fs::remove_dir_all(&self.run_dir);
         stopped
     }
 

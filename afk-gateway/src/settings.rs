@@ -161,8 +161,9 @@ pub struct Settings {
     /// The HTTP edge's limits; `shutdown_grace` is how long running turns
     /// may drain after SIGTERM.
     pub limits: Limits,
-    /// Where turns' empty directories and the agents file go (made at
-    /// start, removed at stop).
+    /// Where the gateway makes its run's directory (turns' empty
+    /// directories and the agents file, removed at stop; nothing else here
+    /// is touched).
     pub work_dir: PathBuf,
 }
 
@@ -191,7 +192,7 @@ impl Settings {
                 shutdown_grace: Duration::from_secs(25),
                 ..Limits::default()
             },
-            work_dir: std::env::temp_dir().join(format!("afk-gateway-{}", std::process::id())),
+            work_dir: std::env::temp_dir().join("afk-gateway"),
         }
     }
 }

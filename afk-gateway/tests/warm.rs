@@ -98,6 +98,19 @@ async fn never_two_turns_in_one_process_even_at_once() {
     pids.sort_unstable();
     pids.dedup();
     assert_eq!(pids.len(), 8, "{messages:?}");
+    // One waited, seven started cold; once they are over, the refills at
+    // once start one waiting process between them, not one each.
+    waiting(&gateway, "chat sonnet").await;
+    let chat_starts = gateway
+        .calls()
+        .iter()
+        .filter(|c| {
+            c["argv"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|x| x == "--no-session-persistence"))
+        })
+        .count();
+    assert_eq!(chat_starts, 1 + 7 + 1);
 }
 
 #[tokio::test]
@@ -162,8 +175,11 @@ async fn wait_resume_other(gateway: &Gateway, not: u32) -> Waiting {
 }
 
 #[tokio::test]
-async fn shutting_down_kills_every_waiting_process_and_removes_the_work_directory() {
+async fn shutting_down_kills_every_waiting_process_and_removes_only_its_own_directory() {
     let gateway = start("shutdown").await;
+    // Something of someone else's in the work directory stays.
+    let theirs = gateway.dir.join("work/theirs.txt");
+    std::fs::write(&theirs, "keep me").unwrap();
     let (status, _) = json(gateway.say("c", "eins").await).await;
     assert_eq!(status, 200);
     wait_resume(&gateway).await;
@@ -176,7 +192,16 @@ async fn shutting_down_kills_every_waiting_process_and_removes_the_work_director
     gateway.app.shut_down(Duration::from_secs(5)).await;
     all_dead(&pids).await;
     assert!(gateway.app.pool().waiting().is_empty());
-    assert!(!gateway.dir.join("work").exists());
+    let left: Vec<_> = std::fs::read_dir(gateway.dir.join("work"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(
+        left,
+        ["theirs.txt"],
+        "only the run's own directory is removed"
+    );
     // Nothing new is started once closed.
     gateway
         .app

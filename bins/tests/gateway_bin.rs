@@ -223,7 +223,11 @@ fn sigterm_drains_running_turns_and_kills_what_outlives_the_grace() {
     for pid in &hung {
         wait_until(&format!("{pid} to be gone"), || dead(*pid));
     }
-    assert!(!dir.join("work").exists(), "the work directory is removed");
+    assert_eq!(
+        std::fs::read_dir(dir.join("work")).unwrap().count(),
+        0,
+        "the run's directory is removed"
+    );
     let logs: Vec<Value> = lines
         .map_while(Result::ok)
         .filter_map(|l| serde_json::from_str(&l).ok())

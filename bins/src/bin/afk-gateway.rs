@@ -73,7 +73,7 @@ struct Args {
     /// After SIGTERM, running turns may finish for this long.
     #[arg(long, env = "AFK_GATEWAY_DRAIN_SECONDS", default_value_t = 25, value_parser = clap::value_parser!(u64).range(0..=3600))]
     drain_seconds: u64,
-    /// Where turns' empty directories go (default: <tmp>/afk-gateway-<pid>); removed at stop.
+    /// Where the gateway makes its run's directory for turns' empty directories (default: <tmp>/afk-gateway); only that is removed at stop.
     #[arg(long, env = "AFK_GATEWAY_WORK_DIR")]
     work_dir: Option<PathBuf>,
 }
