@@ -3,7 +3,10 @@
 //! watched and stopped.
 //!
 //! - [`Group::spawn`] starts an argument vector (never a shell) in a process
-//!   group of its own, with its input either closed or fed from memory.
+//!   group of its own, with its input either closed or fed from memory;
+//!   [`Group::spawn_waiting`] leaves the input a pipe for the caller to
+//!   write later (a process started ahead of its work), without the
+//!   environment variables the caller names (its own secrets).
 //! - [`Group::supervise`] waits for the process to end, its timeout, or a
 //!   cancel, and then stops the **whole tree**, whatever ended it.
 //! - [`read_capped`] and [`pump`] read its output without ever blocking it
@@ -32,14 +35,16 @@
 //!
 //! - [`said`] turns what an agent CLI printed about its failure into one
 //!   line (claude's JSON `is_error`/`result`/`permission_denials`, else the
-//!   last line it wrote), for its callers.
+//!   last line it wrote), for its callers; [`lines`] reads its output line
+//!   by line with a cap on one line's size.
 //!
 //! This file is long because its tests start, stop and attack real process
 //! trees for every way a group can end; the code itself is under 450 lines.
 //!
 //! It does not decide whether a run succeeded: that is its callers' business
-//! (`runner`, `breakglass`).
+//! (`runner`, `breakglass`, `afk-gateway`).
 
+pub mod lines;
 pub mod reaper;
 pub mod said;
 pub mod tree;
@@ -53,7 +58,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::process::{Child, ChildStderr, ChildStdout};
+use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -69,6 +74,17 @@ pub struct Spec {
     /// Written to its standard input, which is then closed; `None` closes
     /// standard input at once.
     pub stdin: Option<Vec<u8>>,
+}
+
+/// What a new group's standard input is.
+#[derive(Debug)]
+enum Input {
+    /// Closed at once.
+    Closed,
+    /// Written from memory, then closed.
+    Fed(Vec<u8>),
+    /// A pipe the caller writes.
+    Open,
 }
 
 /// How a supervised process ended.
@@ -169,6 +185,33 @@ impl Group {
     /// The spawn error (`NotFound` when the program does not exist); an empty
     /// argument vector is `InvalidInput`.
     pub fn spawn(spec: &Spec) -> std::io::Result<Group> {
+        let input = match &spec.stdin {
+            Some(bytes) => Input::Fed(bytes.clone()),
+            None => Input::Closed,
+        };
+        Group::start(spec, input, &[])
+    }
+
+    /// Starts `spec` like [`Group::spawn`], but with its standard input a
+    /// pipe left open for the caller to write later ([`Group::take_stdin`]),
+    /// and without inheriting the variables named in `env_remove` (a
+    /// server's own secrets). A process started ahead of its work waits on
+    /// that pipe: its start-up is paid before anyone asks.
+    ///
+    /// # Errors
+    /// As [`Group::spawn`]; `spec.stdin` set is `InvalidInput` (the input
+    /// is the caller's to write).
+    pub fn spawn_waiting(spec: &Spec, env_remove: &[&str]) -> std::io::Result<Group> {
+        if spec.stdin.is_some() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "a waiting process gets its input from the caller, not from its spec",
+            ));
+        }
+        Group::start(spec, Input::Open, env_remove)
+    }
+
+    fn start(spec: &Spec, input: Input, env_remove: &[&str]) -> std::io::Result<Group> {
         let (program, args) = spec.argv.split_first().ok_or_else(|| {
             std::io::Error::new(std::io::ErrorKind::InvalidInput, "no program to run")
         })?;
@@ -196,12 +239,15 @@ impl Group {
                 c
             }
         };
+        for name in env_remove {
+            command.env_remove(name);
+        }
         command
             .envs(spec.env.iter().map(|(k, v)| (k, v)))
-            .stdin(if spec.stdin.is_some() {
-                Stdio::piped()
-            } else {
+            .stdin(if matches!(input, Input::Closed) {
                 Stdio::null()
+            } else {
+                Stdio::piped()
             })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -236,7 +282,9 @@ impl Group {
                 }
             }
         };
-        if let (Some(mut pipe), Some(bytes)) = (child.stdin.take(), spec.stdin.clone()) {
+        if let Input::Fed(bytes) = input
+            && let Some(mut pipe) = child.stdin.take()
+        {
             // A process that never reads its input is fine: a closed pipe is
             // not an error worth reporting.
             tokio::spawn(async move {
@@ -252,6 +300,12 @@ impl Group {
             seen: Arc::default(),
             finished: false,
         })
+    }
+
+    /// Its standard input, once: only a group started with
+    /// [`Group::spawn_waiting`] has one to give.
+    pub fn take_stdin(&mut self) -> Option<ChildStdin> {
+        self.child.stdin.take()
     }
 
     /// Its process id (the supervisor's, when it has one), which is also its
@@ -860,6 +914,49 @@ mod tests {
         });
         assert!(task.await.is_err());
         assert!(gone_soon(escaped).await, "the tree outlived the panic");
+    }
+
+    /// A process started ahead of its work waits on its input, gets what is
+    /// written later, and inherits nothing the caller named.
+    #[tokio::test]
+    async fn a_waiting_group_reads_what_is_written_later_without_the_removed_variables() {
+        // cargo runs tests with CARGO_PKG_NAME and CARGO_PKG_VERSION set: the
+        // removed one must not reach the child, the other must.
+        let mut group = Group::spawn_waiting(
+            &spec("read -r line; echo \"got:$line\"; echo \"name:${CARGO_PKG_NAME:-unset}\"; echo \"version:$CARGO_PKG_VERSION\""),
+            &["CARGO_PKG_NAME"],
+        )
+        .unwrap();
+        let out = read_capped(group.take_stdout(), 1 << 16);
+        let mut input = group.take_stdin().unwrap();
+        assert!(group.take_stdin().is_none(), "once");
+        input.write_all(b"-p --flag\n").await.unwrap();
+        drop(input);
+        let end = group
+            .supervise(async {}, Duration::from_secs(10), None)
+            .await;
+        assert!(matches!(end, End::Exited(Ok(s)) if s.success()), "{end:?}");
+        let out = String::from_utf8(collect(out, Duration::from_secs(5)).await).unwrap();
+        assert_eq!(
+            out,
+            format!(
+                "got:-p --flag\nname:unset\nversion:{}\n",
+                env!("CARGO_PKG_VERSION")
+            )
+        );
+        let fed = Spec {
+            stdin: Some(b"x".to_vec()),
+            ..spec("cat")
+        };
+        assert_eq!(
+            Group::spawn_waiting(&fed, &[]).unwrap_err().kind(),
+            std::io::ErrorKind::InvalidInput
+        );
+        let mut closed = Group::spawn(&spec("true")).unwrap();
+        assert!(closed.take_stdin().is_none());
+        let _ = closed
+            .supervise(async {}, Duration::from_secs(10), None)
+            .await;
     }
 
     #[test]

@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use afk_edge::listen::Limits;
 use breakglass::auth::{Auth, Proxies};
-use breakglass::listen::Limits;
 use breakglass::power::PowerSettings;
 use breakglass::server::{App, Settings};
 use breakglass::session::AgentSettings;
@@ -121,23 +121,6 @@ pub fn settings(args: &BreakglassArgs) -> Result<(SocketAddr, Settings), String>
     ))
 }
 
-async fn stop_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {},
-                _ = int.recv() => {},
-            }
-        }
-        // Without signal handlers the server runs until killed.
-        _ => std::future::pending().await,
-    }
-}
-
 /// Runs the server until a stop signal: exit 0, or 2 for bad settings, 1
 /// when it cannot listen.
 pub fn main(args: &BreakglassArgs) -> u8 {
@@ -179,7 +162,7 @@ pub fn main(args: &BreakglassArgs) -> u8 {
             "listening"
         );
         let app = App::new(settings);
-        match breakglass::server::serve(listener, app, stop_signal()).await {
+        match breakglass::server::serve(listener, app, crate::stop_signal()).await {
             Ok(()) => {
                 tracing::info!("stopped");
                 crate::exit::OK

@@ -10,6 +10,24 @@ pub mod campaign_cmd;
 pub mod loop_cmd;
 pub mod runs;
 
+/// Resolves on SIGTERM or Ctrl-C (never, when the handlers cannot be set:
+/// the server then runs until killed).
+pub async fn stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {},
+                _ = int.recv() => {},
+            }
+        }
+        _ => std::future::pending().await,
+    }
+}
+
 /// Exit codes shared by every afk binary.
 pub mod exit {
     /// The command ran.

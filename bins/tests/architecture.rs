@@ -782,6 +782,8 @@ fn processes_are_started_and_stopped_only_by_afk_process() {
         &[
             "runner/src",
             "breakglass/src",
+            "afk-edge/src",
+            "afk-gateway/src",
             "bins/src",
             "afk-adapters/src",
         ],

@@ -31,7 +31,7 @@ fn repo() -> PathBuf {
 
 /// The real CLI `name`, or `None` (outside CI) when it is not installed.
 #[allow(clippy::print_stderr)] // a skipped test must say so
-fn cli(name: &str) -> Option<PathBuf> {
+pub(crate) fn cli(name: &str) -> Option<PathBuf> {
     let dir = std::env::var_os("AFK_REAL_CLI_DIR").map_or_else(
         || repo().join("fixtures/real-cli/node_modules/.bin"),
         PathBuf::from,
@@ -94,7 +94,12 @@ fn home(campaign: &Path) -> PathBuf {
 
 /// The environment each CLI needs to run unattended and offline: a home of
 /// its own with its permission settings, the model server's address.
-fn agent_env(runtime: &str, bin: &Path, home: &Path, model: &str) -> Vec<(String, String)> {
+pub(crate) fn agent_env(
+    runtime: &str,
+    bin: &Path,
+    home: &Path,
+    model: &str,
+) -> Vec<(String, String)> {
     let home_s = home.display().to_string();
     let mut env = vec![
         ("HOME".to_owned(), home_s.clone()),

@@ -8,10 +8,12 @@
 mod architecture;
 mod breakglass_bin;
 mod campaign;
+mod gateway_bin;
 mod loop_bins;
 mod manifests;
 mod policy_cli;
 mod processes;
 mod real_agents;
+mod real_gateway;
 mod scratch;
 mod world;

@@ -130,7 +130,7 @@ async fn run(events: u64, subscribers: usize) -> Result<(), Error> {
             timeout: Duration::from_secs(1),
         },
         // The defaults an operator gets, but room for the fan-out's clients.
-        limits: breakglass::listen::Limits {
+        limits: afk_edge::listen::Limits {
             max_connections: 1024,
             ..Default::default()
         },

@@ -12,20 +12,19 @@
 //! - [`power`]: the whitelisted VM power verbs over ssh;
 //! - [`auth`]: bearer token or trusted identity header;
 //! - [`server`]: the axum router: routes, auth, the JSON and same-origin
-//!   guard on mutating requests, audit lines;
-//! - [`listen`]: the accept loop: request-head and write deadlines, a
-//!   connection limit that keeps room for authenticated work, a bounded
-//!   shutdown.
+//!   guard on mutating requests, audit lines.
 //!
-//! Agent turns and power verbs are started, watched and stopped by the
-//! `afk-process` toolkit, the same code the checklist runner uses.
+//! It is served by `afk-edge`'s accept loop (request-head and write
+//! deadlines, a connection limit that keeps room for authenticated work, a
+//! bounded shutdown), the edge it shares with `afk-gateway`. Agent turns
+//! and power verbs are started, watched and stopped by the `afk-process`
+//! toolkit, the same code the checklist runner uses.
 //!
 //! It does not persist sessions across restarts (a restart starts with none)
 //! and it is not part of the AFK loop.
 
 pub mod auth;
 pub mod event;
-pub mod listen;
 pub mod power;
 pub mod server;
 pub mod session;

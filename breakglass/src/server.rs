@@ -37,10 +37,10 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use crate::auth::Auth;
-use crate::listen::{Connection, Limits};
 use crate::power::{self, PowerSettings};
 use crate::session::{AgentSettings, Sessions, StartError};
 use crate::sse;
+use afk_edge::listen::{Connection, Limits};
 
 /// The page, embedded so the binary serves it with no build step.
 pub const INDEX_HTML: &str = include_str!("../web/index.html");
@@ -178,14 +178,7 @@ async fn guard_and_audit(request: Request, next: Next) -> Response {
         Some(refused) => refused,
         None => next.run(request).await,
     };
-    tracing::info!(
-        target: "audit",
-        who = %who,
-        from = %from,
-        what = %what,
-        status = response.status().as_u16(),
-        "audit"
-    );
+    afk_edge::audit::line(&who, &from, &what, response.status().as_u16());
     response
 }
 
@@ -360,7 +353,7 @@ pub fn router(app: Arc<App>) -> Router {
 }
 
 /// Serves `app` on `listener` until `stop` resolves, within the settings'
-/// [`Limits`] (see [`crate::listen`]), then ends every attach stream and
+/// [`Limits`] (see [`afk_edge::listen`]), then ends every attach stream and
 /// kills every running turn and verb.
 ///
 /// # Errors
@@ -371,5 +364,10 @@ pub async fn serve(
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let limits = app.settings.limits;
-    crate::listen::serve(listener, app, limits, stop).await
+    let stopping = app.clone();
+    afk_edge::listen::serve(listener, router(app), limits, stop, || async move {
+        let turns = stopping.shut_down().await;
+        tracing::info!(turns_stopped = turns, "running turns stopped");
+    })
+    .await
 }

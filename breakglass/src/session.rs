@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::BufReader;
 use tokio::sync::{broadcast, watch};
 use uuid::Uuid;
 
@@ -290,37 +290,6 @@ const STDERR_KEPT: u64 = 64 * 1024;
 /// (its length reported), so one huge line cannot exhaust memory.
 pub const LINE_KEPT: usize = 1 << 20;
 
-/// Reads one line (without its `\n`) into `line`, keeping at most `max`
-/// bytes; returns how many bytes were dropped, or `None` at the end.
-async fn read_line_capped<R: tokio::io::AsyncBufRead + Unpin>(
-    reader: &mut R,
-    line: &mut Vec<u8>,
-    max: usize,
-) -> std::io::Result<Option<u64>> {
-    line.clear();
-    let mut dropped = 0u64;
-    let mut any = false;
-    loop {
-        let available = reader.fill_buf().await?;
-        if available.is_empty() {
-            return Ok(any.then_some(dropped));
-        }
-        any = true;
-        let (chunk, done) = match available.iter().position(|b| *b == b'\n') {
-            Some(i) => (&available[..i], Some(i + 1)),
-            None => (available, None),
-        };
-        let room = max.saturating_sub(line.len()).min(chunk.len());
-        line.extend_from_slice(&chunk[..room]);
-        dropped += (chunk.len() - room) as u64;
-        let used = done.unwrap_or(available.len());
-        reader.consume(used);
-        if done.is_some() {
-            return Ok(Some(dropped));
-        }
-    }
-}
-
 /// Ends a turn when dropped: `turn_end` appended exactly once, the session
 /// freed, waiters told. Held by the turn's task, so a turn that panics or is
 /// aborted still ends.
@@ -380,7 +349,9 @@ async fn run_turn(
         if let Some(out) = stdout {
             let mut out = BufReader::new(out);
             let mut line = Vec::new();
-            while let Ok(Some(cut)) = read_line_capped(&mut out, &mut line, LINE_KEPT).await {
+            while let Ok(Some(cut)) =
+                afk_process::lines::read_line_capped(&mut out, &mut line, LINE_KEPT).await
+            {
                 if cut > 0 {
                     // A line that long cannot be shown (or parsed, cut):
                     // say so instead of holding it in memory.
@@ -514,28 +485,6 @@ impl Sessions {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[tokio::test]
-    async fn a_long_line_is_dropped_and_measured_not_held() {
-        let text = format!("short\n{}\ntail", "x".repeat(100));
-        let mut reader = BufReader::with_capacity(7, text.as_bytes());
-        let mut line = Vec::new();
-        let mut got = Vec::new();
-        while let Some(cut) = read_line_capped(&mut reader, &mut line, 10)
-            .await
-            .unwrap_or(None)
-        {
-            got.push((String::from_utf8_lossy(&line).into_owned(), cut));
-        }
-        assert_eq!(
-            got,
-            [
-                ("short".to_owned(), 0),
-                ("x".repeat(10), 90),
-                ("tail".to_owned(), 0)
-            ]
-        );
-    }
 
     /// A turn whose task panics (or is aborted) still ends: `turn_end`
     /// appended once, last, and the session free for the next turn.

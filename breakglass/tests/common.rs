@@ -61,7 +61,7 @@ pub fn settings(dir: &Path) -> Settings {
             host: Some("pve".into()),
             timeout: Duration::from_secs(30),
         },
-        limits: breakglass::listen::Limits::default(),
+        limits: afk_edge::listen::Limits::default(),
         max_sessions: 64,
     }
 }

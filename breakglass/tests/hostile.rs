@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
+use afk_edge::listen::Limits;
 use breakglass::auth::{Auth, Proxies};
-use breakglass::listen::Limits;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

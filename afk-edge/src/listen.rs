@@ -1,5 +1,5 @@
-//! The server's own accept loop: an emergency console must keep answering
-//! while someone tries to wear it down.
+//! The accept loop: a server must keep answering while someone tries to
+//! wear it down.
 //!
 //! - **Request head deadline** ([`Limits::header_timeout`]): a client that
 //!   has not sent a whole request head in time (a slowloris) is dropped; the
@@ -16,13 +16,17 @@
 //!   unauthenticated connections cannot lock out the owner, and a crowd of
 //!   authenticated ones cannot lock out `/health` or a new login.
 //! - **Bounded shutdown** ([`Limits::shutdown_grace`]): on stop, new
-//!   connections are refused, running turns and verbs are killed, attach
-//!   streams end, and connections get the grace period to finish before
-//!   they are dropped, whatever is open.
+//!   connections are refused, the server's own `stopping` hook runs (breakglass
+//!   kills its turns; the gateway stops admitting and lets running turns
+//!   drain), and connections get the grace period to finish before they are
+//!   dropped, whatever is open. Dropping a connection drops its request's
+//!   future: whatever a handler holds is released then.
 //!
 //! Each request carries a [`Connection`] extension: the peer address (for
-//! the trusted-proxy check) and the handle the auth middleware uses to mark
-//! the connection as authenticated.
+//! a trusted-proxy check and audit lines) and the handle the auth middleware
+//! uses to mark the connection as authenticated.
+//!
+//! It knows no routes: it serves whatever [`Router`] it is given.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -38,8 +42,6 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Sleep;
-
-use crate::server::App;
 
 /// How far the server lets clients go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -217,20 +219,24 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<S> {
     }
 }
 
-/// Serves `app` on `listener` until `stop` resolves, within `limits`; then
-/// stops (see the module's documentation) and returns once every connection
-/// is closed or the grace period is over.
+/// Serves `router` on `listener` until `stop` resolves, within `limits`;
+/// then refuses new connections, awaits `stopping()` (the server's own
+/// shutdown), asks every connection to finish, and returns once every
+/// connection is closed or the grace period is over.
 ///
 /// # Errors
 /// Never for a single connection's failure; only if the listener itself
 /// fails in a way that is not a passing shortage (file descriptors).
-pub async fn serve(
+pub async fn serve<F>(
     listener: tokio::net::TcpListener,
-    app: Arc<App>,
+    router: Router,
     limits: Limits,
     stop: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let router = crate::server::router(app.clone());
+    stopping: impl FnOnce() -> F,
+) -> std::io::Result<()>
+where
+    F: Future<Output = ()>,
+{
     let table = Arc::new(Table::default());
     let (closing_tx, closing) = watch::channel(false);
     let mut connections = JoinSet::new();
@@ -268,8 +274,8 @@ pub async fn serve(
         }
     }
     drop(listener);
-    let turns = app.shut_down().await;
-    tracing::info!(turns_stopped = turns, open = table.len(), "shutting down");
+    stopping().await;
+    tracing::info!(open = table.len(), "shutting down");
     let _ = closing_tx.send(true);
     let drained = tokio::time::timeout(limits.shutdown_grace, async {
         while connections.join_next().await.is_some() {}
