@@ -33,8 +33,9 @@
 //! - **The approved comments** ([`GitHubTracker::newest_approved_comments`]):
 //!   the trusted authors' comments among the newest 500, oldest first: the
 //!   head's authors and, past a hundred comments, one more request for the
-//!   rest; each login's permission once a tick (REST); bodies for the
-//!   trusted ones only, ⌈T/10⌉ requests for T of them.
+//!   rest; each login's permission once a tick (REST); bodies for afk's
+//!   own (one may be its record, which is never the task) and the trusted
+//!   ones only, ⌈T/10⌉ requests for T of them.
 //! - A comment read is kept for the tick (each comment's author and each
 //!   body asked once); a write to the repository's comments forgets them.
 //! - A comment's id is its `fullDatabaseId` (a BigInt, sent as a string):
@@ -639,33 +640,47 @@ impl GitHubTracker {
         let read_so_far = self
             .read_ranges(repo, number, std::slice::from_ref(&newest))
             .await?;
-        // By author first. The rule turns a comment down for its body only
-        // when it is afk's own record (the marker), so what it approves once
-        // the body is known is among what it approves before.
+        let comments: Vec<Read> = read_so_far
+            .known
+            .range(newest)
+            .map(|(_, c)| c.clone())
+            .collect();
+        let is_mine = |c: &Read| c.author.as_ref().is_some_and(|a| trust::is_own(a, &own));
+        // afk's own comments are read whole (one is its record, never the
+        // task); everyone else's are judged by author alone.
+        let mine: Vec<String> = comments
+            .iter()
+            .filter(|c| is_mine(c))
+            .map(|c| c.node_id.clone())
+            .collect();
+        let mut bodies = self.bodies(repo, &mine).await?;
         let mut trusted: Vec<Read> = Vec::new();
-        for (_, c) in read_so_far.known.range(newest) {
+        for c in comments {
+            let is_progress = is_mine(&c)
+                && bodies
+                    .get(&c.node_id)
+                    .and_then(Option::as_deref)
+                    .is_some_and(checklist::has_marker);
             if self
-                .approved_author(repo, c.author.as_ref(), &own, false)
+                .approved_author(repo, c.author.as_ref(), &own, is_progress)
                 .await?
             {
-                trusted.push(c.clone());
+                trusted.push(c);
             }
         }
-        let ids: Vec<String> = trusted.iter().map(|c| c.node_id.clone()).collect();
-        let bodies = self.bodies(repo, &ids).await?;
+        let unread: Vec<String> = trusted
+            .iter()
+            .filter(|c| !bodies.contains_key(&c.node_id))
+            .map(|c| c.node_id.clone())
+            .collect();
+        bodies.extend(self.bodies(repo, &unread).await?);
         let mut approved = Vec::with_capacity(trusted.len());
         for c in trusted {
-            let Some(Some(body)) = bodies.get(&c.node_id) else {
-                continue;
-            };
-            if self
-                .approved_author(repo, c.author.as_ref(), &own, checklist::has_marker(body))
-                .await?
-                && let Some(author) = c.author
-            {
+            // A comment deleted since it was listed is left out.
+            if let (Some(Some(body)), Some(author)) = (bodies.remove(&c.node_id), c.author) {
                 approved.push(ApprovedComment {
                     author: author.login,
-                    body: body.clone(),
+                    body,
                 });
             }
         }
