@@ -598,6 +598,22 @@ async fn giant_comments_fail_no_read_and_the_trusted_one_is_quoted(w: &dyn World
     );
 }
 
+/// The approved comments are the trusted ones among the newest 500: a
+/// bounded read, whatever the flood before them.
+async fn approved_comments_are_the_trusted_among_the_newest_500(w: &dyn World) {
+    {
+        let mut m = w.model();
+        m.add_issue(REPO, 7, "t", "", &[]);
+        m.add_comment(REPO, 7, "Just outside.", "alice");
+        m.add_comment(REPO, 7, "Just inside.", "alice");
+        flood(&mut m, 7, 498, "bystander");
+        m.add_comment(REPO, 7, "The last word.", "renovate[bot]");
+    }
+    let approved = w.tracker().approved_comments("infra", 7).await.unwrap();
+    let got: Vec<&str> = approved.iter().map(|c| c.body.as_str()).collect();
+    assert_eq!(got, ["Just inside.", "The last word."]);
+}
+
 /// Only afk's own comment is the run record: a copy of its marker in
 /// someone else's comment, beside the record or newer than it, is never
 /// taken for it, and with no record of afk's it is not "the" record either.
@@ -734,4 +750,5 @@ contract!(
     giant_comments_fail_no_read_and_the_trusted_one_is_quoted,
     a_forged_marker_is_never_the_progress_comment,
     not_found_within_the_bound_is_an_error_never_none,
+    approved_comments_are_the_trusted_among_the_newest_500,
 );
