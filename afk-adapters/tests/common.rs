@@ -43,6 +43,8 @@ pub fn github(
             own_login: own_login.map(str::to_owned),
             web_url: Some("https://github.com".into()),
             ci_link_hosts: vec![],
+            ready_label: "ready-for-agent".into(),
+            in_progress_label: "agent-in-progress".into(),
         },
     )
 }

@@ -21,7 +21,8 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use afk_adapters::github::{
-    COMMENTS_QUERY, LABELS_QUERY, TRUST_QUERY, page_document, scan_document, states_document,
+    BODIES_QUERY, HEAD_QUERY, LABELED_QUERY, LABELS_QUERY, TRUST_QUERY, page_document,
+    scan_document, slices_document, states_document,
 };
 use apollo_compiler::validation::Valid;
 use apollo_compiler::{ExecutableDocument, Schema};
@@ -94,9 +95,18 @@ async fn every_graphql_document_afk_sends_is_valid_against_github_s_schema() {
     let Some(dir) = octokit() else { return };
     let schema = schema(&dir);
     // The documents the adapter builds, at the sizes it builds them…
+    // (the comment look-up's rely on these facts of the schema:
+    // `Issue.timelineItems(itemTypes:, first:, last:, after:, skip:)` with
+    // `ISSUE_COMMENT` and `LABELED_EVENT` items and a `totalCount`;
+    // `IssueComment { id fullDatabaseId createdAt body author }`;
+    // `LabeledEvent { createdAt label actor }`; `Query.nodes(ids: [ID!]!)`.)
     let mut docs: BTreeSet<String> = [
         TRUST_QUERY.to_owned(),
-        COMMENTS_QUERY.to_owned(),
+        HEAD_QUERY.to_owned(),
+        LABELED_QUERY.to_owned(),
+        BODIES_QUERY.to_owned(),
+        slices_document(&[(0, 1)]),
+        slices_document(&(0..60).map(|i| (i * 100, 100)).collect::<Vec<_>>()),
         LABELS_QUERY.to_owned(),
         scan_document(1, true),
         scan_document(25, true),
@@ -108,13 +118,22 @@ async fn every_graphql_document_afk_sends_is_valid_against_github_s_schema() {
         states_document(&(1..=100).collect::<Vec<u64>>()),
     ]
     .into();
-    // …and every one it sent while the tracker contract ran.
+    // …and every one it sent while the tracker contract ran (the comment
+    // look-up's every kind among them).
+    let mut sent = BTreeSet::new();
     for r in every_request().await.0 {
         if r.url.path() == "/graphql" {
             let body: Value = serde_json::from_slice(&r.body).unwrap();
-            docs.insert(body["query"].as_str().unwrap().to_owned());
+            sent.insert(body["query"].as_str().unwrap().to_owned());
         }
     }
+    for name in ["AfkCommentsHead", "AfkCommentSlices", "AfkCommentBodies"] {
+        assert!(
+            sent.iter().any(|d| d.contains(name)),
+            "{name} was not sent while the contract ran"
+        );
+    }
+    docs.extend(sent);
     assert!(docs.len() >= 7);
     for doc in &docs {
         if let Err(e) = check(&schema, doc) {
@@ -125,6 +144,9 @@ async fn every_graphql_document_afk_sends_is_valid_against_github_s_schema() {
     // and an undeclared variable are refused.
     for bad in [
         "query { rateLimit { costs } }",
+        // `skip` is the timeline's, not the comments connection's.
+        "query { repository(owner: \"a\", name: \"b\") { issue(number: 1) { comments(first: 1, skip: 5) { totalCount } } } }",
+        "query { nodes(ids: [\"x\"]) { ... on IssueComment { bodyy } } }",
         "query { repository(owner: \"a\", name: \"b\") { issues(first: 1, label: [\"x\"]) { totalCount } } }",
         "query { repository(owner: $o, name: \"b\") { name } }",
     ] {

@@ -408,8 +408,8 @@ async fn a_next_page_link_to_another_host_is_not_followed() {
 }
 
 /// A dispatch looks for the progress comment, then reads the approved
-/// comments: the newest page is asked once. Writing a comment drops what was
-/// read, so the next look sees it.
+/// comments: the newest page is asked once, and each body once. Writing a
+/// comment drops what was read, so the next look sees it.
 #[tokio::test]
 async fn a_comment_page_is_read_once_a_tick_until_a_comment_is_written() {
     let w = http_world().await;
@@ -423,13 +423,22 @@ async fn a_comment_page_is_read_once_a_tick_until_a_comment_is_written() {
             .requests()
             .await
             .iter()
-            .filter(|r| String::from_utf8_lossy(&r.body).contains("AfkComments"))
+            .filter(|r| String::from_utf8_lossy(&r.body).contains("AfkCommentsHead"))
             .count()
     };
     assert_eq!(w.tracker.progress_comment("infra", 7).await.unwrap(), None);
     let approved = w.tracker.approved_comments("infra", 7).await.unwrap();
     assert_eq!(approved.len(), 1);
+    assert_eq!(
+        w.tracker.approved_comments("infra", 7).await.unwrap(),
+        approved
+    );
     assert_eq!(comment_reads().await, 1, "the newest page, once");
+    assert_eq!(
+        count(&w.sim, "POST", "/graphql").await,
+        2,
+        "and one body read"
+    );
     w.tracker
         .create_comment("infra", 7, "a comment by afk")
         .await
@@ -482,4 +491,117 @@ async fn an_unreadable_blocker_blocks_and_only_a_missing_one_does_not() {
     // #5 does not exist; #6 failed to read; #7 is closed; #8 came back null
     // with no error at all.
     assert_eq!(open, [6, 8]);
+}
+
+/// The GraphQL requests `w`'s simulator has answered.
+async fn graphql_requests(w: &crate::tracker_contract::Http) -> usize {
+    count(&w.sim, "POST", "/graphql").await
+}
+
+/// Issue #21: finding a run's progress comment costs a bounded number of
+/// requests, however many comments came after it. Measured for 10, 1,000
+/// and 10,100 comments (printed with `--nocapture`), and held to the bound
+/// `github/comments.rs` documents: the head and one body read when the
+/// comment is among the newest hundred; else the head, one round of probes,
+/// one read of the windows and one body read. Asking again in the same tick
+/// costs nothing.
+#[tokio::test]
+#[allow(clippy::print_stderr)] // the measured counts
+async fn the_progress_comment_costs_a_bounded_number_of_requests() {
+    let record = checklist::comment_body(
+        "### AFK run progress",
+        &afk_core::RunRecord::dispatched("t-1", crate::common::ts("2026-06-09T10:05:00Z")),
+    );
+    let mut counts = Vec::new();
+    for after in [10, 1_000, 10_100] {
+        let w = http_world().await;
+        let id = {
+            let mut m = lock(&w.sim.github);
+            m.add_issue(REPO, 7, "t", "", &[]);
+            m.label(REPO, 7, "ready-for-agent", "alice", "2026-06-09T10:00:00Z");
+            m.now = "2026-06-09T10:05:00Z".into();
+            let id = m.add_comment(REPO, 7, &record, afk_sim::GITHUB_LOGIN);
+            m.label(
+                REPO,
+                7,
+                "agent-in-progress",
+                afk_sim::GITHUB_LOGIN,
+                "2026-06-09T10:05:02Z",
+            );
+            m.now = "2026-06-09T11:00:00Z".into();
+            for i in 0..after {
+                m.add_comment(REPO, 7, &format!("comment {i}"), "bystander");
+            }
+            id
+        };
+        let found = w.tracker.progress_comment("infra", 7).await.unwrap();
+        assert_eq!(found.map(|c| c.id), id, "{after} comments after it");
+        let spent = graphql_requests(&w).await;
+        w.tracker.progress_comment("infra", 7).await.unwrap();
+        assert_eq!(graphql_requests(&w).await, spent, "once a tick");
+        counts.push((after, spent));
+    }
+    eprintln!("GraphQL requests to find the progress comment, by comments after it: {counts:?}");
+    assert_eq!(counts[0], (10, 2), "the head and the body");
+    for (after, spent) in &counts[1..] {
+        assert!(*spent <= 4, "{after} comments after it: {spent} requests");
+    }
+}
+
+/// Issue #22: comment reads select authors only, and bodies are read by
+/// node id only for the comments afk uses: its own (the record) and the
+/// trusted authors' (the task). A hundred giant comments by others are
+/// never downloaded.
+#[tokio::test]
+async fn only_the_bodies_afk_uses_are_read() {
+    let w = http_world().await;
+    let (mine, trusted) = {
+        let mut m = lock(&w.sim.github);
+        m.add_issue(REPO, 7, "t", "", &[]);
+        let mut trusted = Vec::new();
+        for i in 0..100 {
+            m.add_comment(REPO, 7, &"x".repeat(65_536), "stranger");
+            if i % 40 == 0 {
+                trusted.extend(m.add_comment(REPO, 7, "Do it this way.", "alice"));
+            }
+        }
+        let mine = m.add_comment(REPO, 7, "<!-- afk-run v1 {} -->", afk_sim::GITHUB_LOGIN);
+        (mine, trusted)
+    };
+    assert!(
+        w.tracker
+            .progress_comment("infra", 7)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let approved = w.tracker.approved_comments("infra", 7).await.unwrap();
+    assert_eq!(approved.len(), 3);
+    let mut asked: Vec<String> = Vec::new();
+    for r in w.sim.requests().await {
+        let body: Value = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
+        let query = body["query"].as_str().unwrap_or_default();
+        if query.contains("AfkCommentBodies") {
+            asked.extend(
+                body["variables"]["ids"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_str().unwrap().to_owned()),
+            );
+        } else {
+            assert!(
+                !query.contains(" body "),
+                "a comment read that selects bodies: {query}"
+            );
+        }
+    }
+    let mut expected: Vec<String> = mine
+        .into_iter()
+        .chain(trusted)
+        .map(|id| format!("IC_{id}"))
+        .collect();
+    expected.sort();
+    asked.sort();
+    assert_eq!(asked, expected, "each body used, once");
 }

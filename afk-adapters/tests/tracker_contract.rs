@@ -1,7 +1,11 @@
 //! The Tracker port's contract, run against the in-memory fake and against
 //! the GitHub adapter talking to the loopback GitHub simulator (paginated
 //! lists, PRs mixed into issues, labeled events without
-//! `author_association`, the permission endpoint, 403 rate limits).
+//! `author_association`, the permission endpoint, 403 rate limits, comment
+//! floods of 10,100 and of 65,536-character bodies).
+//!
+//! This file is long because it is the port's one contract: every case runs
+//! against both implementations from here.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -17,6 +21,7 @@ use crate::common::{fast_http, ts};
 
 pub const REPO: &str = "acme/infra";
 const READY: &str = "ready-for-agent";
+const IN_PROGRESS: &str = "agent-in-progress";
 
 pub trait World {
     fn tracker(&self) -> &dyn Tracker;
@@ -79,6 +84,8 @@ pub async fn http_world() -> Http {
             own_login: None,
             web_url: None,
             ci_link_hosts: vec![],
+            ready_label: READY.into(),
+            in_progress_label: IN_PROGRESS.into(),
         },
     );
     Http { sim, tracker }
@@ -499,6 +506,219 @@ async fn one_batched_read_gives_each_repository_its_ready_and_locked_issues(w: &
     assert_eq!(numbers(&infra.locked), [2]);
 }
 
+/// Sets the simulated clock: comments and labels written after this are
+/// written at `at`.
+fn clock(m: &mut GitHubModel, at: &str) {
+    at.clone_into(&mut m.now);
+}
+
+/// `count` comments by `who` on `number`, written now.
+fn flood(m: &mut GitHubModel, number: u64, count: usize, who: &str) {
+    for i in 0..count {
+        m.add_comment(REPO, number, &format!("comment {i}"), who);
+    }
+}
+
+/// A progress comment's body, as the poll writes it.
+fn record_body() -> String {
+    checklist::comment_body(
+        "### AFK run progress",
+        &afk_core::RunRecord::dispatched("t-1", ts("2026-06-09T10:05:00Z")),
+    )
+}
+
+/// The dispatch of `number` as the poll makes it: afk's comment, then its
+/// lock two seconds later (the tracker's own writes, so the in-progress
+/// label's `labeled` event is afk's). The comment's id.
+async fn dispatch(w: &dyn World, number: u64) -> u64 {
+    clock(&mut w.model(), "2026-06-09T10:05:00Z");
+    let created = w
+        .tracker()
+        .create_comment("infra", number, &record_body())
+        .await
+        .unwrap();
+    clock(&mut w.model(), "2026-06-09T10:05:02Z");
+    w.tracker()
+        .add_label("infra", number, IN_PROGRESS)
+        .await
+        .unwrap();
+    created.id
+}
+
+/// Issue #21: a run's progress comment is found however many comments
+/// came after it (10, 250 and 10,100, and 5,000 before the dispatch with
+/// 5,000 after): the comment is written just before the lock, whose
+/// `labeled` event nobody but a triager can add, so a commenter cannot
+/// hide it. A ready issue with a long discussion before it was armed has
+/// no record yet, and that is proved, not guessed.
+async fn the_progress_comment_is_found_under_a_comment_flood(w: &dyn World) {
+    for (number, before, after) in [(1, 0, 10), (2, 0, 250), (3, 0, 10_100), (4, 5_000, 5_000)] {
+        {
+            let mut m = w.model();
+            m.add_issue(REPO, number, "t", "", &[]);
+            clock(&mut m, "2026-06-09T09:00:00Z");
+            flood(&mut m, number, before, "bystander");
+            m.label(REPO, number, READY, "alice", "2026-06-09T10:00:00Z");
+        }
+        let none = w.tracker().progress_comment("infra", number).await;
+        assert_eq!(none, Ok(None), "#{number}: not dispatched yet");
+        let id = dispatch(w, number).await;
+        {
+            let mut m = w.model();
+            clock(&mut m, "2026-06-09T11:00:00Z");
+            flood(&mut m, number, after, "bystander");
+        }
+        let found = w.tracker().progress_comment("infra", number).await;
+        assert_eq!(
+            found.map(|c| c.map(|c| c.id)),
+            Ok(Some(id)),
+            "#{number}: {before} comments before the dispatch, {after} after"
+        );
+    }
+}
+
+/// Issue #22: a hundred comments of 65,536 characters that escape to six
+/// bytes each in JSON (39 MB, past the 16 MiB answer cap) fail neither
+/// read: authors are read first, and bodies only of the comments afk uses.
+/// The trusted ones are quoted whole.
+async fn giant_comments_fail_no_read_and_the_trusted_one_is_quoted(w: &dyn World) {
+    let giant = "\u{1}".repeat(65_536);
+    let trusted_giant = format!("Also: {}", "x".repeat(65_000));
+    {
+        let mut m = w.model();
+        m.add_issue(REPO, 7, "t", "", &[]);
+        m.label(REPO, 7, READY, "alice", "2026-06-09T10:00:00Z");
+        for i in 0..100 {
+            let who = if i % 2 == 0 { "stranger" } else { "mallory" };
+            m.add_comment(REPO, 7, &giant, who);
+            if i == 40 {
+                m.add_comment(REPO, 7, "Use the staging cluster first.", "alice");
+            }
+        }
+        m.add_comment(REPO, 7, &trusted_giant, "alice");
+    }
+    let t = w.tracker();
+    assert_eq!(t.progress_comment("infra", 7).await, Ok(None));
+    let approved = t.approved_comments("infra", 7).await.unwrap();
+    let got: Vec<(&str, &str)> = approved
+        .iter()
+        .map(|c| (c.author.as_str(), c.body.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("alice", "Use the staging cluster first."),
+            ("alice", trusted_giant.as_str())
+        ]
+    );
+    // The run goes on: its record is found among them.
+    let id = dispatch(w, 7).await;
+    assert_eq!(
+        t.progress_comment("infra", 7)
+            .await
+            .map(|c| c.map(|c| c.id)),
+        Ok(Some(id))
+    );
+}
+
+/// The approved comments are the trusted ones among the newest 500: a
+/// bounded read, whatever the flood before them.
+async fn approved_comments_are_the_trusted_among_the_newest_500(w: &dyn World) {
+    {
+        let mut m = w.model();
+        m.add_issue(REPO, 7, "t", "", &[]);
+        m.add_comment(REPO, 7, "Just outside.", "alice");
+        m.add_comment(REPO, 7, "Just inside.", "alice");
+        flood(&mut m, 7, 498, "bystander");
+        m.add_comment(REPO, 7, "The last word.", "renovate[bot]");
+    }
+    let approved = w.tracker().approved_comments("infra", 7).await.unwrap();
+    let got: Vec<&str> = approved.iter().map(|c| c.body.as_str()).collect();
+    assert_eq!(got, ["Just inside.", "The last word."]);
+}
+
+/// Only afk's own comment is the run record: a copy of its marker in
+/// someone else's comment, beside the record or newer than it, is never
+/// taken for it, and with no record of afk's it is not "the" record either.
+async fn a_forged_marker_is_never_the_progress_comment(w: &dyn World) {
+    let forged = record_body();
+    {
+        let mut m = w.model();
+        for n in [7, 8] {
+            m.add_issue(REPO, n, "t", "", &[]);
+            m.label(REPO, n, READY, "alice", "2026-06-09T10:00:00Z");
+            clock(&mut m, "2026-06-09T10:01:00Z");
+            m.add_comment(REPO, n, &forged, "mallory");
+        }
+    }
+    let id = dispatch(w, 7).await;
+    {
+        let mut m = w.model();
+        m.add_comment(REPO, 7, &forged, "mallory");
+        clock(&mut m, "2026-06-09T11:00:00Z");
+        flood(&mut m, 7, 1_000, "bystander");
+        m.add_comment(REPO, 7, &forged, "mallory");
+        m.add_comment(REPO, 7, &forged, "afk-bot-fan");
+    }
+    let found = w.tracker().progress_comment("infra", 7).await;
+    assert_eq!(found.map(|c| c.map(|c| c.id)), Ok(Some(id)));
+    // #8 is locked by hand, with forged records only: no record is found,
+    // and none is guessed.
+    {
+        let mut m = w.model();
+        m.label(REPO, 8, IN_PROGRESS, "mallory", "2026-06-09T10:05:02Z");
+        flood(&mut m, 8, 1_000, "bystander");
+        m.add_comment(REPO, 8, &forged, "mallory");
+    }
+    let found = w.tracker().progress_comment("infra", 8).await;
+    assert!(
+        matches!(&found, Err(PortError::Permanent { message }) if message.starts_with("acme/infra#8 has 1002 comments")),
+        "{found:?}"
+    );
+}
+
+/// When the reads prove neither the record nor its absence, the answer is
+/// an error that says so, never "none" (which would make the poll write a
+/// second run record).
+async fn not_found_within_the_bound_is_an_error_never_none(w: &dyn World) {
+    {
+        let mut m = w.model();
+        // Locked by hand, then flooded: where a record would be, there is none.
+        m.add_issue(REPO, 1, "t", "", &[]);
+        m.label(REPO, 1, READY, "alice", "2026-06-09T10:00:00Z");
+        m.label(REPO, 1, IN_PROGRESS, "alice", "2026-06-09T10:05:00Z");
+        clock(&mut m, "2026-06-09T11:00:00Z");
+        flood(&mut m, 1, 10_100, "bystander");
+        // Armed, then flooded before any lock: a dispatch that died before
+        // its lock may have written its record anywhere among them.
+        m.add_issue(REPO, 2, "t", "", &[]);
+        m.label(REPO, 2, READY, "alice", "2026-06-09T10:00:00Z");
+        flood(&mut m, 2, 1_000, "bystander");
+        // Armed after a long discussion, 20 comments since: no record.
+        m.add_issue(REPO, 3, "t", "", &[]);
+        clock(&mut m, "2026-06-09T09:00:00Z");
+        flood(&mut m, 3, 1_000, "bystander");
+        m.label(REPO, 3, READY, "alice", "2026-06-09T10:00:00Z");
+        clock(&mut m, "2026-06-09T11:00:00Z");
+        flood(&mut m, 3, 20, "bystander");
+        // Never armed: no dispatch ever wrote a record.
+        m.add_issue(REPO, 4, "t", "", &[]);
+        flood(&mut m, 4, 10_100, "bystander");
+    }
+    let t = w.tracker();
+    for (n, total) in [(1, 10_100), (2, 1_000)] {
+        let result = t.progress_comment("infra", n).await;
+        let expected = format!("acme/infra#{n} has {total} comments");
+        assert!(
+            matches!(&result, Err(PortError::Permanent { message })
+                if message.starts_with(&expected) && message.contains("refusing to guess")),
+            "#{n}: {result:?}"
+        );
+    }
+    assert_eq!(t.progress_comment("infra", 3).await, Ok(None));
+    assert_eq!(t.progress_comment("infra", 4).await, Ok(None));
+}
+
 macro_rules! contract {
     ($($name:ident),+ $(,)?) => {
         /// Every contract case, each on a fresh loopback GitHub: the
@@ -550,4 +770,9 @@ contract!(
     the_later_of_two_labels_in_one_second_decides,
     approved_comments_are_only_trusted_people_s,
     one_batched_read_gives_each_repository_its_ready_and_locked_issues,
+    the_progress_comment_is_found_under_a_comment_flood,
+    giant_comments_fail_no_read_and_the_trusted_one_is_quoted,
+    a_forged_marker_is_never_the_progress_comment,
+    not_found_within_the_bound_is_an_error_never_none,
+    approved_comments_are_the_trusted_among_the_newest_500,
 );

@@ -18,6 +18,9 @@
 //!   themselves live with the ticks, in `afk-loop`);
 //! - [`trust`]: who may arm an issue and whose comments are the task, over
 //!   facts the tracker gathered;
+//! - [`comments`]: which of an issue's comments afk reads (the progress
+//!   comment beside its label anchors, in a bounded number of reads) and
+//!   what those reads prove;
 //! - [`ci`]: the CI/deploy stages and their pure fold into one verdict;
 //! - [`doorbell`]: terminal doorbells and fanning them out to notifiers;
 //! - [`prompt`]: the versioned text afk sends to agents;
@@ -29,6 +32,7 @@
 //! belongs to the `checklist` crate, which writes the progress comment).
 
 pub mod ci;
+pub mod comments;
 pub mod config;
 pub mod dispatch;
 pub mod doorbell;

@@ -220,7 +220,8 @@ impl LoopArgs {
     /// The tracker's settings (the one adapter `afk runs` needs).
     ///
     /// # Errors
-    /// `BadConfig` when no token is configured.
+    /// `BadConfig` when no token is configured, or the policy settings
+    /// (whose labels the tracker reads by) cannot be used.
     pub fn github(&self) -> Result<GitHubSettings, BadConfig> {
         let token = secret(self.github_token_file.as_ref(), "AFK_GITHUB_TOKEN")?;
         if !token.is_configured() {
@@ -236,6 +237,8 @@ impl LoopArgs {
                 "AFK_GITHUB_OWNER={o:?} cannot name a GitHub account: letters, digits and '-', at most 39"
             )));
         }
+        // The labels anchor the look-up of a run's progress comment.
+        let policy = self.policy()?;
         Ok(GitHubSettings {
             api_url: self.github_api_url.clone(),
             token,
@@ -247,6 +250,8 @@ impl LoopArgs {
                 .into_iter()
                 .chain(self.ci_link_hosts.as_deref().map(list).unwrap_or_default())
                 .collect(),
+            ready_label: policy.ready_label,
+            in_progress_label: policy.in_progress_label,
         })
     }
 

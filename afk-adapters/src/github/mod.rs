@@ -50,11 +50,12 @@ use crate::http::{Http, Secret, now_unix, parse_retry_after};
 mod batch;
 use batch::BlockerState;
 mod comments;
+mod probe;
 mod stage;
 mod wire;
 
 pub use batch::{BATCH, LABELS_QUERY, page_document, scan_document, states_document};
-pub use comments::{APPROVED_PAGES, COMMENTS_QUERY, MAX_COMMENT_PAGES};
+pub use comments::{BODIES_QUERY, BODY_CHUNK, HEAD_QUERY, LABELED_QUERY, slices_document};
 
 pub use stage::GitHubBuildStage;
 
@@ -87,6 +88,12 @@ pub struct GitHubSettings {
     /// configured CI stages' (the Woodpecker server) and the operator's
     /// (`AFK_CI_LINK_HOSTS`).
     pub ci_link_hosts: Vec<String>,
+    /// The label that arms an issue (`AFK_READY_LABEL`) and the one that
+    /// locks a repository (`AFK_IN_PROGRESS_LABEL`): their applications
+    /// anchor the look-up of a run's progress comment.
+    pub ready_label: String,
+    /// See [`GitHubSettings::ready_label`].
+    pub in_progress_label: String,
 }
 
 #[derive(Debug, Default)]
@@ -97,11 +104,14 @@ struct Caches {
     own_login: Option<String>,
     rate_remaining: Option<u64>,
     budget: Option<RateBudget>,
-    /// Comment pages read this tick, by (repository, issue, cursor): a
-    /// dispatch looks for the progress comment and then reads the approved
-    /// comments, and both start at the newest page. A write to the
+    /// What this tick read of each issue's comments, by (repository,
+    /// issue): a dispatch looks for the progress comment and then reads the
+    /// approved comments, and both start at the newest page. A write to the
     /// repository's comments drops them.
-    comment_pages: BTreeMap<(String, u64, Option<String>), comments::CommentPage>,
+    comments: BTreeMap<(String, u64), comments::IssueComments>,
+    /// Comment bodies read this tick, by (repository, node id); `None` for
+    /// a comment gone since it was listed.
+    bodies: BTreeMap<(String, String), Option<String>>,
 }
 
 /// The GitHub tracker.
@@ -732,6 +742,8 @@ impl Tracker for GitHubTracker {
     }
 
     async fn add_label(&self, repo: &str, number: u64, label: &str) -> PortResult<()> {
+        // A `labeled` event the comment look-up anchors on may follow.
+        self.forget_comments(repo);
         let url = self.repo_url(repo, &["issues", &number.to_string(), "labels"], &[])?;
         self.write(Method::POST, url, Some(json!({"labels": [label]})), &[])
             .await
@@ -842,6 +854,8 @@ mod tests {
                     own_login: None,
                     web_url: None,
                     ci_link_hosts: vec![],
+                    ready_label: "ready-for-agent".into(),
+                    in_progress_label: "agent-in-progress".into(),
                 },
             )
         };
