@@ -12,6 +12,8 @@
 //!
 //! It decides nothing about any particular service: classifying a response
 //! (is this 403 a rate limit?) is the adapter's job.
+//!
+//! This file is long because it is the one HTTP layer of every adapter (client, secrets, retries, caps) with its unit tests.
 
 use std::fmt;
 use std::future::Future;

@@ -1,5 +1,7 @@
 //! The GitHub adapter on the wire: request counts, rate limits, retries,
 //! escaping, secrets, and recorded payloads from `fixtures/github/`.
+//!
+//! This file is long because it holds one wire test per GitHub behaviour afk depends on.
 
 use std::path::Path;
 

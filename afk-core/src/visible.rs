@@ -163,9 +163,9 @@ impl Html {
                 Some(start) => {
                     out.text(&rest[..start], self.visible());
                     let after = &rest[start + 1..];
-                    if after.starts_with("!--") {
+                    if let Some(comment) = after.strip_prefix("!--") {
                         self.in_comment = true;
-                        rest = &after[3..];
+                        rest = comment;
                     } else if after.chars().next().is_some_and(|c| {
                         c.is_ascii_alphabetic() || c == '/' || c == '!' || c == '?'
                     }) {
@@ -392,11 +392,7 @@ pub fn visible_text(markdown: &str) -> String {
                     w.text(&format!("]({dest})"), visible);
                 }
                 TagEnd::Image => in_image = in_image.saturating_sub(1),
-                TagEnd::TableHead | TagEnd::TableRow => {
-                    if visible {
-                        w.newline();
-                    }
-                }
+                TagEnd::TableHead | TagEnd::TableRow if visible => w.newline(),
                 TagEnd::Strikethrough => w.text("~~", visible),
                 _ => {}
             },

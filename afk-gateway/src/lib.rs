@@ -3,7 +3,7 @@
 //! for a voice client that speaks OpenAI's chat completions (and re-sends
 //! the whole history every turn) and a voice gateway that holds multi-turn
 //! conversations (`/v1/conversational`, each turn resuming the CLI session).
-//! Spec: `shared/spec/09-gateway.md`.
+//! What it does and its settings: `docs/gateway.md`.
 //!
 //! - [`settings`]: the `AFK_GATEWAY_*` settings, validated;
 //! - [`request`] and [`openai`]: the wire formats (requests into a
@@ -31,4 +31,5 @@ pub mod request;
 mod routes;
 pub mod server;
 pub mod settings;
+pub mod state;
 pub mod turn;

@@ -27,7 +27,7 @@ use crate::cli::Session;
 use crate::openai::{self, Answer};
 use crate::pool::{Kind, Warmth};
 use crate::request::{self, Invalid};
-use crate::server::App;
+use crate::state::App;
 use crate::turn::{self, Event, Failure, Finish, Reply, Turn};
 
 /// An OpenAI error object with `status`.

@@ -1,6 +1,8 @@
 //! The one process toolkit of afk: how a local agent (a checklist-runner
 //! item, a breakglass turn, a gateway turn) or a power verb is started,
-//! watched and stopped.
+//! watched and stopped. This file is long because its tests start, stop and
+//! attack real process trees for every way a group can end; the code itself
+//! is under 500 lines.
 //!
 //! - [`Group::spawn`] starts an argument vector (never a shell) in a process
 //!   group of its own, with its input either closed or fed from memory;
@@ -37,9 +39,6 @@
 //!   line (claude's JSON `is_error`/`result`/`permission_denials`, else the
 //!   last line it wrote), for its callers; [`lines`] reads its output line
 //!   by line with a cap on one line's size.
-//!
-//! This file is long because its tests start, stop and attack real process
-//! trees for every way a group can end; the code itself is under 450 lines.
 //!
 //! It does not decide whether a run succeeded: that is its callers' business
 //! (`runner`, `breakglass`, `afk-gateway`).

@@ -297,12 +297,6 @@ async fn a_client_gone_mid_turn_stops_the_real_claude_and_its_tree() {
     .await
     .map(|pid| waiting = pid)
     .unwrap();
-    let environ = std::fs::read(format!("/proc/{waiting}/environ")).unwrap();
-    let marker = environ
-        .split(|b| *b == 0)
-        .find(|v| v.starts_with(b"AFK_PROCESS_TREE="))
-        .map(|v| v.to_vec())
-        .expect("the CLI carries its tree's marker");
     let request = reqwest::Client::new()
         .post(format!("{}/v1/chat/completions", rig.url))
         .bearer_auth(TOKEN)
@@ -322,22 +316,19 @@ async fn a_client_gone_mid_turn_stops_the_real_claude_and_its_tree() {
     .await;
     assert!(asked.is_ok(), "the CLI asked the model");
     assert!(!crate::processes::dead(waiting));
+    // The CLI's tree as it stands mid-turn, by ancestry (pid and start time).
+    let procs = afk_process::tree::all();
+    let tree: Vec<(u32, u64)> = afk_process::tree::descendants(&procs, waiting)
+        .into_iter()
+        .chain(procs.get(&waiting).copied())
+        .map(|p| (p.pid, p.start))
+        .collect();
     pending.abort();
     tokio::task::spawn_blocking(move || {
         crate::processes::wait_until("the CLI's whole tree to be gone", || {
-            crate::processes::dead(waiting)
-                && !std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
-                    e.file_name()
-                        .to_str()
-                        .and_then(|n| n.parse::<u32>().ok())
-                        .is_some_and(|pid| {
-                            !crate::processes::dead(pid)
-                                && std::fs::read(e.path().join("environ"))
-                                    .unwrap_or_default()
-                                    .split(|b| *b == 0)
-                                    .any(|v| v == marker.as_slice())
-                        })
-                })
+            tree.iter().all(|(pid, start)| {
+                afk_process::tree::stat(*pid).is_none_or(|p| p.zombie || p.start != *start)
+            })
         });
     })
     .await

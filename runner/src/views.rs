@@ -297,8 +297,9 @@ pub fn cancel(root: &Path, checklist: &Path, wait: Duration) -> Result<Cancelled
     let same_process = active.pid > 1
         && active.runner_started.is_some()
         && afk_process::start_time(active.pid) == active.runner_started;
+    let same_campaign = active.campaign == state::campaign_id(root);
     if let Some(_lock) = state::lock_campaign(root)? {
-        if same_process {
+        if same_process && same_campaign {
             // The runner the file names still runs, yet nobody holds the
             // lock: its lock file was removed under it. It is not dead, and
             // nothing of it is signalled by a file's say-so.
@@ -321,7 +322,6 @@ pub fn cancel(root: &Path, checklist: &Path, wait: Duration) -> Result<Cancelled
     // that process holds this campaign's lock (a copied or forged file,
     // even one with a real start time, must not make afk signal anyone
     // else). The runner stops its own agents; afk never signals them.
-    let same_campaign = active.campaign == state::campaign_id(root);
     if !(same_campaign && same_process && state::holds_campaign_lock(root, active.pid)) {
         return Err(Error::input(format!(
             "{} names run pid {} of {:?}, which is not the runner of this campaign; nothing was signalled",
