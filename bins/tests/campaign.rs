@@ -372,6 +372,142 @@ fn a_budget_is_counted_passed_on_and_stops_new_work() {
     }
 }
 
+/// An agent given a cap (`--max-budget-usd`) that reports nothing (it
+/// crashed, or was killed at the timeout) may have spent up to its cap: it
+/// counts as having spent it, so nothing new starts on money nobody counted.
+#[test]
+fn an_agent_that_reports_no_cost_counts_its_whole_cap() {
+    let bin = fixtures().join("agents").join("claude-says.sh");
+    for (says, extra) in [("crash", "5m"), ("hang", "1s")] {
+        let dir = campaign(&format!("cap-{says}"));
+        let out = afk_cmd(
+            &dir,
+            &[
+                "run",
+                "--runtime",
+                "claude",
+                "--batch-size",
+                "1",
+                "--budget-usd",
+                "1",
+                "--timeout",
+                extra,
+            ],
+        )
+        .env("CLAUDE_BIN", &bin)
+        .env("CLAUDE_SAYS", says)
+        .output()
+        .unwrap();
+        let log = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{says}: {log}");
+        assert!(
+            log.contains(
+                "the budget is spent ($1.0000 of $1.00; $1.0000 of it is the cap of 1 agent run \
+                 that reported no cost); nothing new starts"
+            ),
+            "{says}: {log}"
+        );
+        // Only the first row ran; it failed, and nothing else started.
+        let glyphs: Vec<String> = statuses(&dir).into_iter().map(|(_, g)| g).collect();
+        assert_eq!(glyphs, ["☐", "❌", "☐", "☐", "☐"], "{says}: {log}");
+        let session = last_session(&dir);
+        assert_eq!(session["outcome"], "budget-spent", "{says}");
+        assert_eq!(session["spend"]["spent_usd"], 1.0, "{says}");
+        assert_eq!(session["spend"]["capped"], 1, "{says}");
+        assert_eq!(session["spend"]["unreported"], 0, "{says}");
+    }
+}
+
+/// The campaign's spend outlives a run (`.afk/spend.json`): the same
+/// command run again continues from what was spent and says so first; a
+/// larger budget continues from there; deleting the file starts from $0.
+#[test]
+fn the_campaign_s_spend_carries_over_to_the_next_run() {
+    let bin = fixtures().join("agents").join("claude-says.sh");
+    let dir = campaign("spend-carried");
+    let budget_run = |budget: &str| {
+        afk_cmd(
+            &dir,
+            &[
+                "run",
+                "--runtime",
+                "claude",
+                "--batch-size",
+                "1",
+                "--budget-usd",
+                budget,
+            ],
+        )
+        .env("CLAUDE_BIN", &bin)
+        .output()
+        .unwrap()
+    };
+    let argv = |path: &str| read(dir.join("runs").join(path).join("argv.log"));
+    let first = budget_run("1");
+    assert_eq!(first.status.code(), Some(1), "{}", text(&first.stderr));
+    let spend: Value = serde_json::from_str(&read(dir.join(".afk/spend.json"))).unwrap();
+    let spent = spend["spent_usd"].as_f64().unwrap();
+    assert!((spent - 1.2).abs() < 1e-9, "{spend}");
+
+    // Again, the same budget: nothing is left, and nothing starts.
+    let again = budget_run("1");
+    let log = text(&again.stderr);
+    assert_eq!(again.status.code(), Some(1), "{log}");
+    assert_eq!(
+        log.lines().next(),
+        Some(
+            "afk run: this campaign spent $1.2000 before this run (.afk/spend.json; delete it \
+             to count from $0 again): $0.0000 of the $1.00 budget is left"
+        ),
+        "{log}"
+    );
+    assert!(log.contains("the budget is spent"), "{log}");
+    assert!(!log.contains("started"), "{log}");
+    assert!(!dir.join("runs/tier-2-security").exists(), "{log}");
+
+    // A larger budget continues from what was spent: tier 1's report (its
+    // rows are done), then SEC-002, and then it is spent again.
+    let more = budget_run("2");
+    let log = text(&more.stderr);
+    assert!(
+        log.starts_with("afk run: this campaign spent $1.2000 before this run"),
+        "{log}"
+    );
+    assert_eq!(
+        argv("tier-1-core-reliability"),
+        "-p --output-format json --max-budget-usd 0.8000\n"
+    );
+    assert_eq!(
+        argv("tier-2-security/SEC-002"),
+        "-p --output-format json --max-budget-usd 0.4000\n"
+    );
+    assert!(!dir.join("runs/tier-2-security/SEC-001").exists(), "{log}");
+    let status = text(&afk(&dir, &["status"]).stdout);
+    assert!(
+        status.contains("spend: $2.0000 of $2.00 ($1.2000 before this run)"),
+        "{status}"
+    );
+    let history = text(&afk(&dir, &["history"]).stdout);
+    let spent: Vec<&str> = history
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .collect();
+    assert_eq!(spent, ["$1.2000", "$0.0000", "$0.8000"], "{history}");
+
+    // Deleting the file starts the count again: the row left gets the
+    // whole budget.
+    std::fs::remove_file(dir.join(".afk/spend.json")).unwrap();
+    let reset = budget_run("1");
+    let log = text(&reset.stderr);
+    assert!(!log.contains("before this run"), "{log}");
+    assert_eq!(
+        argv("tier-2-security/SEC-001"),
+        "-p --output-format json --max-budget-usd 1.0000\n",
+        "{log}"
+    );
+}
+
 /// A writer killed mid-write leaves a temporary file beside its target; the
 /// next run sweeps it (saying so) and leaves another live writer's alone.
 #[test]

@@ -55,6 +55,14 @@ pub enum ItemEnd {
 /// One thing a run did, in order.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
+    /// The first line of a run in a campaign that spent money before: the
+    /// run continues from it (`.afk/spend.json`).
+    SpendCarried {
+        /// What the campaign spent before this run.
+        spent_usd: f64,
+        /// This run's budget (the campaign's), when there is one.
+        budget_usd: Option<f64>,
+    },
     /// `--resume` tidied up after a dead run.
     Resumed(String),
     /// The backlog's counts, at the start of a round and after every item.
@@ -161,6 +169,24 @@ pub enum Event {
 impl fmt::Display for Event {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Event::SpendCarried {
+                spent_usd,
+                budget_usd,
+            } => {
+                write!(
+                    f,
+                    "this campaign spent ${spent_usd:.4} before this run (.afk/spend.json; \
+                     delete it to count from $0 again)"
+                )?;
+                match budget_usd {
+                    Some(b) => write!(
+                        f,
+                        ": ${:.4} of the ${b:.2} budget is left",
+                        (b - spent_usd).max(0.0)
+                    ),
+                    None => Ok(()),
+                }
+            }
             Event::Resumed(note) => write!(f, "resume: {note}"),
             Event::Progress(counts) => write!(f, "{counts}"),
             Event::ItemStarted { id, title, log } => write!(f, "{id} ⏳ started: {title} ({log})"),

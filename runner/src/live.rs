@@ -4,6 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::Error;
+use crate::decide::spend::Tally;
 use crate::event::Event;
 use crate::state::{self, ActiveRun, Session};
 
@@ -21,7 +23,10 @@ pub(crate) fn stamp() -> String {
 
 /// The live run: its state files and where its events go.
 pub(crate) struct Live<'a> {
+    pub(crate) root: PathBuf,
     pub(crate) active: ActiveRun,
+    /// What the campaign spent before this run (`.afk/spend.json`).
+    pub(crate) spend_before: Tally,
     pub(crate) session_path: PathBuf,
     pub(crate) session: Session,
     pub(crate) events: &'a mut dyn FnMut(Event),
@@ -55,6 +60,24 @@ impl Live<'_> {
             self.emit(Event::BudgetSpent(self.session.spend.clone()));
         }
         spent
+    }
+
+    /// Counts one agent run's cost (see [`crate::decide::spend`]) and
+    /// records the campaign's new total in `.afk/spend.json` at once, so a
+    /// runner that dies later has not forgotten it.
+    ///
+    /// # Errors
+    /// `Failed` when the spend cannot be recorded: nothing new should start
+    /// on money afk could not count.
+    pub(crate) fn charge(&mut self, cost: Option<f64>, cap: Option<f64>) -> Result<(), Error> {
+        self.session.spend.charge(cost, cap);
+        self.save_spend()
+    }
+
+    /// Writes the campaign's spend: before this run, and this run's.
+    pub(crate) fn save_spend(&self) -> Result<(), Error> {
+        let total = self.spend_before.plus(&self.session.spend.tally());
+        state::write_spend(&self.root, &total)
     }
 
     pub(crate) fn save_session(&mut self) {

@@ -93,8 +93,8 @@ pub(crate) async fn tier_reports(
         };
         live.emit(Event::TierReportAsked { tier });
         let outcome = agent::run(&campaign.runtime, &job, cancel.clone(), |_| {}).await;
-        if let Ok(run) = &outcome {
-            live.session.spend.charge(run.cost_usd);
+        if let Some((cost, cap)) = agent::charge_of(&campaign.runtime, &job, &outcome) {
+            live.charge(cost, cap)?;
         }
         let verdict = match &outcome {
             Ok(run) if run.cancelled => return Ok(()),
@@ -198,8 +198,8 @@ pub(crate) async fn synthesise(
         Ok(0)
     };
     let run = agent::run(&campaign.runtime, &job, cancel.clone(), |_| {}).await;
-    if let Ok(run) = &run {
-        live.session.spend.charge(run.cost_usd);
+    if let Some((cost, cap)) = agent::charge_of(&campaign.runtime, &job, &run) {
+        live.charge(cost, cap)?;
     }
     let run = match run {
         Ok(run) if run.cancelled => return Ok(0),

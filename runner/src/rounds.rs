@@ -101,6 +101,8 @@ pub fn run(
             None => "a run is already active in this campaign; `afk status` shows it".to_owned(),
         }));
     };
+    // What the campaign spent before: this run continues from it.
+    let spend_before = state::read_spend(root)?;
     let (_, parsed) = load_checklist(&path)?;
     let running = running_ids(&parsed);
     if !settings.resume && (active.is_some() || !running.is_empty()) {
@@ -122,6 +124,15 @@ pub fn run(
         .enable_all()
         .build()
         .map_err(|e| Error::failed(format!("cannot start the async runtime: {e}")))?;
+    if let Some(before) = &spend_before
+        && (before.spent_usd > 0.0 || campaign.budget_usd.is_some())
+    {
+        events(Event::SpendCarried {
+            spent_usd: before.spent_usd,
+            budget_usd: campaign.budget_usd,
+        });
+    }
+    let spend_before = spend_before.unwrap_or_default();
     if settings.resume {
         for note in crate::recovery::clean_up_dead_run(root, &path, active.as_ref())? {
             events(Event::Resumed(note));
@@ -162,10 +173,13 @@ pub fn run(
         rows_added: 0,
         items: Vec::new(),
         tier_reports: Vec::new(),
-        spend: crate::decide::spend::Spend::with_budget(campaign.budget_usd),
+        spend: crate::decide::spend::Spend::with_budget(campaign.budget_usd)
+            .carrying(spend_before.spent_usd),
     };
     let mut live = Live {
+        root: root.to_owned(),
         active,
+        spend_before,
         session_path,
         session,
         events,
@@ -502,14 +516,19 @@ fn finish_item(
         ),
         ItemEnd::Failed(why) => (Status::Failed, ItemStatus::Failed, Some(why.clone())),
     };
-    mark(path, &[&item.id], status)?;
+    // The money is spent whether or not the row can be recorded, and the
+    // row is recorded whether or not the money can: both are tried.
+    let charged = match agent::charge_of(&campaign.runtime, job, &result) {
+        Some((cost, cap)) => live.charge(cost, cap),
+        None => Ok(()),
+    };
+    let marked = mark(path, &[&item.id], status);
+    charged?;
+    marked?;
     live.save_active(root);
     let run = result.as_ref().ok();
     let duration = run.map_or(Duration::ZERO, |r| r.duration);
     let cost_usd = run.and_then(|r| r.cost_usd);
-    if run.is_some() {
-        live.session.spend.charge(cost_usd);
-    }
     let (_, parsed) = load_checklist(path).map_err(|e| Error::failed(e.to_string()))?;
     let counts = Counts::of(&parsed);
     live.emit(Event::ItemEnded {

@@ -8,6 +8,9 @@
 //!   up.
 //! - `.afk/session-<timestamp>.json` ([`Session`]): one per run, updated as
 //!   items end; `afk history` reads them.
+//! - `.afk/spend.json` ([`Tally`]): what the campaign's agents spent, over
+//!   every run, updated after every agent run; the next `afk run` continues
+//!   from it (deleting it starts the count from $0 again).
 //!
 //! Both are serde structs (a missing or mistyped field is an error naming
 //! it) and are replaced atomically on every update.
@@ -17,6 +20,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
+use crate::decide::spend::Tally;
 use crate::event::Outcome;
 use crate::files::atomic_write;
 
@@ -28,6 +32,34 @@ pub fn state_dir(root: &Path) -> PathBuf {
 /// The active-run file.
 pub fn active_path(root: &Path) -> PathBuf {
     state_dir(root).join("active-run.json")
+}
+
+/// The campaign's spend file.
+pub fn spend_path(root: &Path) -> PathBuf {
+    state_dir(root).join("spend.json")
+}
+
+/// What the campaign's agents spent before now; `None` when nothing was
+/// ever recorded (or the file was deleted to start again from $0).
+///
+/// # Errors
+/// `Input` when the file cannot be read or does not parse (naming the
+/// field, and how to start again): a budget counted from a guess would be
+/// a promise afk cannot keep.
+pub fn read_spend(root: &Path) -> Result<Option<Tally>, Error> {
+    read_json(&spend_path(root)).map_err(|e| {
+        Error::input(format!(
+            "{e}; fix it, or delete it to count the campaign's spend from $0 again"
+        ))
+    })
+}
+
+/// Replaces the campaign's spend file.
+///
+/// # Errors
+/// `Failed` when it cannot be written.
+pub fn write_spend(root: &Path, spend: &Tally) -> Result<(), Error> {
+    write_json(&spend_path(root), spend)
 }
 
 /// One item being worked on.
