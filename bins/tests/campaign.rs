@@ -974,6 +974,66 @@ fn unsafe_ids_and_links_outside_the_campaign_are_refused() {
     assert!(read(inside.join("backlog/real.md")).contains("✅"));
 }
 
+/// A link out of the campaign wherever afk writes (`.afk`, `.afk/lock`,
+/// `findings/`, a tier's or an item's run directory) is refused before
+/// anything is created where it points: the command fails naming the link,
+/// and the directory it leads to stays empty.
+#[test]
+fn links_out_of_the_campaign_are_refused_before_anything_is_written_there() {
+    // (the link in the campaign, the name it points to in the outside
+    // directory ("" for the directory itself), commands besides `afk run`
+    // that must refuse it too)
+    let finding: &[&str] = &[
+        "finding", "add", "--kind", "bug", "--agent", "a", "--entry", "{}",
+    ];
+    let cases: [(&str, &str, &[&[&str]]); 5] = [
+        (".afk", "", &[&["status"], &["cancel"]]),
+        (".afk/lock", "lock", &[&["status"], &["cancel"]]),
+        ("findings", "", &[finding]),
+        // Tier 1 is done: its report is due, in the linked directory.
+        ("runs/tier-1-core-reliability", "", &[]),
+        ("runs/tier-2-security/SEC-002", "", &[]),
+    ];
+    for (link, target, others) in cases {
+        let dir = campaign("link-out");
+        let outside = Scratch::new("link-out-target");
+        if link.starts_with("runs/tier-1") {
+            let text = read(dir.join("SUT-CHECKLIST.md"));
+            let text = text
+                .replace("| ☐ | CORE", "| ✅ | CORE")
+                .replace("| ☐ | SEC", "| ❌ | SEC");
+            std::fs::write(dir.join("SUT-CHECKLIST.md"), text).unwrap();
+        }
+        let at = dir.join(link);
+        std::fs::create_dir_all(at.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(outside.join(target), &at).unwrap();
+        let named = std::fs::canonicalize(&*dir).unwrap().join(link);
+        let out = run_with(&dir, "complete.sh", &[]);
+        let err = text(&out.stderr);
+        assert_ne!(out.status.code(), Some(0), "{link}: {err}");
+        assert!(
+            err.contains(&named.display().to_string()) && err.contains("refused"),
+            "{link}: the error names the link: {err}"
+        );
+        for args in others {
+            let out = afk(&dir, args);
+            if args[0] == "finding" {
+                let err = text(&out.stderr);
+                assert_eq!(out.status.code(), Some(2), "{link} {args:?}: {err}");
+                assert!(
+                    err.contains(&named.display().to_string()),
+                    "{link} {args:?}: {err}"
+                );
+            }
+        }
+        let left: Vec<_> = std::fs::read_dir(&*outside)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(left.is_empty(), "{link}: written outside: {left:?}");
+    }
+}
+
 #[test]
 fn cancel_from_a_second_process_stops_the_run_and_puts_rows_back() {
     let dir = campaign("cancel");

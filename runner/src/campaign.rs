@@ -201,12 +201,35 @@ fn read_text(what: &str, path: &Path) -> Result<String, Error> {
         .map_err(|e| Error::input(format!("cannot read the {what} {}: {e}", path.display())))
 }
 
+/// Refuses a campaign where a place afk writes leads out of it: `.afk`,
+/// `findings/`, `runs/` and `.afk/synthesis/` linked elsewhere, or a lock
+/// file (`.afk/lock`, `findings/.lock`) that is a link. Creates nothing.
+/// (Tier and item directories are checked as they are created, one
+/// component at a time.)
+///
+/// # Errors
+/// `Input` naming the link.
+pub fn refuse_links_out(root: &Path) -> Result<(), Error> {
+    let afk = crate::state::state_dir(root);
+    let findings = root.join("findings");
+    for dir in [&afk, &afk.join("synthesis"), &findings, &root.join("runs")] {
+        crate::files::check_dir_inside(root, dir)
+            .map_err(|e| Error::input(format!("{e}; nothing was started")))?;
+    }
+    for lock in [afk.join("lock"), findings.join(".lock")] {
+        crate::files::refuse_link(&lock)
+            .map_err(|e| Error::input(format!("{e}; nothing was started")))?;
+    }
+    Ok(())
+}
+
 impl Campaign {
     /// Reads and checks everything in `settings` under `root`.
     ///
     /// # Errors
     /// `Input` naming the first file, key or setting that is wrong.
     pub fn prepare(root: &Path, settings: &Settings) -> Result<Campaign, Error> {
+        refuse_links_out(root)?;
         let checklist_path = inside(root, &root.join(&settings.checklist), "the checklist")?;
         let (_, parsed) = load_checklist(&checklist_path)?;
         // Every id names a directory: one that is not a single safe path

@@ -40,6 +40,43 @@ fn temp_path(target: &Path) -> io::Result<PathBuf> {
 /// `InvalidInput` naming the component that leads outside, or that is not
 /// under `root` at all; any error creating a component.
 pub fn create_dir_inside(root: &Path, path: &Path) -> io::Result<PathBuf> {
+    walk_inside(root, path, true)
+}
+
+/// Checks, creating nothing, that every component of `path` that exists
+/// under `root` stays inside `root` and is a directory; the components that
+/// do not exist yet are fine (a later [`create_dir_inside`] makes them).
+///
+/// # Errors
+/// As [`create_dir_inside`], for the components that exist.
+pub fn check_dir_inside(root: &Path, path: &Path) -> io::Result<()> {
+    walk_inside(root, path, false).map(|_| ())
+}
+
+/// Refuses `path` when it is a symbolic link, wherever it points: a file
+/// afk opens for writing (a lock) must be its own, or opening it would
+/// create or change the file at the link's target. A missing `path` is
+/// fine.
+///
+/// # Errors
+/// `InvalidInput` naming the link and its target.
+pub fn refuse_link(path: &Path) -> io::Result<()> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "{} is a symbolic link (to {}): refused",
+                path.display(),
+                fs::read_link(path).unwrap_or_default().display()
+            ),
+        )),
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+fn walk_inside(root: &Path, path: &Path, create: bool) -> io::Result<PathBuf> {
     let root_real = fs::canonicalize(root)?;
     let rel = path
         .strip_prefix(root)
@@ -65,7 +102,9 @@ pub fn create_dir_inside(root: &Path, path: &Path) -> io::Result<PathBuf> {
         let next = current.join(name);
         match fs::symlink_metadata(&next) {
             Ok(_) => {
-                let real = fs::canonicalize(&next)?;
+                let real = fs::canonicalize(&next).map_err(|e| {
+                    io::Error::new(e.kind(), format!("{}: {e}: refused", next.display()))
+                })?;
                 if !real.starts_with(&root_real) {
                     return Err(io::Error::new(
                         io::ErrorKind::InvalidInput,
@@ -85,12 +124,13 @@ pub fn create_dir_inside(root: &Path, path: &Path) -> io::Result<PathBuf> {
                 }
                 current = real;
             }
+            Err(e) if e.kind() == io::ErrorKind::NotFound && !create => return Ok(current),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 match fs::create_dir(&next) {
                     Ok(()) => {}
                     Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                         // Made meanwhile (another writer): check it like any.
-                        return create_dir_inside(root, path);
+                        return walk_inside(root, path, create);
                     }
                     Err(e) => return Err(e),
                 }
@@ -249,6 +289,44 @@ mod tests {
         kept.sort_unstable();
         assert_eq!(left, kept);
         assert!(sweep_stray_temps(&dir.join("missing")).is_empty());
+    }
+
+    #[test]
+    fn links_out_of_the_root_are_refused_and_nothing_is_created() {
+        let root_tmp = scratch("inside");
+        let outside_tmp = scratch("outside");
+        let (root, outside) = (root_tmp.path(), outside_tmp.path());
+        fs::create_dir(root.join("real")).unwrap();
+        std::os::unix::fs::symlink(outside, root.join("out")).unwrap();
+        std::os::unix::fs::symlink(root.join("real"), root.join("in")).unwrap();
+        std::os::unix::fs::symlink(outside.join("gone"), root.join("dangling")).unwrap();
+        fs::write(root.join("file"), "x").unwrap();
+        // (path under the root, refused?) for a check that creates nothing.
+        for (path, refused) in [
+            ("out", true),
+            ("out/deeper/still", true),
+            ("dangling", true),
+            ("file/x", true),
+            ("in/new/dirs", false),
+            ("real", false),
+            ("missing/dirs", false),
+        ] {
+            let got = check_dir_inside(root, &root.join(path));
+            assert_eq!(got.is_err(), refused, "{path}: {got:?}");
+            if let Err(e) = got {
+                assert!(e.to_string().contains(&root.display().to_string()), "{e}");
+            }
+        }
+        assert!(!root.join("missing").exists() && !root.join("real/new").exists());
+        for (path, refused) in [
+            ("out", true),
+            ("in", true),
+            ("file", false),
+            ("none", false),
+        ] {
+            assert_eq!(refuse_link(&root.join(path)).is_err(), refused, "{path}");
+        }
+        assert_eq!(fs::read_dir(outside).unwrap().count(), 0);
     }
 
     #[test]

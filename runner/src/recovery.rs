@@ -80,6 +80,10 @@ pub fn sweep_stray_temps(root: &Path, checklist: &Path) -> Vec<String> {
     let checklist_dir = checklist.parent().unwrap_or(root).to_owned();
     let mut notes = Vec::new();
     for dir in [checklist_dir, state::state_dir(root), root.join("findings")] {
+        // Never delete anything where a link out of the campaign leads.
+        if crate::files::check_dir_inside(root, &dir).is_err() {
+            continue;
+        }
         for name in crate::files::sweep_stray_temps(&dir) {
             let at = rel(root, &dir);
             notes.push(format!(

@@ -72,9 +72,12 @@ pub(crate) async fn tier_reports(
             ],
         )
         .map_err(|e| Error::failed(format!("the tier report template: {e}")))?;
-        let results = dir.join("results");
-        std::fs::create_dir_all(&results)
-            .map_err(|e| Error::failed(format!("cannot create {}: {e}", results.display())))?;
+        // A tier directory linked out of the campaign is refused before
+        // anything is created (or written) there.
+        let results = crate::files::create_dir_inside(&campaign.root, &dir.join("results"))
+            .map_err(|e| {
+                Error::failed(format!("the run directory of tier {tier}'s report: {e}"))
+            })?;
         let job = AgentJob {
             prompt,
             env: vec![
@@ -160,9 +163,8 @@ pub(crate) async fn synthesise(
     let root = &campaign.root;
     live.session.synthesis_rounds += 1;
     let round = live.session.synthesis_rounds;
-    let dir = state::state_dir(root).join("synthesis");
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| Error::failed(format!("cannot create {}: {e}", dir.display())))?;
+    let dir = crate::files::create_dir_inside(root, &state::state_dir(root).join("synthesis"))
+        .map_err(|e| Error::failed(format!("the synthesis directory: {e}")))?;
     let (text, _) =
         load_checklist(&campaign.checklist_path).map_err(|e| Error::failed(e.to_string()))?;
     let prompt = decide::render_template(

@@ -247,9 +247,7 @@ pub fn read_active(root: &Path) -> Result<Option<ActiveRun>, Error> {
 /// # Errors
 /// `Failed` when the state directory cannot be written.
 pub fn claim_active(root: &Path, run: &ActiveRun) -> Result<bool, Error> {
-    let dir = state_dir(root);
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| Error::failed(format!("cannot create {}: {e}", dir.display())))?;
+    let dir = make_state_dir(root)?;
     let path = active_path(root);
     // Write the content under a private name, then hard-link it into place:
     // the link fails when an active file exists, so the claim is exclusive
@@ -317,23 +315,41 @@ pub struct CampaignLock {
     _file: std::fs::File,
 }
 
-fn lock_file(root: &Path) -> Result<std::fs::File, Error> {
-    let dir = state_dir(root);
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| Error::failed(format!("cannot create {}: {e}", dir.display())))?;
-    let path = dir.join("lock");
+/// The state directory, created if missing; a `.afk` that is a link out
+/// of the campaign is refused before anything is created where it points.
+fn make_state_dir(root: &Path) -> Result<PathBuf, Error> {
+    crate::files::create_dir_inside(root, &state_dir(root)).map_err(|e| {
+        Error::input(format!(
+            "the state directory {}: {e}",
+            state_dir(root).display()
+        ))
+    })
+}
+
+/// Opens (creating it if missing) a lock file that must be afk's own: a
+/// symbolic link there, wherever it points, is refused before it is
+/// followed, so locking never creates or changes a file elsewhere.
+pub(crate) fn open_lock_file(path: &Path) -> Result<std::fs::File, Error> {
+    crate::files::refuse_link(path).map_err(|e| Error::input(e.to_string()))?;
     std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
-        .open(&path)
+        .open(path)
         .map_err(|e| Error::failed(format!("cannot open {}: {e}", path.display())))
+}
+
+fn lock_file(root: &Path) -> Result<std::fs::File, Error> {
+    let dir = make_state_dir(root)?;
+    open_lock_file(&dir.join("lock"))
 }
 
 /// Takes the campaign's lock, or `Ok(None)` when a live runner holds it.
 ///
 /// # Errors
-/// `Failed` when the lock file cannot be opened or locked.
+/// `Input` when `.afk` leads out of the campaign or `.afk/lock` is a link
+/// (refused before anything is created); `Failed` when the lock file cannot
+/// be opened or locked.
 pub fn lock_campaign(root: &Path) -> Result<Option<CampaignLock>, Error> {
     let file = lock_file(root)?;
     match file.try_lock() {
