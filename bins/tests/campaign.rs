@@ -536,7 +536,8 @@ fn a_crashed_writer_s_temporary_files_are_swept_by_the_next_run() {
 
 /// A full disk: the campaign on a tiny tmpfs that fills up mid-run. The run
 /// stops with an error, the checklist still parses with every row, nothing
-/// half-written is left, and once there is room again `--resume` finishes.
+/// half-written is left, no row is left ⏳ without the run naming it, and
+/// once there is room again `--resume` finishes.
 /// Needs to mount a tmpfs (root); elsewhere it says it skipped, and under
 /// `CI=true` it fails: a skipped test never passes silently in CI.
 #[test]
@@ -619,13 +620,111 @@ fn a_full_disk_leaves_the_campaign_consistent() {
             strays.is_empty(),
             "{pages} pages: half-written files left: {strays:?}\n{log}"
         );
-        // Room again: the run picks up where it stopped.
+        // No row is left ⏳ unsaid: a row whose agent finished is ✅ or ❌,
+        // or its outcome could not be written and the run names it, with
+        // the status it meant to write; the run names no other row.
+        let mut left: Vec<&str> = c
+            .items
+            .iter()
+            .filter(|i| i.status == checklist::sut::Status::Running)
+            .map(|i| i.id.as_str())
+            .collect();
+        left.sort_unstable();
+        let mut named: Vec<&str> = log
+            .lines()
+            .filter_map(|l| l.strip_prefix("afk run: could not record "))
+            .flat_map(|l| l.split(" in ").next().unwrap_or("").split(", "))
+            .filter_map(|row| row.split_whitespace().next())
+            .collect();
+        named.sort_unstable();
+        named.dedup();
+        assert_eq!(left, named, "{pages} pages: rows left ⏳\n{log}");
+        // Room again: `--resume` runs the rows left ⏳ (and those never
+        // started); a row recorded ❌ (its agent failed on the full disk,
+        // and said so) stays ❌ until someone sets it back to ☐.
+        let before_resume = statuses(&dir);
         std::fs::remove_file(&filler).unwrap();
         let out = run_with(&dir, "complete.sh", &["--resume"]);
         let log = text(&out.stderr);
         assert_eq!(out.status.code(), Some(0), "{pages} pages: {log}");
-        assert!(all(&dir, "✅"), "{pages} pages: {:?}", statuses(&dir));
+        let want: Vec<(String, String)> = before_resume
+            .into_iter()
+            .map(|(id, glyph)| {
+                let glyph = if glyph == "❌" {
+                    glyph
+                } else {
+                    "✅".to_owned()
+                };
+                (id, glyph)
+            })
+            .collect();
+        assert_eq!(statuses(&dir), want, "{pages} pages: {log}");
     }
+
+    // The disk fills as an agent finishes (it grows the checklist, then
+    // fills the disk): its row cannot be recorded any more, and the run
+    // names it with what it earned.
+    let script = Scratch::new("full-disk-agent");
+    let fills = script.join("fills.sh");
+    std::fs::write(
+        &fills,
+        "cat >/dev/null\necho \"# $AFK_ITEM_ID\" > \"$AFK_RUN_DIR/FINAL_REPORT.md\"\n\
+         head -c 8192 /dev/zero | tr '\\0' x >> \"$AFK_CHECKLIST\"\n\
+         echo >> \"$AFK_CHECKLIST\"\n\
+         dd if=/dev/zero of=\"$AFK_CAMPAIGN_DIR/filler\" bs=4096 2>/dev/null\n\
+         echo \"ITEM COMPLETE: $AFK_ITEM_ID\"\n",
+    )
+    .unwrap();
+    for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+        let path = entry.path();
+        let _ = std::fs::remove_dir_all(&path).or_else(|_| std::fs::remove_file(&path));
+    }
+    std::fs::create_dir_all(dir.join("config")).unwrap();
+    for f in [
+        "SUT-CHECKLIST.md",
+        "SUT-PACKET.md",
+        "config/run_config.json",
+    ] {
+        std::fs::copy(sample.join(f), dir.join(f)).unwrap();
+    }
+    let command = format!("sh {}", fills.display());
+    let out = afk(
+        &dir,
+        &[
+            "run",
+            "--runtime",
+            "command",
+            "--agent-command",
+            &command,
+            "--batch-size",
+            "1",
+        ],
+    );
+    let log = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{log}");
+    let named: Vec<&str> = log
+        .lines()
+        .filter(|l| l.starts_with("afk run: could not record "))
+        .collect();
+    assert_eq!(named.len(), 1, "{log}");
+    assert!(
+        named[0].starts_with("afk run: could not record CORE-001 ")
+            && named[0].contains(" in SUT-CHECKLIST.md (cannot write the checklist")
+            && named[0].contains("`afk run --resume` runs them again"),
+        "{log}"
+    );
+    assert_eq!(
+        statuses(&dir)
+            .iter()
+            .filter(|(_, g)| g == "⏳")
+            .map(|(id, _)| id.as_str())
+            .collect::<Vec<_>>(),
+        ["CORE-001"]
+    );
+    std::fs::remove_file(dir.join("filler")).unwrap();
+    let out = run_with(&dir, "complete.sh", &["--resume"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(all(&dir, "✅"), "{:?}", statuses(&dir));
 }
 
 /// Every file under `dir`.

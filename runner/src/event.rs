@@ -150,6 +150,28 @@ pub enum Event {
         /// How many.
         rounds: u32,
     },
+    /// A line of the checklist that does not parse (someone is editing it):
+    /// it is left as it is and nothing runs from it until it is fixed;
+    /// reported once per run.
+    ChecklistProblem {
+        /// The checklist, relative to the campaign directory.
+        path: String,
+        /// The line (1-based).
+        line: usize,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// Rows whose outcome could not be written to the checklist (a full
+    /// disk): each with the status it was to get. They are still ⏳, and
+    /// `--resume` runs them again.
+    Unrecorded {
+        /// The checklist, relative to the campaign directory.
+        path: String,
+        /// `(id, status)`, in the order they ended.
+        rows: Vec<(String, checklist::sut::Status)>,
+        /// Why the last write failed.
+        reason: String,
+    },
     /// Something that did not stop the run (a state file that could not be
     /// written).
     Warning(String),
@@ -204,6 +226,9 @@ impl fmt::Display for Event {
                 ItemEnd::Stopped => {
                     write!(f, "{id} ☐ stopped after {seconds:.1}s; back to to-do")
                 }
+                ItemEnd::Failed(reason) if log.is_empty() => {
+                    write!(f, "{id} ❌ failed: {reason} [{counts}]")
+                }
                 ItemEnd::Failed(reason) => write!(
                     f,
                     "{id} ❌ failed after {seconds:.1}s: {reason} (log: {log}) [{counts}]"
@@ -239,6 +264,27 @@ impl fmt::Display for Event {
                 f,
                 "infinite mode: {rounds} synthesis round(s) in a row added nothing; stopping"
             ),
+            Event::ChecklistProblem {
+                path,
+                line,
+                message,
+            } => write!(
+                f,
+                "warning: {path}:{line}: {message}; afk leaves the line as it is and runs \
+                 nothing from it until it is fixed"
+            ),
+            Event::Unrecorded { path, rows, reason } => {
+                let rows: Vec<String> = rows
+                    .iter()
+                    .map(|(id, status)| format!("{id} {}", status.glyph()))
+                    .collect();
+                write!(
+                    f,
+                    "could not record {} in {path} ({reason}); they stay ⏳ until \
+                     `afk run --resume` runs them again",
+                    rows.join(", ")
+                )
+            }
             Event::Warning(message) => write!(f, "warning: {message}"),
             Event::Error(message) => write!(f, "error: {message}"),
             Event::Ended {

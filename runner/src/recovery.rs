@@ -8,8 +8,9 @@ use std::path::Path;
 use checklist::sut::Status;
 
 use crate::campaign::load_checklist;
-use crate::campaign::{mark, running_ids};
+use crate::campaign::running_ids;
 use crate::state::{self, ActiveRun};
+use crate::writer::ChecklistWriter;
 use crate::{Error, rel};
 
 /// Handles a run that died: kills the agent groups it recorded, turns every
@@ -65,7 +66,7 @@ pub fn clean_up_dead_run(
     let (_, parsed) = load_checklist(checklist)?;
     let running = running_ids(&parsed);
     if !running.is_empty() {
-        mark(checklist, &running, Status::Todo)?;
+        ChecklistWriter::new(checklist).mark(&running, Status::Todo)?;
         notes.push(format!("turned {} back to to-do", running.join(", ")));
     }
     state::clear_active(root)?;

@@ -11,13 +11,14 @@ use tokio::sync::watch;
 
 use crate::Error;
 use crate::agent::{self, AgentJob};
-use crate::campaign::{Campaign, SYNTHESIS_TEMPLATE, TIER_TEMPLATE, load_checklist};
+use crate::campaign::{Campaign, SYNTHESIS_TEMPLATE, TIER_TEMPLATE};
 use crate::decide::{self, progress};
 use crate::event::Event;
 use crate::files::atomic_write;
 use crate::live::{Live, stamp};
 use crate::rel;
 use crate::state::{self, TierReportRecord};
+use crate::writer::read_checklist;
 
 /// At most this much of one item's report goes into a tier report's prompt.
 const ITEM_REPORT_CHARS: usize = 20_000;
@@ -165,8 +166,7 @@ pub(crate) async fn synthesise(
     let round = live.session.synthesis_rounds;
     let dir = crate::files::create_dir_inside(root, &state::state_dir(root).join("synthesis"))
         .map_err(|e| Error::failed(format!("the synthesis directory: {e}")))?;
-    let (text, _) =
-        load_checklist(&campaign.checklist_path).map_err(|e| Error::failed(e.to_string()))?;
+    let (text, _, _) = read_checklist(&campaign.checklist_path)?;
     let prompt = decide::render_template(
         SYNTHESIS_TEMPLATE,
         &[
@@ -245,16 +245,9 @@ pub(crate) async fn synthesise(
     if synthesis.rows.is_empty() {
         return nothing(live, "no new rows".into());
     }
-    // Re-read: append to the file as it is now.
-    let (current, _) =
-        load_checklist(&campaign.checklist_path).map_err(|e| Error::failed(e.to_string()))?;
-    let updated = sut::append_items(&current, &synthesis.rows);
-    atomic_write(&campaign.checklist_path, updated.as_bytes()).map_err(|e| {
-        Error::failed(format!(
-            "cannot write the checklist {}: {e}",
-            campaign.checklist_path.display()
-        ))
-    })?;
+    // Appended to the file as it is now, losing no edit made meanwhile.
+    live.writer
+        .rewrite(|current| (Some(sut::append_items(current, &synthesis.rows)), ()))?;
     let ids: Vec<String> = synthesis.rows.iter().map(|r| r.id.clone()).collect();
     live.session.rows_added += ids.len() as u64;
     live.emit(Event::SynthesisAdded { round, ids });

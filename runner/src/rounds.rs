@@ -10,18 +10,19 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::time::Duration;
 
 use checklist::sut::{Item, Status};
 use tokio::sync::{mpsc, watch};
 
-use crate::agent::{self, AgentJob, AgentRun};
-use crate::campaign::{Campaign, Mode, Settings, load_checklist, mark, running_ids};
+use crate::agent::{self, AgentJob};
+use crate::campaign::{Campaign, Mode, Settings, load_checklist, running_ids};
+use crate::decide;
 use crate::decide::progress::Counts;
-use crate::decide::{self, FailReason, RunEvidence};
-use crate::event::{Event, ItemEnd, Outcome};
+use crate::event::{Event, Outcome};
 use crate::live::{Live, stamp};
-use crate::state::{self, ActiveRun, InFlight, ItemRecord, ItemStatus, Session};
+use crate::record::{finish_item, refuse_rows, settle};
+use crate::state::{self, ActiveRun, InFlight, Session};
+use crate::writer::{ChecklistWriter, read_checklist};
 use crate::{Error, now_rfc3339, rel};
 
 /// Why a run stops before its work runs out.
@@ -178,11 +179,15 @@ pub fn run(
     };
     let mut live = Live {
         root: root.to_owned(),
+        checklist: rel(root, &path),
+        writer: ChecklistWriter::new(&path),
         active,
         spend_before,
         session_path,
         session,
         events,
+        problems_seen: Default::default(),
+        owed: Vec::new(),
     };
     live.save_session();
 
@@ -202,6 +207,8 @@ pub fn run(
             Outcome::Error
         }
     };
+    // Every row this run marked ⏳ gets its outcome written, or is named.
+    settle(&mut live, &path);
     live.session.outcome = outcome;
     live.session.ended_at = Some(now_rfc3339());
     live.save_session();
@@ -215,8 +222,8 @@ pub fn run(
     if let Err(e) = state::clear_active(root) {
         live.emit(Event::Warning(e.to_string()));
     }
-    let counts = load_checklist(&path)
-        .map(|(_, c)| Counts::of(&c))
+    let counts = read_checklist(&path)
+        .map(|(_, c, _)| Counts::of(&c))
         .unwrap_or_default();
     let session = rel(root, &live.session_path);
     live.emit(Event::Ended {
@@ -280,7 +287,10 @@ async fn drive(
         if live.budget_spent() {
             return Ok(None);
         }
-        let (_, parsed) = load_checklist(path).map_err(|e| Error::failed(e.to_string()))?;
+        // As it is now: someone may have edited it, and a row that does not
+        // parse is reported and left alone, not a reason to stop.
+        let (_, parsed, problems) = read_checklist(path)?;
+        live.report_problems(&problems);
         live.emit(Event::Progress(Counts::of(&parsed)));
         crate::reports::tier_reports(campaign, live, &parsed, &mut asked, cancel).await?;
         if let Some(why) = flag.get() {
@@ -373,18 +383,36 @@ async fn run_round(
     cancel: &watch::Receiver<bool>,
 ) -> Result<(), Error> {
     let root = &campaign.root;
+    // A row with a cell over the cap fails at once, alone: its agent would
+    // get a title it cannot take (the environment's limit) for no good.
+    let (refused, batch): (Vec<&Item>, Vec<&Item>) = batch
+        .iter()
+        .partition(|item| decide::oversized_cell(item).is_some());
     // Every job is built before the first agent starts (and before a row is
     // marked): a job that cannot be built fails the round with nothing
     // started and nothing marked.
     let mut jobs = Vec::with_capacity(batch.len());
-    for item in batch {
-        jobs.push((item, item_job(campaign, item, live.session.spend.left())?));
+    for item in &batch {
+        jobs.push((*item, item_job(campaign, item, live.session.spend.left())?));
+    }
+    if !refused.is_empty() {
+        refuse_rows(campaign, live, &refused)?;
+    }
+    if batch.is_empty() {
+        return Ok(());
     }
     let ids: Vec<&str> = batch.iter().map(|i| i.id.as_str()).collect();
-    let vanished = mark(&campaign.checklist_path, &ids, Status::Running)?;
+    let marked = live.writer.mark(&ids, Status::Running)?;
+    live.report_problems(&marked.problems);
+    let vanished = marked.missing;
     for id in &vanished {
         live.emit(Event::ItemVanished { id: id.clone() });
     }
+    live.owed.extend(
+        ids.iter()
+            .filter(|id| !vanished.iter().any(|v| v == *id))
+            .map(|id| ((*id).to_owned(), None)),
+    );
     let (pid_tx, mut pid_rx) = mpsc::unbounded_channel::<(String, u32)>();
     // The round's own stop, raised by the run's (Ctrl-C, `afk cancel`) or
     // by a failure of the round itself: then every agent still at work is
@@ -439,116 +467,18 @@ async fn run_round(
                 live.save_active(root);
             }
             Some(joined) = set.join_next() => {
-                if failure.is_some() {
-                    // Stopping after a failure: only wait for the others.
-                    continue;
-                }
+                // After a failure the others are stopped, and each is still
+                // recorded as it ends (what cannot be, the run names).
                 let finished = joined
                     .map_err(|e| Error::failed(format!("an agent task failed: {e}")))
                     .and_then(|(item, job, result)| finish_item(campaign, live, &item, &job, result));
                 if let Err(e) = finished {
                     let _ = stop_tx.send(true);
-                    failure = Some(e);
+                    failure.get_or_insert(e);
                 }
             }
         }
     }
     forward.abort();
     failure.map_or(Ok(()), Err)
-}
-
-/// How one attempt ended, from its agent's run.
-fn verdict(
-    campaign: &Campaign,
-    item: &Item,
-    result: &Result<AgentRun, agent::AgentError>,
-) -> ItemEnd {
-    match result {
-        Err(e) => ItemEnd::Failed(e.to_string()),
-        Ok(run) if run.cancelled => ItemEnd::Stopped,
-        Ok(run) => {
-            let report = campaign.item_dir(item).join("FINAL_REPORT.md");
-            let evidence = RunEvidence {
-                id: &item.id,
-                exit_code: run.exit_code,
-                timed_out: run.timed_out,
-                output: &run.output,
-                report_bytes: std::fs::metadata(&report).ok().map(|m| m.len()),
-            };
-            match decide::judge(&evidence) {
-                Ok(()) => ItemEnd::Done,
-                Err(FailReason::TimedOut) => {
-                    ItemEnd::Failed(format!("killed at the timeout ({:?})", campaign.timeout))
-                }
-                Err(reason) => {
-                    // The agent's own words (its error, a denied tool and
-                    // what to configure), whatever rule it failed.
-                    let mut why = reason.to_string();
-                    if let Some(said) = &run.said {
-                        why.push_str(": ");
-                        why.push_str(said);
-                    }
-                    ItemEnd::Failed(why)
-                }
-            }
-        }
-    }
-}
-
-fn finish_item(
-    campaign: &Campaign,
-    live: &mut Live<'_>,
-    item: &Item,
-    job: &AgentJob,
-    result: Result<AgentRun, agent::AgentError>,
-) -> Result<(), Error> {
-    let root = &campaign.root;
-    let path = &campaign.checklist_path;
-    live.active.in_flight.retain(|f| f.id != item.id);
-    let log = rel(root, &job.log);
-    let end = verdict(campaign, item, &result);
-    let (status, recorded, reason) = match &end {
-        ItemEnd::Done => (Status::Done, ItemStatus::Done, None),
-        ItemEnd::Stopped => (
-            Status::Todo,
-            ItemStatus::Stopped,
-            Some("stopped; back to to-do".to_owned()),
-        ),
-        ItemEnd::Failed(why) => (Status::Failed, ItemStatus::Failed, Some(why.clone())),
-    };
-    // The money is spent whether or not the row can be recorded, and the
-    // row is recorded whether or not the money can: both are tried.
-    let charged = match agent::charge_of(&campaign.runtime, job, &result) {
-        Some((cost, cap)) => live.charge(cost, cap),
-        None => Ok(()),
-    };
-    let marked = mark(path, &[&item.id], status);
-    charged?;
-    marked?;
-    live.save_active(root);
-    let run = result.as_ref().ok();
-    let duration = run.map_or(Duration::ZERO, |r| r.duration);
-    let cost_usd = run.and_then(|r| r.cost_usd);
-    let (_, parsed) = load_checklist(path).map_err(|e| Error::failed(e.to_string()))?;
-    let counts = Counts::of(&parsed);
-    live.emit(Event::ItemEnded {
-        id: item.id.clone(),
-        end,
-        seconds: duration.as_secs_f64(),
-        log: log.clone(),
-        counts,
-    });
-    live.session.items.push(ItemRecord {
-        id: item.id.clone(),
-        tier: item.tier,
-        status: recorded,
-        reason,
-        exit_code: run.and_then(|r| r.exit_code),
-        duration_ms: u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
-        log,
-        cost_usd,
-    });
-    live.save_session();
-    live.emit(Event::Progress(counts));
-    Ok(())
 }
