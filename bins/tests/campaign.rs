@@ -372,6 +372,142 @@ fn a_budget_is_counted_passed_on_and_stops_new_work() {
     }
 }
 
+/// An agent given a cap (`--max-budget-usd`) that reports nothing (it
+/// crashed, or was killed at the timeout) may have spent up to its cap: it
+/// counts as having spent it, so nothing new starts on money nobody counted.
+#[test]
+fn an_agent_that_reports_no_cost_counts_its_whole_cap() {
+    let bin = fixtures().join("agents").join("claude-says.sh");
+    for (says, extra) in [("crash", "5m"), ("hang", "1s")] {
+        let dir = campaign(&format!("cap-{says}"));
+        let out = afk_cmd(
+            &dir,
+            &[
+                "run",
+                "--runtime",
+                "claude",
+                "--batch-size",
+                "1",
+                "--budget-usd",
+                "1",
+                "--timeout",
+                extra,
+            ],
+        )
+        .env("CLAUDE_BIN", &bin)
+        .env("CLAUDE_SAYS", says)
+        .output()
+        .unwrap();
+        let log = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{says}: {log}");
+        assert!(
+            log.contains(
+                "the budget is spent ($1.0000 of $1.00; $1.0000 of it is the cap of 1 agent run \
+                 that reported no cost); nothing new starts"
+            ),
+            "{says}: {log}"
+        );
+        // Only the first row ran; it failed, and nothing else started.
+        let glyphs: Vec<String> = statuses(&dir).into_iter().map(|(_, g)| g).collect();
+        assert_eq!(glyphs, ["☐", "❌", "☐", "☐", "☐"], "{says}: {log}");
+        let session = last_session(&dir);
+        assert_eq!(session["outcome"], "budget-spent", "{says}");
+        assert_eq!(session["spend"]["spent_usd"], 1.0, "{says}");
+        assert_eq!(session["spend"]["capped"], 1, "{says}");
+        assert_eq!(session["spend"]["unreported"], 0, "{says}");
+    }
+}
+
+/// The campaign's spend outlives a run (`.afk/spend.json`): the same
+/// command run again continues from what was spent and says so first; a
+/// larger budget continues from there; deleting the file starts from $0.
+#[test]
+fn the_campaign_s_spend_carries_over_to_the_next_run() {
+    let bin = fixtures().join("agents").join("claude-says.sh");
+    let dir = campaign("spend-carried");
+    let budget_run = |budget: &str| {
+        afk_cmd(
+            &dir,
+            &[
+                "run",
+                "--runtime",
+                "claude",
+                "--batch-size",
+                "1",
+                "--budget-usd",
+                budget,
+            ],
+        )
+        .env("CLAUDE_BIN", &bin)
+        .output()
+        .unwrap()
+    };
+    let argv = |path: &str| read(dir.join("runs").join(path).join("argv.log"));
+    let first = budget_run("1");
+    assert_eq!(first.status.code(), Some(1), "{}", text(&first.stderr));
+    let spend: Value = serde_json::from_str(&read(dir.join(".afk/spend.json"))).unwrap();
+    let spent = spend["spent_usd"].as_f64().unwrap();
+    assert!((spent - 1.2).abs() < 1e-9, "{spend}");
+
+    // Again, the same budget: nothing is left, and nothing starts.
+    let again = budget_run("1");
+    let log = text(&again.stderr);
+    assert_eq!(again.status.code(), Some(1), "{log}");
+    assert_eq!(
+        log.lines().next(),
+        Some(
+            "afk run: this campaign spent $1.2000 before this run (.afk/spend.json; delete it \
+             to count from $0 again): $0.0000 of the $1.00 budget is left"
+        ),
+        "{log}"
+    );
+    assert!(log.contains("the budget is spent"), "{log}");
+    assert!(!log.contains("started"), "{log}");
+    assert!(!dir.join("runs/tier-2-security").exists(), "{log}");
+
+    // A larger budget continues from what was spent: tier 1's report (its
+    // rows are done), then SEC-002, and then it is spent again.
+    let more = budget_run("2");
+    let log = text(&more.stderr);
+    assert!(
+        log.starts_with("afk run: this campaign spent $1.2000 before this run"),
+        "{log}"
+    );
+    assert_eq!(
+        argv("tier-1-core-reliability"),
+        "-p --output-format json --max-budget-usd 0.8000\n"
+    );
+    assert_eq!(
+        argv("tier-2-security/SEC-002"),
+        "-p --output-format json --max-budget-usd 0.4000\n"
+    );
+    assert!(!dir.join("runs/tier-2-security/SEC-001").exists(), "{log}");
+    let status = text(&afk(&dir, &["status"]).stdout);
+    assert!(
+        status.contains("spend: $2.0000 of $2.00 ($1.2000 before this run)"),
+        "{status}"
+    );
+    let history = text(&afk(&dir, &["history"]).stdout);
+    let spent: Vec<&str> = history
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .collect();
+    assert_eq!(spent, ["$1.2000", "$0.0000", "$0.8000"], "{history}");
+
+    // Deleting the file starts the count again: the row left gets the
+    // whole budget.
+    std::fs::remove_file(dir.join(".afk/spend.json")).unwrap();
+    let reset = budget_run("1");
+    let log = text(&reset.stderr);
+    assert!(!log.contains("before this run"), "{log}");
+    assert_eq!(
+        argv("tier-2-security/SEC-001"),
+        "-p --output-format json --max-budget-usd 1.0000\n",
+        "{log}"
+    );
+}
+
 /// A writer killed mid-write leaves a temporary file beside its target; the
 /// next run sweeps it (saying so) and leaves another live writer's alone.
 #[test]
@@ -400,7 +536,8 @@ fn a_crashed_writer_s_temporary_files_are_swept_by_the_next_run() {
 
 /// A full disk: the campaign on a tiny tmpfs that fills up mid-run. The run
 /// stops with an error, the checklist still parses with every row, nothing
-/// half-written is left, and once there is room again `--resume` finishes.
+/// half-written is left, no row is left ⏳ without the run naming it, and
+/// once there is room again `--resume` finishes.
 /// Needs to mount a tmpfs (root); elsewhere it says it skipped, and under
 /// `CI=true` it fails: a skipped test never passes silently in CI.
 #[test]
@@ -483,13 +620,111 @@ fn a_full_disk_leaves_the_campaign_consistent() {
             strays.is_empty(),
             "{pages} pages: half-written files left: {strays:?}\n{log}"
         );
-        // Room again: the run picks up where it stopped.
+        // No row is left ⏳ unsaid: a row whose agent finished is ✅ or ❌,
+        // or its outcome could not be written and the run names it, with
+        // the status it meant to write; the run names no other row.
+        let mut left: Vec<&str> = c
+            .items
+            .iter()
+            .filter(|i| i.status == checklist::sut::Status::Running)
+            .map(|i| i.id.as_str())
+            .collect();
+        left.sort_unstable();
+        let mut named: Vec<&str> = log
+            .lines()
+            .filter_map(|l| l.strip_prefix("afk run: could not record "))
+            .flat_map(|l| l.split(" in ").next().unwrap_or("").split(", "))
+            .filter_map(|row| row.split_whitespace().next())
+            .collect();
+        named.sort_unstable();
+        named.dedup();
+        assert_eq!(left, named, "{pages} pages: rows left ⏳\n{log}");
+        // Room again: `--resume` runs the rows left ⏳ (and those never
+        // started); a row recorded ❌ (its agent failed on the full disk,
+        // and said so) stays ❌ until someone sets it back to ☐.
+        let before_resume = statuses(&dir);
         std::fs::remove_file(&filler).unwrap();
         let out = run_with(&dir, "complete.sh", &["--resume"]);
         let log = text(&out.stderr);
         assert_eq!(out.status.code(), Some(0), "{pages} pages: {log}");
-        assert!(all(&dir, "✅"), "{pages} pages: {:?}", statuses(&dir));
+        let want: Vec<(String, String)> = before_resume
+            .into_iter()
+            .map(|(id, glyph)| {
+                let glyph = if glyph == "❌" {
+                    glyph
+                } else {
+                    "✅".to_owned()
+                };
+                (id, glyph)
+            })
+            .collect();
+        assert_eq!(statuses(&dir), want, "{pages} pages: {log}");
     }
+
+    // The disk fills as an agent finishes (it grows the checklist, then
+    // fills the disk): its row cannot be recorded any more, and the run
+    // names it with what it earned.
+    let script = Scratch::new("full-disk-agent");
+    let fills = script.join("fills.sh");
+    std::fs::write(
+        &fills,
+        "cat >/dev/null\necho \"# $AFK_ITEM_ID\" > \"$AFK_RUN_DIR/FINAL_REPORT.md\"\n\
+         head -c 8192 /dev/zero | tr '\\0' x >> \"$AFK_CHECKLIST\"\n\
+         echo >> \"$AFK_CHECKLIST\"\n\
+         dd if=/dev/zero of=\"$AFK_CAMPAIGN_DIR/filler\" bs=4096 2>/dev/null\n\
+         echo \"ITEM COMPLETE: $AFK_ITEM_ID\"\n",
+    )
+    .unwrap();
+    for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+        let path = entry.path();
+        let _ = std::fs::remove_dir_all(&path).or_else(|_| std::fs::remove_file(&path));
+    }
+    std::fs::create_dir_all(dir.join("config")).unwrap();
+    for f in [
+        "SUT-CHECKLIST.md",
+        "SUT-PACKET.md",
+        "config/run_config.json",
+    ] {
+        std::fs::copy(sample.join(f), dir.join(f)).unwrap();
+    }
+    let command = format!("sh {}", fills.display());
+    let out = afk(
+        &dir,
+        &[
+            "run",
+            "--runtime",
+            "command",
+            "--agent-command",
+            &command,
+            "--batch-size",
+            "1",
+        ],
+    );
+    let log = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{log}");
+    let named: Vec<&str> = log
+        .lines()
+        .filter(|l| l.starts_with("afk run: could not record "))
+        .collect();
+    assert_eq!(named.len(), 1, "{log}");
+    assert!(
+        named[0].starts_with("afk run: could not record CORE-001 ")
+            && named[0].contains(" in SUT-CHECKLIST.md (cannot write the checklist")
+            && named[0].contains("`afk run --resume` runs them again"),
+        "{log}"
+    );
+    assert_eq!(
+        statuses(&dir)
+            .iter()
+            .filter(|(_, g)| g == "⏳")
+            .map(|(id, _)| id.as_str())
+            .collect::<Vec<_>>(),
+        ["CORE-001"]
+    );
+    std::fs::remove_file(dir.join("filler")).unwrap();
+    let out = run_with(&dir, "complete.sh", &["--resume"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(all(&dir, "✅"), "{:?}", statuses(&dir));
 }
 
 /// Every file under `dir`.
@@ -919,6 +1154,66 @@ fn unsafe_ids_and_links_outside_the_campaign_are_refused() {
             .is_symlink()
     );
     assert!(read(inside.join("backlog/real.md")).contains("✅"));
+}
+
+/// A link out of the campaign wherever afk writes (`.afk`, `.afk/lock`,
+/// `findings/`, a tier's or an item's run directory) is refused before
+/// anything is created where it points: the command fails naming the link,
+/// and the directory it leads to stays empty.
+#[test]
+fn links_out_of_the_campaign_are_refused_before_anything_is_written_there() {
+    // (the link in the campaign, the name it points to in the outside
+    // directory ("" for the directory itself), commands besides `afk run`
+    // that must refuse it too)
+    let finding: &[&str] = &[
+        "finding", "add", "--kind", "bug", "--agent", "a", "--entry", "{}",
+    ];
+    let cases: [(&str, &str, &[&[&str]]); 5] = [
+        (".afk", "", &[&["status"], &["cancel"]]),
+        (".afk/lock", "lock", &[&["status"], &["cancel"]]),
+        ("findings", "", &[finding]),
+        // Tier 1 is done: its report is due, in the linked directory.
+        ("runs/tier-1-core-reliability", "", &[]),
+        ("runs/tier-2-security/SEC-002", "", &[]),
+    ];
+    for (link, target, others) in cases {
+        let dir = campaign("link-out");
+        let outside = Scratch::new("link-out-target");
+        if link.starts_with("runs/tier-1") {
+            let text = read(dir.join("SUT-CHECKLIST.md"));
+            let text = text
+                .replace("| ☐ | CORE", "| ✅ | CORE")
+                .replace("| ☐ | SEC", "| ❌ | SEC");
+            std::fs::write(dir.join("SUT-CHECKLIST.md"), text).unwrap();
+        }
+        let at = dir.join(link);
+        std::fs::create_dir_all(at.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(outside.join(target), &at).unwrap();
+        let named = std::fs::canonicalize(&*dir).unwrap().join(link);
+        let out = run_with(&dir, "complete.sh", &[]);
+        let err = text(&out.stderr);
+        assert_ne!(out.status.code(), Some(0), "{link}: {err}");
+        assert!(
+            err.contains(&named.display().to_string()) && err.contains("refused"),
+            "{link}: the error names the link: {err}"
+        );
+        for args in others {
+            let out = afk(&dir, args);
+            if args[0] == "finding" {
+                let err = text(&out.stderr);
+                assert_eq!(out.status.code(), Some(2), "{link} {args:?}: {err}");
+                assert!(
+                    err.contains(&named.display().to_string()),
+                    "{link} {args:?}: {err}"
+                );
+            }
+        }
+        let left: Vec<_> = std::fs::read_dir(&*outside)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(left.is_empty(), "{link}: written outside: {left:?}");
+    }
 }
 
 #[test]

@@ -45,7 +45,7 @@ pub enum AgentError {
         /// Where to set it.
         hint: String,
     },
-    /// The process could not be started or watched, or its log written.
+    /// The process could not be started, or its log created.
     #[error("{what}: {source}")]
     Io {
         /// What was being done.
@@ -54,11 +54,34 @@ pub enum AgentError {
         #[source]
         source: std::io::Error,
     },
+    /// The process ran, but could not be waited for or its log read back:
+    /// what it did (and spent) is unknown.
+    #[error("{what}: {source}")]
+    Lost {
+        /// What was being done.
+        what: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl AgentError {
+    /// Whether the agent process ran (and may have spent money) before the
+    /// error.
+    pub fn after_start(&self) -> bool {
+        matches!(self, AgentError::Lost { .. })
+    }
 }
 
 fn io_error(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> AgentError {
     let what = what.into();
     move |source| AgentError::Io { what, source }
+}
+
+fn lost(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> AgentError {
+    let what = what.into();
+    move |source| AgentError::Lost { what, source }
 }
 
 /// Which agent program runs, and how it gets the prompt.
@@ -234,6 +257,32 @@ pub struct AgentJob {
     pub max_budget_usd: Option<f64>,
 }
 
+/// The spending cap `job`'s agent is given (claude's `--max-budget-usd`);
+/// `None` when its runtime takes none or there is no budget. An agent that
+/// ran with a cap and reported no cost counts as having spent it
+/// ([`crate::decide::spend`]).
+pub fn budget_cap(runtime: &Runtime, job: &AgentJob) -> Option<f64> {
+    match runtime {
+        Runtime::Claude { .. } => job.max_budget_usd,
+        Runtime::OpenCode { .. } | Runtime::Command { .. } => None,
+    }
+}
+
+/// What one agent run is charged by the campaign's rule: its reported cost
+/// and the cap it ran with; `None` when it never started (it spent
+/// nothing).
+pub fn charge_of(
+    runtime: &Runtime,
+    job: &AgentJob,
+    result: &Result<AgentRun, AgentError>,
+) -> Option<(Option<f64>, Option<f64>)> {
+    match result {
+        Ok(run) => Some((run.cost_usd, budget_cap(runtime, job))),
+        Err(e) if e.after_start() => Some((None, budget_cap(runtime, job))),
+        Err(_) => None,
+    }
+}
+
 /// How an agent run ended.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AgentRun {
@@ -282,8 +331,8 @@ pub async fn run(
     on_start: impl FnOnce(u32),
 ) -> Result<AgentRun, AgentError> {
     let mut argv = runtime.argv();
-    if let (Runtime::Claude { .. }, Some(left)) = (runtime, job.max_budget_usd) {
-        argv.extend(["--max-budget-usd".to_owned(), format!("{left:.4}")]);
+    if let Some(cap) = budget_cap(runtime, job) {
+        argv.extend(["--max-budget-usd".to_owned(), format!("{cap:.4}")]);
     }
     let program = argv.first().cloned().unwrap_or_default();
     let log = File::create(&job.log).map_err(io_error(format!(
@@ -316,7 +365,7 @@ pub async fn run(
     let duration = started.elapsed();
     let (status, timed_out, cancelled) = match end {
         End::Exited(status) => (
-            Some(status.map_err(io_error("cannot wait for the agent"))?),
+            Some(status.map_err(lost("cannot wait for the agent"))?),
             false,
             false,
         ),
@@ -327,7 +376,7 @@ pub async fn run(
     let stderr = afk_process::collect(err, GRACE).await;
     let output = std::fs::read(&job.log)
         .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .map_err(io_error(format!(
+        .map_err(lost(format!(
             "cannot read the agent log {}",
             job.log.display()
         )))?;

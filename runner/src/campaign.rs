@@ -16,7 +16,6 @@ use serde_json::Value;
 use crate::Error;
 use crate::agent::{AgentRun, Runtime};
 use crate::decide::{self, TemplateError};
-use crate::files::atomic_write;
 
 /// The prompt template shipped with afk for one item.
 pub const ITEM_TEMPLATE: &str = include_str!("../templates/item-prompt.md");
@@ -201,12 +200,35 @@ fn read_text(what: &str, path: &Path) -> Result<String, Error> {
         .map_err(|e| Error::input(format!("cannot read the {what} {}: {e}", path.display())))
 }
 
+/// Refuses a campaign where a place afk writes leads out of it: `.afk`,
+/// `findings/`, `runs/` and `.afk/synthesis/` linked elsewhere, or a lock
+/// file (`.afk/lock`, `findings/.lock`) that is a link. Creates nothing.
+/// (Tier and item directories are checked as they are created, one
+/// component at a time.)
+///
+/// # Errors
+/// `Input` naming the link.
+pub fn refuse_links_out(root: &Path) -> Result<(), Error> {
+    let afk = crate::state::state_dir(root);
+    let findings = root.join("findings");
+    for dir in [&afk, &afk.join("synthesis"), &findings, &root.join("runs")] {
+        crate::files::check_dir_inside(root, dir)
+            .map_err(|e| Error::input(format!("{e}; nothing was started")))?;
+    }
+    for lock in [afk.join("lock"), findings.join(".lock")] {
+        crate::files::refuse_link(&lock)
+            .map_err(|e| Error::input(format!("{e}; nothing was started")))?;
+    }
+    Ok(())
+}
+
 impl Campaign {
     /// Reads and checks everything in `settings` under `root`.
     ///
     /// # Errors
     /// `Input` naming the first file, key or setting that is wrong.
     pub fn prepare(root: &Path, settings: &Settings) -> Result<Campaign, Error> {
+        refuse_links_out(root)?;
         let checklist_path = inside(root, &root.join(&settings.checklist), "the checklist")?;
         let (_, parsed) = load_checklist(&checklist_path)?;
         // Every id names a directory: one that is not a single safe path
@@ -360,43 +382,6 @@ impl Campaign {
         }
         run.stdout.clone()
     }
-}
-
-/// Sets the status of the rows `ids` in the checklist file: re-read, one
-/// cell changed per row, replaced atomically. Ids no longer in the file are
-/// returned (someone removed the row meanwhile).
-pub(crate) fn mark(path: &Path, ids: &[&str], status: Status) -> Result<Vec<String>, Error> {
-    // A human may edit the file while a run works on it. Each attempt reads
-    // it, changes one cell per row, and replaces it only if the file is
-    // still what was read: an edit that landed meanwhile is re-read and
-    // kept, never overwritten.
-    for _ in 0..20 {
-        let (original, _) = load_checklist(path).map_err(|e| Error::failed(e.to_string()))?;
-        let mut text = original.clone();
-        let mut missing = Vec::new();
-        for id in ids {
-            let (checklist, _) = sut::parse(&text);
-            match checklist.items.iter().find(|i| i.id == *id) {
-                Some(item) if item.status != status => text = sut::set_status(&text, item, status),
-                Some(_) => {}
-                None => missing.push((*id).to_owned()),
-            }
-        }
-        if std::fs::read_to_string(path).ok().as_deref() != Some(original.as_str()) {
-            continue;
-        }
-        atomic_write(path, text.as_bytes()).map_err(|e| {
-            Error::failed(format!(
-                "cannot write the checklist {}: {e}",
-                path.display()
-            ))
-        })?;
-        return Ok(missing);
-    }
-    Err(Error::failed(format!(
-        "the checklist {} kept changing while afk tried to write it; nothing was written",
-        path.display()
-    )))
 }
 
 /// The ids of the rows marked ⏳.

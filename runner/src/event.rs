@@ -55,6 +55,14 @@ pub enum ItemEnd {
 /// One thing a run did, in order.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
+    /// The first line of a run in a campaign that spent money before: the
+    /// run continues from it (`.afk/spend.json`).
+    SpendCarried {
+        /// What the campaign spent before this run.
+        spent_usd: f64,
+        /// This run's budget (the campaign's), when there is one.
+        budget_usd: Option<f64>,
+    },
     /// `--resume` tidied up after a dead run.
     Resumed(String),
     /// The backlog's counts, at the start of a round and after every item.
@@ -142,6 +150,28 @@ pub enum Event {
         /// How many.
         rounds: u32,
     },
+    /// A line of the checklist that does not parse (someone is editing it):
+    /// it is left as it is and nothing runs from it until it is fixed;
+    /// reported once per run.
+    ChecklistProblem {
+        /// The checklist, relative to the campaign directory.
+        path: String,
+        /// The line (1-based).
+        line: usize,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// Rows whose outcome could not be written to the checklist (a full
+    /// disk): each with the status it was to get. They are still ⏳, and
+    /// `--resume` runs them again.
+    Unrecorded {
+        /// The checklist, relative to the campaign directory.
+        path: String,
+        /// `(id, status)`, in the order they ended.
+        rows: Vec<(String, checklist::sut::Status)>,
+        /// Why the last write failed.
+        reason: String,
+    },
     /// Something that did not stop the run (a state file that could not be
     /// written).
     Warning(String),
@@ -161,6 +191,24 @@ pub enum Event {
 impl fmt::Display for Event {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Event::SpendCarried {
+                spent_usd,
+                budget_usd,
+            } => {
+                write!(
+                    f,
+                    "this campaign spent ${spent_usd:.4} before this run (.afk/spend.json; \
+                     delete it to count from $0 again)"
+                )?;
+                match budget_usd {
+                    Some(b) => write!(
+                        f,
+                        ": ${:.4} of the ${b:.2} budget is left",
+                        (b - spent_usd).max(0.0)
+                    ),
+                    None => Ok(()),
+                }
+            }
             Event::Resumed(note) => write!(f, "resume: {note}"),
             Event::Progress(counts) => write!(f, "{counts}"),
             Event::ItemStarted { id, title, log } => write!(f, "{id} ⏳ started: {title} ({log})"),
@@ -177,6 +225,9 @@ impl fmt::Display for Event {
                 ItemEnd::Done => write!(f, "{id} ✅ done in {seconds:.1}s [{counts}]"),
                 ItemEnd::Stopped => {
                     write!(f, "{id} ☐ stopped after {seconds:.1}s; back to to-do")
+                }
+                ItemEnd::Failed(reason) if log.is_empty() => {
+                    write!(f, "{id} ❌ failed: {reason} [{counts}]")
                 }
                 ItemEnd::Failed(reason) => write!(
                     f,
@@ -213,6 +264,27 @@ impl fmt::Display for Event {
                 f,
                 "infinite mode: {rounds} synthesis round(s) in a row added nothing; stopping"
             ),
+            Event::ChecklistProblem {
+                path,
+                line,
+                message,
+            } => write!(
+                f,
+                "warning: {path}:{line}: {message}; afk leaves the line as it is and runs \
+                 nothing from it until it is fixed"
+            ),
+            Event::Unrecorded { path, rows, reason } => {
+                let rows: Vec<String> = rows
+                    .iter()
+                    .map(|(id, status)| format!("{id} {}", status.glyph()))
+                    .collect();
+                write!(
+                    f,
+                    "could not record {} in {path} ({reason}); they stay ⏳ until \
+                     `afk run --resume` runs them again",
+                    rows.join(", ")
+                )
+            }
             Event::Warning(message) => write!(f, "warning: {message}"),
             Event::Error(message) => write!(f, "error: {message}"),
             Event::Ended {

@@ -7,6 +7,12 @@
 //! never a mixture; a crash leaves at most a stray temporary file, which the
 //! next write of the same target does not trip over.
 //!
+//! [`replace_if_unchanged`] is the same replace for a file that people edit
+//! while afk works on it (the checklist): it replaces only if the file is
+//! still what was read, looking last immediately before the rename, and
+//! reports an edit that reached the old file after that look (which
+//! [`crate::decide::replay`] carries over to the new one).
+//!
 //! This module does not lock: callers that have several writers (the
 //! findings ledger) take a lock around read-modify-write themselves.
 
@@ -40,6 +46,43 @@ fn temp_path(target: &Path) -> io::Result<PathBuf> {
 /// `InvalidInput` naming the component that leads outside, or that is not
 /// under `root` at all; any error creating a component.
 pub fn create_dir_inside(root: &Path, path: &Path) -> io::Result<PathBuf> {
+    walk_inside(root, path, true)
+}
+
+/// Checks, creating nothing, that every component of `path` that exists
+/// under `root` stays inside `root` and is a directory; the components that
+/// do not exist yet are fine (a later [`create_dir_inside`] makes them).
+///
+/// # Errors
+/// As [`create_dir_inside`], for the components that exist.
+pub fn check_dir_inside(root: &Path, path: &Path) -> io::Result<()> {
+    walk_inside(root, path, false).map(|_| ())
+}
+
+/// Refuses `path` when it is a symbolic link, wherever it points: a file
+/// afk opens for writing (a lock) must be its own, or opening it would
+/// create or change the file at the link's target. A missing `path` is
+/// fine.
+///
+/// # Errors
+/// `InvalidInput` naming the link and its target.
+pub fn refuse_link(path: &Path) -> io::Result<()> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "{} is a symbolic link (to {}): refused",
+                path.display(),
+                fs::read_link(path).unwrap_or_default().display()
+            ),
+        )),
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+fn walk_inside(root: &Path, path: &Path, create: bool) -> io::Result<PathBuf> {
     let root_real = fs::canonicalize(root)?;
     let rel = path
         .strip_prefix(root)
@@ -65,7 +108,9 @@ pub fn create_dir_inside(root: &Path, path: &Path) -> io::Result<PathBuf> {
         let next = current.join(name);
         match fs::symlink_metadata(&next) {
             Ok(_) => {
-                let real = fs::canonicalize(&next)?;
+                let real = fs::canonicalize(&next).map_err(|e| {
+                    io::Error::new(e.kind(), format!("{}: {e}: refused", next.display()))
+                })?;
                 if !real.starts_with(&root_real) {
                     return Err(io::Error::new(
                         io::ErrorKind::InvalidInput,
@@ -85,12 +130,13 @@ pub fn create_dir_inside(root: &Path, path: &Path) -> io::Result<PathBuf> {
                 }
                 current = real;
             }
+            Err(e) if e.kind() == io::ErrorKind::NotFound && !create => return Ok(current),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 match fs::create_dir(&next) {
                     Ok(()) => {}
                     Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                         // Made meanwhile (another writer): check it like any.
-                        return create_dir_inside(root, path);
+                        return walk_inside(root, path, create);
                     }
                     Err(e) => return Err(e),
                 }
@@ -106,6 +152,19 @@ pub fn create_dir_inside(root: &Path, path: &Path) -> io::Result<PathBuf> {
 /// permissions of the file it replaces (new files get the default). On error
 /// the target is untouched and the temporary file is removed.
 pub fn atomic_write(target: &Path, contents: &[u8]) -> io::Result<()> {
+    replace_with(target, contents, |_| Ok(true)).map(|_| ())
+}
+
+/// Writes `contents` to a temporary file beside `target` and flushes it;
+/// then, if `last_look` says so (it runs immediately before the rename),
+/// renames it over `target` and syncs the directory. Returns whether it
+/// replaced. On error, or when `last_look` says no, the target is untouched
+/// and the temporary file is removed.
+fn replace_with(
+    target: &Path,
+    contents: &[u8],
+    last_look: impl FnOnce(&Path) -> io::Result<bool>,
+) -> io::Result<bool> {
     let temp = temp_path(target)?;
     let result = (|| {
         let mut file = OpenOptions::new()
@@ -117,9 +176,12 @@ pub fn atomic_write(target: &Path, contents: &[u8]) -> io::Result<()> {
         }
         file.write_all(contents)?;
         file.sync_all()?;
-        fs::rename(&temp, target)
+        if !last_look(target)? {
+            return Ok(false);
+        }
+        fs::rename(&temp, target).map(|()| true)
     })();
-    if result.is_err() {
+    if !matches!(result, Ok(true)) {
         let _ = fs::remove_file(&temp);
         return result;
     }
@@ -132,7 +194,123 @@ pub fn atomic_write(target: &Path, contents: &[u8]) -> io::Result<()> {
     if let Ok(d) = File::open(dir) {
         let _ = d.sync_all();
     }
-    Ok(())
+    Ok(true)
+}
+
+/// A file as it was read, for [`replace_if_unchanged`]: its bytes, and the
+/// open file they came from (which outlives a rename over its name).
+#[derive(Debug)]
+pub struct Snapshot {
+    file: File,
+    /// The content read.
+    pub bytes: Vec<u8>,
+}
+
+/// Reads `target` for a later [`replace_if_unchanged`].
+///
+/// # Errors
+/// The file cannot be opened or read.
+pub fn snapshot(target: &Path) -> io::Result<Snapshot> {
+    let mut file = File::open(target)?;
+    let mut bytes = Vec::new();
+    io::Read::read_to_end(&mut file, &mut bytes)?;
+    Ok(Snapshot { file, bytes })
+}
+
+impl Snapshot {
+    /// The file's content now, read through the file kept open (after a
+    /// rename over its name too).
+    ///
+    /// # Errors
+    /// It cannot be read.
+    pub fn reread(&self) -> io::Result<Vec<u8>> {
+        read_all_at(&self.file)
+    }
+}
+
+/// The whole content of `file`, read from its start.
+fn read_all_at(file: &File) -> io::Result<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    let mut out = vec![0; usize::try_from(file.metadata()?.len()).unwrap_or(0)];
+    let mut at = 0;
+    loop {
+        if at == out.len() {
+            // It may have grown since its size was read.
+            out.resize(at + 4096, 0);
+        }
+        let n = file.read_at(&mut out[at..], at as u64)?;
+        if n == 0 {
+            out.truncate(at);
+            return Ok(out);
+        }
+        at += n;
+    }
+}
+
+/// How [`replace_if_unchanged`] ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Replaced {
+    /// Replaced, and nobody had changed the file since it was read.
+    Done,
+    /// The file changed after it was read: nothing was replaced.
+    Changed,
+    /// Replaced, but a writer that held the old file open wrote to it after
+    /// the last look (an append, an edit in place): the old file's content
+    /// now, with that edit, which the new file lacks.
+    LateEdit(Vec<u8>),
+}
+
+/// Replaces `target` with `contents`, atomically, only if it is still the
+/// file `read` came from with the same bytes. That last look is taken after
+/// the new content is written and flushed, immediately before the rename,
+/// so the only window left for another writer is the rename itself; and a
+/// writer that still held the old file and wrote to it in that window is
+/// caught afterwards ([`Replaced::LateEdit`]) through the file `read` kept
+/// open, for the caller to build on again.
+///
+/// # Errors
+/// Writing, flushing or renaming failed: the target is untouched and the
+/// temporary file removed.
+pub fn replace_if_unchanged(
+    target: &Path,
+    contents: &[u8],
+    read: &Snapshot,
+) -> io::Result<Replaced> {
+    replace_if_unchanged_then(target, contents, read, || {})
+}
+
+/// [`replace_if_unchanged`], running `in_the_window` between the last look
+/// and the rename (the tests' other writer).
+fn replace_if_unchanged_then(
+    target: &Path,
+    contents: &[u8],
+    read: &Snapshot,
+    in_the_window: impl FnOnce(),
+) -> io::Result<Replaced> {
+    use std::os::unix::fs::MetadataExt;
+    let replaced = replace_with(target, contents, |target| {
+        let now = match fs::metadata(target) {
+            Ok(now) => now,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        let then = read.file.metadata()?;
+        let same = (now.dev(), now.ino()) == (then.dev(), then.ino())
+            && read_all_at(&read.file)? == read.bytes;
+        if same {
+            in_the_window();
+        }
+        Ok(same)
+    })?;
+    if !replaced {
+        return Ok(Replaced::Changed);
+    }
+    let after = read_all_at(&read.file)?;
+    Ok(if after == read.bytes {
+        Replaced::Done
+    } else {
+        Replaced::LateEdit(after)
+    })
 }
 
 /// Removes the temporary files a crashed writer left in `dir`
@@ -249,6 +427,105 @@ mod tests {
         kept.sort_unstable();
         assert_eq!(left, kept);
         assert!(sweep_stray_temps(&dir.join("missing")).is_empty());
+    }
+
+    #[test]
+    fn links_out_of_the_root_are_refused_and_nothing_is_created() {
+        let root_tmp = scratch("inside");
+        let outside_tmp = scratch("outside");
+        let (root, outside) = (root_tmp.path(), outside_tmp.path());
+        fs::create_dir(root.join("real")).unwrap();
+        std::os::unix::fs::symlink(outside, root.join("out")).unwrap();
+        std::os::unix::fs::symlink(root.join("real"), root.join("in")).unwrap();
+        std::os::unix::fs::symlink(outside.join("gone"), root.join("dangling")).unwrap();
+        fs::write(root.join("file"), "x").unwrap();
+        // (path under the root, refused?) for a check that creates nothing.
+        for (path, refused) in [
+            ("out", true),
+            ("out/deeper/still", true),
+            ("dangling", true),
+            ("file/x", true),
+            ("in/new/dirs", false),
+            ("real", false),
+            ("missing/dirs", false),
+        ] {
+            let got = check_dir_inside(root, &root.join(path));
+            assert_eq!(got.is_err(), refused, "{path}: {got:?}");
+            if let Err(e) = got {
+                assert!(e.to_string().contains(&root.display().to_string()), "{e}");
+            }
+        }
+        assert!(!root.join("missing").exists() && !root.join("real/new").exists());
+        for (path, refused) in [
+            ("out", true),
+            ("in", true),
+            ("file", false),
+            ("none", false),
+        ] {
+            assert_eq!(refuse_link(&root.join(path)).is_err(), refused, "{path}");
+        }
+        assert_eq!(fs::read_dir(outside).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_replace_happens_only_over_the_file_that_was_read() {
+        use std::io::Write as _;
+        let dir_tmp = scratch("replace-if");
+        let target = dir_tmp.path().join("SUT-CHECKLIST.md");
+        let append = |text: &str| {
+            let mut f = OpenOptions::new().append(true).open(&target).unwrap();
+            f.write_all(text.as_bytes()).unwrap();
+        };
+        // Nobody else wrote: replaced.
+        fs::write(&target, "a\n").unwrap();
+        let read = snapshot(&target).unwrap();
+        assert_eq!(
+            replace_if_unchanged(&target, b"A\n", &read).unwrap(),
+            Replaced::Done
+        );
+        assert_eq!(fs::read_to_string(&target).unwrap(), "A\n");
+        // Edited in place, or replaced by another file, after the read:
+        // nothing is replaced, and the edit stays.
+        let read = snapshot(&target).unwrap();
+        append("human\n");
+        assert_eq!(
+            replace_if_unchanged(&target, b"mine\n", &read).unwrap(),
+            Replaced::Changed
+        );
+        assert_eq!(fs::read_to_string(&target).unwrap(), "A\nhuman\n");
+        let read = snapshot(&target).unwrap();
+        atomic_write(&target, b"saved by an editor\n").unwrap();
+        assert_eq!(
+            replace_if_unchanged(&target, b"mine\n", &read).unwrap(),
+            Replaced::Changed
+        );
+        assert_eq!(fs::read_to_string(&target).unwrap(), "saved by an editor\n");
+        // A writer holding the old file writes after the last look: the
+        // file is replaced, and its edit is handed back.
+        let read = snapshot(&target).unwrap();
+        let mut late = OpenOptions::new().append(true).open(&target).unwrap();
+        let got = replace_if_unchanged_then(&target, b"mine\n", &read, || {
+            late.write_all(b"late\n").unwrap();
+        })
+        .unwrap();
+        assert_eq!(
+            got,
+            Replaced::LateEdit(b"saved by an editor\nlate\n".to_vec())
+        );
+        assert_eq!(fs::read_to_string(&target).unwrap(), "mine\n");
+        // Gone meanwhile: changed, and nothing is created.
+        let read = snapshot(&target).unwrap();
+        fs::remove_file(&target).unwrap();
+        assert_eq!(
+            replace_if_unchanged(&target, b"mine\n", &read).unwrap(),
+            Replaced::Changed
+        );
+        assert!(!target.exists());
+        assert_eq!(
+            fs::read_dir(dir_tmp.path()).unwrap().count(),
+            0,
+            "no temporary left"
+        );
     }
 
     #[test]

@@ -11,7 +11,6 @@
 //! `runs/` (and the working directory's own).
 
 use std::collections::BTreeMap;
-use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value, json};
@@ -126,16 +125,12 @@ pub fn add(
             "--entry sets {key:?}, which afk stamps itself (id, kind, created_at, agent, entry_id)"
         )));
     }
-    let folder = dir.join("findings");
-    std::fs::create_dir_all(&folder)
-        .map_err(|e| Error::failed(format!("cannot create {}: {e}", folder.display())))?;
+    // A `findings/` (or its lock) linked out of the campaign is refused
+    // before anything is created where it points.
+    let folder = crate::files::create_dir_inside(dir, &dir.join("findings"))
+        .map_err(|e| Error::input(format!("the findings ledger: {e}")))?;
+    let lock = crate::state::open_lock_file(&folder.join(".lock"))?;
     let lock_path = folder.join(".lock");
-    let lock = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(|e| Error::failed(format!("cannot open {}: {e}", lock_path.display())))?;
     // Held until `lock` is dropped at the end of this function, across the
     // read, the new id and the replace.
     lock.lock()

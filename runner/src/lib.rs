@@ -11,7 +11,8 @@
 //! - [`campaign`] validates everything a run needs before any agent starts
 //!   and builds the prompts; [`rounds`] performs the decisions: it marks rows,
 //!   starts agents ([`agent`], on the `afk-process` toolkit), judges each as
-//!   it ends, and keeps the state files ([`state`]); [`reports`] asks for tier
+//!   it ends and records it (`record`, through the checklist's one writer,
+//!   `writer`), and keeps the state files ([`state`]); [`reports`] asks for tier
 //!   reports and, in infinite mode, new rows; [`recovery`] tidies after a
 //!   run that died.
 //! - [`views`] reads the state back for `afk status`, `history`, `dashboard`
@@ -29,11 +30,13 @@ pub mod event;
 pub mod files;
 pub mod findings;
 mod live;
+mod record;
 pub mod recovery;
 pub mod reports;
 pub mod rounds;
 pub mod state;
 pub mod views;
+mod writer;
 
 pub use event::{Event, Outcome};
 pub use rounds::run;

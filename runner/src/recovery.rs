@@ -8,8 +8,9 @@ use std::path::Path;
 use checklist::sut::Status;
 
 use crate::campaign::load_checklist;
-use crate::campaign::{mark, running_ids};
+use crate::campaign::running_ids;
 use crate::state::{self, ActiveRun};
+use crate::writer::ChecklistWriter;
 use crate::{Error, rel};
 
 /// Handles a run that died: waits (bounded) for the agents it recorded to
@@ -74,7 +75,7 @@ pub fn clean_up_dead_run(
     let (_, parsed) = load_checklist(checklist)?;
     let running = running_ids(&parsed);
     if !running.is_empty() {
-        mark(checklist, &running, Status::Todo)?;
+        ChecklistWriter::new(checklist).mark(&running, Status::Todo)?;
         notes.push(format!("turned {} back to to-do", running.join(", ")));
     }
     state::clear_active(root)?;
@@ -89,6 +90,10 @@ pub fn sweep_stray_temps(root: &Path, checklist: &Path) -> Vec<String> {
     let checklist_dir = checklist.parent().unwrap_or(root).to_owned();
     let mut notes = Vec::new();
     for dir in [checklist_dir, state::state_dir(root), root.join("findings")] {
+        // Never delete anything where a link out of the campaign leads.
+        if crate::files::check_dir_inside(root, &dir).is_err() {
+            continue;
+        }
         for name in crate::files::sweep_stray_temps(&dir) {
             let at = rel(root, &dir);
             notes.push(format!(

@@ -11,13 +11,14 @@ use tokio::sync::watch;
 
 use crate::Error;
 use crate::agent::{self, AgentJob};
-use crate::campaign::{Campaign, SYNTHESIS_TEMPLATE, TIER_TEMPLATE, load_checklist};
+use crate::campaign::{Campaign, SYNTHESIS_TEMPLATE, TIER_TEMPLATE};
 use crate::decide::{self, progress};
 use crate::event::Event;
 use crate::files::atomic_write;
 use crate::live::{Live, stamp};
 use crate::rel;
 use crate::state::{self, TierReportRecord};
+use crate::writer::read_checklist;
 
 /// At most this much of one item's report goes into a tier report's prompt.
 const ITEM_REPORT_CHARS: usize = 20_000;
@@ -72,9 +73,12 @@ pub(crate) async fn tier_reports(
             ],
         )
         .map_err(|e| Error::failed(format!("the tier report template: {e}")))?;
-        let results = dir.join("results");
-        std::fs::create_dir_all(&results)
-            .map_err(|e| Error::failed(format!("cannot create {}: {e}", results.display())))?;
+        // A tier directory linked out of the campaign is refused before
+        // anything is created (or written) there.
+        let results = crate::files::create_dir_inside(&campaign.root, &dir.join("results"))
+            .map_err(|e| {
+                Error::failed(format!("the run directory of tier {tier}'s report: {e}"))
+            })?;
         let job = AgentJob {
             prompt,
             env: vec![
@@ -93,8 +97,8 @@ pub(crate) async fn tier_reports(
         };
         live.emit(Event::TierReportAsked { tier });
         let outcome = agent::run(&campaign.runtime, &job, cancel.clone(), |_| {}).await;
-        if let Ok(run) = &outcome {
-            live.session.spend.charge(run.cost_usd);
+        if let Some((cost, cap)) = agent::charge_of(&campaign.runtime, &job, &outcome) {
+            live.charge(cost, cap)?;
         }
         let verdict = match &outcome {
             Ok(run) if run.cancelled => return Ok(()),
@@ -160,11 +164,9 @@ pub(crate) async fn synthesise(
     let root = &campaign.root;
     live.session.synthesis_rounds += 1;
     let round = live.session.synthesis_rounds;
-    let dir = state::state_dir(root).join("synthesis");
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| Error::failed(format!("cannot create {}: {e}", dir.display())))?;
-    let (text, _) =
-        load_checklist(&campaign.checklist_path).map_err(|e| Error::failed(e.to_string()))?;
+    let dir = crate::files::create_dir_inside(root, &state::state_dir(root).join("synthesis"))
+        .map_err(|e| Error::failed(format!("the synthesis directory: {e}")))?;
+    let (text, _, _) = read_checklist(&campaign.checklist_path)?;
     let prompt = decide::render_template(
         SYNTHESIS_TEMPLATE,
         &[
@@ -198,8 +200,8 @@ pub(crate) async fn synthesise(
         Ok(0)
     };
     let run = agent::run(&campaign.runtime, &job, cancel.clone(), |_| {}).await;
-    if let Ok(run) = &run {
-        live.session.spend.charge(run.cost_usd);
+    if let Some((cost, cap)) = agent::charge_of(&campaign.runtime, &job, &run) {
+        live.charge(cost, cap)?;
     }
     let run = match run {
         Ok(run) if run.cancelled => return Ok(0),
@@ -243,16 +245,9 @@ pub(crate) async fn synthesise(
     if synthesis.rows.is_empty() {
         return nothing(live, "no new rows".into());
     }
-    // Re-read: append to the file as it is now.
-    let (current, _) =
-        load_checklist(&campaign.checklist_path).map_err(|e| Error::failed(e.to_string()))?;
-    let updated = sut::append_items(&current, &synthesis.rows);
-    atomic_write(&campaign.checklist_path, updated.as_bytes()).map_err(|e| {
-        Error::failed(format!(
-            "cannot write the checklist {}: {e}",
-            campaign.checklist_path.display()
-        ))
-    })?;
+    // Appended to the file as it is now, losing no edit made meanwhile.
+    live.writer
+        .rewrite(|current| (Some(sut::append_items(current, &synthesis.rows)), ()))?;
     let ids: Vec<String> = synthesis.rows.iter().map(|r| r.id.clone()).collect();
     live.session.rows_added += ids.len() as u64;
     live.emit(Event::SynthesisAdded { round, ids });

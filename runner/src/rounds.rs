@@ -10,18 +10,19 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::time::Duration;
 
 use checklist::sut::{Item, Status};
 use tokio::sync::{mpsc, watch};
 
-use crate::agent::{self, AgentJob, AgentRun};
-use crate::campaign::{Campaign, Mode, Settings, load_checklist, mark, running_ids};
+use crate::agent::{self, AgentJob};
+use crate::campaign::{Campaign, Mode, Settings, load_checklist, running_ids};
+use crate::decide;
 use crate::decide::progress::Counts;
-use crate::decide::{self, FailReason, RunEvidence};
-use crate::event::{Event, ItemEnd, Outcome};
+use crate::event::{Event, Outcome};
 use crate::live::{Live, stamp};
-use crate::state::{self, ActiveRun, InFlight, ItemRecord, ItemStatus, Session};
+use crate::record::{finish_item, refuse_rows, settle};
+use crate::state::{self, ActiveRun, InFlight, Session};
+use crate::writer::{ChecklistWriter, read_checklist};
 use crate::{Error, now_rfc3339, rel};
 
 /// Why a run stops before its work runs out.
@@ -118,6 +119,8 @@ pub fn run(
             state::state_dir(root).join("lock").display()
         )));
     }
+    // What the campaign spent before: this run continues from it.
+    let spend_before = state::read_spend(root)?;
     let (_, parsed) = load_checklist(&path)?;
     let running = running_ids(&parsed);
     if !settings.resume && (active.is_some() || !running.is_empty()) {
@@ -139,6 +142,15 @@ pub fn run(
         .enable_all()
         .build()
         .map_err(|e| Error::failed(format!("cannot start the async runtime: {e}")))?;
+    if let Some(before) = &spend_before
+        && (before.spent_usd > 0.0 || campaign.budget_usd.is_some())
+    {
+        events(Event::SpendCarried {
+            spent_usd: before.spent_usd,
+            budget_usd: campaign.budget_usd,
+        });
+    }
+    let spend_before = spend_before.unwrap_or_default();
     if settings.resume {
         for note in crate::recovery::clean_up_dead_run(root, &path, active.as_ref())? {
             events(Event::Resumed(note));
@@ -179,13 +191,20 @@ pub fn run(
         rows_added: 0,
         items: Vec::new(),
         tier_reports: Vec::new(),
-        spend: crate::decide::spend::Spend::with_budget(campaign.budget_usd),
+        spend: crate::decide::spend::Spend::with_budget(campaign.budget_usd)
+            .carrying(spend_before.spent_usd),
     };
     let mut live = Live {
+        root: root.to_owned(),
+        checklist: rel(root, &path),
+        writer: ChecklistWriter::new(&path),
         active,
+        spend_before,
         session_path,
         session,
         events,
+        problems_seen: Default::default(),
+        owed: Vec::new(),
     };
     live.save_session();
 
@@ -205,6 +224,8 @@ pub fn run(
             Outcome::Error
         }
     };
+    // Every row this run marked ⏳ gets its outcome written, or is named.
+    settle(&mut live, &path);
     live.session.outcome = outcome;
     live.session.ended_at = Some(now_rfc3339());
     live.save_session();
@@ -218,8 +239,8 @@ pub fn run(
     if let Err(e) = state::clear_active(root) {
         live.emit(Event::Warning(e.to_string()));
     }
-    let counts = load_checklist(&path)
-        .map(|(_, c)| Counts::of(&c))
+    let counts = read_checklist(&path)
+        .map(|(_, c, _)| Counts::of(&c))
         .unwrap_or_default();
     let session = rel(root, &live.session_path);
     live.emit(Event::Ended {
@@ -283,7 +304,10 @@ async fn drive(
         if live.budget_spent() {
             return Ok(None);
         }
-        let (_, parsed) = load_checklist(path).map_err(|e| Error::failed(e.to_string()))?;
+        // As it is now: someone may have edited it, and a row that does not
+        // parse is reported and left alone, not a reason to stop.
+        let (_, parsed, problems) = read_checklist(path)?;
+        live.report_problems(&problems);
         live.emit(Event::Progress(Counts::of(&parsed)));
         crate::reports::tier_reports(campaign, live, &parsed, &mut asked, cancel).await?;
         if let Some(why) = flag.get() {
@@ -376,18 +400,36 @@ async fn run_round(
     cancel: &watch::Receiver<bool>,
 ) -> Result<(), Error> {
     let root = &campaign.root;
+    // A row with a cell over the cap fails at once, alone: its agent would
+    // get a title it cannot take (the environment's limit) for no good.
+    let (refused, batch): (Vec<&Item>, Vec<&Item>) = batch
+        .iter()
+        .partition(|item| decide::oversized_cell(item).is_some());
     // Every job is built before the first agent starts (and before a row is
     // marked): a job that cannot be built fails the round with nothing
     // started and nothing marked.
     let mut jobs = Vec::with_capacity(batch.len());
-    for item in batch {
-        jobs.push((item, item_job(campaign, item, live.session.spend.left())?));
+    for item in &batch {
+        jobs.push((*item, item_job(campaign, item, live.session.spend.left())?));
+    }
+    if !refused.is_empty() {
+        refuse_rows(campaign, live, &refused)?;
+    }
+    if batch.is_empty() {
+        return Ok(());
     }
     let ids: Vec<&str> = batch.iter().map(|i| i.id.as_str()).collect();
-    let vanished = mark(&campaign.checklist_path, &ids, Status::Running)?;
+    let marked = live.writer.mark(&ids, Status::Running)?;
+    live.report_problems(&marked.problems);
+    let vanished = marked.missing;
     for id in &vanished {
         live.emit(Event::ItemVanished { id: id.clone() });
     }
+    live.owed.extend(
+        ids.iter()
+            .filter(|id| !vanished.iter().any(|v| v == *id))
+            .map(|id| ((*id).to_owned(), None)),
+    );
     let (pid_tx, mut pid_rx) = mpsc::unbounded_channel::<(String, u32)>();
     // The round's own stop, raised by the run's (Ctrl-C, `afk cancel`) or
     // by a failure of the round itself: then every agent still at work is
@@ -442,111 +484,18 @@ async fn run_round(
                 live.save_active(root);
             }
             Some(joined) = set.join_next() => {
-                if failure.is_some() {
-                    // Stopping after a failure: only wait for the others.
-                    continue;
-                }
+                // After a failure the others are stopped, and each is still
+                // recorded as it ends (what cannot be, the run names).
                 let finished = joined
                     .map_err(|e| Error::failed(format!("an agent task failed: {e}")))
                     .and_then(|(item, job, result)| finish_item(campaign, live, &item, &job, result));
                 if let Err(e) = finished {
                     let _ = stop_tx.send(true);
-                    failure = Some(e);
+                    failure.get_or_insert(e);
                 }
             }
         }
     }
     forward.abort();
     failure.map_or(Ok(()), Err)
-}
-
-/// How one attempt ended, from its agent's run.
-fn verdict(
-    campaign: &Campaign,
-    item: &Item,
-    result: &Result<AgentRun, agent::AgentError>,
-) -> ItemEnd {
-    match result {
-        Err(e) => ItemEnd::Failed(e.to_string()),
-        Ok(run) if run.cancelled => ItemEnd::Stopped,
-        Ok(run) => {
-            let report = campaign.item_dir(item).join("FINAL_REPORT.md");
-            let evidence = RunEvidence {
-                id: &item.id,
-                exit_code: run.exit_code,
-                timed_out: run.timed_out,
-                output: &run.output,
-                report_bytes: std::fs::metadata(&report).ok().map(|m| m.len()),
-            };
-            match decide::judge(&evidence) {
-                Ok(()) => ItemEnd::Done,
-                Err(FailReason::TimedOut) => {
-                    ItemEnd::Failed(format!("killed at the timeout ({:?})", campaign.timeout))
-                }
-                Err(reason) => {
-                    // The agent's own words (its error, a denied tool and
-                    // what to configure), whatever rule it failed.
-                    let mut why = reason.to_string();
-                    if let Some(said) = &run.said {
-                        why.push_str(": ");
-                        why.push_str(said);
-                    }
-                    ItemEnd::Failed(why)
-                }
-            }
-        }
-    }
-}
-
-fn finish_item(
-    campaign: &Campaign,
-    live: &mut Live<'_>,
-    item: &Item,
-    job: &AgentJob,
-    result: Result<AgentRun, agent::AgentError>,
-) -> Result<(), Error> {
-    let root = &campaign.root;
-    let path = &campaign.checklist_path;
-    live.active.in_flight.retain(|f| f.id != item.id);
-    let log = rel(root, &job.log);
-    let end = verdict(campaign, item, &result);
-    let (status, recorded, reason) = match &end {
-        ItemEnd::Done => (Status::Done, ItemStatus::Done, None),
-        ItemEnd::Stopped => (
-            Status::Todo,
-            ItemStatus::Stopped,
-            Some("stopped; back to to-do".to_owned()),
-        ),
-        ItemEnd::Failed(why) => (Status::Failed, ItemStatus::Failed, Some(why.clone())),
-    };
-    mark(path, &[&item.id], status)?;
-    live.save_active(root);
-    let run = result.as_ref().ok();
-    let duration = run.map_or(Duration::ZERO, |r| r.duration);
-    let cost_usd = run.and_then(|r| r.cost_usd);
-    if run.is_some() {
-        live.session.spend.charge(cost_usd);
-    }
-    let (_, parsed) = load_checklist(path).map_err(|e| Error::failed(e.to_string()))?;
-    let counts = Counts::of(&parsed);
-    live.emit(Event::ItemEnded {
-        id: item.id.clone(),
-        end,
-        seconds: duration.as_secs_f64(),
-        log: log.clone(),
-        counts,
-    });
-    live.session.items.push(ItemRecord {
-        id: item.id.clone(),
-        tier: item.tier,
-        status: recorded,
-        reason,
-        exit_code: run.and_then(|r| r.exit_code),
-        duration_ms: u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
-        log,
-        cost_usd,
-    });
-    live.save_session();
-    live.emit(Event::Progress(counts));
-    Ok(())
 }

@@ -8,6 +8,9 @@
 //!   up.
 //! - `.afk/session-<timestamp>.json` ([`Session`]): one per run, updated as
 //!   items end; `afk history` reads them.
+//! - `.afk/spend.json` ([`Tally`]): what the campaign's agents spent, over
+//!   every run, updated after every agent run; the next `afk run` continues
+//!   from it (deleting it starts the count from $0 again).
 //!
 //! Both are serde structs (a missing or mistyped field is an error naming
 //! it) and are replaced atomically on every update.
@@ -17,6 +20,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
+use crate::decide::spend::Tally;
 use crate::event::Outcome;
 use crate::files::atomic_write;
 
@@ -28,6 +32,34 @@ pub fn state_dir(root: &Path) -> PathBuf {
 /// The active-run file.
 pub fn active_path(root: &Path) -> PathBuf {
     state_dir(root).join("active-run.json")
+}
+
+/// The campaign's spend file.
+pub fn spend_path(root: &Path) -> PathBuf {
+    state_dir(root).join("spend.json")
+}
+
+/// What the campaign's agents spent before now; `None` when nothing was
+/// ever recorded (or the file was deleted to start again from $0).
+///
+/// # Errors
+/// `Input` when the file cannot be read or does not parse (naming the
+/// field, and how to start again): a budget counted from a guess would be
+/// a promise afk cannot keep.
+pub fn read_spend(root: &Path) -> Result<Option<Tally>, Error> {
+    read_json(&spend_path(root)).map_err(|e| {
+        Error::input(format!(
+            "{e}; fix it, or delete it to count the campaign's spend from $0 again"
+        ))
+    })
+}
+
+/// Replaces the campaign's spend file.
+///
+/// # Errors
+/// `Failed` when it cannot be written.
+pub fn write_spend(root: &Path, spend: &Tally) -> Result<(), Error> {
+    write_json(&spend_path(root), spend)
 }
 
 /// One item being worked on.
@@ -215,9 +247,7 @@ pub fn read_active(root: &Path) -> Result<Option<ActiveRun>, Error> {
 /// # Errors
 /// `Failed` when the state directory cannot be written.
 pub fn claim_active(root: &Path, run: &ActiveRun) -> Result<bool, Error> {
-    let dir = state_dir(root);
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| Error::failed(format!("cannot create {}: {e}", dir.display())))?;
+    let dir = make_state_dir(root)?;
     let path = active_path(root);
     // Write the content under a private name, then hard-link it into place:
     // the link fails when an active file exists, so the claim is exclusive
@@ -285,23 +315,41 @@ pub struct CampaignLock {
     _file: std::fs::File,
 }
 
-fn lock_file(root: &Path) -> Result<std::fs::File, Error> {
-    let dir = state_dir(root);
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| Error::failed(format!("cannot create {}: {e}", dir.display())))?;
-    let path = dir.join("lock");
+/// The state directory, created if missing; a `.afk` that is a link out
+/// of the campaign is refused before anything is created where it points.
+fn make_state_dir(root: &Path) -> Result<PathBuf, Error> {
+    crate::files::create_dir_inside(root, &state_dir(root)).map_err(|e| {
+        Error::input(format!(
+            "the state directory {}: {e}",
+            state_dir(root).display()
+        ))
+    })
+}
+
+/// Opens (creating it if missing) a lock file that must be afk's own: a
+/// symbolic link there, wherever it points, is refused before it is
+/// followed, so locking never creates or changes a file elsewhere.
+pub(crate) fn open_lock_file(path: &Path) -> Result<std::fs::File, Error> {
+    crate::files::refuse_link(path).map_err(|e| Error::input(e.to_string()))?;
     std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
-        .open(&path)
+        .open(path)
         .map_err(|e| Error::failed(format!("cannot open {}: {e}", path.display())))
+}
+
+fn lock_file(root: &Path) -> Result<std::fs::File, Error> {
+    let dir = make_state_dir(root)?;
+    open_lock_file(&dir.join("lock"))
 }
 
 /// Takes the campaign's lock, or `Ok(None)` when a live runner holds it.
 ///
 /// # Errors
-/// `Failed` when the lock file cannot be opened or locked.
+/// `Input` when `.afk` leads out of the campaign or `.afk/lock` is a link
+/// (refused before anything is created); `Failed` when the lock file cannot
+/// be opened or locked.
 pub fn lock_campaign(root: &Path) -> Result<Option<CampaignLock>, Error> {
     let file = lock_file(root)?;
     match file.try_lock() {

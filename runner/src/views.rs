@@ -51,6 +51,13 @@ pub fn dry_run(root: &Path, settings: &Settings) -> Result<String, Error> {
         campaign.batch_size
     ));
     for item in &batch {
+        if let Some(why) = decide::oversized_cell(item) {
+            out.push_str(&format!(
+                "\n## {} (tier {})\nwould fail at once, no agent started: {why}\n",
+                item.id, item.tier
+            ));
+            continue;
+        }
         let prompt = campaign
             .item_prompt(item)
             .map_err(|e| Error::input(format!("the prompt template: {e}")))?;

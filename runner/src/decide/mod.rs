@@ -8,6 +8,9 @@
 //! - [`parse_synthesis`]: new backlog rows from an agent's answer, with code
 //!   fences and ANSI escapes stripped and every dropped row explained;
 //! - [`slug`]: the directory name of a tier;
+//! - [`oversized_cell`]: a row too big to run (a cell over [`CELL_CAP`]);
+//! - [`replay`]: an edit made to one version of a file, made again on
+//!   another;
 //! - [`progress`]: counts per status and per tier, and which tiers are due
 //!   their report.
 //!
@@ -15,11 +18,15 @@
 //! crate's job; nothing here does I/O (a tidy test reads these files for
 //! `std::fs`, `std::process`, `std::env`, `std::net` and tokio).
 
+mod cells;
 mod ids;
 pub mod progress;
+mod replay;
 pub mod spend;
 
+pub use cells::{CELL_CAP, oversized_cell};
 pub use ids::{unsafe_id, valid_id};
+pub use replay::{MAX_DIFF, replay};
 
 use std::collections::HashSet;
 use std::fmt;
