@@ -88,7 +88,22 @@ impl Connection {
 struct Slot {
     id: u64,
     proven: AtomicBool,
+    /// Bytes of a request head arrived and the request is not yet handed
+    /// over: never evicted then (the header timeout bounds it).
+    receiving: AtomicBool,
+    /// Requests handed to the router and not yet answered.
+    in_request: AtomicU64,
     evict: watch::Sender<bool>,
+}
+
+impl Slot {
+    /// Unproven and doing nothing: connected but silent, or idle between
+    /// requests. Only such a connection is evicted to make room.
+    fn evictable(&self) -> bool {
+        !self.proven.load(Ordering::SeqCst)
+            && !self.receiving.load(Ordering::SeqCst)
+            && self.in_request.load(Ordering::SeqCst) == 0
+    }
 }
 
 /// The open connections, oldest first.
@@ -107,9 +122,12 @@ impl Table {
 
     /// A slot for a new connection. Unproven connections may hold what the
     /// authenticated ones leave of `max`, and never less than a reserve of
-    /// `max / 8` (at least 1); past that the oldest unproven one is evicted
-    /// to make room. Never `None` while `max` is above zero: the newest
-    /// client always gets its chance to prove itself.
+    /// `max / 8` (at least 1); past that the oldest unproven connection that
+    /// is doing nothing is evicted to make room: never one whose request
+    /// head is arriving or whose request is being answered (churn must not
+    /// cut a request short; the header timeout bounds a slow head). When
+    /// every unproven connection is busy, the newest is still admitted, up
+    /// to twice `max` in all; past that it is refused (`None`).
     fn admit(&self, max: usize) -> Option<(Arc<Slot>, watch::Receiver<bool>)> {
         let mut open = self.lock();
         let max = max.max(1);
@@ -120,15 +138,31 @@ impl Table {
         let unproven = open.len() - proven;
         let room = max.saturating_sub(proven).max((max / 8).max(1));
         if unproven >= room {
-            let oldest = open.iter().position(|s| !s.proven.load(Ordering::SeqCst))?;
-            if let Some(evicted) = open.remove(oldest) {
-                let _ = evicted.evict.send(true);
+            // The oldest idle one first (churn: connections that come and
+            // go); only when none is idle, the oldest whose head is still
+            // arriving (a flood of half-sent heads must not lock out the
+            // owner). A request being answered is never cut.
+            let victim = open.iter().position(|s| s.evictable()).or_else(|| {
+                open.iter().position(|s| {
+                    !s.proven.load(Ordering::SeqCst) && s.in_request.load(Ordering::SeqCst) == 0
+                })
+            });
+            match victim {
+                Some(oldest) => {
+                    if let Some(evicted) = open.remove(oldest) {
+                        let _ = evicted.evict.send(true);
+                    }
+                }
+                None if open.len() >= max.saturating_mul(2) => return None,
+                None => {}
             }
         }
         let (evict, evicted) = watch::channel(false);
         let slot = Arc::new(Slot {
             id: self.next.fetch_add(1, Ordering::Relaxed),
             proven: AtomicBool::new(false),
+            receiving: AtomicBool::new(false),
+            in_request: AtomicU64::new(0),
             evict,
         });
         open.push_back(slot.clone());
@@ -148,14 +182,17 @@ impl Table {
 #[derive(Debug)]
 struct WriteDeadline<S> {
     inner: S,
+    /// Marked busy when a request's bytes arrive.
+    slot: Option<Arc<Slot>>,
     timeout: Duration,
     waiting: Option<Pin<Box<Sleep>>>,
 }
 
 impl<S> WriteDeadline<S> {
-    fn new(inner: S, timeout: Duration) -> Self {
+    fn new(inner: S, timeout: Duration, slot: Option<Arc<Slot>>) -> Self {
         WriteDeadline {
             inner,
+            slot,
             timeout,
             waiting: None,
         }
@@ -185,7 +222,16 @@ impl<S: AsyncRead + Unpin> AsyncRead for WriteDeadline<S> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
+        let before = buf.filled().len();
+        let read = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before
+            && let Some(slot) = &self.slot
+            && slot.in_request.load(Ordering::SeqCst) == 0
+        {
+            // The bytes of a request head: busy until it is handed over.
+            slot.receiving.store(true, Ordering::SeqCst);
+        }
+        read
     }
 }
 
@@ -291,6 +337,15 @@ where
     Ok(())
 }
 
+/// Marks a request answered when its handling ends, however it ends.
+struct Answered(Arc<Slot>);
+
+impl Drop for Answered {
+    fn drop(&mut self) {
+        self.0.in_request.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 async fn connection(
     tcp: tokio::net::TcpStream,
     conn: Connection,
@@ -301,13 +356,25 @@ async fn connection(
     table: Arc<Table>,
 ) {
     let id = conn.slot.id;
-    let io = TokioIo::new(WriteDeadline::new(tcp, limits.write_timeout));
+    let io = TokioIo::new(WriteDeadline::new(
+        tcp,
+        limits.write_timeout,
+        Some(conn.slot.clone()),
+    ));
     let service =
         hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+            // The head is whole: from receiving to being answered.
+            let slot = conn.slot.clone();
+            slot.in_request.fetch_add(1, Ordering::SeqCst);
+            slot.receiving.store(false, Ordering::SeqCst);
             request.extensions_mut().insert(conn.clone());
             let mut router = router.clone();
             // A Router is always ready: calling it without poll_ready is sound.
-            tower_service::Service::call(&mut router, request)
+            let answering = tower_service::Service::call(&mut router, request);
+            async move {
+                let _answered = Answered(slot);
+                answering.await
+            }
         });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -360,5 +427,43 @@ mod tests {
             "authenticated connections are never evicted"
         );
         table.close(newest.id);
+    }
+
+    /// Connection churn never evicts a connection whose request head is
+    /// arriving, nor one being answered: the oldest idle one goes instead,
+    /// and with none idle the newest is still admitted, up to twice the
+    /// limit.
+    #[test]
+    fn churn_never_evicts_a_request_in_flight() {
+        let table = Table::default();
+        let admit = |t: &Table| t.admit(8);
+        let first: Vec<_> = (0..8).map(|_| admit(&table).unwrap()).collect();
+        // The oldest is receiving a head, the second is being answered.
+        first[0].0.receiving.store(true, Ordering::SeqCst);
+        first[1].0.in_request.store(1, Ordering::SeqCst);
+        let _ninth = admit(&table).unwrap();
+        assert!(!*first[0].1.borrow(), "a head that is arriving was cut");
+        assert!(!*first[1].1.borrow(), "a request being answered was cut");
+        assert!(*first[2].1.borrow(), "the oldest idle one made room");
+        // With none idle, the oldest head still arriving goes (a flood of
+        // half-sent heads); never a request being answered.
+        for (slot, _) in &first[3..] {
+            slot.receiving.store(true, Ordering::SeqCst);
+        }
+        _ninth.0.receiving.store(true, Ordering::SeqCst);
+        let _tenth = admit(&table).unwrap();
+        assert!(*first[0].1.borrow(), "the oldest half-sent head made room");
+        assert!(!*first[1].1.borrow(), "a request being answered was cut");
+        // Every unproven connection being answered: still admitted, to
+        // twice the limit, then refused.
+        let table = Table::default();
+        let mut all = Vec::new();
+        while let Some(admitted) = admit(&table) {
+            admitted.0.in_request.store(1, Ordering::SeqCst);
+            all.push(admitted);
+            assert!(table.len() <= 16, "past twice the limit");
+        }
+        assert_eq!(table.len(), 16);
+        assert!(all.iter().all(|(_, e)| !*e.borrow()));
     }
 }

@@ -23,7 +23,7 @@ use breakglass::session::AgentSettings;
 #[command(name = "breakglass", version, about)]
 pub struct BreakglassArgs {
     /// Address to listen on.
-    #[arg(long, env = "BREAKGLASS_LISTEN", default_value = "0.0.0.0:8080")]
+    #[arg(long, env = "BREAKGLASS_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: String,
     /// The bearer token clients must send.
     #[arg(long, env = "BREAKGLASS_TOKEN", hide_env_values = true)]

@@ -50,9 +50,19 @@ fn serve(
     dir: &std::path::Path,
     token_env: (&str, &str),
 ) -> (std::process::Child, Lines, String, serde_json::Value) {
+    serve_with(dir, token_env, &[])
+}
+
+/// [`serve`] with more settings.
+fn serve_with(
+    dir: &std::path::Path,
+    token_env: (&str, &str),
+    more: &[(&str, String)],
+) -> (std::process::Child, Lines, String, serde_json::Value) {
     let mut child = Command::new(BIN)
         .env_clear()
         .env(token_env.0, token_env.1)
+        .envs(more.iter().map(|(k, v)| (*k, v.as_str())))
         .env("BREAKGLASS_LISTEN", "127.0.0.1:0")
         .env("BREAKGLASS_AGENT_BIN", fixture("fake-claude.sh"))
         .env("BREAKGLASS_SESSIONS_DIR", dir.join("sessions"))
@@ -128,13 +138,16 @@ fn bad_settings_are_refused_before_listening() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "clap refuses a zero timeout");
+    // It listens on loopback unless told otherwise.
+    let help = Command::new(BIN).arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("[default: 127.0.0.1:8080]"), "{help}");
 }
 
 #[test]
 fn it_serves_logs_without_the_token_and_stops_cleanly() {
     let secret = "bin-test-secret-token-42";
-    let dir = std::env::temp_dir().join(format!("breakglass-bin-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = crate::scratch::Scratch::new("breakglass-bin");
     let token_file = dir.join("token");
     std::fs::write(&token_file, format!("{secret}\n")).unwrap();
     let token_file_text = token_file.display().to_string();
@@ -170,8 +183,7 @@ fn it_serves_logs_without_the_token_and_stops_cleanly() {
 /// where, what, and the outcome.
 #[test]
 fn a_killed_server_leaves_no_agent_and_every_mutation_is_audited() {
-    let dir = std::env::temp_dir().join(format!("breakglass-kill-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = crate::scratch::Scratch::new("breakglass-kill");
     let (mut child, lines, url, _) = serve(&dir, ("BREAKGLASS_TOKEN", "kill-test-token"));
     let pids_file = start_hanging_turn(&url, "kill-test-token", &dir);
     child.kill().unwrap();
@@ -199,4 +211,85 @@ fn a_killed_server_leaves_no_agent_and_every_mutation_is_audited() {
             .unwrap()
             .starts_with("127.0.0.1:")
     );
+}
+
+/// A client that hangs up during a power verb does not stop it or free
+/// its slot early (a second verb meanwhile is 409), and the verb is still
+/// audited when it ends; a refused credential is audited too.
+#[test]
+fn a_verb_outlives_its_client_and_every_refusal_is_audited() {
+    let dir = crate::scratch::Scratch::new("breakglass-verb");
+    let token = "verb-test-token";
+    let (mut child, lines, url, _) = serve_with(
+        &dir,
+        ("BREAKGLASS_TOKEN", token),
+        &[
+            ("BREAKGLASS_SSH_BIN", fixture("fake-ssh.sh")),
+            ("BREAKGLASS_SSH_HOST", "pause-host".into()),
+        ],
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let http = reqwest::Client::new();
+        let post = |path: &str, wait: std::time::Duration| {
+            http.post(format!("{url}{path}"))
+                .bearer_auth(token)
+                .json(&serde_json::json!({}))
+                .timeout(wait)
+                .send()
+        };
+        // The client gives up long before the verb's 2 s.
+        let gone = post("/api/pve/status", std::time::Duration::from_millis(300)).await;
+        assert!(gone.is_err(), "the client was meant to hang up");
+        let busy = post("/api/pve/status", std::time::Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(busy.status(), 409, "the slot was freed by the hang-up");
+        // Once the verb ended, the slot is free again.
+        let mut freed = false;
+        for _ in 0..100 {
+            let again = post("/api/pve/status", std::time::Duration::from_secs(10))
+                .await
+                .unwrap();
+            if again.status() == 200 {
+                freed = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert!(freed, "the slot never came free");
+        let refused = http
+            .post(format!("{url}/api/session"))
+            .bearer_auth("wrong-token")
+            .json(&serde_json::json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 401);
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let logs: Vec<serde_json::Value> = lines
+        .map_while(Result::ok)
+        .filter_map(|l| serde_json::from_str(&l).ok())
+        .collect();
+    let audits: Vec<&serde_json::Value> = logs.iter().filter(|l| l["message"] == "audit").collect();
+    assert!(
+        audits
+            .iter()
+            .any(|a| a["what"] == "/api/pve/status (client gone)"
+                && a["status"] == 200
+                && a["who"] == "token"),
+        "{audits:#?}"
+    );
+    assert!(
+        audits.iter().any(|a| a["who"] == "unauthenticated"
+            && a["status"] == 401
+            && a["what"] == "POST /api/session"),
+        "{audits:#?}"
+    );
+    assert!(!logs.iter().any(|l| l.to_string().contains("wrong-token")));
 }

@@ -79,8 +79,8 @@ impl App {
     pub fn new(settings: Settings) -> Arc<App> {
         let (shutdown, _) = watch::channel(false);
         Arc::new(App {
+            sessions: Sessions::spilling_to(&settings.agent.sessions_dir),
             settings,
-            sessions: Sessions::default(),
             shutdown,
             verb_running: std::sync::Mutex::new(None),
         })
@@ -115,6 +115,17 @@ async fn require_auth(State(app): State<Arc<App>>, mut request: Request, next: N
         request.extensions_mut().insert(Who(who));
         return next.run(request).await;
     }
+    // A refused attempt is audited too: who tried (unknown), from where,
+    // at what. The credentials themselves are never written.
+    let from = connection
+        .as_ref()
+        .map_or_else(|| "unknown".to_owned(), |c| c.peer.to_string());
+    afk_edge::audit::line(
+        "unauthenticated",
+        &from,
+        &format!("{} {}", request.method(), request.uri().path()),
+        StatusCode::UNAUTHORIZED.as_u16(),
+    );
     let mut response = error(StatusCode::UNAUTHORIZED, "missing or wrong credentials");
     response
         .headers_mut()
@@ -294,18 +305,29 @@ async fn verbs() -> Response {
 }
 
 /// Releases the power-verb slot when the verb ends, however it ends.
-struct VerbSlot<'a>(&'a std::sync::Mutex<Option<String>>);
+struct VerbSlot(Arc<App>);
 
-impl Drop for VerbSlot<'_> {
+impl Drop for VerbSlot {
     fn drop(&mut self) {
         *self
             .0
+            .verb_running
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
     }
 }
 
-async fn verb(State(app): State<Arc<App>>, Path(verb): Path<String>) -> Response {
+/// Runs a power verb. The verb runs in a task of its own, holding the
+/// one-verb slot until it ends: a client that hangs up mid-verb neither
+/// stops a reset half-way nor frees the slot early, and the verb is still
+/// audited when it ends (by the task, since the request's own audit line
+/// went with the request).
+async fn verb(
+    State(app): State<Arc<App>>,
+    Path(verb): Path<String>,
+    who: Option<axum::Extension<Who>>,
+    connection: Option<axum::Extension<Connection>>,
+) -> Response {
     if power::parse_verb(&verb).is_some() {
         let mut running = app
             .verb_running
@@ -319,19 +341,47 @@ async fn verb(State(app): State<Arc<App>>, Path(verb): Path<String>) -> Response
         }
         *running = Some(verb.clone());
     }
-    let _slot = power::parse_verb(&verb).map(|_| VerbSlot(&app.verb_running));
-    let outcome = power::run_verb(&app.settings.power, &verb, Some(app.shutdown.subscribe())).await;
-    let status = if outcome.rejected {
-        StatusCode::BAD_REQUEST
-    } else if outcome.exit_code == Some(0) {
-        StatusCode::OK
-    } else {
-        StatusCode::BAD_GATEWAY
-    };
-    if !outcome.rejected {
-        tracing::info!(verb = %outcome.verb, exit_code = ?outcome.exit_code, "power verb");
+    let slot = power::parse_verb(&verb).map(|_| VerbSlot(app.clone()));
+    let who = who.map_or_else(|| "unknown".to_owned(), |w| w.0.0.clone());
+    let from = connection.map_or_else(|| "unknown".to_owned(), |c| c.0.peer.to_string());
+    let (answer, answered) = tokio::sync::oneshot::channel();
+    let task_app = app.clone();
+    let path = format!("/api/pve/{verb}");
+    tokio::spawn(async move {
+        let _slot = slot;
+        let outcome = power::run_verb(
+            &task_app.settings.power,
+            &verb,
+            Some(task_app.shutdown.subscribe()),
+        )
+        .await;
+        let status = if outcome.rejected {
+            StatusCode::BAD_REQUEST
+        } else if outcome.exit_code == Some(0) {
+            StatusCode::OK
+        } else {
+            StatusCode::BAD_GATEWAY
+        };
+        if !outcome.rejected {
+            tracing::info!(verb = %outcome.verb, exit_code = ?outcome.exit_code, "power verb");
+        }
+        if let Err((status, _)) = answer.send((status, outcome)) {
+            // Nobody waits for the answer any more: audit the verb here.
+            afk_edge::audit::line(
+                &who,
+                &from,
+                &format!("{path} (client gone)"),
+                status.as_u16(),
+            );
+        }
+    });
+    match answered.await {
+        Ok((status, outcome)) => (status, axum::Json(outcome.to_json())).into_response(),
+        Err(_) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the power verb's task ended without an answer",
+        ),
     }
-    (status, axum::Json(outcome.to_json())).into_response()
 }
 
 /// The router with every route.

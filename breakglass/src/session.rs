@@ -18,7 +18,7 @@
 //! `turn_end`, whatever happened, as its last event.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
@@ -65,9 +65,38 @@ struct Turn {
     done: watch::Receiver<bool>,
 }
 
+/// At most this many events are held in memory per session; older ones
+/// are read back from the session's spill file.
+const HELD_EVENTS: usize = 4096;
+/// At most this many bytes of events are held in memory per session.
+const HELD_BYTES: usize = 8 << 20;
+/// A spill file index entry every this many events.
+const INDEX_EVERY: u64 = 256;
+
+/// The session's events on disk (`<session dir>/events.jsonl`, one event a
+/// line, every event), so memory holds only the newest ones.
+#[derive(Debug)]
+struct Spill {
+    path: PathBuf,
+    file: std::fs::File,
+    written: u64,
+    /// `(event id, byte offset)` of every [`INDEX_EVERY`]th event.
+    index: Vec<(u64, u64)>,
+    /// A write failed: nothing more is dropped from memory (the file would
+    /// miss it).
+    broken: bool,
+}
+
 #[derive(Debug, Default)]
 struct State {
-    log: Vec<Arc<Event>>,
+    /// The newest events (all of them without a spill file).
+    held: std::collections::VecDeque<Arc<Event>>,
+    /// The id of `held`'s first event.
+    first_held: u64,
+    /// The id the next event gets.
+    next_id: u64,
+    held_bytes: usize,
+    spill: Option<Spill>,
     turn: Option<Turn>,
     /// The agent announced its session (`system/init`): later turns resume.
     agent_knows_session: bool,
@@ -97,11 +126,36 @@ pub struct Session {
 const CHANNEL: usize = 1024;
 
 impl Session {
-    fn new(id: Uuid) -> Session {
+    fn new(id: Uuid, spill_dir: Option<&Path>) -> Session {
         let (tx, _) = broadcast::channel(CHANNEL);
+        let mut state = State::default();
+        if let Some(dir) = spill_dir {
+            let dir = dir.join(id.to_string());
+            let path = dir.join("events.jsonl");
+            let opened = std::fs::create_dir_all(&dir).and_then(|()| {
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&path)
+            });
+            match opened {
+                Ok(file) => {
+                    state.spill = Some(Spill {
+                        path,
+                        file,
+                        written: 0,
+                        index: Vec::new(),
+                        broken: false,
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(session = %id, error = %e, "no spill file: events stay in memory");
+                }
+            }
+        }
         Session {
             id,
-            state: Mutex::new(State::default()),
+            state: Mutex::new(state),
             tx,
             last_active: Mutex::new(std::time::Instant::now()),
         }
@@ -136,7 +190,7 @@ impl Session {
 
     fn append_locked(&self, state: &mut State, mut body: Body) -> Arc<Event> {
         self.touch();
-        let id = state.log.len() as u64;
+        let id = state.next_id;
         let mut map = serde_json::Map::with_capacity(body.len() + 1);
         map.insert("id".into(), json!(id));
         map.append(&mut body);
@@ -144,7 +198,35 @@ impl Session {
             id,
             json: Value::Object(map).to_string(),
         });
-        state.log.push(event.clone());
+        if let Some(spill) = state.spill.as_mut().filter(|s| !s.broken) {
+            use std::io::Write;
+            let line = format!("{}\n", event.json);
+            match spill.file.write_all(line.as_bytes()) {
+                Ok(()) => {
+                    if id % INDEX_EVERY == 0 {
+                        spill.index.push((id, spill.written));
+                    }
+                    spill.written += line.len() as u64;
+                }
+                Err(e) => {
+                    spill.broken = true;
+                    tracing::warn!(session = %self.id, error = %e, "the spill file failed: events stay in memory");
+                }
+            }
+        }
+        state.next_id += 1;
+        state.held_bytes += event.json.len();
+        state.held.push_back(event.clone());
+        // Only what the spill file holds may leave memory.
+        if state.spill.as_ref().is_some_and(|s| !s.broken) {
+            while state.held.len() > HELD_EVENTS || state.held_bytes > HELD_BYTES {
+                let Some(old) = state.held.pop_front() else {
+                    break;
+                };
+                state.held_bytes -= old.json.len();
+                state.first_held += 1;
+            }
+        }
         // No subscriber is fine: the log keeps it for the next attach.
         let _ = self.tx.send(event.clone());
         event
@@ -156,36 +238,58 @@ impl Session {
         self.append_locked(&mut state, body)
     }
 
-    /// The log after `after` (all of it for `None`), and a receiver that
-    /// yields exactly the events appended after that snapshot.
-    pub fn attach(&self, after: Option<u64>) -> (Vec<Arc<Event>>, broadcast::Receiver<Arc<Event>>) {
+    /// The id the next event will get, and a receiver that yields exactly
+    /// the events appended from then on. Everything before it is read with
+    /// [`Session::events_from`].
+    pub fn attach(&self) -> (u64, broadcast::Receiver<Arc<Event>>) {
         self.touch();
         let state = self.lock();
-        let start = after.map_or(0, |a| {
-            usize::try_from(a.saturating_add(1)).unwrap_or(usize::MAX)
-        });
-        let replay = state
-            .log
-            .get(start..)
-            .map(<[_]>::to_vec)
-            .unwrap_or_default();
-        (replay, self.tx.subscribe())
+        (state.next_id, self.tx.subscribe())
     }
 
-    /// The events from id `from` on (to catch up a subscriber that lagged).
-    pub fn events_from(&self, from: u64) -> Vec<Arc<Event>> {
-        let state = self.lock();
-        let start = usize::try_from(from).unwrap_or(usize::MAX);
-        state
-            .log
-            .get(start..)
-            .map(<[_]>::to_vec)
-            .unwrap_or_default()
+    /// The events from id `from` on, in order, at most about `max_bytes` of
+    /// them (at least one when there is one): older ones read back from the
+    /// spill file, newer ones from memory. A caller pages on from the last
+    /// id it got.
+    pub fn events_from(&self, from: u64, max_bytes: usize) -> Vec<Arc<Event>> {
+        let (first_held, path, offset) = {
+            let state = self.lock();
+            if from >= state.first_held {
+                let start = usize::try_from(from - state.first_held).unwrap_or(usize::MAX);
+                let mut out = Vec::new();
+                let mut bytes = 0;
+                for e in state.held.iter().skip(start) {
+                    if bytes >= max_bytes && !out.is_empty() {
+                        break;
+                    }
+                    bytes += e.json.len();
+                    out.push(e.clone());
+                }
+                return out;
+            }
+            let Some(spill) = &state.spill else {
+                return Vec::new();
+            };
+            let offset = spill
+                .index
+                .iter()
+                .rev()
+                .find(|(id, _)| *id <= from)
+                .map_or(0, |(_, o)| *o);
+            (state.first_held, spill.path.clone(), offset)
+        };
+        // Outside the lock: appends go on while the file is read.
+        read_spilled(&path, offset, from, first_held, max_bytes)
     }
 
-    /// How many events the log holds.
+    /// How many events the log holds (memory and file).
     pub fn len(&self) -> u64 {
-        self.lock().log.len() as u64
+        self.lock().next_id
+    }
+
+    /// How many events are held in memory.
+    pub fn held(&self) -> usize {
+        self.lock().held.len()
     }
 
     /// Whether the log is empty.
@@ -410,13 +514,68 @@ async fn run_turn(
     }
 }
 
+/// Events `from..until` of a spill file, reading from byte `offset` (an
+/// index point at or before `from`), at most about `max_bytes`.
+fn read_spilled(
+    path: &Path,
+    offset: u64,
+    from: u64,
+    until: u64,
+    max_bytes: usize,
+) -> Vec<Arc<Event>> {
+    use std::io::{BufRead, Seek};
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return Vec::new();
+    };
+    if file.seek(std::io::SeekFrom::Start(offset)).is_err() {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    let mut bytes = 0;
+    for line in std::io::BufReader::new(file).lines() {
+        let Ok(json) = line else {
+            break;
+        };
+        // Every line starts `{"id":N,`: the id is read without parsing the
+        // rest.
+        let Some(id) = json
+            .strip_prefix("{\"id\":")
+            .and_then(|rest| rest.split([',', '}']).next())
+            .and_then(|n| n.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        if id < from {
+            continue;
+        }
+        if id >= until || (bytes >= max_bytes && !out.is_empty()) {
+            break;
+        }
+        bytes += json.len();
+        out.push(Arc::new(Event { id, json }));
+    }
+    out
+}
+
 /// Every session of this server.
 #[derive(Debug, Default)]
 pub struct Sessions {
     map: RwLock<HashMap<Uuid, Arc<Session>>>,
+    /// Where each session spills its events (`<dir>/<id>/events.jsonl`);
+    /// without one, every event stays in memory.
+    spill_dir: Option<PathBuf>,
 }
 
 impl Sessions {
+    /// Sessions that spill their events under `dir` (the sessions
+    /// directory), holding only the newest in memory.
+    pub fn spilling_to(dir: &Path) -> Sessions {
+        Sessions {
+            map: RwLock::default(),
+            spill_dir: Some(dir.to_owned()),
+        }
+    }
+
     /// A new, empty session. At `max` sessions the least recently used idle
     /// one (no turn, no client attached) is removed to make room, and its
     /// memory returned; `None` when every session is in use.
@@ -435,7 +594,7 @@ impl Sessions {
             map.shrink_to_fit();
             tracing::info!(session = %evict, "idle session evicted to make room");
         }
-        let session = Arc::new(Session::new(Uuid::new_v4()));
+        let session = Arc::new(Session::new(Uuid::new_v4(), self.spill_dir.as_deref()));
         map.insert(session.id, session.clone());
         Some(session)
     }
@@ -509,13 +668,13 @@ mod tests {
         assert!(*done_rx.borrow_and_update(), "waiters are told");
         assert!(!session.turn_running(), "the session is free again");
         let ends: Vec<_> = session
-            .events_from(0)
+            .events_from(0, usize::MAX)
             .into_iter()
             .filter(|e| e.json.contains("\"turn_end\""))
             .collect();
         assert_eq!(ends.len(), 1);
         assert_eq!(
-            session.events_from(0).last().map(|e| e.id),
+            session.events_from(0, usize::MAX).last().map(|e| e.id),
             Some(ends[0].id)
         );
     }
@@ -526,17 +685,55 @@ mod tests {
         let a = sessions.create(2).unwrap_or_else(|| panic!("room"));
         let b = sessions.create(2).unwrap_or_else(|| panic!("room"));
         // a has a client attached; b is idle: b goes.
-        let (_, _attached) = a.attach(None);
+        let (_, _attached) = a.attach();
         let c = sessions.create(2).unwrap_or_else(|| panic!("b makes room"));
         assert!(sessions.get(&b.id.to_string()).is_none());
         assert!(sessions.get(&a.id.to_string()).is_some());
         // c idle too, but attach to it: nobody is idle any more.
-        let (_, _also) = c.attach(None);
+        let (_, _also) = c.attach();
         assert!(
             sessions.create(2).is_none(),
             "every session in use: refused"
         );
         assert_eq!(sessions.len(), 2);
         drop(b);
+    }
+
+    /// A chatty session keeps only its newest events in memory and spills
+    /// every event to its file; a replay from the start reads them all
+    /// back, in order, a page at a time.
+    #[test]
+    fn a_chatty_session_spills_and_replays_every_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let sessions = Sessions::spilling_to(dir.path());
+        let session = sessions.create(2).unwrap_or_else(|| panic!("room"));
+        let text = "x".repeat(1000);
+        let total = (HELD_EVENTS * 3) as u64;
+        for _ in 0..total {
+            session.append(event::error(&text));
+        }
+        assert_eq!(session.len(), total);
+        assert!(session.held() <= HELD_EVENTS, "{} held", session.held());
+        let lines =
+            std::fs::read_to_string(dir.path().join(session.id.to_string()).join("events.jsonl"))
+                .unwrap()
+                .lines()
+                .count();
+        assert_eq!(lines as u64, total, "every event is in the file");
+        // Paged from any point: ids in order, none missing or repeated.
+        for start in [0, 1, 255, 256, 5000, total - 10] {
+            let mut next = start;
+            while next < total {
+                let page = session.events_from(next, 64 * 1024);
+                assert!(!page.is_empty(), "from {next}");
+                for e in &page {
+                    assert_eq!(e.id, next);
+                    assert!(e.json.starts_with(&format!("{{\"id\":{next},")));
+                    next += 1;
+                }
+            }
+            assert_eq!(next, total);
+        }
+        assert!(session.events_from(total, 1024).is_empty());
     }
 }

@@ -55,6 +55,8 @@ struct Attach {
     pending: VecDeque<Arc<Event>>,
     rx: broadcast::Receiver<Arc<Event>>,
     next: u64,
+    /// The replay ends before this id (the log's length at the attach).
+    replay_end: u64,
     keepalive: Duration,
     shutdown: watch::Receiver<bool>,
 }
@@ -80,8 +82,26 @@ impl Attach {
             match self.phase {
                 Phase::Replay => {
                     if self.pending.is_empty() {
-                        self.phase = Phase::CaughtUp;
-                        continue;
+                        if self.next >= self.replay_end {
+                            self.phase = Phase::CaughtUp;
+                            continue;
+                        }
+                        // The replay is read a page at a time (from the
+                        // spill file for old events): memory holds one page.
+                        let page: Vec<Arc<Event>> = self
+                            .session
+                            .events_from(self.next, 4 * CHUNK)
+                            .into_iter()
+                            .take_while(|e| e.id < self.replay_end)
+                            .collect();
+                        if page.is_empty() {
+                            // Nothing readable before the end (a lost
+                            // spill): go live rather than wait.
+                            self.next = self.replay_end;
+                            self.phase = Phase::CaughtUp;
+                            continue;
+                        }
+                        self.pending.extend(page);
                     }
                     return Some(chunk_of(&mut self.pending, &mut self.next));
                 }
@@ -107,14 +127,14 @@ impl Attach {
                                 if event.id > self.next {
                                     // A gap cannot come from the channel's
                                     // order; fill it from the log to be sure.
-                                    self.pending.extend(self.session.events_from(self.next));
+                                    self.pending.extend(self.session.events_from(self.next, 4 * CHUNK));
                                     continue;
                                 }
                                 self.next = event.id + 1;
                                 return Some(event.frame());
                             }
                             Err(broadcast::error::RecvError::Lagged(_)) => {
-                                self.pending.extend(self.session.events_from(self.next));
+                                self.pending.extend(self.session.events_from(self.next, 4 * CHUNK));
                             }
                             Err(broadcast::error::RecvError::Closed) => {
                                 self.phase = Phase::Done;
@@ -137,14 +157,15 @@ pub fn stream(
     keepalive: Duration,
     shutdown: watch::Receiver<bool>,
 ) -> impl Stream<Item = Result<Bytes, Infallible>> + Send + 'static {
-    let (replay, rx) = session.attach(after);
+    let (replay_end, rx) = session.attach();
     let next = after.map_or(0, |a| a.saturating_add(1));
     let state = Attach {
         session,
         phase: Phase::Replay,
-        pending: replay.into(),
+        pending: VecDeque::new(),
         rx,
         next,
+        replay_end,
         keepalive,
         shutdown,
     };

@@ -17,16 +17,29 @@ pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/breakglass")
 }
 
-pub fn scratch(name: &str) -> PathBuf {
-    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "breakglass-{}-{name}-{}",
-        std::process::id(),
-        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A temporary directory (`tempfile`), removed when dropped; it reads as
+/// its path.
+#[derive(Debug)]
+pub struct Scratch {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+}
+
+impl std::ops::Deref for Scratch {
+    type Target = PathBuf;
+
+    fn deref(&self) -> &PathBuf {
+        &self.path
+    }
+}
+
+pub fn scratch(name: &str) -> Scratch {
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("breakglass-{name}-"))
+        .tempdir()
+        .unwrap();
+    let path = dir.path().to_path_buf();
+    Scratch { _dir: dir, path }
 }
 
 /// An ssh stand-in that logs every call to `<dir>/calls.log` first.
@@ -69,13 +82,13 @@ pub fn settings(dir: &Path) -> Settings {
 pub struct Server {
     pub url: String,
     pub app: Arc<App>,
-    pub dir: PathBuf,
+    pub dir: Scratch,
     pub http: reqwest::Client,
     stop: tokio::sync::watch::Sender<bool>,
     task: std::sync::Mutex<Option<tokio::task::JoinHandle<std::io::Result<()>>>>,
 }
 
-pub async fn start_with(dir: PathBuf, settings: Settings) -> Server {
+pub async fn start_with(dir: Scratch, settings: Settings) -> Server {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let app = App::new(settings);
