@@ -1,12 +1,19 @@
 //! Sessions: the server owns the conversation, clients attach (the tmux
 //! model).
 //!
+//! This file is long because the event log, its spill file and the
+//! detached turn share one lock and are tested together.
+//!
 //! A [`Session`] has a UUID, an append-only event log with sequential ids
 //! (0, 1, 2, …), a broadcast channel to attached subscribers, and at most one
 //! running turn. Appending and subscribing happen under the same lock, so an
-//! attaching client gets a snapshot of the log plus a receiver that starts
-//! exactly after it: no event is lost or repeated between replay and live
-//! tail.
+//! attaching client gets the log's length plus a receiver that starts
+//! exactly after it, and reads the replay a page at a time: no event is
+//! lost or repeated between replay and live tail. Every event is also
+//! written to the session's spill file (`<session dir>/events.jsonl`), and
+//! memory holds only the newest ones (at most 4,096 events or 8 MiB): a
+//! chatty turn does not grow the server, and an old event is read back from
+//! the file.
 //!
 //! A turn runs detached from any client: the agent (`claude -p
 //! --output-format stream-json --verbose [--model m]`, the prompt on its
@@ -203,7 +210,7 @@ impl Session {
             let line = format!("{}\n", event.json);
             match spill.file.write_all(line.as_bytes()) {
                 Ok(()) => {
-                    if id % INDEX_EVERY == 0 {
+                    if id.is_multiple_of(INDEX_EVERY) {
                         spill.index.push((id, spill.written));
                     }
                     spill.written += line.len() as u64;
