@@ -411,6 +411,48 @@ async fn the_later_of_two_labels_in_one_second_decides(w: &dyn World) {
     }
 }
 
+/// Every label application is read (a removed label's too), in order; and
+/// how the issue was last closed: by hand, by a commit, or by afk itself.
+async fn label_events_and_the_last_close_are_read(w: &dyn World) {
+    {
+        let mut m = w.model();
+        m.add_issue(REPO, 1, "t", "", &[]);
+        m.label(REPO, 1, READY, "alice", "2026-06-09T10:00:00Z");
+        m.label(REPO, 1, "afk-stop", "mallory", "2026-06-09T11:00:00Z");
+        m.issue(REPO, 1).labels.retain(|l| l != "afk-stop");
+        m.add_issue(REPO, 2, "t", "", &[]);
+        m.close(REPO, 2, "alice", None, "2026-06-09T12:00:00Z");
+        m.add_issue(REPO, 3, "t", "", &[]);
+        m.close(REPO, 3, "alice", Some("abc1234"), "2026-06-09T12:00:00Z");
+        m.add_issue(REPO, 4, "t", "", &[]);
+        m.close(REPO, 4, GITHUB_LOGIN, None, "2026-06-09T12:00:00Z");
+    }
+    let events = w.tracker().label_events("infra", 1).await.unwrap();
+    let seen: Vec<(&str, Option<&str>)> = events
+        .iter()
+        .map(|e| (e.label.as_str(), e.actor.as_ref().map(|a| a.login.as_str())))
+        .collect();
+    assert_eq!(
+        seen,
+        [(READY, Some("alice")), ("afk-stop", Some("mallory"))]
+    );
+    assert_eq!(w.tracker().last_closure("infra", 1).await.unwrap(), None);
+    let by_hand = w.tracker().last_closure("infra", 2).await.unwrap().unwrap();
+    assert!(by_hand.by_a_person(), "{by_hand:?}");
+    assert_eq!(by_hand.actor.as_deref(), Some("alice"));
+    let by_commit = w.tracker().last_closure("infra", 3).await.unwrap().unwrap();
+    assert!(
+        by_commit.by_change && !by_commit.by_a_person(),
+        "{by_commit:?}"
+    );
+    let by_afk = w.tracker().last_closure("infra", 4).await.unwrap().unwrap();
+    assert!(by_afk.by_afk && !by_afk.by_a_person(), "{by_afk:?}");
+    assert!(matches!(
+        w.tracker().last_closure("infra", 999).await,
+        Err(PortError::NotFound { .. })
+    ));
+}
+
 /// Only trusted people's comments reach an agent: collaborators with write or
 /// admin permission and trusted bots, oldest first, never afk's own record.
 async fn approved_comments_are_only_trusted_people_s(w: &dyn World) {
@@ -768,6 +810,7 @@ contract!(
     a_title_or_body_changed_at_or_after_the_label_is_untrusted,
     a_trusted_bot_matches_in_either_spelling,
     the_later_of_two_labels_in_one_second_decides,
+    label_events_and_the_last_close_are_read,
     approved_comments_are_only_trusted_people_s,
     one_batched_read_gives_each_repository_its_ready_and_locked_issues,
     the_progress_comment_is_found_under_a_comment_flood,

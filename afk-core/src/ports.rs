@@ -163,6 +163,28 @@ pub struct PushedCommit {
     pub committed_at: Option<Timestamp>,
 }
 
+/// How an issue was last closed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Closure {
+    /// When.
+    pub at: Timestamp,
+    /// Who closed it, when known (`None`: a deleted account).
+    pub actor: Option<String>,
+    /// A commit (its closing keyword) or a pull request closed it, not a
+    /// person's click.
+    pub by_change: bool,
+    /// afk's own identity closed it (a run that landed).
+    pub by_afk: bool,
+}
+
+impl Closure {
+    /// Whether a person closed the issue by hand: neither afk nor a change
+    /// that landed. A run whose issue a person closed is stopped.
+    pub fn by_a_person(&self) -> bool {
+        !self.by_change && !self.by_afk
+    }
+}
+
 /// What one repository holds for a tick, read in one batch.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RepoScan {

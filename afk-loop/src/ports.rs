@@ -16,9 +16,10 @@ use afk_core::Timestamp;
 use afk_core::ci::{CiVerdict, CommitRef, Stage, StageReport, StageVerdict, fold};
 use afk_core::doorbell::Doorbell;
 use afk_core::ports::{
-    ApprovedComment, Comment, ExecutorSnapshot, PortError, PortResult, PushedCommit, RateBudget,
-    RepoScan, ThreadSpec, TrackedIssue, Trust, WatchedThread,
+    ApprovedComment, Closure, Comment, ExecutorSnapshot, PortError, PortResult, PushedCommit,
+    RateBudget, RepoScan, ThreadSpec, TrackedIssue, Trust, WatchedThread,
 };
+use afk_core::trust::LabelEvent;
 use async_trait::async_trait;
 
 /// The clock, as a port: the ticks never read time themselves (the demo and
@@ -82,6 +83,20 @@ pub trait Tracker: Send + Sync {
     /// trusted. An issue with no attributable `labeled` event is untrusted
     /// (`Ok` with `trusted: false`), not an error.
     async fn label_trust(&self, repo: &str, number: u64, label: &str) -> PortResult<Trust>;
+
+    /// Every application of a label to the issue (any label), oldest
+    /// first: the watcher reads a stop label applied during the run even if
+    /// someone removed it before the tick.
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown issue; a failed read is an error.
+    async fn label_events(&self, repo: &str, number: u64) -> PortResult<Vec<LabelEvent>>;
+
+    /// How the issue was last closed, `None` when it never was.
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown issue; a failed read is an error.
+    async fn last_closure(&self, repo: &str, number: u64) -> PortResult<Option<Closure>>;
 
     /// Numbers of the issues that block `issue` and are still open: its
     /// "Blocked by #N" clauses plus the tracker's native dependencies.

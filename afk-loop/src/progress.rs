@@ -83,7 +83,10 @@ pub(crate) async fn finish(
             tracker
                 .add_label(&repo, number, &config.ready_for_human_label)
                 .await?;
-            if !run.issue.open {
+            // A frozen or handed-back run's issue is reopened for its
+            // human; a stopped one is left as a person left it (a person
+            // who closed it meant it).
+            if !run.issue.open && outcome.kind != OutcomeKind::Stopped {
                 tracker.reopen_issue(&repo, number).await?;
                 run.issue.open = true;
             }

@@ -29,16 +29,7 @@ pub(crate) async fn stop(
     report: &mut TickReport,
 ) -> PortResult<()> {
     let (repo, number) = (run.issue.repo.clone(), run.issue.number);
-    let by = match by {
-        Some(by) => Some(by),
-        None => {
-            ports
-                .tracker
-                .label_trust(&repo, number, &config.stop_label)
-                .await?
-                .actor
-        }
-    };
+
     let Some(outcome) = run.record.outcome_of(&Action::Stop, by) else {
         return Ok(());
     };

@@ -86,14 +86,18 @@ pub async fn watch_tick(ports: &Ports<'_>, config: &Config, options: &TickOption
 
 /// The facts of one run, the record updated with what was observed, and the
 /// CI verdict read (none for a settled run: its decision needs no CI).
+/// The facts of one run, the record updated with what was observed, the
+/// CI verdict read (none for a settled run: its decision needs no CI), and
+/// who stopped it, when someone did.
 async fn gather(
     ports: &Ports<'_>,
     config: &Config,
     snapshot: Option<&ExecutorSnapshot>,
     run: &mut Run,
     branch: &str,
-) -> PortResult<(RunState, Option<CiVerdict>)> {
+) -> PortResult<(RunState, Option<CiVerdict>, Option<String>)> {
     let record = &run.record;
+    let (repo, number) = (run.issue.repo.as_str(), run.issue.number);
     let mut state = RunState {
         outcome_recorded: record.outcome.is_some(),
         stop_requested: run.issue.has_label(&config.stop_label),
@@ -103,13 +107,40 @@ async fn gather(
         thread_turns: record.thread_turns,
         ..RunState::default()
     };
+    if state.outcome_recorded {
+        return Ok((state, None, None));
+    }
+    // A stop asked for during the run counts even if the label was removed
+    // before this tick; so does a person closing the issue by hand.
+    let events = ports.tracker.label_events(repo, number).await?;
+    let stop_event = events
+        .iter()
+        .rev()
+        .find(|e| e.label.eq_ignore_ascii_case(&config.stop_label) && e.at >= record.dispatched_at);
+    let closed_by_hand = if run.issue.open {
+        None
+    } else {
+        ports
+            .tracker
+            .last_closure(repo, number)
+            .await?
+            .filter(|c| c.by_a_person() && c.at >= record.dispatched_at)
+    };
+    state.stop_requested |= stop_event.is_some() || closed_by_hand.is_some();
+    let stopped_by = match (&closed_by_hand, stop_event) {
+        (Some(c), _) => Some(format!(
+            "{}, who closed the issue",
+            c.actor.as_deref().unwrap_or("an unknown account")
+        )),
+        (None, Some(e)) => e.actor.as_ref().map(|a| a.login.clone()),
+        (None, None) => None,
+    };
     if state.settled() {
-        return Ok((state, None));
+        return Ok((state, None, stopped_by));
     }
     let snapshot = snapshot.ok_or_else(|| PortError::Transient {
         message: "no executor snapshot this tick".into(),
     })?;
-    let (repo, number) = (run.issue.repo.as_str(), run.issue.number);
     let now = ports.clock.now();
     let commits = ports
         .tracker
@@ -146,7 +177,7 @@ async fn gather(
     state.seconds_since_first_red = since(record.first_red_at);
     state.seconds_since_dispatch = now.seconds_since(record.dispatched_at);
     state.seconds_since_push_seen = since(record.commit_seen_at);
-    Ok((state, verdict))
+    Ok((state, verdict, stopped_by))
 }
 
 /// The report vocabulary of an action (a paused wait is logged as paused).
@@ -167,7 +198,7 @@ async fn drive(
 ) -> PortResult<()> {
     let (repo, number) = (run.issue.repo.clone(), run.issue.number);
     let branch = ports.tracker.default_branch(&repo).await?;
-    let (state, verdict) = gather(ports, config, snapshot, run, &branch).await?;
+    let (state, verdict, stopped_by) = gather(ports, config, snapshot, run, &branch).await?;
     let action = next_action(&state, config);
     let thread = run.record.thread_id.clone();
     let about = About::run(&repo, number, &thread);
@@ -180,7 +211,10 @@ async fn drive(
             let snapshot = snapshot.ok_or_else(|| PortError::Transient {
                 message: "no executor snapshot this tick: the stop is finished next tick".into(),
             })?;
-            crate::stop::stop(ports, config, options, snapshot, run, &branch, None, report).await
+            crate::stop::stop(
+                ports, config, options, snapshot, run, &branch, stopped_by, report,
+            )
+            .await
         }
         Action::Wait(_) => {
             let phase = progress_phase(&run.record, verdict.as_ref());

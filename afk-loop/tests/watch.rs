@@ -205,3 +205,97 @@ async fn a_tick_that_changes_nothing_writes_nothing() {
     assert!(report.entries.iter().all(|e| e.level != Level::Error));
     assert_eq!(w.writes(), writes, "{report:?}");
 }
+
+impl World {
+    fn now(&self) -> String {
+        afk_loop::Clock::now(&self.clock).to_rfc3339()
+    }
+
+    fn outcome(&self) -> Option<afk_core::Outcome> {
+        let model = lock(&self.model);
+        let issue = model.repos["acme/infra"].issues.get(&7).unwrap();
+        issue
+            .comments
+            .iter()
+            .find_map(|c| checklist::extract_record(&c.body).ok().flatten())
+            .and_then(|r| r.outcome)
+    }
+
+    fn issue_open(&self) -> bool {
+        lock(&self.model).repos["acme/infra"].issues[&7].state == "open"
+    }
+
+    fn agent_stopped(&self, thread: &str) -> bool {
+        lock(&self.executor.state).threads[thread].stops > 0
+    }
+}
+
+/// A stop label applied during the run and removed again before the watch
+/// tick still stops the run (its `labeled` event is read), naming who.
+#[tokio::test]
+async fn a_stop_label_removed_before_the_tick_still_stops_the_run() {
+    let w = World::new();
+    let thread = w.red_run(Some(ThreadStatus::Running)).await;
+    {
+        let now = w.now();
+        let mut m = lock(&w.model);
+        m.label(REPO, 7, "afk-stop", "alice", &now);
+        m.issue(REPO, 7).labels.retain(|l| l != "afk-stop");
+    }
+    let report = w.tick(false, &World::config(false)).await;
+    assert!(!report.failed(), "{report:?}");
+    let outcome = w.outcome().expect("the run was stopped");
+    assert_eq!(outcome.kind, afk_core::OutcomeKind::Stopped);
+    assert_eq!(outcome.by.as_deref(), Some("alice"));
+    assert!(w.agent_stopped(&thread), "the agent was stopped");
+    assert_eq!(w.notifier.rung.lock().unwrap().len(), 1);
+}
+
+/// A stop label from before this run (an earlier run's) does not stop it.
+#[tokio::test]
+async fn an_old_stop_label_event_does_not_stop_a_new_run() {
+    let w = World::new();
+    lock(&w.model).label(REPO, 7, "afk-stop", "alice", "2026-06-10T10:00:00Z");
+    lock(&w.model)
+        .issue(REPO, 7)
+        .labels
+        .retain(|l| l != "afk-stop");
+    w.red_run(Some(ThreadStatus::Running)).await;
+    w.tick(false, &World::config(false)).await;
+    assert_eq!(w.outcome(), None);
+}
+
+/// A person closing the in-flight issue by hand stops its run: the agent
+/// is stopped, the run recorded as stopped by them, and nothing reopens the
+/// issue. A close by a commit's closing keyword is not a stop.
+#[tokio::test]
+async fn an_issue_closed_by_a_person_stops_its_run_and_stays_closed() {
+    let w = World::new();
+    let thread = w.red_run(Some(ThreadStatus::Running)).await;
+    {
+        let now = w.now();
+        lock(&w.model).close(REPO, 7, "alice", None, &now);
+    }
+    let report = w.tick(false, &World::config(false)).await;
+    assert!(!report.failed(), "{report:?}");
+    let outcome = w.outcome().expect("the run was stopped");
+    assert_eq!(outcome.kind, afk_core::OutcomeKind::Stopped);
+    assert!(
+        outcome.by.as_deref().is_some_and(|b| b.contains("alice")),
+        "{outcome:?}"
+    );
+    assert!(w.agent_stopped(&thread));
+    assert!(!w.issue_open(), "the issue was reopened");
+    // Later ticks leave it closed too.
+    w.tick(false, &World::config(false)).await;
+    assert!(!w.issue_open());
+
+    let w = World::new();
+    w.red_run(Some(ThreadStatus::Running)).await;
+    {
+        let now = w.now();
+        lock(&w.model).close(REPO, 7, "alice", Some("red0001"), &now);
+    }
+    w.tick(false, &World::config(false)).await;
+    assert_eq!(w.outcome(), None, "a closing keyword is not a stop");
+}

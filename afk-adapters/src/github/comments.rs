@@ -66,7 +66,7 @@ use std::ops::Range;
 
 use afk_core::Timestamp;
 use afk_core::comments::{self as reads, Anchor, Verdict};
-use afk_core::ports::{ApprovedComment, Comment, PortError, PortResult};
+use afk_core::ports::{ApprovedComment, Closure, Comment, PortError, PortResult};
 use afk_core::trust::{self, Actor, LabelEvent, LabelFacts};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -291,6 +291,46 @@ fn labeled_events(page: LabeledPage) -> PortResult<(Vec<LabelEvent>, Option<Stri
     Ok((events, after))
 }
 
+/// The issue's last close (public for the conformance test).
+pub const CLOSED_QUERY: &str = "query AfkClosed($owner: String!, $name: String!, $number: Int!) { \
+     repository(owner: $owner, name: $name) { issue(number: $number) { \
+     closed: timelineItems(itemTypes: [CLOSED_EVENT], last: 1) { nodes { __typename \
+     ... on ClosedEvent { createdAt actor { __typename login } closer { __typename } } } } } } }";
+
+#[derive(Debug, Deserialize)]
+struct ClosedIssue {
+    closed: ClosedNodes,
+}
+
+#[derive(Debug, Deserialize)]
+struct ClosedNodes {
+    nodes: Vec<ClosedNode>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "__typename")]
+enum ClosedNode {
+    ClosedEvent(ClosedEvent),
+    #[serde(other)]
+    Other,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ClosedEvent {
+    created_at: String,
+    actor: Option<ClosedActor>,
+    /// `Commit`, `PullRequest` or `ProjectV2`; `null` for a close by hand.
+    closer: Option<serde::de::IgnoredAny>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ClosedActor {
+    #[serde(rename = "__typename")]
+    typename: String,
+    login: String,
+}
+
 /// The issue of a GraphQL answer about `issue`, or the error it carries:
 /// `NotFound` when GitHub resolves no such repository or issue.
 fn issue_of<T: serde::de::DeserializeOwned>(issue: &str, what: &str, body: Value) -> PortResult<T> {
@@ -428,9 +468,44 @@ impl GitHubTracker {
         self.comments_read(repo, number).await
     }
 
+    /// How the issue was last closed (its last `ClosedEvent`), `None` when
+    /// it never was.
+    pub(super) async fn read_last_closure(
+        &self,
+        repo: &str,
+        number: u64,
+    ) -> PortResult<Option<Closure>> {
+        let issue = self.issue_name(repo, number);
+        let (owner, name) = self.owner_name(repo)?;
+        let body = self
+            .graphql(
+                CLOSED_QUERY,
+                json!({"owner": owner, "name": name, "number": number}),
+            )
+            .await?;
+        let found: ClosedIssue = issue_of(&issue, "closed events answer", body)?;
+        let Some(event) = found.closed.nodes.into_iter().rev().find_map(|n| match n {
+            ClosedNode::ClosedEvent(e) => Some(e),
+            ClosedNode::Other => None,
+        }) else {
+            return Ok(None);
+        };
+        let own = self.own_login().await?;
+        let actor = event.actor.map(|a| Actor {
+            typed_bot: a.typename == "Bot",
+            login: a.login,
+        });
+        Ok(Some(Closure {
+            at: super::parse_time("a closed event's createdAt", &event.created_at)?,
+            by_afk: actor.as_ref().is_some_and(|a| trust::is_own(a, &own)),
+            actor: actor.map(|a| a.login),
+            by_change: event.closer.is_some(),
+        }))
+    }
+
     /// Every `labeled` event of the issue (further pages read as needed,
     /// at most [`super::MAX_PAGES`]).
-    async fn all_labeled(&self, repo: &str, number: u64) -> PortResult<Vec<LabelEvent>> {
+    pub(super) async fn all_labeled(&self, repo: &str, number: u64) -> PortResult<Vec<LabelEvent>> {
         let mut read_so_far = self.comments_read(repo, number).await?;
         let issue = self.issue_name(repo, number);
         let (owner, name) = self.owner_name(repo)?;

@@ -32,7 +32,7 @@ use std::time::Duration;
 use afk_core::Timestamp;
 use afk_core::ci::LinkHosts;
 use afk_core::ports::{
-    ApprovedComment, Comment, PortError, PortResult, PushedCommit, RateBudget, RepoScan,
+    ApprovedComment, Closure, Comment, PortError, PortResult, PushedCommit, RateBudget, RepoScan,
     TrackedIssue, Trust, has_issue_trailer,
 };
 use afk_core::trust::{
@@ -55,7 +55,9 @@ mod stage;
 mod wire;
 
 pub use batch::{BATCH, LABELS_QUERY, page_document, scan_document, states_document};
-pub use comments::{BODIES_QUERY, BODY_CHUNK, HEAD_QUERY, LABELED_QUERY, slices_document};
+pub use comments::{
+    BODIES_QUERY, BODY_CHUNK, CLOSED_QUERY, HEAD_QUERY, LABELED_QUERY, slices_document,
+};
 
 pub use stage::GitHubBuildStage;
 
@@ -612,6 +614,14 @@ impl Tracker for GitHubTracker {
                 &self.permission(repo, &login).await?,
             )),
         }
+    }
+
+    async fn label_events(&self, repo: &str, number: u64) -> PortResult<Vec<LabelEvent>> {
+        self.all_labeled(repo, number).await
+    }
+
+    async fn last_closure(&self, repo: &str, number: u64) -> PortResult<Option<Closure>> {
+        self.read_last_closure(repo, number).await
     }
 
     async fn open_blockers(&self, repo: &str, issue: &TrackedIssue) -> PortResult<Vec<u64>> {
