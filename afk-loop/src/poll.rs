@@ -65,9 +65,26 @@ async fn gather(
             && !tracked.has_label(&config.ready_for_human_label)
             && !tracked.has_label(&config.stop_label);
         if worth_reading {
-            let trust = tracker
+            // An issue that cannot be read fails alone: it stays not read
+            // (never dispatched) and the next candidate gets its chance.
+            // Only a rate limit or a refused credential, which every read
+            // would meet, fails the repository.
+            let trust = match tracker
                 .label_trust(repo, tracked.number, &config.ready_label)
-                .await?;
+                .await
+            {
+                Ok(t) => t,
+                Err(e) if fails_alone(&e) => {
+                    report.error(
+                        About::issue(repo, tracked.number),
+                        ReportAction::Read,
+                        format!("reading who applied its ready label failed: {e}; the next candidate is considered"),
+                    );
+                    facts.issues.push((issue, tracked));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             issue.label_trust = LabelTrust::read(trust.trusted);
             if !trust.trusted {
                 report.info(
@@ -88,7 +105,20 @@ async fn gather(
                     );
                     issue.open_blockers = refs.into_iter().take(MAX_BLOCKER_REFS).collect();
                 } else {
-                    issue.open_blockers = tracker.open_blockers(repo, &tracked).await?;
+                    match tracker.open_blockers(repo, &tracked).await {
+                        Ok(open) => issue.open_blockers = open,
+                        Err(e) if fails_alone(&e) => {
+                            report.error(
+                                About::issue(repo, tracked.number),
+                                ReportAction::Read,
+                                format!("reading its blockers failed: {e}; the next candidate is considered"),
+                            );
+                            issue.label_trust = LabelTrust::NotRead;
+                            facts.issues.push((issue, tracked));
+                            continue;
+                        }
+                        Err(e) => return Err(e),
+                    }
                 }
                 found = issue.open_blockers.is_empty();
             }
@@ -96,6 +126,13 @@ async fn gather(
         facts.issues.push((issue, tracked));
     }
     Ok(facts)
+}
+
+/// Whether a read's failure is the issue's own (it fails alone), not one
+/// every read of the repository would meet (a rate limit, a refused
+/// credential).
+fn fails_alone(e: &PortError) -> bool {
+    !matches!(e, PortError::RateLimited { .. } | PortError::Auth { .. })
 }
 
 /// When the tracker's budget is below the floor, why nothing new starts.

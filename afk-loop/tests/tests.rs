@@ -4,5 +4,6 @@
 // Helpers outside `#[test]` functions panic on a broken fixture on purpose.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod poll;
 mod stages;
 mod watch;

@@ -380,7 +380,9 @@ impl<'a> Read<'a> {
             let p = (key >> 96) as u64;
             let n = ((key >> 32) as u64) - low_n;
             let r = u64::from(key as u32);
-            (p << (nb + rb)) | (n << rb) | r
+            // A field shifted by 64 is a field of zero bits (its value is
+            // 0): `checked_shl` keeps the full-width case from overflowing.
+            p.checked_shl(nb + rb).unwrap_or(0) | n.checked_shl(rb).unwrap_or(0) | r
         };
         let mut pairs: Vec<(u64, u32)> = entries
             .iter()
