@@ -25,6 +25,7 @@ fn bell() -> Doorbell {
         issue: 7,
         reason: "the agent asked a question nobody will answer".into(),
         thread_link: Some("https://t3.example/thread-3".into()),
+        cost: None,
     }
 }
 

@@ -31,6 +31,7 @@ fn bell(kind: OutcomeKind) -> Doorbell {
         issue: 7,
         reason: "fix-forward budget spent: CI still red after 5 of 5 attempt(s)".into(),
         thread_link: Some("https://t3.example/thread-3".into()),
+        cost: None,
     }
 }
 

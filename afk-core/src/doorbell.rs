@@ -9,6 +9,7 @@
 use std::fmt;
 
 use crate::record::OutcomeKind;
+use crate::types::Cost;
 
 /// The kinds that ring: exactly the terminal outcomes.
 pub type DoorbellKind = OutcomeKind;
@@ -50,6 +51,8 @@ pub struct Doorbell {
     pub thread_link: Option<String>,
     /// Who stopped the run (`stopped` only).
     pub by: Option<String>,
+    /// What the run cost, where its runtime reported it.
+    pub cost: Option<Cost>,
 }
 
 impl Doorbell {
@@ -69,12 +72,14 @@ impl Doorbell {
         }
     }
 
-    /// The body: the reason, then the thread link when there is one.
+    /// The body: the reason, what the run cost (`not reported` when its
+    /// runtime reports none), then the thread link when there is one.
     pub fn body(&self) -> String {
-        match &self.thread_link {
-            Some(link) => format!("{}\n\nThread: {link}", self.reason),
-            None => self.reason.clone(),
+        let mut body = format!("{}\n\nCost: {}", self.reason, Cost::describe(self.cost));
+        if let Some(link) = &self.thread_link {
+            body.push_str(&format!("\nThread: {link}"));
         }
+        body
     }
 
     /// Quiet for `done`, loud otherwise.
@@ -113,6 +118,7 @@ mod tests {
             issue: 7,
             reason: "CI is green on the pushed commit".into(),
             thread_link: link.map(str::to_owned),
+            cost: None,
         }
     }
 
@@ -122,13 +128,24 @@ mod tests {
         assert_eq!(done.title(), "[DONE] infra#7 landed");
         assert_eq!(
             done.body(),
-            "CI is green on the pushed commit\n\nThread: https://t3/thread-3"
+            "CI is green on the pushed commit\n\nCost: not reported\nThread: https://t3/thread-3"
         );
         assert_eq!(done.loudness(), Loudness::Quiet);
         assert_eq!(done.tags(), ["afk", "done", "infra"]);
         let human = bell(OutcomeKind::NeedsHuman, None);
         assert_eq!(human.title(), "[NEEDS-HUMAN] infra#7 needs a human");
-        assert_eq!(human.body(), "CI is green on the pushed commit");
+        assert_eq!(
+            human.body(),
+            "CI is green on the pushed commit\n\nCost: not reported"
+        );
+        let paid = Doorbell {
+            cost: Some(Cost { micro_usd: 41_200 }),
+            ..bell(OutcomeKind::Done, None)
+        };
+        assert_eq!(
+            paid.body(),
+            "CI is green on the pushed commit\n\nCost: $0.0412"
+        );
         assert_eq!(human.loudness(), Loudness::Loud);
         assert_eq!(
             bell(OutcomeKind::Frozen, None).title(),

@@ -45,7 +45,11 @@ pub mod types;
 pub mod visible;
 
 pub use config::{Config, ConfigError, ConfigErrors};
-pub use dispatch::{Decision, DispatchPlan, Skip, SkipReason, plan_dispatch, select_dispatchable};
+pub use dispatch::{
+    Decision, DispatchPlan, Skip, SkipReason, hold_for_capacity, plan_dispatch, select_dispatchable,
+};
 pub use machine::{Action, ActionKind, Escalation, RunState, Turn, WaitReason, next_action};
 pub use record::{Outcome, OutcomeKind, RunRecord};
-pub use types::{CiStatus, Issue, LabelTrust, Phase, ThreadStatus, Timestamp, TimestampError};
+pub use types::{
+    CiStatus, Cost, Issue, LabelTrust, Phase, ThreadStatus, Timestamp, TimestampError,
+};

@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::types::{ThreadStatus, Timestamp};
+use crate::types::{Cost, ThreadStatus, Timestamp};
 
 /// What went wrong talking to an external service, by what the caller can do
 /// about it.
@@ -233,6 +233,30 @@ pub struct ThreadInfo {
     /// Ids of the messages the thread holds, where the executor reports
     /// them.
     pub message_ids: Vec<String>,
+    /// What the runtime said about its latest turn's failure (its own error
+    /// text, the tools it was denied, its last error line), when the
+    /// executor can read it; one line.
+    pub said: Option<String>,
+    /// What the thread's turns cost so far, summed, where the runtime
+    /// reports it (claude's `total_cost_usd`); `None`: not reported.
+    pub cost: Option<Cost>,
+}
+
+/// How many agents an executor may run at once, and how many run now (an
+/// executor on one machine has a limit; a remote runtime reports none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capacity {
+    /// Agents running now.
+    pub running: u32,
+    /// At most this many at once.
+    pub max: u32,
+}
+
+impl Capacity {
+    /// Agents that may still start.
+    pub fn free(self) -> u32 {
+        self.max.saturating_sub(self.running)
+    }
 }
 
 /// Everything the executor knows, read once per tick.
@@ -242,6 +266,8 @@ pub struct ExecutorSnapshot {
     pub projects: Vec<ProjectInfo>,
     /// Threads by id, deleted ones included.
     pub threads: BTreeMap<String, ThreadInfo>,
+    /// The executor's limit on agents at once, when it has one.
+    pub capacity: Option<Capacity>,
 }
 
 impl ExecutorSnapshot {

@@ -7,7 +7,7 @@
 
 use crate::ci::{CiVerdict, Stage};
 use crate::machine::{Action, Escalation, Turn};
-use crate::types::{CiStatus, Phase, Timestamp};
+use crate::types::{CiStatus, Cost, Phase, Timestamp};
 
 /// The terminal decision of a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -121,6 +121,12 @@ pub struct RunRecord {
     pub outcome: Option<Outcome>,
     /// Whether the terminal doorbell has rung.
     pub notified: bool,
+    /// What the run cost so far, every thread's turns summed, where the
+    /// runtime reports it; `None`: not reported.
+    pub cost: Option<Cost>,
+    /// The part of `cost` spent by the run's earlier threads (a corrective
+    /// turn on a new thread starts counting from zero).
+    pub earlier_threads_cost: Option<Cost>,
 }
 
 impl RunRecord {
@@ -140,6 +146,8 @@ impl RunRecord {
             last_ci: None,
             outcome: None,
             notified: false,
+            cost: None,
+            earlier_threads_cost: None,
         }
     }
 }
@@ -166,6 +174,15 @@ impl RunRecord {
         }
     }
 
+    /// Notes what the run's current thread cost so far, as its runtime
+    /// reported it: the run's cost is that plus its earlier threads'. A
+    /// thread that reports nothing leaves the figure as it was.
+    pub fn observe_cost(&mut self, thread_cost: Option<Cost>) {
+        if let Some(c) = thread_cost {
+            self.cost = Some(self.earlier_threads_cost.unwrap_or_default().plus(c));
+        }
+    }
+
     /// Whether the latest corrective turn was sent for the run's current
     /// commit.
     pub fn corrective_turn_for_this_commit(&self) -> bool {
@@ -181,6 +198,7 @@ impl RunRecord {
                 thread_id.clone_into(&mut self.thread_id);
                 self.attempt = attempt;
                 self.thread_turns = 0;
+                self.earlier_threads_cost = self.cost;
             }
         }
         self.fix_forward_attempts = self.fix_forward_attempts.saturating_add(1);
@@ -190,8 +208,23 @@ impl RunRecord {
 
     /// The terminal outcome an action ends the run with, if it ends it:
     /// `Done` for a close, `Frozen` or `NeedsHuman` for an escalation (by
-    /// whether anything was pushed), `Stopped` (by `by`) for a stop.
-    pub fn outcome_of(&self, action: &Action, by: Option<String>) -> Option<Outcome> {
+    /// whether anything was pushed), `Stopped` (by `by`) for a stop. When
+    /// the agent's turn errored, what its runtime said about it (`said`)
+    /// ends the reason: the human it is handed to learns why.
+    pub fn outcome_of(
+        &self,
+        action: &Action,
+        by: Option<String>,
+        said: Option<&str>,
+    ) -> Option<Outcome> {
+        if let Action::EscalatePrepush(Escalation::Errored)
+        | Action::FreezeEscalate(Escalation::Errored) = action
+            && let Some(said) = said.map(str::trim).filter(|s| !s.is_empty())
+        {
+            let mut outcome = Outcome::from_escalation(Escalation::Errored, self.commit.is_some());
+            outcome.reason = format!("{}: {said}", outcome.reason);
+            return Some(outcome);
+        }
         match action {
             Action::CloseSuccess => Some(Outcome {
                 kind: OutcomeKind::Done,

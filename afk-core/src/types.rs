@@ -278,6 +278,54 @@ named_enum!(
     }
 );
 
+/// What a run cost, as its agent runtime reported it, in millionths of a
+/// US dollar (exact sums, no floating point in the record).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Cost {
+    /// Millionths of a US dollar.
+    pub micro_usd: u64,
+}
+
+impl Cost {
+    /// A cost in dollars, as a runtime reports it (claude's
+    /// `total_cost_usd`); `None` for a negative, non-finite or absurd
+    /// (above a million dollars) figure, which no run costs.
+    pub fn from_usd(usd: f64) -> Option<Cost> {
+        if !usd.is_finite() || !(0.0..=1_000_000.0).contains(&usd) {
+            return None;
+        }
+        // In range, so the rounded product fits a u64 exactly.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let micro_usd = (usd * 1_000_000.0).round() as u64;
+        Some(Cost { micro_usd })
+    }
+
+    /// The sum of two costs (saturating: a sum never wraps).
+    #[must_use]
+    pub fn plus(self, other: Cost) -> Cost {
+        Cost {
+            micro_usd: self.micro_usd.saturating_add(other.micro_usd),
+        }
+    }
+
+    /// How a cost is shown: `$0.0016`, `$12.3400` (four decimals: agent
+    /// turns often cost fractions of a cent).
+    pub fn to_usd_text(self) -> String {
+        let hundredths_of_cent = self.micro_usd.saturating_add(50) / 100;
+        format!(
+            "${}.{:04}",
+            hundredths_of_cent / 10_000,
+            hundredths_of_cent % 10_000
+        )
+    }
+
+    /// How a run's cost reads in the progress comment and the doorbell:
+    /// the figure, or `not reported` when the runtime reported none.
+    pub fn describe(cost: Option<Cost>) -> String {
+        cost.map_or_else(|| "not reported".to_owned(), Cost::to_usd_text)
+    }
+}
+
 /// A point in time, UTC, read and written as RFC 3339.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Timestamp(OffsetDateTime);
@@ -430,6 +478,31 @@ mod tests {
             err.to_string(),
             "unknown thread status \"errored\" (expected one of: running, idle, error, needs_input)"
         );
+    }
+
+    #[test]
+    fn costs_read_exactly_and_show_four_decimals() {
+        assert_eq!(Cost::from_usd(0.0016), Some(Cost { micro_usd: 1600 }));
+        assert_eq!(Cost::from_usd(0.0), Some(Cost { micro_usd: 0 }));
+        for bad in [-0.01, f64::NAN, f64::INFINITY, 2e6] {
+            assert_eq!(Cost::from_usd(bad), None, "{bad}");
+        }
+        assert_eq!(Cost { micro_usd: 1600 }.to_usd_text(), "$0.0016");
+        assert_eq!(
+            Cost {
+                micro_usd: 12_340_000
+            }
+            .to_usd_text(),
+            "$12.3400"
+        );
+        assert_eq!(Cost { micro_usd: 49 }.to_usd_text(), "$0.0000");
+        assert_eq!(Cost { micro_usd: 50 }.to_usd_text(), "$0.0001");
+        assert_eq!(Cost::describe(None), "not reported");
+        let max = Cost {
+            micro_usd: u64::MAX,
+        };
+        assert_eq!(max.plus(Cost { micro_usd: 1 }), max);
+        assert!(max.to_usd_text().starts_with('$'));
     }
 
     fn check_fnv1a(input: &[u8], expected: u64) {

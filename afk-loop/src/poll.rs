@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use afk_core::Config;
-use afk_core::dispatch::plan_dispatch;
+use afk_core::dispatch::{hold_for_capacity, plan_dispatch};
 use afk_core::ports::{
     ExecutorSnapshot, PortError, PortResult, RepoScan, ThreadSpec, TrackedIssue,
 };
@@ -275,8 +275,38 @@ pub async fn poll_tick(ports: &Ports<'_>, config: &Config, options: &TickOptions
             s.reason.to_string(),
         );
     }
+    // One executor read before any dispatch: its limit on agents at once
+    // decides which decisions start now (rule 6 of the core's policy).
     let mut snapshot: Option<ExecutorSnapshot> = None;
-    for d in &plan.decisions {
+    let mut decisions = plan.decisions;
+    if !decisions.is_empty() && !options.dry_run {
+        match ports.executor.snapshot(&[]).await {
+            Ok(s) => {
+                let (start, wait) = hold_for_capacity(decisions, s.capacity);
+                for d in &wait {
+                    let limit = s.capacity.map_or(0, |c| c.max);
+                    report.info(
+                        About::issue(&d.repo, d.number),
+                        ReportAction::Wait,
+                        format!(
+                            "waits for a free agent slot: {limit} agent(s) at most run at once (AFK_LOCAL_MAX_AGENTS); it starts on a later tick"
+                        ),
+                    );
+                }
+                decisions = start;
+                snapshot = Some(s);
+            }
+            Err(e) => {
+                report.error(
+                    About::TICK,
+                    ReportAction::Read,
+                    format!("reading the executor failed: {e}; nothing was dispatched"),
+                );
+                return report;
+            }
+        }
+    }
+    for d in &decisions {
         let key = (d.repo.clone(), d.number);
         if options.dry_run {
             report.info(

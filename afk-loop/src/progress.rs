@@ -100,6 +100,7 @@ pub(crate) async fn finish(
             issue: number,
             reason: outcome.reason.clone(),
             thread_link: ports.executor.thread_link(&run.record.thread_id),
+            cost: run.record.cost,
         };
         let rung = ring_all(ports.notifiers, &bell).await;
         let about = About::run(&repo, number, &run.record.thread_id);

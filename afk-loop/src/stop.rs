@@ -30,9 +30,15 @@ pub(crate) async fn stop(
 ) -> PortResult<()> {
     let (repo, number) = (run.issue.repo.clone(), run.issue.number);
 
-    let Some(outcome) = run.record.outcome_of(&Action::Stop, by) else {
+    let Some(outcome) = run.record.outcome_of(&Action::Stop, by, None) else {
         return Ok(());
     };
+    run.record.observe_cost(
+        snapshot
+            .threads
+            .get(&run.record.thread_id)
+            .and_then(|t| t.cost),
+    );
     report.info(
         About::run(&repo, number, &run.record.thread_id),
         ReportAction::Stop,

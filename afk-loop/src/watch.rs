@@ -167,6 +167,12 @@ async fn gather(
     if let Some(v) = &verdict {
         run.record.observe_ci(v.status, now);
     }
+    run.record.observe_cost(
+        snapshot
+            .threads
+            .get(&run.record.thread_id)
+            .and_then(|t| t.cost),
+    );
     let record = &run.record;
     let since = |t: Option<afk_core::Timestamp>| t.map_or(0, |t| now.seconds_since(t));
     state.thread_gone = !snapshot.is_live(&record.thread_id);
@@ -244,7 +250,11 @@ async fn drive(
                     .stop_thread(snapshot, &thread, ports.clock.now())
                     .await?;
             }
-            run.record.outcome = run.record.outcome_of(&action, None);
+            // What the runtime said about a failed turn ends the reason.
+            let said = snapshot
+                .and_then(|s| s.threads.get(&thread))
+                .and_then(|t| t.said.as_deref());
+            run.record.outcome = run.record.outcome_of(&action, None, said);
             // The outcome is recorded before anything else, so a re-run
             // finishes it without deciding again.
             let phase = progress_phase(&run.record, verdict.as_ref());

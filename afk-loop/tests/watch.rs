@@ -299,3 +299,128 @@ async fn an_issue_closed_by_a_person_stops_its_run_and_stays_closed() {
     w.tick(false, &World::config(false)).await;
     assert_eq!(w.outcome(), None, "a closing keyword is not a stop");
 }
+
+#[tokio::test]
+async fn what_a_failed_agent_said_and_what_it_cost_reach_the_issue_and_the_doorbell() {
+    let w = World::new();
+    let report = w.tick(true, &World::config(false)).await;
+    assert_eq!(report.dispatched, ["infra#7"], "{report:?}");
+    let thread = w.executor.thread_id("infra", 7, 0);
+    w.executor.set_status(&thread, Some(ThreadStatus::Error));
+    w.executor.set_report(
+        &thread,
+        Some("claude: API Error: 401 invalid x-api-key"),
+        afk_core::Cost::from_usd(0.0412),
+    );
+    let report = w.tick(false, &World::config(false)).await;
+    assert!(!report.failed(), "{report:?}");
+    let rung = lock(&w.notifier.rung).clone();
+    assert_eq!(rung.len(), 1, "{report:?}");
+    assert!(
+        rung[0].reason.ends_with(
+            "errored before anything was pushed: claude: API Error: 401 invalid x-api-key"
+        ),
+        "{}",
+        rung[0].reason
+    );
+    assert!(
+        rung[0].body().contains("Cost: $0.0412"),
+        "{}",
+        rung[0].body()
+    );
+    let comment = lock(&w.model)
+        .issue(REPO, 7)
+        .comments
+        .iter()
+        .map(|c| c.body.clone())
+        .find(|b| checklist::has_marker(b))
+        .unwrap();
+    assert!(comment.contains("401 invalid x-api-key"), "{comment}");
+    assert!(comment.contains("Cost: $0.0412"), "{comment}");
+}
+
+#[tokio::test]
+async fn a_run_on_a_new_thread_adds_the_earlier_threads_cost() {
+    let w = World::new();
+    let first = w.red_run(Some(ThreadStatus::Error)).await;
+    w.executor
+        .set_report(&first, None, afk_core::Cost::from_usd(0.5));
+    // The errored thread's red commit gets a corrective turn on a new thread.
+    let report = w.tick(false, &World::config(false)).await;
+    assert_eq!(
+        entries(&report, ReportAction::FixForward).len(),
+        1,
+        "{report:?}"
+    );
+    let second = w.executor.thread_id("infra", 7, 1);
+    w.executor.set_status(&second, Some(ThreadStatus::Running));
+    w.executor
+        .set_report(&second, None, afk_core::Cost::from_usd(0.25));
+    w.tick(false, &World::config(false)).await;
+    let comment = lock(&w.model)
+        .issue(REPO, 7)
+        .comments
+        .iter()
+        .map(|c| c.body.clone())
+        .find(|b| checklist::has_marker(b))
+        .unwrap();
+    let record = checklist::extract_record(&comment).unwrap().unwrap();
+    assert_eq!(record.cost, afk_core::Cost::from_usd(0.75), "{comment}");
+    assert!(comment.contains("Cost: $0.7500"), "{comment}");
+}
+
+#[tokio::test]
+async fn past_the_executor_s_limit_an_issue_waits_and_nothing_is_written() {
+    let w = World::new();
+    lock(&w.model).add_repo("acme/web", "main");
+    lock(&w.model).set_role("acme/web", "alice", "write");
+    lock(&w.model).add_issue("acme/web", 9, "Elsewhere", "", &[]);
+    lock(&w.model).label(
+        "acme/web",
+        9,
+        "ready-for-agent",
+        "alice",
+        "2026-06-10T11:00:00Z",
+    );
+    lock(&w.executor.state).max_agents = Some(1);
+    let config =
+        Config::from_pairs([("AFK_KILL_SWITCH", "false"), ("AFK_ALLOWLIST", "infra,web")]).unwrap();
+    let report = w.tick(true, &config).await;
+    assert!(!report.failed(), "{report:?}");
+    assert_eq!(report.dispatched.len(), 1, "{report:?}");
+    let waits = entries(&report, ReportAction::Wait);
+    assert_eq!(waits.len(), 1, "{report:?}");
+    assert!(waits[0].contains("AFK_LOCAL_MAX_AGENTS"), "{waits:?}");
+    let started = &report.dispatched[0];
+    let (waiting_repo, waiting) = if started == "infra#7" {
+        ("acme/web", 9)
+    } else {
+        (REPO, 7)
+    };
+    let untouched = lock(&w.model).issue(waiting_repo, waiting).clone();
+    assert!(
+        untouched.comments.is_empty(),
+        "a waiting issue gets no comment"
+    );
+    assert!(!untouched.labels.iter().any(|l| l == "agent-in-progress"));
+    // The slot frees once the first agent is done; the waiting issue starts.
+    let first = lock(&w.executor.state)
+        .threads
+        .keys()
+        .next()
+        .cloned()
+        .unwrap();
+    w.executor.set_status(&first, Some(ThreadStatus::Running));
+    let report = w.tick(true, &config).await;
+    assert!(report.dispatched.is_empty(), "{report:?}");
+    w.executor.set_status(&first, Some(ThreadStatus::Idle));
+    let report = w.tick(true, &config).await;
+    assert_eq!(
+        report.dispatched,
+        [format!(
+            "{}#{waiting}",
+            waiting_repo.trim_start_matches("acme/")
+        )],
+        "{report:?}"
+    );
+}

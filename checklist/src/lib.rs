@@ -20,7 +20,7 @@ pub mod sut;
 pub use marker::{MarkerError, comment_body, extract_record, has_marker, marker_line};
 pub use phase::{ChecklistMeta, render};
 
-use afk_core::{OutcomeKind, Phase, RunRecord};
+use afk_core::{Cost, OutcomeKind, Phase, RunRecord};
 
 /// The whole progress comment for a run: the visible checklist for `phase`
 /// (with a line saying who stopped the run, once stopped), then the hidden
@@ -40,13 +40,93 @@ pub fn progress_body(
         default_branch: Some(default_branch.to_owned()),
     };
     let mut text = render(phase, &meta);
-    if let Some(outcome) = &record.outcome
-        && outcome.kind == OutcomeKind::Stopped
-    {
-        text.push_str(&format!(
-            "\n_Stopped by {}: the agent was interrupted; a human owns this issue now._\n",
-            outcome.by.as_deref().unwrap_or("an unknown account")
-        ));
+    match &record.outcome {
+        Some(outcome) if outcome.kind == OutcomeKind::Stopped => {
+            text.push_str(&format!(
+                "\n_Stopped by {}: the agent was interrupted; a human owns this issue now._\n",
+                outcome.by.as_deref().unwrap_or("an unknown account")
+            ));
+        }
+        Some(outcome) if outcome.kind != OutcomeKind::Done => {
+            // Why it was handed back, on one line the page cannot misread
+            // (the reason may quote what an agent said).
+            text.push_str(&format!(
+                "\n_Handed to a human: {}._\n",
+                markdown_inline(&outcome.reason)
+            ));
+        }
+        _ => {}
     }
+    text.push_str(&format!("\nCost: {}\n", Cost::describe(record.cost)));
     comment_body(&text, record)
+}
+
+/// `text` made safe for one line of markdown: on one line, at most 400
+/// characters, with the characters that start markup, links, mentions or
+/// HTML escaped (an agent's words must not ping people or render as a link).
+fn markdown_inline(text: &str) -> String {
+    let line = afk_core::prompt::one_line(text, 400);
+    let mut out = String::with_capacity(line.len());
+    for c in line.chars() {
+        if matches!(
+            c,
+            '\\' | '`' | '*' | '_' | '[' | ']' | '<' | '>' | '#' | '@' | '|' | '!' | '~'
+        ) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use afk_core::{Outcome, Timestamp};
+
+    fn record() -> RunRecord {
+        RunRecord::dispatched(
+            "t-1",
+            Timestamp::parse_rfc3339("2026-06-10T12:00:00Z").unwrap(),
+        )
+    }
+
+    #[test]
+    fn the_cost_is_shown_or_said_to_be_not_reported() {
+        let body = progress_body(Phase::Worktree, "infra", 7, "main", &record());
+        assert!(body.contains("\nCost: not reported\n"), "{body}");
+        let mut paid = record();
+        paid.cost = Some(Cost { micro_usd: 41_200 });
+        let body = progress_body(Phase::Ci, "infra", 7, "main", &paid);
+        assert!(body.contains("\nCost: $0.0412\n"), "{body}");
+        // The figure survives the record's round trip.
+        assert_eq!(extract_record(&body).unwrap().unwrap().cost, paid.cost);
+    }
+
+    #[test]
+    fn a_hand_back_says_why_on_one_line_that_cannot_ping_or_link() {
+        let mut r = record();
+        r.outcome = Some(Outcome {
+            kind: OutcomeKind::NeedsHuman,
+            reason: "the agent's turn errored: claude: API Error: 401 @alice see [x](http://evil)\n<img src=x>".into(),
+            by: None,
+        });
+        let body = progress_body(Phase::Worktree, "infra", 7, "main", &r);
+        let line = body
+            .lines()
+            .find(|l| l.starts_with("_Handed to a human:"))
+            .unwrap_or_else(|| panic!("{body}"));
+        assert!(line.contains("claude: API Error: 401"), "{line}");
+        assert!(line.contains("\\@alice"), "{line}");
+        assert!(line.contains("\\[x\\](http://evil)"), "{line}");
+        assert!(line.contains("\\<img src=x\\>"), "{line}");
+        assert!(!line.contains("\n"));
+        // A landed run says nothing of a hand-back.
+        r.outcome = Some(Outcome {
+            kind: OutcomeKind::Done,
+            reason: "CI is green".into(),
+            by: None,
+        });
+        assert!(!progress_body(Phase::Done, "infra", 7, "main", &r).contains("Handed"));
+    }
 }

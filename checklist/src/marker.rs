@@ -11,7 +11,7 @@
 //! `\u003e` and `\u0026`, so no value (a reason quoting `-->`, say) can end
 //! the HTML comment early or be read as markup.
 
-use afk_core::{CiStatus, Outcome, OutcomeKind, RunRecord, Timestamp};
+use afk_core::{CiStatus, Cost, Outcome, OutcomeKind, RunRecord, Timestamp};
 use serde::{Deserialize, Serialize};
 
 const PREFIX: &str = "<!-- afk-run";
@@ -91,6 +91,12 @@ struct WireRecord {
     outcome: Option<WireOutcome>,
     #[serde(default)]
     notified: bool,
+    /// What the run cost so far, in millionths of a US dollar.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cost_micro_usd: Option<u64>,
+    /// The part of it its earlier threads spent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    earlier_threads_cost_micro_usd: Option<u64>,
 }
 
 impl From<&RunRecord> for WireRecord {
@@ -113,6 +119,8 @@ impl From<&RunRecord> for WireRecord {
                 by: o.by.clone(),
             }),
             notified: r.notified,
+            cost_micro_usd: r.cost.map(|c| c.micro_usd),
+            earlier_threads_cost_micro_usd: r.earlier_threads_cost.map(|c| c.micro_usd),
         }
     }
 }
@@ -160,6 +168,10 @@ impl WireRecord {
                 })
                 .transpose()?,
             notified: self.notified,
+            cost: self.cost_micro_usd.map(|micro_usd| Cost { micro_usd }),
+            earlier_threads_cost: self
+                .earlier_threads_cost_micro_usd
+                .map(|micro_usd| Cost { micro_usd }),
         })
     }
 }
@@ -265,6 +277,8 @@ mod tests {
                 by: None,
             }),
             notified: false,
+            cost: None,
+            earlier_threads_cost: None,
         }
     }
 
@@ -329,7 +343,7 @@ mod tests {
         );
         check_err(
             r#"<!-- afk-run v1 {"thread_id":"t","dispatched_at":"2026-06-10T12:00:00Z","attempt":0,"extra":1} -->"#,
-            "line 1: afk-run v1 record cannot be read: unknown field `extra`, expected one of `thread_id`, `dispatched_at`, `attempt`, `commit`, `commit_seen_at`, `first_red_at`, `fix_forward_attempts`, `fix_forward_commit`, `turn_sent_at`, `thread_turns`, `last_ci`, `outcome`, `notified` at line 1 column 75",
+            "line 1: afk-run v1 record cannot be read: unknown field `extra`, expected one of `thread_id`, `dispatched_at`, `attempt`, `commit`, `commit_seen_at`, `first_red_at`, `fix_forward_attempts`, `fix_forward_commit`, `turn_sent_at`, `thread_turns`, `last_ci`, `outcome`, `notified`, `cost_micro_usd`, `earlier_threads_cost_micro_usd` at line 1 column 75",
         );
         check_err(
             r#"<!-- afk-run v1 {"thread_id":"t","dispatched_at":"2026-06-10T12:00:00Z","attempt":-1} -->"#,
@@ -384,10 +398,12 @@ mod tests {
                 prop::option::of("[a-z\\[\\]-]{1,20}"),
             )),
             any::<bool>(),
+            prop::option::of(any::<u64>()),
+            prop::option::of(any::<u64>()),
         );
         (head, tail).prop_map(|(head, tail)| {
             let (thread_id, dispatched_at, attempt, commit, seen, red, ff, ff_commit) = head;
-            let (turn_sent_at, thread_turns, last_ci, outcome, notified) = tail;
+            let (turn_sent_at, thread_turns, last_ci, outcome, notified, cost, earlier) = tail;
             RunRecord {
                 thread_id,
                 dispatched_at,
@@ -402,6 +418,8 @@ mod tests {
                 last_ci,
                 outcome: outcome.map(|(kind, reason, by)| Outcome { kind, reason, by }),
                 notified,
+                cost: cost.map(|micro_usd| Cost { micro_usd }),
+                earlier_threads_cost: earlier.map(|micro_usd| Cost { micro_usd }),
             }
         })
     }

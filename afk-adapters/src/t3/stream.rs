@@ -120,6 +120,10 @@ impl<'de> Visitor<'de> for Threads<'_> {
                 deleted: t.deleted_at.is_some(),
                 status,
                 message_ids: t.messages.into_iter().map(|m| m.id).collect(),
+                // T3's snapshot reports neither a turn's error text nor its
+                // cost (docs/contracts/t3.md).
+                said: None,
+                cost: None,
             };
             threads.insert(t.id, info);
         }

@@ -19,7 +19,11 @@
 //! 4. the order is ascending `(priority, number)`, then repository name,
 //!    then the rest of the issue: a total order, so the answer does not
 //!    depend on the order of the input;
-//! 5. each decision says why, in words for humans (never parsed).
+//! 5. each decision says why, in words for humans (never parsed);
+//! 6. an executor with a limit on agents at once ([`hold_for_capacity`])
+//!    starts only as many as it has free slots, the first decisions in
+//!    rule 4's order; the rest wait for a later tick (they are not failed,
+//!    and nothing is written for them).
 //!
 //! Rule 2's order is the order in which the poll tick learns the facts: the
 //! ones every scan of a repository yields (labels, allowlist, lock) first,
@@ -42,6 +46,7 @@ mod tests;
 use std::fmt;
 
 use crate::config::Config;
+use crate::ports::Capacity;
 use crate::types::{Issue, LabelTrust};
 
 use fast::{Entry, Facts, Read};
@@ -275,4 +280,20 @@ fn decision(issue: &Issue, competitors: usize) -> Decision {
         priority: issue.priority,
         reason: fast::reason(issue.priority, competitors, &issue.repo),
     }
+}
+
+/// Rule 6: the decisions that start now and those that wait for a free slot
+/// of an executor with a limit (`None`: no limit, every decision starts).
+/// The plan's order is kept: the first decisions start.
+pub fn hold_for_capacity(
+    decisions: Vec<Decision>,
+    capacity: Option<Capacity>,
+) -> (Vec<Decision>, Vec<Decision>) {
+    let Some(capacity) = capacity else {
+        return (decisions, Vec::new());
+    };
+    let free = usize::try_from(capacity.free()).unwrap_or(usize::MAX);
+    let mut start = decisions;
+    let wait = start.split_off(free.min(start.len()));
+    (start, wait)
 }

@@ -582,3 +582,26 @@ proptest! {
         prop_assert_eq!(&select_dispatchable(&issues, &config, &[]), &plan.decisions);
     }
 }
+
+fn decision(repo: &str, number: u64) -> Decision {
+    Decision {
+        repo: repo.into(),
+        number,
+        priority: 0,
+        reason: String::new(),
+    }
+}
+
+#[test]
+fn rule_6_only_free_slots_start_the_first_decisions_in_order() {
+    let plan = vec![decision("a", 1), decision("b", 2), decision("c", 3)];
+    let (start, wait) = hold_for_capacity(plan.clone(), None);
+    assert_eq!((start.len(), wait.len()), (3, 0));
+    for (running, max, starts) in [(0, 2, 2), (1, 2, 1), (2, 2, 0), (5, 2, 0), (0, 9, 3)] {
+        let (start, wait) = hold_for_capacity(plan.clone(), Some(Capacity { running, max }));
+        assert_eq!(start.len(), starts, "{running} of {max} running");
+        assert_eq!(start.len() + wait.len(), 3);
+        let order: Vec<u64> = start.iter().chain(&wait).map(|d| d.number).collect();
+        assert_eq!(order, [1, 2, 3], "the plan's order is kept");
+    }
+}
