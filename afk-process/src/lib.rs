@@ -35,6 +35,8 @@
 //!   watchdog instead; the ancestry rules above still hold while the
 //!   starting process lives.
 //!
+//! - [`runtime`] defines the agent runtimes once (`claude`, `opencode`, a
+//!   command): their argument vectors, sessions and where their program is.
 //! - [`said`] turns what an agent CLI printed about its failure into one
 //!   line (claude's JSON `is_error`/`result`/`permission_denials`, else the
 //!   last line it wrote), for its callers; [`lines`] reads its output line
@@ -44,7 +46,9 @@
 //! (`runner`, `breakglass`, `afk-gateway`).
 
 pub mod lines;
+pub mod locks;
 pub mod reaper;
+pub mod runtime;
 pub mod said;
 pub mod tree;
 

@@ -67,3 +67,121 @@ fn nothing_of_the_tree_outlives_the_supervisor() {
         "the setsid'd sleep outlived the tree"
     );
 }
+
+/// A turn's supervisor as the local executor runs it: it holds the turn's
+/// lock for its life, records how the agent ended before it lets go, and a
+/// second supervisor of the same turn (a crashed tick's repeat) starts
+/// nothing, whether the first still runs or already ended.
+#[test]
+fn one_supervisor_per_turn_and_its_end_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let lock = dir.path().join("turn-0.lock");
+    let exit = dir.path().join("turn-0.exit");
+    let ran = dir.path().join("ran");
+    let script = format!("echo x >> {}; sleep 2; exit 7", ran.display());
+    let lock_s = lock.to_str().unwrap();
+    let exit_s = exit.to_str().unwrap();
+    let args = [
+        "--detach",
+        "--lock",
+        lock_s,
+        "--exit-file",
+        exit_s,
+        "--",
+        "sh",
+        "-c",
+        script.as_str(),
+    ];
+    let mut first = Command::new(env!("CARGO_BIN_EXE_afk-reaper"))
+        .args(args)
+        .spawn()
+        .unwrap();
+    // The first takes the lock; the lock names it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while afk_process::locks::holders(&lock).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the lock was never taken"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(afk_process::locks::holders(&lock), [first.id()]);
+    // A second supervisor of the same turn while it runs: nothing started.
+    let (code, err) = reaper(&args);
+    assert_eq!(code, Some(afk_process::reaper::ALREADY));
+    assert!(err.is_empty(), "a lost race is silent: {err}");
+    let status = first.wait().unwrap();
+    assert_eq!(status.code(), Some(7));
+    let ended =
+        afk_process::reaper::Ended::parse(&std::fs::read_to_string(&exit).unwrap()).unwrap();
+    assert_eq!(
+        ended,
+        afk_process::reaper::Ended {
+            code: 7,
+            stopped: false
+        }
+    );
+    assert!(afk_process::locks::holders(&lock).is_empty());
+    // And after it ended: the turn ran, nothing starts again.
+    let (code, _) = reaper(&args);
+    assert_eq!(code, Some(afk_process::reaper::ALREADY));
+    assert_eq!(
+        std::fs::read_to_string(&ran).unwrap(),
+        "x\n",
+        "the agent ran once"
+    );
+}
+
+/// Stopped by SIGTERM, a detached supervisor kills its tree (a `setsid`
+/// escapee included) and records that it was stopped.
+#[test]
+fn a_stopped_turn_is_recorded_as_stopped_and_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let lock = dir.path().join("turn-1.lock");
+    let exit = dir.path().join("turn-1.exit");
+    let pids = dir.path().join("pids");
+    let script = format!(
+        "setsid sh -c 'echo $$ >> {p}; exec sleep 600' & echo $$ >> {p}; sleep 600",
+        p = pids.display()
+    );
+    let mut sup = Command::new(env!("CARGO_BIN_EXE_afk-reaper"))
+        .args([
+            "--detach",
+            "--lock",
+            lock.to_str().unwrap(),
+            "--exit-file",
+            exit.to_str().unwrap(),
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ])
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let read_pids = || -> Vec<u32> {
+        std::fs::read_to_string(&pids)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect()
+    };
+    while read_pids().len() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the tree never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    afk_process::terminate(sup.id()).unwrap();
+    assert_eq!(sup.wait().unwrap().code(), Some(143));
+    let ended =
+        afk_process::reaper::Ended::parse(&std::fs::read_to_string(&exit).unwrap()).unwrap();
+    assert!(ended.stopped);
+    for pid in read_pids() {
+        assert!(
+            afk_process::ended(pid),
+            "process {pid} of the tree survived"
+        );
+    }
+}

@@ -367,35 +367,7 @@ pub fn lock_campaign(root: &Path) -> Result<Option<CampaignLock>, Error> {
 /// A forged active-run file can name any process, even with its real start
 /// time: only the runner that holds this lock may be signalled.
 pub fn holds_campaign_lock(root: &Path, pid: u32) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    let Ok(meta) = std::fs::metadata(state_dir(root).join("lock")) else {
-        return false;
-    };
-    let dev = meta.dev();
-    let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
-    let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
-    let Ok(locks) = std::fs::read_to_string("/proc/locks") else {
-        return false;
-    };
-    locks.lines().any(|line| {
-        // `1: FLOCK  ADVISORY  WRITE 4242 08:02:131073 0 EOF` (a waiting
-        // lock has `->` before the type: it is not held).
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        if fields.get(1) == Some(&"->") {
-            return false;
-        }
-        let (Some(holder), Some(file)) = (fields.get(4), fields.get(5)) else {
-            return false;
-        };
-        let mut parts = file.split(':');
-        let (Some(maj), Some(min), Some(ino)) = (parts.next(), parts.next(), parts.next()) else {
-            return false;
-        };
-        holder.parse::<u32>().ok() == Some(pid)
-            && u64::from_str_radix(maj, 16).ok() == Some(major)
-            && u64::from_str_radix(min, 16).ok() == Some(minor)
-            && ino.parse::<u64>().ok() == Some(meta.ino())
-    })
+    afk_process::locks::holds(&state_dir(root).join("lock"), pid)
 }
 
 /// Whether a live runner works this campaign now (it holds the lock).
