@@ -20,6 +20,7 @@ fn spec() -> ThreadSpec {
         issue: 7,
         attempt: 0,
         title: "infra#7".into(),
+        branch: "main".into(),
         prompt: "prompt".into(),
         created_at: ts("2026-06-10T12:02:00Z"),
     }

@@ -306,6 +306,9 @@ pub struct ThreadSpec {
     pub attempt: u32,
     /// The thread's title.
     pub title: String,
+    /// The repository's default branch (the one the agent works from and
+    /// pushes to; an executor with a checkout of its own resets it there).
+    pub branch: String,
     /// The opening prompt.
     pub prompt: String,
     /// When the dispatch happened (becomes the commands' `createdAt`).

@@ -451,6 +451,7 @@ async fn dispatch_one(
         issue: number,
         attempt: record.attempt,
         title: format!("{repo}#{number}: {}", one_line(&issue.title, 120)),
+        branch: branch.clone(),
         prompt: opening_prompt(&ApprovedTask {
             repo,
             issue: number,

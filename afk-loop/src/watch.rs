@@ -312,6 +312,7 @@ async fn drive(
                         issue: number,
                         attempt: next,
                         title: format!("{repo}#{number}: fix forward (attempt {next})"),
+                        branch: branch.to_owned(),
                         prompt,
                         created_at: now,
                     };

@@ -140,6 +140,12 @@ pub fn supervisor_available() -> bool {
     reaper_bin().is_some()
 }
 
+/// Where the `afk-reaper` program is (`AFK_REAPER_BIN`, else beside this
+/// program), when it is there.
+pub fn reaper_path() -> Option<PathBuf> {
+    reaper_bin().cloned()
+}
+
 /// Makes this process the child subreaper of the trees it starts, once.
 fn own_orphans() {
     static DONE: OnceLock<()> = OnceLock::new();
@@ -514,6 +520,14 @@ pub fn terminate(pid: u32) -> std::io::Result<()> {
         std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("bad pid {pid}"))
     })?;
     rustix::process::kill_process(pid, rustix::process::Signal::TERM).map_err(Into::into)
+}
+
+/// Sends SIGKILL to process `pid` (not its group); a process that is gone
+/// already is not an error.
+pub fn kill_process(pid: u32) {
+    if let Some(pid) = pid_of(pid) {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+    }
 }
 
 pub(crate) fn pid_of(raw: u32) -> Option<rustix::process::Pid> {

@@ -96,6 +96,14 @@ fn denials(result: &Value) -> Option<String> {
     ))
 }
 
+/// Whether claude reported its run as an error (`is_error` of its
+/// `result` message), whatever its exit code.
+pub fn reported_error(stdout: &str) -> bool {
+    claude_result(stdout)
+        .and_then(|r| r.get("is_error").and_then(Value::as_bool))
+        .unwrap_or(false)
+}
+
 /// The cost claude reports for its run (`total_cost_usd` of its `result`
 /// message); `None` when it reports none (another CLI, or a run that died).
 pub fn cost(stdout: &str) -> Option<f64> {
@@ -186,6 +194,14 @@ mod tests {
         // A successful claude result with nothing denied says nothing of its own.
         let fine = r#"{"type":"result","is_error":false,"result":"done","permission_denials":[]}"#;
         assert_eq!(failure(fine, "").unwrap().len(), fine.len());
+    }
+
+    #[test]
+    fn claude_s_own_error_flag_is_read() {
+        assert!(reported_error(API_ERROR));
+        assert!(!reported_error(r#"{"type":"result","is_error":false}"#));
+        assert!(!reported_error("Error: something"));
+        assert!(!reported_error(""));
     }
 
     #[test]
