@@ -16,8 +16,11 @@
 //! - [`woodpecker`]: the deploy stage;
 //! - [`rollout`]: the Kubernetes rollout stage;
 //! - [`notify`]: Slack, ntfy and log doorbells;
-//! - [`services`]: all of them built from typed settings, and a tick run
-//!   with them.
+//! - [`services`]: all of them built from typed settings, a tick run with
+//!   them, and its report logged;
+//! - [`settings`]: the checks of raw settings every binary shares;
+//! - [`rounds`]: `afk loop`'s rounds of ticks, and how stop requests end
+//!   them.
 //!
 //! Local agent processes and the checklist runner's files are not here: they
 //! belong to the `runner` crate and the `afk-process` toolkit, so that
@@ -27,6 +30,8 @@ pub mod github;
 pub mod http;
 pub mod notify;
 pub mod rollout;
+pub mod rounds;
 pub mod services;
+pub mod settings;
 pub mod t3;
 pub mod woodpecker;

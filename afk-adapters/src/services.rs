@@ -10,8 +10,8 @@
 use std::sync::Arc;
 
 use afk_core::{Config, Timestamp};
-use afk_loop::ports::Notifier;
 use afk_loop::ports::StageProbe;
+use afk_loop::ports::{Executor, Notifier};
 use afk_loop::{
     Clock, Ports, StopTarget, TickOptions, TickReport, poll_tick, stop_runs, watch_tick,
 };
@@ -66,6 +66,24 @@ pub struct NtfySettings {
     pub token: Secret,
 }
 
+/// Which executor runs the agents.
+pub enum ExecutorSettings {
+    /// A T3 Code server (`AFK_EXECUTOR=t3`), over the shared client.
+    T3(T3Settings),
+    /// One built elsewhere (the local executor: it needs no HTTP client,
+    /// and this crate does not link it).
+    Built(Box<dyn Executor>),
+}
+
+impl std::fmt::Debug for ExecutorSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExecutorSettings::T3(t3) => f.debug_tuple("T3").field(t3).finish(),
+            ExecutorSettings::Built(_) => f.write_str("Built(..)"),
+        }
+    }
+}
+
 /// Everything needed to build the adapters of an armed loop.
 #[derive(Debug)]
 pub struct ServiceSettings {
@@ -74,7 +92,7 @@ pub struct ServiceSettings {
     /// The tracker.
     pub github: GitHubSettings,
     /// The executor.
-    pub t3: T3Settings,
+    pub executor: ExecutorSettings,
     /// The deploy stage, when configured.
     pub woodpecker: Option<WoodpeckerSettings>,
     /// The rollout stage's targets, when configured.
@@ -88,7 +106,7 @@ pub struct ServiceSettings {
 /// The built adapters.
 pub struct Services {
     tracker: Arc<GitHubTracker>,
-    executor: T3Executor,
+    executor: Box<dyn Executor>,
     build: GitHubBuildStage,
     deploy: Option<WoodpeckerStage>,
     rollout: Option<RolloutStage>,
@@ -110,7 +128,10 @@ impl Services {
     pub fn build(settings: ServiceSettings) -> Result<Services, String> {
         let http = Http::new(&settings.http).map_err(|e| e.to_string())?;
         let tracker = Arc::new(GitHubTracker::new(http.clone(), settings.github));
-        let executor = T3Executor::new(http.clone(), settings.t3);
+        let executor: Box<dyn Executor> = match settings.executor {
+            ExecutorSettings::T3(t3) => Box::new(T3Executor::new(http.clone(), t3)),
+            ExecutorSettings::Built(e) => e,
+        };
         let deploy = settings
             .woodpecker
             .map(|w| WoodpeckerStage::new(http.clone(), w));
@@ -161,7 +182,7 @@ impl Services {
         let notifiers: Vec<&dyn Notifier> = self.notifiers.iter().map(AsRef::as_ref).collect();
         let ports = Ports {
             tracker: self.tracker.as_ref(),
-            executor: &self.executor,
+            executor: self.executor.as_ref(),
             stages: &stages,
             notifiers: &notifiers,
             clock: &SystemClock,
@@ -188,4 +209,175 @@ impl Services {
     pub fn rate_budget(&self) -> Option<afk_core::ports::RateBudget> {
         afk_loop::ports::Tracker::rate_budget(self.tracker.as_ref())
     }
+}
+
+/// Logs every entry of a tick's report, one line each (absent fields are
+/// left out of the line, not logged empty).
+pub fn log_entries(report: &TickReport) {
+    use afk_loop::Level;
+    for e in &report.entries {
+        let repo = e.repo.as_deref();
+        let thread = e.thread_id.as_deref();
+        let issue = e.issue;
+        match e.level {
+            Level::Info => {
+                tracing::info!(repo, issue, thread_id = thread, action = %e.action, "{}", e.message)
+            }
+            Level::Warn => {
+                tracing::warn!(repo, issue, thread_id = thread, action = %e.action, "{}", e.message)
+            }
+            Level::Error => {
+                tracing::error!(repo, issue, thread_id = thread, action = %e.action, "{}", e.message)
+            }
+        }
+    }
+}
+
+/// What one tick came to, for its summary line.
+#[derive(Debug)]
+pub struct TickRun {
+    /// The tick's report.
+    pub report: TickReport,
+    /// Requests made.
+    pub api_calls: u64,
+    /// The REST budget left, as last reported.
+    pub rate_limit_remaining: Option<u64>,
+    /// The GraphQL budget, as last reported.
+    pub rate_budget: Option<afk_core::ports::RateBudget>,
+}
+
+/// Why a tick could not run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TickStart {
+    /// A setting cannot be used (exit 2: nothing was done).
+    BadSettings(String),
+    /// The settings were valid; the environment (no in-cluster credentials,
+    /// a TLS set-up failure) is what failed (exit 1).
+    CannotStart(String),
+}
+
+/// Runs one tick of `kind`: a disabled one (the kill switch, an empty
+/// allowlist) needs no adapters and makes no request; otherwise the
+/// adapters are built from `settings` and the tick runs with them.
+/// Stopping is not disabled by the kill switch: it is what an operator
+/// reaches for when something runs away.
+///
+/// # Errors
+/// [`TickStart`]: the settings could not be used, or the adapters built.
+pub async fn run_tick(
+    kind: &TickKind,
+    config: &Config,
+    options: &TickOptions,
+    settings: impl FnOnce() -> Result<ServiceSettings, String>,
+) -> Result<TickRun, TickStart> {
+    let disabled = match kind {
+        TickKind::Poll => afk_loop::poll_disabled(config),
+        TickKind::Watch | TickKind::Stop(..) => afk_loop::watch_disabled(config),
+    };
+    if let Some(report) = disabled {
+        return Ok(TickRun {
+            report,
+            api_calls: 0,
+            rate_limit_remaining: None,
+            rate_budget: None,
+        });
+    }
+    let services = Services::build(settings().map_err(TickStart::BadSettings)?)
+        .map_err(TickStart::CannotStart)?;
+    let report = services.tick(kind, config, options).await;
+    Ok(TickRun {
+        report,
+        api_calls: services.api_calls(),
+        rate_limit_remaining: services.rate_limit_remaining(),
+        rate_budget: services.rate_budget(),
+    })
+}
+
+/// Logs a tick: each entry of its report, then one summary line (the
+/// counts an operator's dashboard reads).
+pub fn log_tick(kind: &TickKind, run: &TickRun, dry_run: bool, elapsed: std::time::Duration) {
+    log_entries(&run.report);
+    let name = kind.as_str();
+    let budget = run.rate_budget;
+    tracing::info!(
+        action = "summary",
+        tick = name,
+        disabled = run.report.disabled,
+        dry_run,
+        dispatched = run.report.dispatched.len(),
+        skipped = run.report.skipped,
+        failed = run.report.failures().count(),
+        duration_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+        api_calls = run.api_calls,
+        rate_limit_remaining = run.rate_limit_remaining,
+        graphql_cost = budget.map(|b| b.cost),
+        graphql_remaining = budget.map(|b| b.remaining),
+        graphql_reset = budget.and_then(|b| b.reset_at).map(|t| t.to_string()),
+        "{name} tick finished"
+    );
+}
+
+/// `afk loop`'s rounds ([`crate::rounds`]) under SIGTERM and Ctrl-C, with
+/// their log lines: `tick` runs one tick; the first signal lets it finish,
+/// a second abandons it, and the agents keep running either way.
+pub async fn serve_rounds<F, Fut>(every: std::time::Duration, tick: F)
+where
+    F: FnMut(crate::rounds::Tick) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    use tokio::signal::unix::{SignalKind, signal};
+    let (stops_tx, stops) = tokio::sync::watch::channel(0u32);
+    if let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = term.recv() => {},
+                    _ = int.recv() => {},
+                }
+                stops_tx.send_modify(|n| *n += 1);
+            }
+        });
+    }
+    let ended = crate::rounds::rounds(every, stops, tick, || {
+        tracing::info!(
+            action = "stop",
+            "stopping after this tick (Ctrl-C again to stop now); agents keep running"
+        );
+    })
+    .await;
+    if ended == crate::rounds::Ended::Abandoned {
+        tracing::warn!(
+            action = "stop",
+            "tick abandoned: what it had begun, the next tick finishes"
+        );
+    }
+    tracing::info!(
+        action = "stop",
+        "afk loop stopped; agents keep running (the next afk loop picks them up, afk halt stops them)"
+    );
+}
+
+/// Installs the log subscriber: JSON lines on stdout, or text.
+pub fn init_logs(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("AFK_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stdout);
+    // A second init (tests) is not an error worth failing on.
+    let _ = if format == "text" {
+        builder.with_target(false).try_init()
+    } else {
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .try_init()
+    };
 }

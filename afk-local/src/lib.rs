@@ -29,10 +29,13 @@
 //! intent is recorded before its supervisor starts, a second supervisor of
 //! the same turn starts nothing, and the record is written whole or not at
 //! all. The I/O is [`host::Host`]'s; [`os::OsHost`] is the machine itself.
+//! This file is long because each method says how it stays safe to repeat
+//! after a crash at any of its steps.
 
 pub mod host;
 pub mod os;
 pub mod record;
+pub mod settings;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -124,7 +124,7 @@ pub fn settings(args: &BreakglassArgs) -> Result<(SocketAddr, Settings), String>
 /// Runs the server until a stop signal: exit 0, or 2 for bad settings, 1
 /// when it cannot listen.
 pub fn main(args: &BreakglassArgs) -> u8 {
-    crate::loop_cmd::init_logs("json");
+    afk_adapters::services::init_logs("json");
     let (listen, settings) = match settings(args) {
         Ok(s) => s,
         Err(e) => {

@@ -1,4 +1,5 @@
-//! `afk-poller` and `afk-watcher`: one tick per process, then exit.
+//! `afk-poller` and `afk-watcher` (one tick per process, then exit), and
+//! `afk loop` (their ticks in rounds, in one process).
 //!
 //! Settings come from the environment (the ConfigMap is mounted as env) and
 //! flags; a flag wins over its env var. Secrets are read only from env vars
@@ -14,11 +15,15 @@ use afk_adapters::github::GitHubSettings;
 use afk_adapters::http::{HttpSettings, RetryPolicy, Secret};
 use afk_adapters::rollout::RolloutTargets;
 pub use afk_adapters::services::TickKind;
-use afk_adapters::services::{NtfySettings, ServiceSettings, Services, SystemClock};
+use afk_adapters::services::{ExecutorSettings, NtfySettings, ServiceSettings, SystemClock};
+use afk_adapters::services::{TickStart, log_tick, run_tick, serve_rounds};
+use afk_adapters::settings::{self, ExecutorKind, list, owner_name_ok};
 use afk_adapters::t3::T3Settings;
 use afk_adapters::woodpecker::WoodpeckerSettings;
 use afk_core::Config;
-use afk_loop::{Clock, Level, TickOptions, TickReport, poll_disabled, watch_disabled};
+use afk_loop::{Clock, TickOptions, poll_disabled, watch_disabled};
+
+use afk_local::os::GitToken;
 
 use crate::exit;
 
@@ -96,7 +101,32 @@ pub struct LoopArgs {
     )]
     pub trusted_bots: String,
 
-    /// T3 Code server base URL (required once the loop is armed).
+    /// Where agents run: t3 (a T3 Code server), local (processes on this
+    /// machine) or kubernetes (not available yet). Default: t3 when
+    /// AFK_T3_URL is set; an armed loop without either is an error.
+    #[arg(long, env = "AFK_EXECUTOR", hide_env_values = true)]
+    pub executor: Option<String>,
+    /// The local executor's agent: claude, opencode, or a command line
+    /// (`<program> <args>`, split like a shell would, never run through
+    /// one); the prompt goes to its standard input. Default: claude.
+    #[arg(long, env = "AFK_LOCAL_AGENT", hide_env_values = true)]
+    pub local_agent: Option<String>,
+    /// Where the local executor keeps workspaces, logs and run records, and
+    /// where `afk loop` takes its lock. Default: $XDG_STATE_HOME/afk (else
+    /// ~/.local/state/afk).
+    #[arg(long, env = "AFK_LOCAL_DIR", hide_env_values = true)]
+    pub local_dir: Option<String>,
+    /// At most this many local agents at once; issues past it wait for a
+    /// later tick. Default: 2.
+    #[arg(long, env = "AFK_LOCAL_MAX_AGENTS", hide_env_values = true)]
+    pub local_max_agents: Option<String>,
+    /// The base of clone URLs: <base>/<owner>/<name>.git. Default: GitHub's
+    /// web address (AFK_GITHUB_WEB_URL). A file:// base is valid (mirrors,
+    /// tests).
+    #[arg(long, env = "AFK_GIT_URL", hide_env_values = true)]
+    pub git_url: Option<String>,
+
+    /// T3 Code server base URL (required once the loop is armed with AFK_EXECUTOR=t3).
     #[arg(long, env = "AFK_T3_URL", hide_env_values = true)]
     pub t3_url: Option<String>,
     /// File holding the T3 token (else AFK_T3_TOKEN).
@@ -266,23 +296,69 @@ impl LoopArgs {
         }
     }
 
+    /// Which executor runs the agents (`afk_adapters::settings::executor_kind`).
+    ///
+    /// # Errors
+    /// `BadConfig` naming `AFK_EXECUTOR`.
+    pub fn executor_kind(&self) -> Result<Option<ExecutorKind>, BadConfig> {
+        settings::executor_kind(self.executor.as_deref(), some(&self.t3_url).is_some())
+            .map_err(BadConfig)
+    }
+
+    /// `AFK_LOCAL_DIR`, or its default (`BadConfig` when HOME is not set).
+    pub fn local_dir(&self) -> Result<std::path::PathBuf, BadConfig> {
+        match some(&self.local_dir) {
+            Some(dir) => Ok(dir.trim().into()),
+            None => afk_local::settings::default_dir(|k| std::env::var(k).ok())
+                .ok_or_else(|| BadConfig("AFK_LOCAL_DIR is not set, and neither is HOME".into())),
+        }
+    }
+
+    /// The local executor, checked (`afk_local::settings`).
+    ///
+    /// # Errors
+    /// `BadConfig` naming the setting that cannot be used.
+    pub fn local_executor(
+        &self,
+        github: &GitHubSettings,
+    ) -> Result<Box<dyn afk_loop::Executor>, BadConfig> {
+        let token = match &github.token {
+            Secret::File(path) => GitToken::File(path.clone()),
+            other => other
+                .read()
+                .ok()
+                .flatten()
+                .map_or(GitToken::None, GitToken::Value),
+        };
+        let config = afk_local::settings::LocalConfig {
+            agent: some(&self.local_agent),
+            dir: self.local_dir()?,
+            max_agents: some(&self.local_max_agents),
+            git_url: some(&self.git_url),
+            github_api_url: self.github_api_url.clone(),
+            github_web_url: github.web_url.clone(),
+            default_owner: github.default_owner.clone(),
+            token,
+        };
+        let executor = config.build(|k| std::env::var(k).ok()).map_err(BadConfig)?;
+        Ok(Box::new(executor))
+    }
+
     /// Everything an armed loop needs, checked.
     ///
     /// # Errors
     /// `BadConfig` naming the setting that is missing or unreadable.
     pub fn services(&self, deadline: Instant) -> Result<ServiceSettings, BadConfig> {
-        let t3_url = some(&self.t3_url).ok_or_else(|| {
+        let kind = self.executor_kind()?.ok_or_else(|| {
             BadConfig(
-                "AFK_T3_URL is required once the loop is armed (the allowlist is not empty)".into(),
+                "AFK_EXECUTOR is required once the loop is armed (the allowlist is not empty): set AFK_EXECUTOR=local to run agents on this machine, or AFK_EXECUTOR=t3 with AFK_T3_URL".into(),
             )
         })?;
         let github = self.github()?;
-        let t3_token = secret(self.t3_token_file.as_ref(), "AFK_T3_TOKEN")?;
-        if !t3_token.is_configured() {
-            return Err(BadConfig(
-                "a T3 token is required once the loop is armed: set AFK_T3_TOKEN or AFK_T3_TOKEN_FILE".into(),
-            ));
-        }
+        let executor = match kind {
+            ExecutorKind::Local => ExecutorSettings::Built(self.local_executor(&github)?),
+            ExecutorKind::T3 => ExecutorSettings::T3(self.t3()?),
+        };
         let ntfy = match some(&self.ntfy_url) {
             None => None,
             Some(url) => Some(NtfySettings {
@@ -297,15 +373,7 @@ impl LoopArgs {
         Ok(ServiceSettings {
             http: self.http(Some(deadline)),
             github,
-            t3: T3Settings {
-                web_url: some(&self.t3_web_url).unwrap_or_else(|| t3_url.clone()),
-                base_url: t3_url,
-                token: t3_token,
-                model: self.t3_model.clone(),
-                instance: self.t3_instance.clone(),
-                workspace_base: self.t3_workspace_base.clone(),
-                default_owner: self.github_owner.clone(),
-            },
+            executor,
             woodpecker: match some(&self.woodpecker_url) {
                 Some(url) => Some(WoodpeckerSettings {
                     url,
@@ -325,19 +393,30 @@ impl LoopArgs {
             ntfy,
         })
     }
-}
 
-/// Whether `owner` can be a GitHub user or organisation login: letters,
-/// digits and single hyphens, at most 39 characters (so never `.` or `..`,
-/// which would change the URL it is put in).
-fn owner_name_ok(owner: &str) -> bool {
-    !owner.is_empty()
-        && owner.len() <= 39
-        && owner
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        && !owner.starts_with('-')
-        && !owner.ends_with('-')
+    /// The T3 executor's settings.
+    fn t3(&self) -> Result<T3Settings, BadConfig> {
+        let t3_url = some(&self.t3_url).ok_or_else(|| {
+            BadConfig(
+                "AFK_T3_URL is required once the loop is armed with AFK_EXECUTOR=t3 (the allowlist is not empty)".into(),
+            )
+        })?;
+        let t3_token = secret(self.t3_token_file.as_ref(), "AFK_T3_TOKEN")?;
+        if !t3_token.is_configured() {
+            return Err(BadConfig(
+                "a T3 token is required once the loop is armed: set AFK_T3_TOKEN or AFK_T3_TOKEN_FILE".into(),
+            ));
+        }
+        Ok(T3Settings {
+            web_url: some(&self.t3_web_url).unwrap_or_else(|| t3_url.clone()),
+            base_url: t3_url,
+            token: t3_token,
+            model: self.t3_model.clone(),
+            instance: self.t3_instance.clone(),
+            workspace_base: self.t3_workspace_base.clone(),
+            default_owner: self.github_owner.clone(),
+        })
+    }
 }
 
 /// A setting that is set and not blank.
@@ -345,170 +424,127 @@ fn some(value: &Option<String>) -> Option<String> {
     value.clone().filter(|v| !v.trim().is_empty())
 }
 
-/// A secret's source; a value that holds a line break is a configuration
-/// error naming its key (never the value).
+/// A secret's source (`afk_adapters::settings::secret`), from this
+/// process's environment.
 fn secret(file: Option<&String>, env_name: &str) -> Result<Secret, BadConfig> {
-    let s = match file.map(|f| f.trim()).filter(|f| !f.is_empty()) {
-        Some(path) => Secret::File(path.into()),
-        None => Secret::from_settings(env_name, |k| std::env::var(k).ok()),
-    };
-    s.check_format()
-        .map_err(|why| BadConfig(format!("{env_name}: {why}")))?;
-    Ok(s)
+    settings::secret(file.map(String::as_str), env_name, |k| {
+        std::env::var(k).ok()
+    })
+    .map_err(BadConfig)
 }
 
-/// An optional service's secret: on only when it can be read and is not
-/// empty now (the manifests mount every key, empty ones included; an empty
-/// Slack webhook must switch Slack off, not fail every doorbell).
+/// An optional service's secret (`afk_adapters::settings::optional_secret`).
 fn optional_secret(file: Option<&String>, env_name: &str) -> Result<Option<Secret>, BadConfig> {
-    let s = secret(file, env_name)?;
-    Ok(matches!(s.read(), Ok(Some(_))).then_some(s))
+    settings::optional_secret(file.map(String::as_str), env_name, |k| {
+        std::env::var(k).ok()
+    })
+    .map_err(BadConfig)
 }
 
-/// The secrets read straight from the environment (never flags); their
-/// `*_FILE` variants are flags too.
-pub const SECRET_ENV_NAMES: &[&str] = &[
-    "AFK_GITHUB_TOKEN",
-    "AFK_T3_TOKEN",
-    "AFK_SLACK_WEBHOOK_URL",
-    "AFK_NTFY_TOKEN",
-    "AFK_WOODPECKER_TOKEN",
-];
+pub use afk_adapters::settings::SECRET_ENV_NAMES;
 
-fn list(text: &str) -> Vec<String> {
-    text.split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect()
-}
-
-/// Installs the log subscriber: JSON lines on stdout, or text.
-pub fn init_logs(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("AFK_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(ansi)
-        .with_writer(std::io::stdout);
-    // A second init (tests) is not an error worth failing on.
-    let _ = if format == "text" {
-        builder.with_target(false).try_init()
-    } else {
-        builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .with_span_list(false)
-            .try_init()
-    };
-}
-
-fn log_entries(report: &TickReport) {
-    for e in &report.entries {
-        // Absent fields are left out of the line, not logged empty.
-        let repo = e.repo.as_deref();
-        let thread = e.thread_id.as_deref();
-        let issue = e.issue;
-        match e.level {
-            Level::Info => {
-                tracing::info!(repo, issue, thread_id = thread, action = %e.action, "{}", e.message)
-            }
-            Level::Warn => {
-                tracing::warn!(repo, issue, thread_id = thread, action = %e.action, "{}", e.message)
-            }
-            Level::Error => {
-                tracing::error!(repo, issue, thread_id = thread, action = %e.action, "{}", e.message)
-            }
-        }
-    }
+/// A runtime for one command, with its logs installed; `None` (logged)
+/// when it cannot be built.
+fn runtime(log_format: &str) -> Option<tokio::runtime::Runtime> {
+    afk_adapters::services::init_logs(log_format);
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| tracing::error!(action = "start", "cannot start the async runtime: {e}"))
+        .ok()
 }
 
 /// The whole `main` of `afk-poller` and `afk-watcher`: logs, a runtime, one
 /// tick, the exit code.
 pub fn main(kind: TickKind, settings: &LoopArgs) -> u8 {
-    init_logs(&settings.log_format);
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::error!(action = "start", "cannot start the async runtime: {e}");
-            return exit::PARTIAL;
-        }
-    };
-    runtime.block_on(run(kind, settings))
+    runtime(&settings.log_format).map_or(exit::PARTIAL, |rt| rt.block_on(run(kind, settings)))
 }
 
 /// Runs one tick of `kind` and returns the exit code.
 pub async fn run(kind: TickKind, args: &LoopArgs) -> u8 {
     let started = Instant::now();
-    let config = match args.policy() {
+    let config = match args.policy().and_then(|c| args.executor_kind().map(|_| c)) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(action = "config", "{e}");
             return exit::BAD_INPUT;
         }
     };
-    let name = kind.as_str();
     let options = TickOptions {
         dry_run: args.dry_run,
         deadline: Some(SystemClock.now().plus_seconds(args.tick_deadline_seconds)),
     };
-    // A disabled tick needs no adapters at all: the shipped configuration
-    // runs with nothing else configured, and makes no request.
-    // Stopping is not disabled by the kill switch: it is what an operator
-    // reaches for when something runs away.
-    let disabled = match kind {
-        TickKind::Poll => poll_disabled(&config),
-        TickKind::Watch | TickKind::Stop(..) => watch_disabled(&config),
-    };
-    let (report, calls, remaining, budget) = if let Some(report) = disabled {
-        (report, 0, None, None)
-    } else {
-        let deadline = started + Duration::from_secs(args.tick_deadline_seconds);
-        let services = match args.services(deadline) {
-            Ok(settings) => match Services::build(settings) {
-                Ok(s) => s,
-                // The settings were valid; the environment (no in-cluster
-                // credentials, a TLS set-up failure) is what failed.
-                Err(e) => {
-                    tracing::error!(action = "start", "{e}");
-                    return exit::PARTIAL;
-                }
-            },
-            Err(e) => {
-                tracing::error!(action = "config", "{e}");
-                return exit::BAD_INPUT;
+    let deadline = started + Duration::from_secs(args.tick_deadline_seconds);
+    let settings = || args.services(deadline).map_err(|e| e.0);
+    match run_tick(&kind, &config, &options, settings).await {
+        Ok(tick) => {
+            log_tick(&kind, &tick, args.dry_run, started.elapsed());
+            if tick.report.failures().count() > 0 {
+                exit::PARTIAL
+            } else {
+                exit::OK
             }
-        };
-        let report = services.tick(&kind, &config, &options).await;
-        (
-            report,
-            services.api_calls(),
-            services.rate_limit_remaining(),
-            services.rate_budget(),
-        )
+        }
+        Err(TickStart::BadSettings(e)) => {
+            tracing::error!(action = "config", "{e}");
+            exit::BAD_INPUT
+        }
+        Err(TickStart::CannotStart(e)) => {
+            tracing::error!(action = "start", "{e}");
+            exit::PARTIAL
+        }
+    }
+}
+
+/// `afk loop`: the poll tick, then the watch tick, every `every`, in one
+/// process, with the CronJobs' code, settings, logs and exit codes per
+/// tick (`afk_adapters::services::serve_rounds`). One per `AFK_LOCAL_DIR`
+/// (a second refuses). SIGTERM or Ctrl-C lets the current tick finish (a
+/// second one abandons it) and leaves the agents running.
+///
+/// Returns the exit code: 0 once stopped, 2 on bad configuration or when
+/// another loop holds the directory (nothing was done), 1 when the loop
+/// could not start.
+pub fn run_loop(args: &LoopArgs, every: Duration) -> u8 {
+    runtime(&args.log_format).map_or(exit::PARTIAL, |rt| rt.block_on(looping(args, every)))
+}
+
+async fn looping(args: &LoopArgs, every: Duration) -> u8 {
+    // Bad settings are found before the first tick, not at every one.
+    let checked = args.policy().and_then(|config| {
+        args.executor_kind()?;
+        if poll_disabled(&config).is_none() || watch_disabled(&config).is_none() {
+            let deadline = Instant::now() + Duration::from_secs(args.tick_deadline_seconds);
+            args.services(deadline)?;
+        }
+        args.local_dir()
+    });
+    let held = checked.and_then(|dir| {
+        afk_local::settings::lock_loop(&dir)
+            .map(|lock| (dir, lock))
+            .map_err(BadConfig)
+    });
+    let (dir, _lock) = match held {
+        Ok(held) => held,
+        Err(e) => {
+            tracing::error!(action = "config", "{e}");
+            return exit::BAD_INPUT;
+        }
     };
-    log_entries(&report);
-    let failed = report.failures().count();
     tracing::info!(
-        action = "summary",
-        tick = name,
-        disabled = report.disabled,
-        dry_run = args.dry_run,
-        dispatched = report.dispatched.len(),
-        skipped = report.skipped,
-        failed,
-        duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-        api_calls = calls,
-        rate_limit_remaining = remaining,
-        graphql_cost = budget.map(|b| b.cost),
-        graphql_remaining = budget.map(|b| b.remaining),
-        graphql_reset = budget.and_then(|b| b.reset_at).map(|t| t.to_string()),
-        "{name} tick finished"
+        action = "start",
+        every_seconds = every.as_secs(),
+        local_dir = %dir.display(),
+        "afk loop started: a poll tick, then a watch tick, every {} s",
+        every.as_secs()
     );
-    if failed > 0 { exit::PARTIAL } else { exit::OK }
+    serve_rounds(every, |tick| async move {
+        let kind = match tick {
+            afk_adapters::rounds::Tick::Poll => TickKind::Poll,
+            afk_adapters::rounds::Tick::Watch => TickKind::Watch,
+        };
+        run(kind, args).await;
+    })
+    .await;
+    exit::OK
 }

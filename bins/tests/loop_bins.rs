@@ -1,6 +1,7 @@
 //! `afk-poller` and `afk-watcher` as an operator runs them: real processes,
 //! settings from the environment, JSON logs on stdout, exit codes — against
-//! the loopback simulator.
+//! the loopback simulator. This file is long because each setting an
+//! operator can get wrong has its case, and each binary its run.
 
 use std::process::Command;
 
@@ -181,7 +182,14 @@ async fn a_failing_repository_exits_1_and_bad_settings_exit_2() {
             "lots",
             "AFK_FIX_FORWARD_MAX_ATTEMPTS: cannot use",
         ),
-        ("AFK_T3_URL", "", "AFK_T3_URL is required"),
+        // No executor at all: the key to set is named.
+        ("AFK_T3_URL", "", "AFK_EXECUTOR is required"),
+        (
+            "AFK_EXECUTOR",
+            "kubernetes",
+            "AFK_EXECUTOR=kubernetes is not available",
+        ),
+        ("AFK_EXECUTOR", "ssh", "names no executor"),
         ("AFK_GITHUB_TOKEN", "", "a GitHub token is required"),
         (
             "AFK_ROLLOUT_TARGETS",
@@ -540,4 +548,97 @@ async fn a_slow_repository_fails_alone_and_the_deadline_holds() {
     // The deadline held (with room for process start and the dispatches'
     // writes, which are not cut short once started).
     assert!(took < std::time::Duration::from_secs(20), "took {took:?}");
+}
+
+/// The local executor's settings, as an operator gets them wrong: each is a
+/// configuration error naming its key (exit 2, nothing done), and a
+/// credential in a URL is never shown. An unknown executor is an error even
+/// while the loop is disabled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_local_executor_s_bad_settings_are_named() {
+    let w = World::new(&["infra"], &[]).await.unwrap();
+    w.ready("infra", 7, "", "alice");
+    let tmp = Scratch::new("local-settings");
+    let a_file = tmp.join("a-file");
+    std::fs::write(&a_file, "x").unwrap();
+    let mut env = armed(&w);
+    env.retain(|(k, _)| !k.starts_with("AFK_T3"));
+    env.extend([
+        ("AFK_EXECUTOR", "local".to_owned()),
+        ("AFK_LOCAL_AGENT", "sh".to_owned()),
+        ("AFK_LOCAL_DIR", tmp.join("local").display().to_string()),
+        ("HOME", tmp.display().to_string()),
+    ]);
+    let cases: Vec<(Vec<(&str, String)>, &str)> = vec![
+        (
+            vec![("AFK_LOCAL_AGENT", "no-such-agent-cli --fast".into())],
+            "AFK_LOCAL_AGENT=\"no-such-agent-cli --fast\": cannot find the agent program",
+        ),
+        (
+            vec![
+                ("AFK_LOCAL_AGENT", "claude".into()),
+                ("CLAUDE_BIN", "/nonexistent/claude".into()),
+            ],
+            "set CLAUDE_BIN",
+        ),
+        (
+            vec![("AFK_LOCAL_AGENT", "'unclosed".into())],
+            "AFK_LOCAL_AGENT \"'unclosed\": a quote is not closed",
+        ),
+        (
+            vec![("AFK_LOCAL_DIR", a_file.join("local").display().to_string())],
+            "AFK_LOCAL_DIR=",
+        ),
+        (
+            vec![("AFK_LOCAL_MAX_AGENTS", "0".into())],
+            "AFK_LOCAL_MAX_AGENTS=\"0\"",
+        ),
+        (
+            vec![(
+                "AFK_GIT_URL",
+                "https://x-access-token:hunter2@github.com".into(),
+            )],
+            "AFK_GIT_URL: it must not hold a user or a password",
+        ),
+        (
+            vec![("AFK_GIT_URL", "github.com".into())],
+            "AFK_GIT_URL: expected a URL",
+        ),
+    ];
+    for (extra, needle) in cases {
+        let mut e = env.clone();
+        e.retain(|(k, _)| !extra.iter().any(|(x, _)| x == k));
+        e.extend(extra.iter().cloned());
+        let before = w.requests().await;
+        let r = tokio::task::spawn_blocking(move || run("afk-poller", &e, &[]))
+            .await
+            .unwrap();
+        assert_eq!(r.code, 2, "{extra:?}: {}", r.stdout);
+        let said: Vec<&str> = r
+            .lines
+            .iter()
+            .filter_map(|l| l["message"].as_str())
+            .collect();
+        assert!(
+            said.iter().any(|m| m.contains(needle)),
+            "{extra:?}: {said:?}"
+        );
+        assert!(!r.stdout.contains("hunter2"), "{}", r.stdout);
+        assert_eq!(w.requests().await, before, "nothing was done");
+    }
+    // Disabled, an executor that does not exist is still an error.
+    let e = vec![("AFK_EXECUTOR", "kubernetes".to_owned())];
+    let r = tokio::task::spawn_blocking(move || run("afk-watcher", &e, &[]))
+        .await
+        .unwrap();
+    assert_eq!(r.code, 2, "{}", r.stdout);
+    assert!(r.stdout.contains("not available"), "{}", r.stdout);
+    // `afk loop` checks the same settings before its first tick.
+    let mut e = env.clone();
+    e.push(("AFK_LOCAL_MAX_AGENTS", "lots".into()));
+    let r = tokio::task::spawn_blocking(move || run("afk", &e, &["loop"]))
+        .await
+        .unwrap();
+    assert_eq!(r.code, 2, "{}", r.stdout);
+    assert!(r.stdout.contains("AFK_LOCAL_MAX_AGENTS"), "{}", r.stdout);
 }

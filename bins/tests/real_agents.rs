@@ -172,7 +172,7 @@ async fn afk(dir: &Path, env: &[(String, String)], args: &[&str]) -> Output {
 }
 
 /// Processes running `sleep 3600` in a directory under `dir`.
-fn sleepers_under(dir: &Path) -> Vec<u32> {
+pub(crate) fn sleepers_under(dir: &Path) -> Vec<u32> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let Some(pid) = entry

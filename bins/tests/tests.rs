@@ -15,5 +15,6 @@ mod policy_cli;
 mod processes;
 mod real_agents;
 mod real_gateway;
+mod real_loop;
 mod scratch;
 mod world;

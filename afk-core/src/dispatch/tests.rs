@@ -1,7 +1,8 @@
 //! The dispatch rules, checked: table-driven cases for each rule and its
 //! order, and property tests of the laws against an oracle written plainly
 //! from the module docs' rules, one issue at a time, calling nothing of the
-//! policy or its machinery.
+//! policy or its machinery. This file is long because every rule has its
+//! table of cases and its law.
 
 use proptest::prelude::*;
 

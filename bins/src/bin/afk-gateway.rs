@@ -80,7 +80,7 @@ struct Args {
 
 fn main() -> ExitCode {
     let a = Args::parse();
-    bins::loop_cmd::init_logs("json");
+    afk_adapters::services::init_logs("json");
     let raw = afk_gateway::settings::Raw {
         listen: a.listen,
         token: a.token,

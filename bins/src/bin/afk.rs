@@ -65,6 +65,22 @@ enum Command {
         #[command(flatten)]
         stop: Box<StopArgs>,
     },
+    /// Run the AFK loop on this machine: the poll tick, then the watch tick, every --every.
+    ///
+    /// The CronJobs (afk-poller, afk-watcher) in one process, with the same
+    /// settings (see afk-poller --help), logs and exit semantics per tick.
+    /// With AFK_EXECUTOR=local it is the whole product on one machine: a
+    /// GitHub token, an allowlist, the kill switch off, and an agent CLI.
+    /// One afk loop per AFK_LOCAL_DIR. SIGTERM or Ctrl-C finishes the
+    /// current tick (a second one abandons it) and leaves agents running:
+    /// the next afk loop picks them up; afk halt stops them.
+    Loop {
+        /// Time between rounds (e.g. 60s, 5m).
+        #[arg(long, default_value = "60s", value_parser = bins::campaign_cmd::parse_duration)]
+        every: std::time::Duration,
+        #[command(flatten)]
+        settings: Box<bins::loop_cmd::LoopArgs>,
+    },
     /// Run a campaign: work a markdown backlog with local agents.
     ///
     /// Each round takes up to --batch-size to-do rows (tier, then priority,
@@ -393,6 +409,9 @@ fn run(cli: Cli) -> Result<(String, u8), Error> {
             settings,
         } => runs(command, json, &settings),
         Command::Demo => demo(),
+        Command::Loop { every, settings } => {
+            Ok((String::new(), bins::loop_cmd::run_loop(&settings, every)))
+        }
         Command::Stop { run, stop } => {
             let target = stop_target(&run)?;
             let code = bins::loop_cmd::main(TickKind::Stop(target, stop.by), &stop.settings);
