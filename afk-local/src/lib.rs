@@ -29,6 +29,8 @@
 //! intent is recorded before its supervisor starts, a second supervisor of
 //! the same turn starts nothing, and the record is written whole or not at
 //! all. The I/O is [`host::Host`]'s; [`os::OsHost`] is the machine itself.
+//! What it relies on from git, the CLIs and Linux, with sources, is in
+//! `docs/contracts/local.md`.
 //! This file is long because each method says how it stays safe to repeat
 //! after a crash at any of its steps.
 

@@ -394,3 +394,47 @@ async fn a_second_loop_on_the_same_directory_refuses() {
     assert!(said.contains(&format!("pid {}", idle.id())), "{said}");
     stop(idle);
 }
+
+/// SIGTERM to `afk loop` leaves the agent running (its tree is its own);
+/// `afk halt` then stops it, whole, and hands the run to a human.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_loop_leaves_its_agent_running_and_afk_halt_stops_it() {
+    let Some(m) = machine("claude", "Wait for the system [sleep]").await else {
+        return;
+    };
+    let afk = m.start_loop(0);
+    m.wait("the agent's sleeps", |m| sleepers_under(&m.root).len() >= 2)
+        .await;
+    let sleeping = sleepers_under(&m.root);
+    stop(afk);
+    std::thread::sleep(Duration::from_millis(500));
+    for pid in &sleeping {
+        assert!(
+            !crate::processes::dead(*pid),
+            "the loop's stop killed its agent ({pid})"
+        );
+    }
+    let halt = Command::new(AFK)
+        .args(["halt", "--by", "ops"])
+        .env_clear()
+        .envs(m.env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&halt.stdout);
+    assert_eq!(halt.status.code(), Some(0), "{said}");
+    for pid in sleeping {
+        assert!(
+            crate::processes::dead(pid),
+            "process {pid} survived afk halt"
+        );
+    }
+    assert!(
+        m.world
+            .slack()
+            .iter()
+            .any(|s| s.contains("[STOPPED] infra#7 stopped by ops")),
+        "{:?}",
+        m.world.slack()
+    );
+    assert_eq!(m.world.labels("infra", 7), ["ready-for-human"]);
+}
