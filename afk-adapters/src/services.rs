@@ -70,8 +70,11 @@ pub struct NtfySettings {
 pub enum ExecutorSettings {
     /// A T3 Code server (`AFK_EXECUTOR=t3`), over the shared client.
     T3(T3Settings),
-    /// One built elsewhere (the local executor: it needs no HTTP client,
-    /// and this crate does not link it).
+    /// Kubernetes Jobs (`AFK_EXECUTOR=kubernetes`): the settings, checked,
+    /// and `AFK_K8S_NAMESPACE` when set; the client is built with the tick
+    /// (in a pod its service account, else `KUBECONFIG`).
+    Kubernetes(Box<afk_kube::KubeSettings>, Option<String>),
+    /// One built elsewhere (the local executor: it needs no HTTP client).
     Built(Box<dyn Executor>),
 }
 
@@ -79,6 +82,9 @@ impl std::fmt::Debug for ExecutorSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ExecutorSettings::T3(t3) => f.debug_tuple("T3").field(t3).finish(),
+            ExecutorSettings::Kubernetes(k, ns) => {
+                f.debug_tuple("Kubernetes").field(k).field(ns).finish()
+            }
             ExecutorSettings::Built(_) => f.write_str("Built(..)"),
         }
     }
@@ -125,11 +131,22 @@ impl Services {
     /// # Errors
     /// A message when the HTTP client or the in-cluster Kubernetes client
     /// cannot be built.
-    pub fn build(settings: ServiceSettings) -> Result<Services, String> {
+    pub async fn build(settings: ServiceSettings) -> Result<Services, String> {
         let http = Http::new(&settings.http).map_err(|e| e.to_string())?;
         let tracker = Arc::new(GitHubTracker::new(http.clone(), settings.github));
         let executor: Box<dyn Executor> = match settings.executor {
             ExecutorSettings::T3(t3) => Box::new(T3Executor::new(http.clone(), t3)),
+            ExecutorSettings::Kubernetes(kube, namespace) => {
+                let mut kube = *kube;
+                let cluster =
+                    afk_kube::api::KubeCluster::from_environment(namespace.as_deref()).await?;
+                kube.namespace = cluster.namespace().to_owned();
+                Box::new(afk_kube::KubeExecutor::new(
+                    cluster,
+                    kube,
+                    Arc::new(SystemClock),
+                ))
+            }
             ExecutorSettings::Built(e) => e,
         };
         let deploy = settings
@@ -283,6 +300,7 @@ pub async fn run_tick(
         });
     }
     let services = Services::build(settings().map_err(TickStart::BadSettings)?)
+        .await
         .map_err(TickStart::CannotStart)?;
     let report = services.tick(kind, config, options).await;
     Ok(TickRun {

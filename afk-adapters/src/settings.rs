@@ -3,7 +3,9 @@
 //! secret comes from, comma-separated lists. Each error names its setting
 //! and never shows a secret's value.
 
+use crate::github::GitHubSettings;
 use crate::http::Secret;
+use crate::services::ExecutorSettings;
 
 /// Which executor runs the agents (`AFK_EXECUTOR`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -12,6 +14,8 @@ pub enum ExecutorKind {
     T3,
     /// Processes on this machine.
     Local,
+    /// Jobs in a Kubernetes cluster.
+    Kubernetes,
 }
 
 /// `AFK_EXECUTOR`, else t3 when `AFK_T3_URL` is set; `None` when neither
@@ -27,14 +31,78 @@ pub fn executor_kind(
         None | Some("") => Ok(t3_url_set.then_some(ExecutorKind::T3)),
         Some("t3") => Ok(Some(ExecutorKind::T3)),
         Some("local") => Ok(Some(ExecutorKind::Local)),
-        Some("kubernetes") => Err(
-            "AFK_EXECUTOR=kubernetes is not available in this version yet (issue #24): use local or t3"
-                .into(),
-        ),
+        Some("kubernetes") => Ok(Some(ExecutorKind::Kubernetes)),
         Some(other) => Err(format!(
             "AFK_EXECUTOR={other:?} names no executor (expected t3, local or kubernetes)"
         )),
     }
+}
+
+/// The local executor's settings as the operator wrote them
+/// (`AFK_LOCAL_*`, `AFK_GIT_URL`).
+#[derive(Debug, Clone, Default)]
+pub struct LocalArgs {
+    /// `AFK_LOCAL_AGENT`.
+    pub agent: Option<String>,
+    /// `AFK_LOCAL_DIR`, resolved.
+    pub dir: std::path::PathBuf,
+    /// `AFK_LOCAL_MAX_AGENTS`.
+    pub max_agents: Option<String>,
+    /// `AFK_GIT_URL`.
+    pub git_url: Option<String>,
+}
+
+/// The local executor, checked (`afk_local::settings`); git gets the
+/// tracker's token (re-read from its file when it is one).
+///
+/// # Errors
+/// A message naming the setting that cannot be used.
+pub fn local_executor(
+    args: LocalArgs,
+    github: &GitHubSettings,
+) -> Result<ExecutorSettings, String> {
+    use afk_local::os::GitToken;
+    let token = match &github.token {
+        Secret::File(path) => GitToken::File(path.clone()),
+        other => other
+            .read()
+            .ok()
+            .flatten()
+            .map_or(GitToken::None, GitToken::Value),
+    };
+    let config = afk_local::settings::LocalConfig {
+        agent: args.agent,
+        dir: args.dir,
+        max_agents: args.max_agents,
+        git_url: args.git_url,
+        github_api_url: github.api_url.clone(),
+        github_web_url: github.web_url.clone(),
+        default_owner: github.default_owner.clone(),
+        token,
+    };
+    let executor = config.build(|k| std::env::var(k).ok())?;
+    Ok(ExecutorSettings::Built(Box::new(executor)))
+}
+
+/// The Kubernetes executor's settings, checked before anything runs (the
+/// pod template read and validated): `kube` holds `AFK_K8S_NAMESPACE`,
+/// `AFK_K8S_POD_TEMPLATE`, `AFK_K8S_START_TIMEOUT` and `AFK_GIT_URL`.
+///
+/// # Errors
+/// A message naming the setting that cannot be used.
+pub fn kube_executor(
+    mut kube: afk_kube::settings::KubeConfig,
+    github: &GitHubSettings,
+) -> Result<ExecutorSettings, String> {
+    let namespace = match kube.namespace.as_deref().map(str::trim) {
+        Some(ns) if !ns.is_empty() => Some(afk_kube::settings::check_namespace(ns)?),
+        _ => None,
+    };
+    kube.github_api_url.clone_from(&github.api_url);
+    kube.github_web_url.clone_from(&github.web_url);
+    kube.default_owner.clone_from(&github.default_owner);
+    let settings = kube.settings(namespace.as_deref().unwrap_or(""))?;
+    Ok(ExecutorSettings::Kubernetes(Box::new(settings), namespace))
 }
 
 /// Whether `owner` can be a GitHub user or organisation login: letters,
@@ -117,8 +185,10 @@ mod tests {
             Ok(Some(ExecutorKind::Local))
         );
         assert_eq!(executor_kind(Some("t3"), false), Ok(Some(ExecutorKind::T3)));
-        let k8s = executor_kind(Some("kubernetes"), false).unwrap_err();
-        assert!(k8s.contains("not available"), "{k8s}");
+        assert_eq!(
+            executor_kind(Some("Kubernetes"), true),
+            Ok(Some(ExecutorKind::Kubernetes))
+        );
         let other = executor_kind(Some("ssh"), true).unwrap_err();
         assert!(other.starts_with("AFK_EXECUTOR=\"ssh\""), "{other}");
     }

@@ -503,23 +503,15 @@ impl Host for OsHost {
         };
         let out = tail(&self.turn_file(thread, step, "out"), OUT_TAIL);
         let err = tail(&self.turn_file(thread, step, "err"), ERR_TAIL);
-        let reported_error = said::reported_error(&out);
-        let failed = ended.code != 0 || ended.stopped || reported_error;
-        let said = if failed {
-            said::failure(&out, &err)
-        } else {
-            said::denied(&out)
-        };
+        let ending = said::ending(ended.code == 0 && !ended.stopped, &out, &err);
         Ok(Observed {
             holder,
             end: Some(TurnEnd {
                 code: Some(ended.code),
                 stopped: ended.stopped,
-                reported_error,
-                said,
-                cost_micro_usd: said::cost(&out)
-                    .and_then(afk_core::Cost::from_usd)
-                    .map(|c| c.micro_usd),
+                reported_error: ending.reported_error,
+                said: ending.said,
+                cost_micro_usd: ending.cost.map(|c| c.micro_usd),
             }),
         })
     }

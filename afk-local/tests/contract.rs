@@ -24,8 +24,21 @@ impl ExecutorWorld for Machine {
 
     fn turns(&self, thread: &str) -> usize {
         // A turn counts once its agent started (each start is logged by
-        // the agent itself: a twin would show).
-        self.starts().iter().filter(|s| s.0 == thread).count()
+        // the agent itself: a twin would show). The agent runs detached:
+        // wait until every turn the record says was started has logged its
+        // start (on a loaded machine that takes a moment).
+        let started = self
+            .record(thread)
+            .turns
+            .iter()
+            .filter(|t| t.supervisor.is_some() || t.end.is_some())
+            .count();
+        let count = || self.starts().iter().filter(|s| s.0 == thread).count();
+        wait_for(
+            || count() >= started,
+            "every started agent to log its start",
+        );
+        count()
     }
 
     fn script(&self, thread: &str, status: ThreadStatus, _at: &str) {

@@ -113,6 +113,36 @@ pub fn cost(stdout: &str) -> Option<f64> {
         .filter(|c| c.is_finite() && *c >= 0.0)
 }
 
+/// How an agent's run ended, read from what it printed: the one reading
+/// both executors that run the CLIs themselves use (the local executor from
+/// its turn's files, the Kubernetes executor from its pod's log).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ending {
+    /// claude reported the run as an error, whatever its exit.
+    pub reported_error: bool,
+    /// What it said: its failure when the run failed, else the tools it was
+    /// denied, if any.
+    pub said: Option<String>,
+    /// What it reports the run cost.
+    pub cost: Option<afk_core::Cost>,
+}
+
+/// How a run ended: `exited_ok` is what the process's exit says (exit 0,
+/// not stopped); the CLI's own report can still make it a failure.
+pub fn ending(exited_ok: bool, stdout: &str, stderr: &str) -> Ending {
+    let reported_error = reported_error(stdout);
+    let said = if exited_ok && !reported_error {
+        denied(stdout)
+    } else {
+        failure(stdout, stderr)
+    };
+    Ending {
+        reported_error,
+        said,
+        cost: cost(stdout).and_then(afk_core::Cost::from_usd),
+    }
+}
+
 /// claude's `result` message in `stdout`, whichever output format it used.
 fn claude_result(stdout: &str) -> Option<Value> {
     let is_result = |v: &Value| v.get("type").and_then(Value::as_str) == Some("result");

@@ -17,13 +17,13 @@ use afk_adapters::rollout::RolloutTargets;
 pub use afk_adapters::services::TickKind;
 use afk_adapters::services::{ExecutorSettings, NtfySettings, ServiceSettings, SystemClock};
 use afk_adapters::services::{TickStart, log_tick, run_tick, serve_rounds};
-use afk_adapters::settings::{self, ExecutorKind, list, owner_name_ok};
+use afk_adapters::settings::{self, ExecutorKind, LocalArgs, list, owner_name_ok};
 use afk_adapters::t3::T3Settings;
 use afk_adapters::woodpecker::WoodpeckerSettings;
 use afk_core::Config;
 use afk_loop::{Clock, TickOptions, poll_disabled, watch_disabled};
 
-use afk_local::os::GitToken;
+use afk_kube::settings::KubeConfig;
 
 use crate::exit;
 
@@ -102,7 +102,7 @@ pub struct LoopArgs {
     pub trusted_bots: String,
 
     /// Where agents run: t3 (a T3 Code server), local (processes on this
-    /// machine) or kubernetes (not available yet). Default: t3 when
+    /// machine) or kubernetes (a Job per turn). Default: t3 when
     /// AFK_T3_URL is set; an armed loop without either is an error.
     #[arg(long, env = "AFK_EXECUTOR", hide_env_values = true)]
     pub executor: Option<String>,
@@ -126,6 +126,15 @@ pub struct LoopArgs {
     #[arg(long, env = "AFK_GIT_URL", hide_env_values = true)]
     pub git_url: Option<String>,
 
+    /// The agents' namespace. Default: the configuration's (in a pod, its own).
+    #[arg(long, env = "AFK_K8S_NAMESPACE", hide_env_values = true)]
+    pub k8s_namespace: Option<String>,
+    /// The pod template (YAML) every agent's Job is built from (required with kubernetes).
+    #[arg(long, env = "AFK_K8S_POD_TEMPLATE", hide_env_values = true)]
+    pub k8s_pod_template: Option<String>,
+    /// An agent's pod that has not started after this long is an error. Default: 10m.
+    #[arg(long, env = "AFK_K8S_START_TIMEOUT", hide_env_values = true)]
+    pub k8s_start_timeout: Option<String>,
     /// T3 Code server base URL (required once the loop is armed with AFK_EXECUTOR=t3).
     #[arg(long, env = "AFK_T3_URL", hide_env_values = true)]
     pub t3_url: Option<String>,
@@ -314,36 +323,6 @@ impl LoopArgs {
         }
     }
 
-    /// The local executor, checked (`afk_local::settings`).
-    ///
-    /// # Errors
-    /// `BadConfig` naming the setting that cannot be used.
-    pub fn local_executor(
-        &self,
-        github: &GitHubSettings,
-    ) -> Result<Box<dyn afk_loop::Executor>, BadConfig> {
-        let token = match &github.token {
-            Secret::File(path) => GitToken::File(path.clone()),
-            other => other
-                .read()
-                .ok()
-                .flatten()
-                .map_or(GitToken::None, GitToken::Value),
-        };
-        let config = afk_local::settings::LocalConfig {
-            agent: some(&self.local_agent),
-            dir: self.local_dir()?,
-            max_agents: some(&self.local_max_agents),
-            git_url: some(&self.git_url),
-            github_api_url: self.github_api_url.clone(),
-            github_web_url: github.web_url.clone(),
-            default_owner: github.default_owner.clone(),
-            token,
-        };
-        let executor = config.build(|k| std::env::var(k).ok()).map_err(BadConfig)?;
-        Ok(Box::new(executor))
-    }
-
     /// Everything an armed loop needs, checked.
     ///
     /// # Errors
@@ -356,7 +335,28 @@ impl LoopArgs {
         })?;
         let github = self.github()?;
         let executor = match kind {
-            ExecutorKind::Local => ExecutorSettings::Built(self.local_executor(&github)?),
+            ExecutorKind::Local => settings::local_executor(
+                LocalArgs {
+                    agent: some(&self.local_agent),
+                    dir: self.local_dir()?,
+                    max_agents: some(&self.local_max_agents),
+                    git_url: some(&self.git_url),
+                },
+                &github,
+            )
+            .map_err(BadConfig)?,
+            ExecutorKind::Kubernetes => settings::kube_executor(
+                KubeConfig {
+                    namespace: some(&self.k8s_namespace),
+                    pod_template: some(&self.k8s_pod_template),
+                    start_timeout: some(&self.k8s_start_timeout),
+                    git_url: some(&self.git_url),
+                    deadline_seconds: self.policy()?.prepush_max_seconds,
+                    ..KubeConfig::default()
+                },
+                &github,
+            )
+            .map_err(BadConfig)?,
             ExecutorKind::T3 => ExecutorSettings::T3(self.t3()?),
         };
         let ntfy = match some(&self.ntfy_url) {

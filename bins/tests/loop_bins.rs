@@ -187,7 +187,7 @@ async fn a_failing_repository_exits_1_and_bad_settings_exit_2() {
         (
             "AFK_EXECUTOR",
             "kubernetes",
-            "AFK_EXECUTOR=kubernetes is not available",
+            "AFK_K8S_POD_TEMPLATE is not set",
         ),
         ("AFK_EXECUTOR", "ssh", "names no executor"),
         ("AFK_GITHUB_TOKEN", "", "a GitHub token is required"),
@@ -627,12 +627,12 @@ async fn the_local_executor_s_bad_settings_are_named() {
         assert_eq!(w.requests().await, before, "nothing was done");
     }
     // Disabled, an executor that does not exist is still an error.
-    let e = vec![("AFK_EXECUTOR", "kubernetes".to_owned())];
+    let e = vec![("AFK_EXECUTOR", "k8s".to_owned())];
     let r = tokio::task::spawn_blocking(move || run("afk-watcher", &e, &[]))
         .await
         .unwrap();
     assert_eq!(r.code, 2, "{}", r.stdout);
-    assert!(r.stdout.contains("not available"), "{}", r.stdout);
+    assert!(r.stdout.contains("names no executor"), "{}", r.stdout);
     // `afk loop` checks the same settings before its first tick.
     let mut e = env.clone();
     e.push(("AFK_LOCAL_MAX_AGENTS", "lots".into()));

@@ -1,0 +1,230 @@
+//! [`Cluster`] over a Kubernetes API server, through kube-rs: the
+//! service account's credentials in a pod, else `KUBECONFIG` (kube's
+//! standard resolution, [`kube::Client::try_default`]).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use afk_core::ports::{PortError, PortResult};
+use async_trait::async_trait;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use kube::api::{Api, DeleteParams, ListParams, LogParams, Patch, PatchParams, PostParams};
+
+use crate::cluster::{Cluster, Made};
+
+/// The cluster through kube-rs, in one namespace.
+pub struct KubeCluster {
+    jobs: Api<Job>,
+    pods: Api<Pod>,
+    maps: Api<ConfigMap>,
+    namespace: String,
+    calls: AtomicU64,
+}
+
+impl std::fmt::Debug for KubeCluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubeCluster")
+            .field("namespace", &self.namespace)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A kube error as the port's: 404 not found, 409 handled by the caller,
+/// 429 rate limited, 5xx and the network transient, the rest (401, 403
+/// forbidden: the Role lacks a verb; 422 invalid) permanent, with
+/// Kubernetes' own message.
+fn port_error(what: &str, e: kube::Error) -> PortError {
+    match e {
+        kube::Error::Api(status) => {
+            let message = format!(
+                "{what}: {} ({} {})",
+                status.message, status.code, status.reason
+            );
+            match status.code {
+                404 => PortError::NotFound { what: message },
+                429 => PortError::RateLimited { retry_after: None },
+                code if code >= 500 => PortError::Transient { message },
+                _ => PortError::Permanent { message },
+            }
+        }
+        other => PortError::Transient {
+            message: format!("{what}: {other}"),
+        },
+    }
+}
+
+fn status_code(e: &kube::Error) -> Option<u16> {
+    match e {
+        kube::Error::Api(status) => Some(status.code),
+        _ => None,
+    }
+}
+
+/// Makes a configuration fit for a tick: no retries inside a call (kube's
+/// default retries 429, 503 and 504 up to 15 times and sleeps as long as
+/// the server's `Retry-After` asks, past any tick's deadline); the port
+/// reports them and the next tick tries again. A call that hangs is cut
+/// after 30 seconds.
+pub fn bounded(config: &mut kube::Config) {
+    config.default_retry = false;
+    config.connect_timeout = Some(std::time::Duration::from_secs(10));
+    config.read_timeout = Some(std::time::Duration::from_secs(30));
+    config.write_timeout = Some(std::time::Duration::from_secs(30));
+}
+
+impl KubeCluster {
+    /// The cluster `client` reaches, in `namespace`.
+    pub fn new(client: kube::Client, namespace: &str) -> Self {
+        KubeCluster {
+            jobs: Api::namespaced(client.clone(), namespace),
+            pods: Api::namespaced(client.clone(), namespace),
+            maps: Api::namespaced(client, namespace),
+            namespace: namespace.to_owned(),
+            calls: AtomicU64::new(0),
+        }
+    }
+
+    /// The cluster this process is configured for: in a pod its service
+    /// account, else `KUBECONFIG` (or `~/.kube/config`); and the namespace:
+    /// `namespace` when given, else the configuration's (in a pod, its
+    /// own).
+    ///
+    /// # Errors
+    /// No configuration found, or one that does not read; in words.
+    pub async fn from_environment(namespace: Option<&str>) -> Result<Self, String> {
+        let mut config = kube::Config::infer()
+            .await
+            .map_err(|e| format!("no Kubernetes configuration (in-cluster or KUBECONFIG): {e}"))?;
+        bounded(&mut config);
+        let namespace = namespace
+            .map(str::to_owned)
+            .unwrap_or_else(|| config.default_namespace.clone());
+        let client = kube::Client::try_from(config)
+            .map_err(|e| format!("the Kubernetes client cannot be built: {e}"))?;
+        Ok(Self::new(client, &namespace))
+    }
+
+    /// The namespace it works in.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    fn count(&self) {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[async_trait]
+impl Cluster for KubeCluster {
+    async fn list_jobs(&self, selector: &str) -> PortResult<Vec<Job>> {
+        self.count();
+        let list = self
+            .jobs
+            .list(&ListParams::default().labels(selector))
+            .await
+            .map_err(|e| port_error("listing Jobs", e))?;
+        Ok(list.items)
+    }
+
+    async fn list_pods(&self, selector: &str) -> PortResult<Vec<Pod>> {
+        self.count();
+        let list = self
+            .pods
+            .list(&ListParams::default().labels(selector))
+            .await
+            .map_err(|e| port_error("listing pods", e))?;
+        Ok(list.items)
+    }
+
+    async fn get_job(&self, name: &str) -> PortResult<Option<Job>> {
+        self.count();
+        match self.jobs.get(name).await {
+            Ok(job) => Ok(Some(job)),
+            Err(e) if status_code(&e) == Some(404) => Ok(None),
+            Err(e) => Err(port_error(&format!("reading Job {name}"), e)),
+        }
+    }
+
+    async fn create_job(&self, job: &Job) -> PortResult<Made<Job>> {
+        self.count();
+        match self.jobs.create(&PostParams::default(), job).await {
+            Ok(job) => Ok(Made::Created(job)),
+            Err(e) if status_code(&e) == Some(409) => Ok(Made::Exists),
+            Err(e) => Err(port_error("creating a Job", e)),
+        }
+    }
+
+    async fn get_config_map(&self, name: &str) -> PortResult<Option<ConfigMap>> {
+        self.count();
+        match self.maps.get(name).await {
+            Ok(map) => Ok(Some(map)),
+            Err(e) if status_code(&e) == Some(404) => Ok(None),
+            Err(e) => Err(port_error(&format!("reading ConfigMap {name}"), e)),
+        }
+    }
+
+    async fn create_config_map(&self, map: &ConfigMap) -> PortResult<Made<ConfigMap>> {
+        self.count();
+        match self.maps.create(&PostParams::default(), map).await {
+            Ok(map) => Ok(Made::Created(map)),
+            Err(e) if status_code(&e) == Some(409) => Ok(Made::Exists),
+            Err(e) => Err(port_error("creating the prompt's ConfigMap", e)),
+        }
+    }
+
+    async fn patch_job(&self, name: &str, patch: &serde_json::Value) -> PortResult<()> {
+        self.count();
+        self.jobs
+            .patch(name, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+            .map(drop)
+            .map_err(|e| port_error(&format!("updating Job {name}"), e))
+    }
+
+    async fn patch_config_map(&self, name: &str, patch: &serde_json::Value) -> PortResult<()> {
+        self.count();
+        self.maps
+            .patch(name, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+            .map(drop)
+            .map_err(|e| port_error(&format!("updating ConfigMap {name}"), e))
+    }
+
+    async fn pod_log(
+        &self,
+        pod: &str,
+        container: &str,
+        tail_lines: i64,
+        limit_bytes: i64,
+    ) -> PortResult<Option<String>> {
+        self.count();
+        let params = LogParams {
+            container: Some(container.to_owned()),
+            tail_lines: Some(tail_lines),
+            limit_bytes: Some(limit_bytes),
+            ..LogParams::default()
+        };
+        match self.pods.logs(pod, &params).await {
+            Ok(text) => Ok(Some(text)),
+            // 400: the container is not there (yet); 404: the pod is gone.
+            Err(e) if matches!(status_code(&e), Some(400 | 404)) => Ok(None),
+            Err(e) => Err(port_error(&format!("reading pod {pod}'s log"), e)),
+        }
+    }
+
+    async fn delete_job(&self, name: &str) -> PortResult<()> {
+        self.count();
+        // Background: the Job goes now and the garbage collector takes its
+        // pods (and the prompt's ConfigMap); without a policy the API
+        // orphans the pods, which run on.
+        match self.jobs.delete(name, &DeleteParams::background()).await {
+            Ok(_) => Ok(()),
+            Err(e) if status_code(&e) == Some(404) => Ok(()),
+            Err(e) => Err(port_error(&format!("deleting Job {name}"), e)),
+        }
+    }
+
+    fn api_calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,608 @@
+//! The loop's Kubernetes executor (`AFK_EXECUTOR=kubernetes`): every agent
+//! turn is a Job in the operator's namespace, so agents spread over the
+//! cluster with its scheduling, quotas and cleanup.
+//!
+//! - A **thread** is the set of Jobs labelled with its id ([`job::THREAD`]);
+//!   the id is a UUID derived from `(repository, issue, attempt)`, so a
+//!   repeated dispatch finds it.
+//! - A **turn** is one Job ([`job::job`]), built from the operator's pod
+//!   template, named from `(repository, issue, attempt, step)` so a repeated
+//!   create answers `AlreadyExists` and is accepted only when the Job's
+//!   labels say it is this turn's. Its prompt is in a ConfigMap the Job owns
+//!   (collected with it), mounted, and given to the agent on standard input.
+//!   `backoffLimit: 0`: a turn is never re-run blindly. A fix-forward turn is
+//!   a new Job on the same branch.
+//! - **Liveness** is the Job's ([`state::turn_state`]), read with two lists
+//!   per tick (Jobs and pods, by label), whatever the number of runs. When a
+//!   watched turn has just ended, its pod's log is read once (what the agent
+//!   said, what it cost, through the same parsing as the local executor) and
+//!   kept on the Job as an annotation ([`job::OUTCOME`]), before the pod goes.
+//!   A turn whose pod never starts within `AFK_K8S_START_TIMEOUT` is an
+//!   error with Kubernetes' reason, and its Job is suspended so that it
+//!   cannot start later beside the next turn.
+//! - **Stop** deletes the thread's unfinished Jobs with `propagationPolicy:
+//!   Background` (without it the API orphans their pods, which run on) and
+//!   marks what is left as stopped: no turn is sent to it again.
+//!
+//! The I/O is [`cluster::Cluster`]'s; [`api::KubeCluster`] is the API
+//! server through kube-rs. What it relies on from Kubernetes, with sources,
+//! is in `docs/contracts/kubernetes.md`.
+
+pub mod api;
+pub mod cluster;
+pub mod job;
+pub mod settings;
+pub mod state;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use afk_core::ports::{
+    ExecutorSnapshot, PortError, PortResult, ProjectInfo, ThreadInfo, ThreadSpec, WatchedThread,
+};
+use afk_core::{Cost, ThreadStatus, Timestamp};
+use afk_loop::ports::{Clock, Executor};
+use afk_process::runtime::{Runtime, Turn};
+use async_trait::async_trait;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use serde::{Deserialize, Serialize};
+
+use crate::cluster::{Cluster, Made};
+use crate::job::{JobSettings, TurnSpec};
+use crate::state::TurnState;
+
+/// What the Kubernetes executor is configured with.
+#[derive(Debug, Clone)]
+pub struct KubeSettings {
+    /// The namespace (`AFK_K8S_NAMESPACE`), for what it shows humans.
+    pub namespace: String,
+    /// The Job every turn is built from.
+    pub job: JobSettings,
+    /// `AFK_K8S_START_TIMEOUT`, in seconds.
+    pub start_timeout_seconds: i64,
+    /// The agent a container without a `command` runs.
+    pub runtime: Runtime,
+    /// The base of clone URLs (`AFK_GIT_URL`, else the tracker's web URL).
+    pub git_base: String,
+    /// The owner of bare repository names.
+    pub default_owner: Option<String>,
+}
+
+/// How much of a finished pod's log is read: claude's report is its last
+/// line.
+const LOG_LINES: i64 = 200;
+const LOG_BYTES: i64 = 1 << 20;
+
+/// How a finished turn ended, as the executor read it once (kept on the
+/// Job in the [`job::OUTCOME`] annotation).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Outcome {
+    /// The turn succeeded.
+    pub ok: bool,
+    /// Kubernetes' reason, when the Job failed or never started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub why: Option<String>,
+    /// What the agent said (its failure, or the tools it was denied).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub said: Option<String>,
+    /// What the agent reports the turn cost, in millionths of a dollar.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_micro_usd: Option<u64>,
+}
+
+/// The Kubernetes executor over a [`Cluster`].
+pub struct KubeExecutor<C> {
+    cluster: C,
+    settings: KubeSettings,
+    clock: Arc<dyn Clock>,
+    calls: AtomicU64,
+}
+
+impl<C> std::fmt::Debug for KubeExecutor<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubeExecutor")
+            .field("namespace", &self.settings.namespace)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The namespace of Kubernetes thread ids (UUID v5).
+const NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6166_6b2d_6b75_6265_2d74_6872_6561_6473);
+
+fn permanent(message: impl Into<String>) -> PortError {
+    PortError::Permanent {
+        message: message.into(),
+    }
+}
+
+fn transient(message: impl Into<String>) -> PortError {
+    PortError::Transient {
+        message: message.into(),
+    }
+}
+
+fn label<'a>(job: &'a Job, key: &str) -> Option<&'a str> {
+    job.metadata.labels.as_ref()?.get(key).map(String::as_str)
+}
+
+fn annotation<'a>(job: &'a Job, key: &str) -> Option<&'a str> {
+    job.metadata
+        .annotations
+        .as_ref()?
+        .get(key)
+        .map(String::as_str)
+}
+
+fn step_of(job: &Job) -> Option<u32> {
+    label(job, job::STEP)?.parse().ok()
+}
+
+/// The outcome afk recorded on the Job; an annotation that does not read
+/// (edited by hand) counts as not recorded and is read again.
+fn outcome_of(job: &Job) -> Option<Outcome> {
+    serde_json::from_str(annotation(job, job::OUTCOME)?).ok()
+}
+
+fn name_of(job: &Job) -> &str {
+    job.metadata.name.as_deref().unwrap_or("")
+}
+
+/// The pods of `job`, newest first.
+fn pods_of<'a>(job: &Job, pods: &'a [Pod]) -> Vec<&'a Pod> {
+    let uid = job.metadata.uid.as_deref();
+    let mut mine: Vec<&Pod> = pods
+        .iter()
+        .filter(|p| {
+            p.metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .any(|o| o.kind == "Job" && Some(o.uid.as_str()) == uid)
+        })
+        .collect();
+    mine.sort_by(|a, b| {
+        b.metadata
+            .creation_timestamp
+            .cmp(&a.metadata.creation_timestamp)
+    });
+    mine
+}
+
+/// Whether Kubernetes says the Job ended (`Complete` or `Failed`).
+fn ended(job: &Job) -> bool {
+    matches!(
+        state::turn_state(job, &[], 0, i64::MAX),
+        TurnState::Succeeded | TurnState::Failed(_)
+    )
+}
+
+/// A thread's Jobs by step, as listed.
+fn by_thread(jobs: Vec<Job>) -> BTreeMap<String, BTreeMap<u32, Job>> {
+    let mut threads: BTreeMap<String, BTreeMap<u32, Job>> = BTreeMap::new();
+    for job in jobs {
+        let (Some(thread), Some(step)) =
+            (label(&job, job::THREAD).map(str::to_owned), step_of(&job))
+        else {
+            continue;
+        };
+        threads.entry(thread).or_default().insert(step, job);
+    }
+    threads
+}
+
+impl<C: Cluster> KubeExecutor<C> {
+    /// A Kubernetes executor.
+    pub fn new(cluster: C, settings: KubeSettings, clock: Arc<dyn Clock>) -> Self {
+        KubeExecutor {
+            cluster,
+            settings,
+            clock,
+            calls: AtomicU64::new(0),
+        }
+    }
+
+    /// The cluster it runs on.
+    pub fn cluster(&self) -> &C {
+        &self.cluster
+    }
+
+    fn count(&self) {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn age_seconds(&self, job: &Job) -> i64 {
+        let now = self.clock.now().unix_seconds();
+        job.metadata
+            .creation_timestamp
+            .as_ref()
+            .map_or(0, |t| now.saturating_sub(t.0.as_second()))
+    }
+
+    /// Where a turn stands: what afk recorded of its end, else the rule.
+    fn state(&self, job: &Job, pods: &[Pod]) -> TurnState {
+        if let Some(o) = outcome_of(job) {
+            return if o.ok {
+                TurnState::Succeeded
+            } else {
+                TurnState::Failed(o.why.unwrap_or_default())
+            };
+        }
+        state::turn_state(
+            job,
+            &pods_of(job, pods),
+            self.age_seconds(job),
+            self.settings.start_timeout_seconds,
+        )
+    }
+
+    /// Reads how a turn that just ended went (its pod's log), keeps it on
+    /// the Job, and returns it. A turn that never started is suspended in
+    /// the same patch, so that its pod cannot start after afk moved on.
+    async fn settle(&self, job: &Job, pods: &[Pod], state: &TurnState) -> PortResult<Outcome> {
+        let container = job::agent_container(&self.settings.job.template);
+        let log = match (state, pods_of(job, pods).first()) {
+            (TurnState::NeverStarted(_), _) | (_, None) => None,
+            (_, Some(pod)) => {
+                self.cluster
+                    .pod_log(
+                        pod.metadata.name.as_deref().unwrap_or(""),
+                        &container,
+                        LOG_LINES,
+                        LOG_BYTES,
+                    )
+                    .await?
+            }
+        };
+        let log = log.unwrap_or_default();
+        let ending = afk_process::said::ending(matches!(state, TurnState::Succeeded), &log, "");
+        let why = match state {
+            TurnState::Failed(w) | TurnState::NeverStarted(w) => Some(w.clone()),
+            TurnState::Running | TurnState::Succeeded => None,
+        };
+        let outcome = Outcome {
+            ok: matches!(state, TurnState::Succeeded) && !ending.reported_error,
+            why,
+            said: ending.said,
+            cost_micro_usd: ending.cost.map(|c| c.micro_usd),
+        };
+        let text = serde_json::to_string(&outcome).unwrap_or_default();
+        let mut patch = serde_json::json!({"metadata": {"annotations": {job::OUTCOME: text}}});
+        if matches!(state, TurnState::NeverStarted(_)) {
+            patch["spec"] = serde_json::json!({"suspend": true});
+        }
+        self.cluster.patch_job(name_of(job), &patch).await?;
+        Ok(outcome)
+    }
+
+    fn turn(
+        &self,
+        spec: &ThreadSpec,
+        thread: &str,
+        step: u32,
+        prompt: &str,
+    ) -> PortResult<TurnSpec> {
+        let (owner, name) =
+            afk_local::canonical_repo(&spec.repo, self.settings.default_owner.as_deref())
+                .map_err(permanent)?;
+        let session =
+            uuid::Uuid::new_v5(&NAMESPACE, format!("{thread}/{step}").as_bytes()).to_string();
+        Ok(TurnSpec {
+            thread: thread.to_owned(),
+            repo: format!("{owner}/{name}"),
+            issue: spec.issue,
+            attempt: spec.attempt,
+            step,
+            branch: spec.branch.clone(),
+            clone_url: afk_local::clone_url(&self.settings.git_base, &owner, &name),
+            prompt: prompt.to_owned(),
+            // Each turn is a fresh pod: no session to resume.
+            agent_argv: self.settings.runtime.turn_argv(Turn::First(&session)),
+        })
+    }
+
+    /// Creates the turn's prompt and Job, or accepts what a repeat finds of
+    /// them when it is this turn's; then makes the Job the prompt's owner.
+    /// The prompt first: the pod never waits for its mount, so the start
+    /// timeout measures only the cluster. A crash between the two leaves a
+    /// prompt without a Job, which the repeat uses.
+    async fn start(&self, turn: &TurnSpec) -> PortResult<()> {
+        let name = job::job_name(turn);
+        let map = match self
+            .cluster
+            .create_config_map(&job::prompt_map(turn))
+            .await?
+        {
+            Made::Created(map) => map,
+            Made::Exists => match self.cluster.get_config_map(&name).await? {
+                Some(map) if job::is_turns_map(&map, turn, None) => map,
+                Some(_) => {
+                    return Err(permanent(format!(
+                        "a ConfigMap named {name} exists and is not this turn's prompt; afk does not touch it"
+                    )));
+                }
+                None => {
+                    return Err(transient(format!(
+                        "ConfigMap {name} was there and is gone; the turn is started again next tick"
+                    )));
+                }
+            },
+        };
+        let uid = match self
+            .cluster
+            .create_job(&job::job(turn, &self.settings.job))
+            .await?
+        {
+            Made::Created(job) => job.metadata.uid,
+            Made::Exists => {
+                let Some(found) = self.cluster.get_job(&name).await? else {
+                    return Err(transient(format!(
+                        "Job {name} was there and is gone; the turn is started again next tick"
+                    )));
+                };
+                if !job::is_turns(found.metadata.labels.as_ref(), turn) {
+                    return Err(permanent(format!(
+                        "a Job named {name} exists and its labels say it is not this turn's \
+                         (thread {}, step {}); afk does not touch it",
+                        turn.thread, turn.step
+                    )));
+                }
+                found.metadata.uid
+            }
+        };
+        let Some(uid) = uid else {
+            return Err(transient(format!("Job {name} has no uid yet")));
+        };
+        if !job::is_turns_map(&map, turn, Some(&uid)) {
+            return Err(permanent(format!(
+                "ConfigMap {name} is owned by another Job; afk does not touch it"
+            )));
+        }
+        if !job::is_owned_by(&map, &uid) {
+            self.cluster
+                .patch_config_map(&name, &job::owner_patch(turn, &uid))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The thread's Jobs by step, read now.
+    async fn jobs_of(&self, thread: &str) -> PortResult<BTreeMap<u32, Job>> {
+        if uuid::Uuid::parse_str(thread).is_err() {
+            return Ok(BTreeMap::new());
+        }
+        let jobs = self
+            .cluster
+            .list_jobs(&job::thread_selector(thread))
+            .await?;
+        Ok(by_thread(jobs).remove(thread).unwrap_or_default())
+    }
+
+    /// The spec a later turn of an existing thread is built from.
+    fn spec_of(job: &Job, thread: &str) -> PortResult<ThreadSpec> {
+        let broken = || {
+            permanent(format!(
+                "thread {thread}'s Jobs lack afk's labels; afk does not guess"
+            ))
+        };
+        Ok(ThreadSpec {
+            repo: annotation(job, job::REPO).ok_or_else(broken)?.to_owned(),
+            issue: label(job, job::ISSUE)
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(broken)?,
+            attempt: label(job, job::ATTEMPT)
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(broken)?,
+            title: String::new(),
+            branch: annotation(job, job::BRANCH).ok_or_else(broken)?.to_owned(),
+            prompt: String::new(),
+            created_at: Timestamp::from_unix_seconds(0).ok_or_else(broken)?,
+        })
+    }
+}
+
+#[async_trait]
+impl<C: Cluster> Executor for KubeExecutor<C> {
+    fn thread_id(&self, repo: &str, issue: u64, attempt: u32) -> String {
+        let canonical = afk_local::canonical_repo(repo, self.settings.default_owner.as_deref())
+            .map_or_else(|_| repo.to_ascii_lowercase(), |(o, n)| format!("{o}/{n}"));
+        uuid::Uuid::new_v5(
+            &NAMESPACE,
+            format!("kubernetes:{canonical}#{issue}/{attempt}").as_bytes(),
+        )
+        .to_string()
+    }
+
+    async fn snapshot(&self, watched: &[WatchedThread]) -> PortResult<ExecutorSnapshot> {
+        self.count();
+        let selector = job::owned_selector();
+        let jobs = self.cluster.list_jobs(&selector).await?;
+        let pods = self.cluster.list_pods(&selector).await?;
+        let mut threads = BTreeMap::new();
+        let mut projects: BTreeMap<String, ProjectInfo> = BTreeMap::new();
+        for (id, turns) in by_thread(jobs) {
+            let Some(latest) = turns.values().next_back() else {
+                continue;
+            };
+            let mut state = self.state(latest, &pods);
+            let mut latest_outcome = outcome_of(latest);
+            let is_watched = watched.iter().any(|w| w.thread_id == id);
+            if state.is_final() && latest_outcome.is_none() && is_watched {
+                latest_outcome = Some(self.settle(latest, &pods, &state).await?);
+            }
+            if let Some(o) = &latest_outcome {
+                state = if o.ok {
+                    TurnState::Succeeded
+                } else {
+                    TurnState::Failed(o.why.clone().unwrap_or_default())
+                };
+            }
+            let status = match state {
+                TurnState::Running => ThreadStatus::Running,
+                TurnState::Succeeded => ThreadStatus::Idle,
+                TurnState::Failed(_) | TurnState::NeverStarted(_) => ThreadStatus::Error,
+            };
+            let said = match (&state, &latest_outcome) {
+                (TurnState::Succeeded, Some(o)) => o.said.clone(),
+                (TurnState::Failed(why) | TurnState::NeverStarted(why), o) => {
+                    let said = o.as_ref().and_then(|o| o.said.clone());
+                    match (why.trim(), said) {
+                        ("", s) => s,
+                        (w, None) => Some(format!("Kubernetes: {w}")),
+                        (w, Some(s)) => Some(format!("{s} (Kubernetes: {w})")),
+                    }
+                }
+                _ => None,
+            };
+            let cost = turns
+                .values()
+                .filter_map(|j| {
+                    if j.metadata.name == latest.metadata.name {
+                        latest_outcome.as_ref().and_then(|o| o.cost_micro_usd)
+                    } else {
+                        outcome_of(j).and_then(|o| o.cost_micro_usd)
+                    }
+                })
+                .map(|micro_usd| Cost { micro_usd })
+                .reduce(Cost::plus);
+            let project = annotation(latest, job::REPO).unwrap_or_default().to_owned();
+            projects
+                .entry(project.clone())
+                .or_insert_with(|| ProjectInfo {
+                    id: project.clone(),
+                    workspace_root: String::new(),
+                    deleted: false,
+                });
+            threads.insert(
+                id.clone(),
+                ThreadInfo {
+                    project_id: project,
+                    deleted: false,
+                    status: Some(status),
+                    message_ids: turns.keys().map(|step| format!("{id}:{step}")).collect(),
+                    said,
+                    cost,
+                },
+            );
+        }
+        Ok(ExecutorSnapshot {
+            projects: projects.into_values().collect(),
+            threads,
+            // The cluster schedules; its quotas are its own limit.
+            capacity: None,
+        })
+    }
+
+    async fn ensure_thread(
+        &self,
+        _snapshot: &ExecutorSnapshot,
+        spec: &ThreadSpec,
+    ) -> PortResult<String> {
+        self.count();
+        let id = self.thread_id(&spec.repo, spec.issue, spec.attempt);
+        let turn = self.turn(spec, &id, 0, &spec.prompt)?;
+        let jobs = self.jobs_of(&id).await?;
+        if jobs.values().any(|j| annotation(j, job::STOPPED).is_some()) {
+            return Err(permanent(format!(
+                "thread {id} was stopped; its id is never started again"
+            )));
+        }
+        if !jobs.is_empty() && !jobs.contains_key(&0) {
+            // Jobs under the thread's labels but no opening turn: someone
+            // else's, or an opening Job long expired. Neither is started.
+            return Err(permanent(format!(
+                "thread {id} has Jobs ({}) but no opening turn; afk does not start it again",
+                jobs.values().map(name_of).collect::<Vec<_>>().join(", ")
+            )));
+        }
+        self.start(&turn).await?;
+        Ok(id)
+    }
+
+    async fn send_turn(
+        &self,
+        _snapshot: &ExecutorSnapshot,
+        thread_id: &str,
+        step: u32,
+        text: &str,
+        created_at: Timestamp,
+    ) -> PortResult<()> {
+        self.count();
+        let jobs = self.jobs_of(thread_id).await?;
+        let Some(latest) = jobs.values().next_back() else {
+            return Err(PortError::NotFound {
+                what: format!("thread {thread_id}"),
+            });
+        };
+        if jobs.values().any(|j| annotation(j, job::STOPPED).is_some()) {
+            return Err(PortError::NotFound {
+                what: format!("thread {thread_id} (it was stopped)"),
+            });
+        }
+        let mut spec = Self::spec_of(latest, thread_id)?;
+        spec.created_at = created_at;
+        let turn = self.turn(&spec, thread_id, step, text)?;
+        if jobs.contains_key(&step) {
+            // A repeat: finish what the first try began.
+            return self.start(&turn).await;
+        }
+        let latest_step = step_of(latest).unwrap_or(0);
+        if latest_step > step {
+            return Err(permanent(format!(
+                "thread {thread_id} already has a later turn than {step}"
+            )));
+        }
+        // Pods are not read here: a turn whose pod never started was
+        // settled (and suspended) by the snapshot that reported it.
+        if !ended(latest) && outcome_of(latest).is_none() {
+            return Err(transient(format!(
+                "thread {thread_id}'s agent is still at work; turn {step} waits"
+            )));
+        }
+        self.start(&turn).await
+    }
+
+    async fn stop_thread(
+        &self,
+        _snapshot: &ExecutorSnapshot,
+        thread_id: &str,
+        at: Timestamp,
+    ) -> PortResult<()> {
+        self.count();
+        let jobs = self.jobs_of(thread_id).await?;
+        let mut kept = None;
+        for job in jobs.values() {
+            // A suspended turn that never started is deleted too: it must
+            // not start later.
+            if ended(job) {
+                kept = Some(job);
+            } else {
+                self.cluster.delete_job(name_of(job)).await?;
+            }
+        }
+        // What is left of the thread is marked, so that no turn is sent to
+        // it again (once per thread: its latest ended Job).
+        if let Some(job) = kept
+            && !jobs.values().any(|j| annotation(j, job::STOPPED).is_some())
+        {
+            let patch =
+                serde_json::json!({"metadata": {"annotations": {job::STOPPED: at.to_rfc3339()}}});
+            self.cluster.patch_job(name_of(job), &patch).await?;
+        }
+        Ok(())
+    }
+
+    fn thread_link(&self, thread_id: &str) -> Option<String> {
+        Some(format!(
+            "kubectl -n {} get jobs -l {}={thread_id}",
+            self.settings.namespace,
+            job::THREAD
+        ))
+    }
+
+    fn api_calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,222 @@
+//! A cluster for the tests: the simulated API server, the real kube-rs
+//! client in front of it, and a record of what the executor created.
+
+use std::sync::{Arc, Mutex};
+
+use afk_core::Timestamp;
+use afk_core::ports::{PortResult, WatchedThread};
+use afk_kube::api::KubeCluster;
+use afk_kube::cluster::{Cluster, Made};
+use afk_kube::job::{JobSettings, THREAD};
+use afk_kube::{KubeExecutor, KubeSettings};
+use afk_sim::clock::FixedClock;
+use afk_sim::k8s::{K8sModel, K8sServer};
+use afk_sim::lock;
+use async_trait::async_trait;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+
+pub const NS: &str = "afk-agents";
+
+pub fn ts(s: &str) -> Timestamp {
+    Timestamp::parse_rfc3339(s).unwrap()
+}
+
+/// The sample template operators start from.
+pub fn sample_template() -> String {
+    std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../docs/deploy/agent/pod-template.yaml"),
+    )
+    .unwrap()
+}
+
+/// The cluster calls the executor made that created something, by name.
+#[derive(Debug, Default)]
+pub struct Created {
+    /// (Job name, thread, step) of every Job created.
+    pub jobs: Vec<(String, String, String)>,
+    /// Names of the ConfigMaps created.
+    pub maps: Vec<String>,
+}
+
+/// [`KubeCluster`] with a record of what it created.
+#[derive(Debug)]
+pub struct Recording {
+    pub inner: KubeCluster,
+    pub created: Arc<Mutex<Created>>,
+}
+
+#[async_trait]
+impl Cluster for Recording {
+    async fn list_jobs(&self, selector: &str) -> PortResult<Vec<Job>> {
+        self.inner.list_jobs(selector).await
+    }
+    async fn list_pods(&self, selector: &str) -> PortResult<Vec<Pod>> {
+        self.inner.list_pods(selector).await
+    }
+    async fn get_job(&self, name: &str) -> PortResult<Option<Job>> {
+        self.inner.get_job(name).await
+    }
+    async fn create_job(&self, job: &Job) -> PortResult<Made<Job>> {
+        let made = self.inner.create_job(job).await?;
+        if let Made::Created(j) = &made {
+            let labels = j.metadata.labels.clone().unwrap_or_default();
+            lock(&self.created).jobs.push((
+                j.metadata.name.clone().unwrap_or_default(),
+                labels.get(THREAD).cloned().unwrap_or_default(),
+                labels.get(afk_kube::job::STEP).cloned().unwrap_or_default(),
+            ));
+        }
+        Ok(made)
+    }
+    async fn get_config_map(&self, name: &str) -> PortResult<Option<ConfigMap>> {
+        self.inner.get_config_map(name).await
+    }
+    async fn create_config_map(&self, map: &ConfigMap) -> PortResult<Made<ConfigMap>> {
+        let made = self.inner.create_config_map(map).await?;
+        if let Made::Created(m) = &made {
+            lock(&self.created)
+                .maps
+                .push(m.metadata.name.clone().unwrap_or_default());
+        }
+        Ok(made)
+    }
+    async fn patch_job(&self, name: &str, patch: &serde_json::Value) -> PortResult<()> {
+        self.inner.patch_job(name, patch).await
+    }
+    async fn patch_config_map(&self, name: &str, patch: &serde_json::Value) -> PortResult<()> {
+        self.inner.patch_config_map(name, patch).await
+    }
+    async fn pod_log(
+        &self,
+        pod: &str,
+        container: &str,
+        tail_lines: i64,
+        limit_bytes: i64,
+    ) -> PortResult<Option<String>> {
+        self.inner
+            .pod_log(pod, container, tail_lines, limit_bytes)
+            .await
+    }
+    async fn delete_job(&self, name: &str) -> PortResult<()> {
+        self.inner.delete_job(name).await
+    }
+    fn api_calls(&self) -> u64 {
+        self.inner.api_calls()
+    }
+}
+
+/// The simulated cluster and an executor on it.
+pub struct World {
+    /// Serving while the world lives.
+    pub _server: K8sServer,
+    pub model: Arc<Mutex<K8sModel>>,
+    pub clock: FixedClock,
+    pub exec: KubeExecutor<Recording>,
+    pub created: Arc<Mutex<Created>>,
+}
+
+pub fn settings(template: &str) -> KubeSettings {
+    KubeSettings {
+        namespace: NS.into(),
+        job: JobSettings {
+            template: afk_kube::settings::parse_template(template).unwrap(),
+            deadline_seconds: 14_400,
+            ttl_seconds: 86_400,
+        },
+        start_timeout_seconds: 600,
+        runtime: afk_process::runtime::Runtime::Claude {
+            bin: "claude".into(),
+            model: None,
+        },
+        git_base: "https://github.com".into(),
+        default_owner: Some("acme".into()),
+    }
+}
+
+pub async fn world() -> World {
+    world_with(&sample_template()).await
+}
+
+pub async fn world_with(template: &str) -> World {
+    let clock = FixedClock::at(ts("2026-06-10T12:00:00Z"));
+    let model = Arc::new(Mutex::new(K8sModel::new(NS, clock.clone())));
+    let server = K8sServer::start(model.clone()).await;
+    let mut config = kube::Config::new(server.uri().parse().unwrap());
+    afk_kube::api::bounded(&mut config);
+    let client = kube::Client::try_from(config).unwrap();
+    let created = Arc::new(Mutex::new(Created::default()));
+    let cluster = Recording {
+        inner: KubeCluster::new(client, NS),
+        created: created.clone(),
+    };
+    let exec = KubeExecutor::new(cluster, settings(template), Arc::new(clock.clone()));
+    World {
+        _server: server,
+        model,
+        clock,
+        exec,
+        created,
+    }
+}
+
+impl World {
+    /// The Jobs created for `thread`, by step order of creation.
+    pub fn jobs_of(&self, thread: &str) -> Vec<(String, u32)> {
+        lock(&self.created)
+            .jobs
+            .iter()
+            .filter(|(_, t, _)| t == thread)
+            .map(|(name, _, step)| (name.clone(), step.parse().unwrap()))
+            .collect()
+    }
+
+    /// The Job of `thread`'s turn `step`.
+    pub fn job_name(&self, thread: &str, step: u32) -> String {
+        self.jobs_of(thread)
+            .into_iter()
+            .find(|(_, s)| *s == step)
+            .unwrap_or_else(|| panic!("no Job for {thread} step {step}"))
+            .0
+    }
+
+    /// The newest Job of `thread`.
+    pub fn latest(&self, thread: &str) -> String {
+        self.jobs_of(thread)
+            .into_iter()
+            .max_by_key(|(_, s)| *s)
+            .unwrap()
+            .0
+    }
+
+    pub fn requests(&self) -> u64 {
+        lock(&self.model).requests()
+    }
+
+    /// The model's record of contract violations must be empty.
+    pub fn assert_no_violations(&self) {
+        let v = lock(&self.model).violations();
+        assert!(v.is_empty(), "requests Kubernetes would refuse: {v:#?}");
+    }
+
+    pub fn watched(thread: &str) -> Vec<WatchedThread> {
+        vec![WatchedThread {
+            thread_id: thread.to_owned(),
+            turn_sent_at: ts("2026-06-10T12:00:00Z"),
+        }]
+    }
+}
+
+/// claude's report of a run (`claude -p --output-format json`), as its pod
+/// log's last line.
+pub fn claude_result(is_error: bool, text: &str, cost: f64) -> String {
+    serde_json::json!({
+        "type": "result",
+        "subtype": if is_error { "error_during_execution" } else { "success" },
+        "is_error": is_error,
+        "result": text,
+        "total_cost_usd": cost,
+    })
+    .to_string()
+}
