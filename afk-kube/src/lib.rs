@@ -523,7 +523,7 @@ impl<C: Cluster> Executor for KubeExecutor<C> {
 
     async fn send_turn(
         &self,
-        _snapshot: &ExecutorSnapshot,
+        snapshot: &ExecutorSnapshot,
         thread_id: &str,
         step: u32,
         text: &str,
@@ -554,9 +554,12 @@ impl<C: Cluster> Executor for KubeExecutor<C> {
                 "thread {thread_id} already has a later turn than {step}"
             )));
         }
-        // Pods are not read here: a turn whose pod never started was
-        // settled (and suspended) by the snapshot that reported it.
-        if !ended(latest) && outcome_of(latest).is_none() {
+        // Pods are not read again here: this tick's snapshot read them (a
+        // pod still terminating keeps the turn running), and a turn whose
+        // pod never started was settled (and suspended) by the snapshot
+        // that reported it.
+        let running = snapshot.status(thread_id) == Some(ThreadStatus::Running);
+        if running || (!ended(latest) && outcome_of(latest).is_none()) {
             return Err(transient(format!(
                 "thread {thread_id}'s agent is still at work; turn {step} waits"
             )));

@@ -88,10 +88,26 @@ fn why_not_started(pod: &Pod) -> Option<String> {
     ))
 }
 
+/// Whether a pod is being deleted and has not ended.
+fn terminating(pod: &Pod) -> bool {
+    pod.metadata.deletion_timestamp.is_some()
+        && !pod
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.as_deref())
+            .is_some_and(|p| p == "Succeeded" || p == "Failed")
+}
+
 /// Where the turn stands. `pods` are the Job's pods (any number: a Job's
 /// program may be started twice); `age_seconds` is how long ago the Job was
 /// created; `start_timeout` is `AFK_K8S_START_TIMEOUT` in seconds.
 pub fn turn_state(job: &Job, pods: &[&Pod], age_seconds: i64, start_timeout: i64) -> TurnState {
+    // A pod still terminating may still be writing to the branch: whatever
+    // the Job says, nothing new starts beside it (older API servers mark a
+    // Job failed before its pods are gone).
+    if pods.iter().any(|p| terminating(p)) {
+        return TurnState::Running;
+    }
     if condition_true(job, "Complete").is_some() {
         return TurnState::Succeeded;
     }
@@ -233,6 +249,24 @@ mod tests {
             panic!()
         };
         assert!(why.contains("no pod was created"), "{why}");
+    }
+
+    #[test]
+    fn a_pod_still_terminating_keeps_the_turn_running_whatever_the_job_says() {
+        let failed = job(json!([cond("Failed", "True", "BackoffLimitExceeded")]));
+        let mut going: Pod = pod(json!({"phase": "Running"}));
+        going.metadata.deletion_timestamp = failed
+            .metadata
+            .creation_timestamp
+            .clone()
+            .or_else(|| serde_json::from_value(json!("2026-06-10T12:00:00Z")).ok());
+        assert_eq!(turn_state(&failed, &[&going], 10, 600), TurnState::Running);
+        let mut gone = going.clone();
+        gone.status = Some(serde_json::from_value(json!({"phase": "Failed"})).unwrap());
+        assert!(matches!(
+            turn_state(&failed, &[&gone], 10, 600),
+            TurnState::Failed(_)
+        ));
     }
 
     #[test]

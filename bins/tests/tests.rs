@@ -9,6 +9,7 @@ mod architecture;
 mod breakglass_bin;
 mod campaign;
 mod gateway_bin;
+mod kube_bins;
 mod loop_bins;
 mod manifests;
 mod policy_cli;

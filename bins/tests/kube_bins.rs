@@ -1,0 +1,204 @@
+//! `afk-poller` and `afk-watcher` with `AFK_EXECUTOR=kubernetes`: the real
+//! binaries find the cluster through `KUBECONFIG`, as outside a pod, and
+//! run each agent turn as a Job in the simulated API server (which
+//! validates every request against the Kubernetes 1.33 schemas).
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+
+use afk_sim::clock::FixedClock;
+use afk_sim::k8s::{Body, Call, K8sModel, K8sServer, Resource};
+use afk_sim::{GITHUB_TOKEN, lock};
+
+use crate::scratch::Scratch;
+use crate::world::World;
+
+const NS: &str = "afk-agents";
+
+fn run(bin: &str, env: &[(String, String)]) -> (i32, String) {
+    let path = match bin {
+        "afk-poller" => env!("CARGO_BIN_EXE_afk-poller"),
+        _ => env!("CARGO_BIN_EXE_afk-watcher"),
+    };
+    let out = Command::new(path)
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8(out.stdout).unwrap(),
+    )
+}
+
+/// A kubeconfig naming the simulated API server (no credentials: the
+/// simulator asks for none), its namespace the agents'.
+fn kubeconfig(dir: &Path, server: &str) -> String {
+    let path = dir.join("kubeconfig");
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: sim\n  cluster:\n    server: {server}\nusers:\n- name: sim\n  user: {{}}\ncontexts:\n- name: sim\n  context:\n    cluster: sim\n    user: sim\n    namespace: {NS}\ncurrent-context: sim\n"
+        ),
+    )
+    .unwrap();
+    path.display().to_string()
+}
+
+fn jobs(model: &Arc<Mutex<K8sModel>>) -> Vec<serde_json::Value> {
+    let reply = lock(model).call(Call::List {
+        namespace: NS.into(),
+        resource: Resource::Jobs,
+        label_selector: Some("app.kubernetes.io/managed-by=afk".into()),
+    });
+    match reply.body {
+        Body::Json(v) => v["items"].as_array().cloned().unwrap_or_default(),
+        _ => Vec::new(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cronjobs_run_each_agent_turn_as_a_job_and_land_the_run() {
+    let w = World::new(&["infra"], &[]).await.unwrap();
+    w.ready("infra", 7, "Rotate the certificates.", "alice");
+    // The binaries read the real clock; so does the cluster's.
+    let now = afk_core::Timestamp::from_offset_date_time(time::OffsetDateTime::now_utc());
+    let model = Arc::new(Mutex::new(K8sModel::new(NS, FixedClock::at(now))));
+    let server = K8sServer::start(model.clone()).await;
+    let dir = Scratch::new("kube");
+    let template =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/deploy/agent/pod-template.yaml");
+    let env: Vec<(String, String)> = [
+        ("AFK_KILL_SWITCH", "false".to_owned()),
+        ("AFK_ALLOWLIST", "infra".into()),
+        ("AFK_GITHUB_API_URL", w.sim.uri()),
+        ("AFK_GITHUB_TOKEN", GITHUB_TOKEN.into()),
+        ("AFK_GITHUB_OWNER", "acme".into()),
+        ("AFK_EXECUTOR", "kubernetes".into()),
+        ("AFK_K8S_POD_TEMPLATE", template.display().to_string()),
+        ("KUBECONFIG", kubeconfig(&dir, &server.uri())),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+
+    let e = env.clone();
+    let (code, out) = tokio::task::spawn_blocking(move || run("afk-poller", &e))
+        .await
+        .unwrap();
+    assert_eq!(code, 0, "{out}");
+    let made = jobs(&model);
+    assert_eq!(made.len(), 1, "{out}");
+    let job = &made[0];
+    assert_eq!(
+        job["metadata"]["namespace"], NS,
+        "the kubeconfig's namespace"
+    );
+    assert_eq!(job["metadata"]["labels"]["afk.dev/issue"], "7");
+    assert!(
+        !job.to_string().contains(GITHUB_TOKEN),
+        "afk's own token never reaches the agent's Job"
+    );
+    let name = job["metadata"]["name"].as_str().unwrap().to_owned();
+    let prompt = lock(&model).config_map(&name).unwrap()["data"]["prompt"].clone();
+    assert!(prompt.as_str().unwrap().contains("Rotate"), "{prompt}");
+
+    // The agent works, pushes, and its Job completes; CI is green.
+    {
+        let mut m = lock(&model);
+        m.run(&name);
+        m.succeed(
+            &name,
+            r#"{"type":"result","is_error":false,"result":"pushed","total_cost_usd":0.42}"#,
+        );
+    }
+    w.clock.set(
+        afk_core::Timestamp::from_offset_date_time(time::OffsetDateTime::now_utc()).plus_seconds(5),
+    );
+    w.push("infra", 7, "abc1234def");
+    w.ci("infra", "abc1234def", "green");
+    let e = env.clone();
+    let (code, out) = tokio::task::spawn_blocking(move || run("afk-watcher", &e))
+        .await
+        .unwrap();
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(w.state("infra", 7), "closed", "{out}");
+    let comment = w.progress_comments("infra", 7).join("\n");
+    assert!(
+        comment.contains("$0.42"),
+        "the cost read from the pod's log: {comment}"
+    );
+    let violations = lock(&model).violations();
+    assert!(violations.is_empty(), "{violations:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_kubernetes_settings_are_named_before_anything_is_done() {
+    let w = World::new(&["infra"], &[]).await.unwrap();
+    w.ready("infra", 7, "Rotate the certificates.", "alice");
+    let dir = Scratch::new("kube-bad");
+    let bad = dir.join("template.yaml");
+    std::fs::write(&bad, "spec:\n  containers: []\n").unwrap();
+    let base: Vec<(String, String)> = [
+        ("AFK_KILL_SWITCH", "false".to_owned()),
+        ("AFK_ALLOWLIST", "infra".into()),
+        ("AFK_GITHUB_API_URL", w.sim.uri()),
+        ("AFK_GITHUB_TOKEN", GITHUB_TOKEN.into()),
+        ("AFK_GITHUB_OWNER", "acme".into()),
+        ("AFK_EXECUTOR", "kubernetes".into()),
+        ("KUBECONFIG", dir.join("missing").display().to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let sample =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/deploy/agent/pod-template.yaml");
+    for (extra, needle) in [
+        (vec![], "AFK_K8S_POD_TEMPLATE is not set"),
+        (
+            vec![("AFK_K8S_POD_TEMPLATE", bad.display().to_string())],
+            "no container",
+        ),
+        (
+            vec![(
+                "AFK_K8S_POD_TEMPLATE",
+                dir.join("nope.yaml").display().to_string(),
+            )],
+            "cannot be read",
+        ),
+        (
+            vec![
+                ("AFK_K8S_POD_TEMPLATE", sample.display().to_string()),
+                ("AFK_K8S_START_TIMEOUT", "soon".into()),
+            ],
+            "is not a duration from 1s",
+        ),
+        (
+            vec![
+                ("AFK_K8S_POD_TEMPLATE", sample.display().to_string()),
+                ("AFK_K8S_NAMESPACE", "Agents!".into()),
+            ],
+            "AFK_K8S_NAMESPACE=",
+        ),
+    ] {
+        let mut env = base.clone();
+        env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
+        let before = w.sim.requests().await.len();
+        let (code, out) = tokio::task::spawn_blocking(move || run("afk-poller", &env))
+            .await
+            .unwrap();
+        assert_eq!(code, 2, "{needle}: {out}");
+        assert!(out.contains(needle), "{needle}: {out}");
+        assert_eq!(w.sim.requests().await.len(), before, "nothing was done");
+    }
+    // Settings fine, no cluster to be found: named, and no GitHub write.
+    let mut env = base.clone();
+    env.push(("AFK_K8S_POD_TEMPLATE".into(), sample.display().to_string()));
+    let (code, out) = tokio::task::spawn_blocking(move || run("afk-poller", &env))
+        .await
+        .unwrap();
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("Kubernetes configuration"), "{out}");
+    assert_eq!(w.writes().await, 0);
+}
