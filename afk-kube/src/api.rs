@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use afk_core::ports::{PortError, PortResult};
 use async_trait::async_trait;
+use futures_util::AsyncReadExt;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::api::{Api, DeleteParams, ListParams, LogParams, Patch, PatchParams, PostParams};
@@ -204,12 +205,24 @@ impl Cluster for KubeCluster {
             limit_bytes: Some(limit_bytes),
             ..LogParams::default()
         };
-        match self.pods.logs(pod, &params).await {
-            Ok(text) => Ok(Some(text)),
+        // Read as bytes, at most `limit_bytes` whatever the server sends,
+        // and decoded leniently: `limitBytes` may cut a character in two,
+        // which kube's `logs` (strict UTF-8) would refuse on every tick.
+        let stream = match self.pods.log_stream(pod, &params).await {
+            Ok(stream) => stream,
             // 400: the container is not there (yet); 404: the pod is gone.
-            Err(e) if matches!(status_code(&e), Some(400 | 404)) => Ok(None),
-            Err(e) => Err(port_error(&format!("reading pod {pod}'s log"), e)),
-        }
+            Err(e) if matches!(status_code(&e), Some(400 | 404)) => return Ok(None),
+            Err(e) => return Err(port_error(&format!("reading pod {pod}'s log"), e)),
+        };
+        let mut bytes = Vec::new();
+        Box::pin(stream)
+            .take(u64::try_from(limit_bytes).unwrap_or(0))
+            .read_to_end(&mut bytes)
+            .await
+            .map_err(|e| PortError::Transient {
+                message: format!("reading pod {pod}'s log: {e}"),
+            })?;
+        Ok(Some(String::from_utf8_lossy(&bytes).into_owned()))
     }
 
     async fn delete_job(&self, name: &str) -> PortResult<()> {

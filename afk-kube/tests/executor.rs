@@ -444,3 +444,27 @@ async fn the_role_grants_exactly_the_verbs_the_executor_uses() {
     assert_eq!(used, role_verbs());
     w.assert_no_violations();
 }
+
+/// `limitBytes` may cut a character in two; kube's strict `logs` would
+/// then fail the read on every tick. The executor reads bytes and decodes
+/// them leniently.
+#[tokio::test]
+async fn a_log_cut_inside_a_character_still_reads() {
+    let w = world().await;
+    let s = w.exec.snapshot(&[]).await.unwrap();
+    let id = w.exec.ensure_thread(&s, &spec(0)).await.unwrap();
+    let job = w.job_name(&id, 0);
+    lock(&w.model).run(&job);
+    lock(&w.model).append_log(&job, &"é".repeat(10));
+    let pod = lock(&w.model).pods_of(&job)[0].clone();
+    let text = w
+        .exec
+        .cluster()
+        .inner
+        .pod_log(&pod, "agent", 10, 5)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(text.starts_with("éé"), "{text:?}");
+    assert!(text.len() <= 7, "{text:?}");
+}
