@@ -32,17 +32,10 @@ fn run(bin: &str, env: &[(String, String)]) -> (i32, String) {
     )
 }
 
-/// A kubeconfig naming the simulated API server (no credentials: the
-/// simulator asks for none), its namespace the agents'.
+/// A kubeconfig file naming the simulated API server.
 fn kubeconfig(dir: &Path, server: &str) -> String {
     let path = dir.join("kubeconfig");
-    std::fs::write(
-        &path,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: sim\n  cluster:\n    server: {server}\nusers:\n- name: sim\n  user: {{}}\ncontexts:\n- name: sim\n  context:\n    cluster: sim\n    user: sim\n    namespace: {NS}\ncurrent-context: sim\n"
-        ),
-    )
-    .unwrap();
+    std::fs::write(&path, afk_sim::k8s::kubeconfig(server, NS)).unwrap();
     path.display().to_string()
 }
 
