@@ -127,7 +127,13 @@ impl Notifier for NtfyNotifier {
             "tags": bell.tags(),
             "priority": priority,
         });
-        if let Some(link) = &bell.thread_link {
+        // ntfy opens `click` as a URL; a thread shown as a command or a
+        // path (Kubernetes, local) stays in the message only.
+        if let Some(link) = bell
+            .thread_link
+            .as_ref()
+            .filter(|l| l.starts_with("https://") || l.starts_with("http://"))
+        {
             body["click"] = Value::String(link.clone());
         }
         let mut request = self

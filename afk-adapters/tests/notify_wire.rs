@@ -144,6 +144,34 @@ async fn ntfy_publishes_json_with_priority_tags_and_click() {
     );
     ntfy.ring(&bell(OutcomeKind::NeedsHuman)).await.unwrap();
 
+    // A thread that is not a URL (a kubectl command, a directory) is in
+    // the message, never a click target.
+    let no_click = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({"id": "x3"})))
+        .expect(1)
+        .mount(&no_click)
+        .await;
+    let ntfy = NtfyNotifier::new(
+        fast_http(),
+        no_click.uri(),
+        Secret::Value("afk-alerts".into()),
+        Secret::None,
+    );
+    let mut kube = bell(OutcomeKind::NeedsHuman);
+    kube.thread_link = Some("kubectl -n afk-agents get jobs -l afk.dev/thread=t".into());
+    ntfy.ring(&kube).await.unwrap();
+    let sent: serde_json::Value =
+        serde_json::from_slice(&no_click.received_requests().await.unwrap()[0].body).unwrap();
+    assert!(sent.get("click").is_none(), "{sent}");
+    assert!(
+        sent["message"]
+            .as_str()
+            .unwrap()
+            .contains("kubectl -n afk-agents"),
+        "{sent}"
+    );
+
     // Done is quiet.
     let quiet = MockServer::start().await;
     Mock::given(body_partial_json(

@@ -1,5 +1,8 @@
 //! What one turn's Job and its prompt's ConfigMap are: built from the
 //! operator's pod template, with what afk owns filled in. Pure: no I/O.
+//!
+//! This file is long because its tests hold every field afk fills in
+//! against templates that say otherwise.
 
 use std::collections::BTreeMap;
 
@@ -76,8 +79,10 @@ pub struct TurnSpec {
     pub agent_argv: Vec<String>,
 }
 
-/// What every Job gets, from the executor's settings.
-#[derive(Debug, Clone, PartialEq)]
+/// What every Job gets, from the executor's settings. Its `Debug` names
+/// the template's containers and images only: a template may hold literal
+/// env values an operator meant to keep out of logs.
+#[derive(Clone, PartialEq)]
 pub struct JobSettings {
     /// The operator's pod template (validated by [`check_template`]).
     pub template: PodTemplateSpec,
@@ -85,6 +90,23 @@ pub struct JobSettings {
     pub deadline_seconds: i64,
     /// `ttlSecondsAfterFinished`.
     pub ttl_seconds: i32,
+}
+
+impl std::fmt::Debug for JobSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let containers: Vec<String> = self
+            .template
+            .spec
+            .iter()
+            .flat_map(|s| &s.containers)
+            .map(|c| format!("{}={}", c.name, c.image.as_deref().unwrap_or("?")))
+            .collect();
+        f.debug_struct("JobSettings")
+            .field("containers", &containers)
+            .field("deadline_seconds", &self.deadline_seconds)
+            .field("ttl_seconds", &self.ttl_seconds)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Checks the operator's template: it must have a container, and when it
@@ -538,6 +560,21 @@ mod tests {
                 .iter()
                 .any(|e| e.name == "AFK_PROMPT_FILE")
         );
+    }
+
+    #[test]
+    fn the_settings_debug_output_holds_no_env_value() {
+        let t = template(
+            "spec:\n  containers:\n  - name: agent\n    image: agent:1\n    env:\n    - name: ANTHROPIC_API_KEY\n      value: sk-ant-secret\n",
+        );
+        let settings = JobSettings {
+            template: t,
+            deadline_seconds: 1,
+            ttl_seconds: 1,
+        };
+        let shown = format!("{settings:?}");
+        assert!(!shown.contains("sk-ant-secret"), "{shown}");
+        assert!(shown.contains("agent=agent:1"), "{shown}");
     }
 
     #[test]

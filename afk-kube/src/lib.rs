@@ -27,6 +27,9 @@
 //! The I/O is [`cluster::Cluster`]'s; [`api::KubeCluster`] is the API
 //! server through kube-rs. What it relies on from Kubernetes, with sources,
 //! is in `docs/contracts/kubernetes.md`.
+//!
+//! This file is long because each method says how it stays safe to repeat
+//! after a crash at any of its calls.
 
 pub mod api;
 pub mod cluster;
