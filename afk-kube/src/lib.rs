@@ -320,7 +320,23 @@ impl<C: Cluster> KubeExecutor<C> {
         {
             Made::Created(map) => map,
             Made::Exists => match self.cluster.get_config_map(&name).await? {
-                Some(map) if job::is_turns_map(&map, turn, None) => map,
+                Some(map) if job::is_turns_map(&map, turn, None) => {
+                    // A prompt found under the turn's name is this turn's
+                    // only with this turn's words: one written by someone
+                    // else with afk's labels (or by an earlier try, before
+                    // an approved comment changed the task) is rewritten
+                    // before any Job can mount it.
+                    let own_words = map
+                        .data
+                        .as_ref()
+                        .and_then(|d| d.get(job::PROMPT_KEY))
+                        .is_some_and(|p| *p == turn.prompt);
+                    if !own_words {
+                        let patch = serde_json::json!({"data": { job::PROMPT_KEY: turn.prompt }});
+                        self.cluster.patch_config_map(&name, &patch).await?;
+                    }
+                    map
+                }
                 Some(_) => {
                     return Err(permanent(format!(
                         "a ConfigMap named {name} exists and is not this turn's prompt; afk does not touch it"
