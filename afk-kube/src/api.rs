@@ -1,6 +1,6 @@
 //! [`Cluster`] over a Kubernetes API server, through kube-rs: the
-//! service account's credentials in a pod, else `KUBECONFIG` (kube's
-//! standard resolution, [`kube::Client::try_default`]).
+//! service account's credentials in a pod, else `KUBECONFIG` (or
+//! `~/.kube/config`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -93,9 +93,25 @@ impl KubeCluster {
     /// # Errors
     /// No configuration found, or one that does not read; in words.
     pub async fn from_environment(namespace: Option<&str>) -> Result<Self, String> {
-        let mut config = kube::Config::infer()
-            .await
-            .map_err(|e| format!("no Kubernetes configuration (in-cluster or KUBECONFIG): {e}"))?;
+        // In a pod, its service account (kube's `infer` would prefer a
+        // kubeconfig file found in the image); elsewhere KUBECONFIG, else
+        // ~/.kube/config.
+        let in_pod = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
+        let in_cluster = if in_pod {
+            kube::Config::incluster().map_err(|e| e.to_string())
+        } else {
+            Err("not in a pod".to_owned())
+        };
+        let mut config = match in_cluster {
+            Ok(config) => config,
+            Err(in_cluster) => kube::Config::from_kubeconfig(&kube::config::KubeConfigOptions::default())
+                .await
+                .map_err(|e| {
+                    format!(
+                        "no Kubernetes configuration: in-cluster: {in_cluster}; KUBECONFIG (or ~/.kube/config): {e}"
+                    )
+                })?,
+        };
         bounded(&mut config);
         let namespace = namespace
             .map(str::to_owned)
