@@ -17,13 +17,19 @@ use crate::world::World;
 const NS: &str = "afk-agents";
 
 fn run(bin: &str, env: &[(String, String)]) -> (i32, String) {
+    run_with(bin, env, &[])
+}
+
+fn run_with(bin: &str, env: &[(String, String)], args: &[&str]) -> (i32, String) {
     let path = match bin {
         "afk-poller" => env!("CARGO_BIN_EXE_afk-poller"),
+        "afk" => env!("CARGO_BIN_EXE_afk"),
         _ => env!("CARGO_BIN_EXE_afk-watcher"),
     };
     let out = Command::new(path)
         .env_clear()
         .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .args(args)
         .output()
         .unwrap();
     (
@@ -194,4 +200,88 @@ async fn bad_kubernetes_settings_are_named_before_anything_is_done() {
     assert_ne!(code, 0, "{out}");
     assert!(out.contains("Kubernetes configuration"), "{out}");
     assert_eq!(w.writes().await, 0);
+}
+
+/// `afk stop` and `afk halt` on Kubernetes: the run's Job goes with
+/// `propagationPolicy: Background`, so its pod goes too (a delete without it
+/// would leave the agent running), and the issue is handed back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn afk_stop_and_halt_delete_the_agents_jobs_and_their_pods() {
+    let w = World::new(&["infra", "web"], &[]).await.unwrap();
+    w.ready("infra", 7, "Rotate the certificates.", "alice");
+    w.ready("web", 3, "Lazy-load the images.", "alice");
+    let now = afk_core::Timestamp::from_offset_date_time(time::OffsetDateTime::now_utc());
+    let model = Arc::new(Mutex::new(K8sModel::new(NS, FixedClock::at(now))));
+    let server = K8sServer::start(model.clone()).await;
+    let dir = Scratch::new("kube-stop");
+    let template =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/deploy/agent/pod-template.yaml");
+    let env: Vec<(String, String)> = [
+        ("AFK_KILL_SWITCH", "false".to_owned()),
+        ("AFK_ALLOWLIST", "infra,web".into()),
+        ("AFK_GITHUB_API_URL", w.sim.uri()),
+        ("AFK_GITHUB_TOKEN", GITHUB_TOKEN.into()),
+        ("AFK_GITHUB_OWNER", "acme".into()),
+        ("AFK_EXECUTOR", "kubernetes".into()),
+        ("AFK_K8S_POD_TEMPLATE", template.display().to_string()),
+        ("KUBECONFIG", kubeconfig(&dir, &server.uri())),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let e = env.clone();
+    let (code, out) = tokio::task::spawn_blocking(move || run("afk-poller", &e))
+        .await
+        .unwrap();
+    assert_eq!(code, 0, "{out}");
+    let names: Vec<(String, String)> = jobs(&model)
+        .iter()
+        .map(|j| {
+            (
+                j["metadata"]["name"].as_str().unwrap().to_owned(),
+                j["metadata"]["annotations"]["afk.dev/repo"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(names.len(), 2, "{out}");
+    let mut pods = Vec::new();
+    for (job, repo) in &names {
+        lock(&model).run(job);
+        pods.push((repo.clone(), lock(&model).pods_of(job)));
+    }
+    let e = env.clone();
+    let (code, out) = tokio::task::spawn_blocking(move || {
+        run_with("afk", &e, &["stop", "infra#7", "--by", "ops-oncall"])
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(w.labels("infra", 7), ["ready-for-human"]);
+    let left: Vec<String> = jobs(&model)
+        .iter()
+        .map(|j| {
+            j["metadata"]["annotations"]["afk.dev/repo"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(left, ["acme/web"], "only infra#7's Job went");
+    let e = env.clone();
+    let (code, out) =
+        tokio::task::spawn_blocking(move || run_with("afk", &e, &["halt", "--by", "ops-oncall"]))
+            .await
+            .unwrap();
+    assert_eq!(code, 0, "{out}");
+    assert!(jobs(&model).is_empty(), "{out}");
+    let m = lock(&model);
+    for (repo, names) in &pods {
+        for pod in names {
+            assert!(m.pod(pod).is_none(), "{repo}'s agent pod {pod} still runs");
+        }
+    }
+    assert!(m.violations().is_empty(), "{:#?}", m.violations());
 }
