@@ -220,3 +220,19 @@ pub fn claude_result(is_error: bool, text: &str, cost: f64) -> String {
     })
     .to_string()
 }
+
+/// The opening turn of `thread` (infra#7, attempt 0), as the executor
+/// names it.
+pub fn opening_turn(thread: &str) -> afk_kube::job::TurnSpec {
+    afk_kube::job::TurnSpec {
+        thread: thread.to_owned(),
+        repo: "acme/infra".into(),
+        issue: 7,
+        attempt: 0,
+        step: 0,
+        branch: "main".into(),
+        clone_url: "https://github.com/acme/infra.git".into(),
+        prompt: "p".into(),
+        agent_argv: vec!["claude".into()],
+    }
+}

@@ -57,30 +57,41 @@ fn jobs(model: &Arc<Mutex<K8sModel>>) -> Vec<serde_json::Value> {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_cronjobs_run_each_agent_turn_as_a_job_and_land_the_run() {
-    let w = World::new(&["infra"], &[]).await.unwrap();
-    w.ready("infra", 7, "Rotate the certificates.", "alice");
-    // The binaries read the real clock; so does the cluster's.
+/// A simulated cluster on the real clock (the binaries read it too), and
+/// the settings that arm the loop over `allowlist` with the Kubernetes
+/// executor, found through a kubeconfig in `dir`.
+async fn armed_on_kubernetes(
+    w: &World,
+    allowlist: &str,
+    dir: &Path,
+) -> (K8sServer, Arc<Mutex<K8sModel>>, Vec<(String, String)>) {
     let now = afk_core::Timestamp::from_offset_date_time(time::OffsetDateTime::now_utc());
     let model = Arc::new(Mutex::new(K8sModel::new(NS, FixedClock::at(now))));
     let server = K8sServer::start(model.clone()).await;
-    let dir = Scratch::new("kube");
     let template =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/deploy/agent/pod-template.yaml");
-    let env: Vec<(String, String)> = [
+    let env = [
         ("AFK_KILL_SWITCH", "false".to_owned()),
-        ("AFK_ALLOWLIST", "infra".into()),
+        ("AFK_ALLOWLIST", allowlist.to_owned()),
         ("AFK_GITHUB_API_URL", w.sim.uri()),
         ("AFK_GITHUB_TOKEN", GITHUB_TOKEN.into()),
         ("AFK_GITHUB_OWNER", "acme".into()),
         ("AFK_EXECUTOR", "kubernetes".into()),
         ("AFK_K8S_POD_TEMPLATE", template.display().to_string()),
-        ("KUBECONFIG", kubeconfig(&dir, &server.uri())),
+        ("KUBECONFIG", kubeconfig(dir, &server.uri())),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
+    (server, model, env)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cronjobs_run_each_agent_turn_as_a_job_and_land_the_run() {
+    let w = World::new(&["infra"], &[]).await.unwrap();
+    w.ready("infra", 7, "Rotate the certificates.", "alice");
+    let dir = Scratch::new("kube");
+    let (_server, model, env) = armed_on_kubernetes(&w, "infra", &dir).await;
 
     let e = env.clone();
     let (code, out) = tokio::task::spawn_blocking(move || run("afk-poller", &e))
@@ -210,25 +221,8 @@ async fn afk_stop_and_halt_delete_the_agents_jobs_and_their_pods() {
     let w = World::new(&["infra", "web"], &[]).await.unwrap();
     w.ready("infra", 7, "Rotate the certificates.", "alice");
     w.ready("web", 3, "Lazy-load the images.", "alice");
-    let now = afk_core::Timestamp::from_offset_date_time(time::OffsetDateTime::now_utc());
-    let model = Arc::new(Mutex::new(K8sModel::new(NS, FixedClock::at(now))));
-    let server = K8sServer::start(model.clone()).await;
     let dir = Scratch::new("kube-stop");
-    let template =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/deploy/agent/pod-template.yaml");
-    let env: Vec<(String, String)> = [
-        ("AFK_KILL_SWITCH", "false".to_owned()),
-        ("AFK_ALLOWLIST", "infra,web".into()),
-        ("AFK_GITHUB_API_URL", w.sim.uri()),
-        ("AFK_GITHUB_TOKEN", GITHUB_TOKEN.into()),
-        ("AFK_GITHUB_OWNER", "acme".into()),
-        ("AFK_EXECUTOR", "kubernetes".into()),
-        ("AFK_K8S_POD_TEMPLATE", template.display().to_string()),
-        ("KUBECONFIG", kubeconfig(&dir, &server.uri())),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
+    let (_server, model, env) = armed_on_kubernetes(&w, "infra,web", &dir).await;
     let e = env.clone();
     let (code, out) = tokio::task::spawn_blocking(move || run("afk-poller", &e))
         .await
