@@ -448,8 +448,15 @@ impl<C: Cluster> Executor for KubeExecutor<C> {
             let mut state = self.state(latest, &pods);
             let mut latest_outcome = outcome_of(latest);
             let is_watched = watched.iter().any(|w| w.thread_id == id);
+            let mut unread = None;
             if state.is_final() && latest_outcome.is_none() && is_watched {
-                latest_outcome = Some(self.settle(latest, &pods, &state).await?);
+                // A log that cannot be read (or a Job gone meanwhile) costs
+                // this run its words and cost this tick, never the tick:
+                // the state stands, and the next tick reads again.
+                match self.settle(latest, &pods, &state).await {
+                    Ok(outcome) => latest_outcome = Some(outcome),
+                    Err(e) => unread = Some(e.to_string()),
+                }
             }
             if let Some(o) = &latest_outcome {
                 state = if o.ok {
@@ -474,6 +481,13 @@ impl<C: Cluster> Executor for KubeExecutor<C> {
                     }
                 }
                 _ => None,
+            };
+            let said = match (said, unread) {
+                (Some(s), Some(e)) => Some(format!("{s} (the agent's log was not read: {e})")),
+                (None, Some(e)) if state.is_final() && !matches!(state, TurnState::Succeeded) => {
+                    Some(format!("the agent's log was not read: {e}"))
+                }
+                (said, _) => said,
             };
             let cost = turns
                 .values()

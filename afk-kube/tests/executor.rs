@@ -474,3 +474,44 @@ async fn a_prompt_planted_under_the_turn_s_name_is_rewritten_before_the_agent_re
     assert_eq!(map["data"]["prompt"], spec(0).prompt);
     w.assert_no_violations();
 }
+
+/// The log read of a turn that just ended fails (the Role lacks pods/log,
+/// the pod is gone, the API hiccups): the tick still reports every run, the
+/// failed one as failed, and the next tick reads the log again.
+#[tokio::test]
+async fn a_log_that_cannot_be_read_costs_the_words_not_the_tick() {
+    let w = world().await;
+    let s = w.exec.snapshot(&[]).await.unwrap();
+    let id = w.exec.ensure_thread(&s, &spec(0)).await.unwrap();
+    let job = w.job_name(&id, 0);
+    {
+        let mut m = lock(&w.model);
+        m.run(&job);
+        m.fail(
+            &job,
+            1,
+            &claude_result(true, "the tests would not pass", 0.5),
+        );
+    }
+    let watched = World::watched(&id);
+    let forbidden = &w.exec.cluster().logs_forbidden;
+    forbidden.store(true, std::sync::atomic::Ordering::SeqCst);
+    let s = w.exec.snapshot(&watched).await.unwrap();
+    forbidden.store(false, std::sync::atomic::Ordering::SeqCst);
+    let t = &s.threads[&id];
+    assert_eq!(t.status, Some(ThreadStatus::Error));
+    assert!(
+        t.said.clone().unwrap().contains("log was not read"),
+        "{t:?}"
+    );
+    // The next tick reads it.
+    let s = w.exec.snapshot(&watched).await.unwrap();
+    assert!(
+        s.threads[&id]
+            .said
+            .clone()
+            .unwrap()
+            .contains("the tests would not pass")
+    );
+    assert_eq!(s.threads[&id].cost.unwrap().micro_usd, 500_000);
+}

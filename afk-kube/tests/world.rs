@@ -40,11 +40,13 @@ pub struct Created {
     pub maps: Vec<String>,
 }
 
-/// [`KubeCluster`] with a record of what it created.
+/// [`KubeCluster`] with a record of what it created, and a switch that
+/// makes log reads fail as a Role without `pods/log` would.
 #[derive(Debug)]
 pub struct Recording {
     pub inner: KubeCluster,
     pub created: Arc<Mutex<Created>>,
+    pub logs_forbidden: std::sync::atomic::AtomicBool,
 }
 
 #[async_trait]
@@ -95,6 +97,14 @@ impl Cluster for Recording {
         tail_lines: i64,
         limit_bytes: i64,
     ) -> PortResult<Option<String>> {
+        if self
+            .logs_forbidden
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            return Err(afk_core::ports::PortError::Permanent {
+                message: "reading pod's log: pods \"x\" is forbidden (403 Forbidden)".into(),
+            });
+        }
         self.inner
             .pod_log(pod, container, tail_lines, limit_bytes)
             .await
@@ -150,6 +160,7 @@ pub async fn world_with(template: &str) -> World {
     let cluster = Recording {
         inner: KubeCluster::new(client, NS),
         created: created.clone(),
+        logs_forbidden: std::sync::atomic::AtomicBool::new(false),
     };
     let exec = KubeExecutor::new(cluster, settings(template), Arc::new(clock.clone()));
     World {
