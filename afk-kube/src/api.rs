@@ -30,24 +30,17 @@ impl std::fmt::Debug for KubeCluster {
     }
 }
 
-/// A kube error as the port's: 404 not found, 409 handled by the caller,
-/// 429 rate limited, 5xx and the network transient, the rest (401, 403
-/// forbidden: the Role lacks a verb; 422 invalid) permanent, with
-/// Kubernetes' own message.
+/// A kube error as the port's: the API server's refusals as
+/// [`crate::cluster::refusal`] says, an answer that does not read a
+/// contract violation, the network transient.
 fn port_error(what: &str, e: kube::Error) -> PortError {
     match e {
         kube::Error::Api(status) => {
-            let message = format!(
-                "{what}: {} ({} {})",
-                status.message, status.code, status.reason
-            );
-            match status.code {
-                404 => PortError::NotFound { what: message },
-                429 => PortError::RateLimited { retry_after: None },
-                code if code >= 500 => PortError::Transient { message },
-                _ => PortError::Permanent { message },
-            }
+            crate::cluster::refusal(what, status.code, &status.reason, &status.message, None)
         }
+        kube::Error::SerdeError(e) => PortError::ContractViolation {
+            message: format!("{what}: the answer does not read: {e}"),
+        },
         other => PortError::Transient {
             message: format!("{what}: {other}"),
         },

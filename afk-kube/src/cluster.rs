@@ -6,10 +6,35 @@
 //! ones `docs/deploy/rbac-executor.yaml` grants, and no more (a test
 //! compares them).
 
-use afk_core::ports::PortResult;
+use afk_core::ports::{PortError, PortResult};
 use async_trait::async_trait;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+
+/// An API server's refusal (its HTTP status and `Status` body) as the
+/// port's error, the one mapping both faces of the cluster use: 404 not
+/// found; 429 rate limited; 401 and 403 refused credentials (a Role without
+/// the verb); 409 (a conflicting write) and 5xx transient; 400, 405, 415 and
+/// 422 a request Kubernetes will never take (afk's bug, not the weather);
+/// anything else permanent. `what` names the call; Kubernetes' own words
+/// follow.
+pub fn refusal(
+    what: &str,
+    code: u16,
+    reason: &str,
+    message: &str,
+    retry_after: Option<std::time::Duration>,
+) -> PortError {
+    let message = format!("{what}: {message} ({code} {reason})");
+    match code {
+        404 => PortError::NotFound { what: message },
+        429 => PortError::RateLimited { retry_after },
+        401 | 403 => PortError::Auth { message },
+        409 | 500..=599 => PortError::Transient { message },
+        400 | 405 | 415 | 422 => PortError::ContractViolation { message },
+        _ => PortError::Permanent { message },
+    }
+}
 
 /// What a create did.
 #[derive(Debug, Clone, PartialEq)]

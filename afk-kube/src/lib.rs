@@ -73,6 +73,36 @@ pub struct KubeSettings {
     pub default_owner: Option<String>,
 }
 
+impl KubeSettings {
+    /// Settings with afk's defaults: a pod has `AFK_K8S_START_TIMEOUT`'s
+    /// default to start, a finished Job is kept a day
+    /// ([`settings::TTL_SECONDS`]), and a container without a command runs
+    /// `claude`.
+    pub fn new(
+        namespace: &str,
+        template: k8s_openapi::api::core::v1::PodTemplateSpec,
+        deadline_seconds: i64,
+        git_base: &str,
+        default_owner: Option<&str>,
+    ) -> KubeSettings {
+        KubeSettings {
+            namespace: namespace.to_owned(),
+            job: JobSettings {
+                template,
+                deadline_seconds,
+                ttl_seconds: settings::TTL_SECONDS,
+            },
+            start_timeout_seconds: settings::START_TIMEOUT_SECONDS,
+            runtime: Runtime::Claude {
+                bin: "claude".into(),
+                model: None,
+            },
+            git_base: git_base.to_owned(),
+            default_owner: default_owner.map(str::to_owned),
+        }
+    }
+}
+
 /// How much of a finished pod's log is read: claude's report is its last
 /// line.
 const LOG_LINES: i64 = 200;
@@ -176,10 +206,7 @@ fn pods_of<'a>(job: &Job, pods: &'a [Pod]) -> Vec<&'a Pod> {
 
 /// Whether Kubernetes says the Job ended (`Complete` or `Failed`).
 fn ended(job: &Job) -> bool {
-    matches!(
-        state::turn_state(job, &[], 0, i64::MAX),
-        TurnState::Succeeded | TurnState::Failed(_)
-    )
+    state::job_verdict(job).is_some()
 }
 
 /// A thread's Jobs by step, as listed.
@@ -425,13 +452,8 @@ impl<C: Cluster> KubeExecutor<C> {
 #[async_trait]
 impl<C: Cluster> Executor for KubeExecutor<C> {
     fn thread_id(&self, repo: &str, issue: u64, attempt: u32) -> String {
-        let canonical = afk_local::canonical_repo(repo, self.settings.default_owner.as_deref())
-            .map_or_else(|_| repo.to_ascii_lowercase(), |(o, n)| format!("{o}/{n}"));
-        uuid::Uuid::new_v5(
-            &NAMESPACE,
-            format!("kubernetes:{canonical}#{issue}/{attempt}").as_bytes(),
-        )
-        .to_string()
+        let owner = self.settings.default_owner.as_deref();
+        afk_local::thread_uuid(&NAMESPACE, "kubernetes", repo, owner, issue, attempt)
     }
 
     async fn snapshot(&self, watched: &[WatchedThread]) -> PortResult<ExecutorSnapshot> {

@@ -3,11 +3,10 @@
 
 use std::path::Path;
 
-use afk_process::runtime::Runtime;
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 
 use crate::KubeSettings;
-use crate::job::{JobSettings, check_template};
+use crate::job::check_template;
 
 /// The largest pod template read (a template is a page of YAML).
 const TEMPLATE_MAX_BYTES: u64 = 1 << 20;
@@ -118,21 +117,16 @@ impl KubeConfig {
                 self.github_web_url.as_deref(),
             ),
         };
-        Ok(KubeSettings {
-            namespace: namespace.to_owned(),
-            job: JobSettings {
-                template,
-                deadline_seconds: i64::try_from(self.deadline_seconds.max(1)).unwrap_or(i64::MAX),
-                ttl_seconds: TTL_SECONDS,
-            },
-            start_timeout_seconds,
-            runtime: Runtime::Claude {
-                bin: "claude".into(),
-                model: None,
-            },
-            git_base,
-            default_owner: self.default_owner.clone(),
-        })
+        let deadline = i64::try_from(self.deadline_seconds.max(1)).unwrap_or(i64::MAX);
+        let mut settings = KubeSettings::new(
+            namespace,
+            template,
+            deadline,
+            &git_base,
+            self.default_owner.as_deref(),
+        );
+        settings.start_timeout_seconds = start_timeout_seconds;
+        Ok(settings)
     }
 }
 

@@ -98,6 +98,15 @@ fn terminating(pod: &Pod) -> bool {
             .is_some_and(|p| p == "Succeeded" || p == "Failed")
 }
 
+/// What the Job's own conditions decide: `Complete` or `Failed` (the only
+/// final ones), else nothing.
+pub fn job_verdict(job: &Job) -> Option<TurnState> {
+    if condition_true(job, "Complete").is_some() {
+        return Some(TurnState::Succeeded);
+    }
+    condition_true(job, "Failed").map(|(reason, message)| TurnState::Failed(words(reason, message)))
+}
+
 /// Where the turn stands. `pods` are the Job's pods (any number: a Job's
 /// program may be started twice); `age_seconds` is how long ago the Job was
 /// created; `start_timeout` is `AFK_K8S_START_TIMEOUT` in seconds.
@@ -108,11 +117,8 @@ pub fn turn_state(job: &Job, pods: &[&Pod], age_seconds: i64, start_timeout: i64
     if pods.iter().any(|p| terminating(p)) {
         return TurnState::Running;
     }
-    if condition_true(job, "Complete").is_some() {
-        return TurnState::Succeeded;
-    }
-    if let Some((reason, message)) = condition_true(job, "Failed") {
-        return TurnState::Failed(words(reason, message));
+    if let Some(verdict) = job_verdict(job) {
+        return verdict;
     }
     if condition_true(job, "FailureTarget").is_some()
         || condition_true(job, "SuccessCriteriaMet").is_some()

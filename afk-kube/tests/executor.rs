@@ -320,7 +320,7 @@ async fn the_api_s_refusals_are_named_and_passing_faults_are_transient() {
     lock(&w.model).fail_next(1, Fault::Status(403));
     let e = w.exec.snapshot(&[]).await.unwrap_err();
     assert!(
-        matches!(&e, PortError::Permanent { message } if message.contains("403")),
+        matches!(&e, PortError::Auth { message } if message.contains("403")),
         "{e:?}"
     );
     // kube-rs would retry these inside the call, sleeping as long as the

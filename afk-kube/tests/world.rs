@@ -7,7 +7,7 @@ use afk_core::Timestamp;
 use afk_core::ports::{PortResult, WatchedThread};
 use afk_kube::api::KubeCluster;
 use afk_kube::cluster::{Cluster, Made};
-use afk_kube::job::{JobSettings, THREAD};
+use afk_kube::job::THREAD;
 use afk_kube::{KubeExecutor, KubeSettings};
 use afk_sim::clock::FixedClock;
 use afk_sim::k8s::{K8sModel, K8sServer};
@@ -128,21 +128,8 @@ pub struct World {
 }
 
 pub fn settings(template: &str) -> KubeSettings {
-    KubeSettings {
-        namespace: NS.into(),
-        job: JobSettings {
-            template: afk_kube::settings::parse_template(template).unwrap(),
-            deadline_seconds: 14_400,
-            ttl_seconds: 86_400,
-        },
-        start_timeout_seconds: 600,
-        runtime: afk_process::runtime::Runtime::Claude {
-            bin: "claude".into(),
-            model: None,
-        },
-        git_base: "https://github.com".into(),
-        default_owner: Some("acme".into()),
-    }
+    let template = afk_kube::settings::parse_template(template).unwrap();
+    KubeSettings::new(NS, template, 14_400, "https://github.com", Some("acme"))
 }
 
 pub async fn world() -> World {

@@ -318,13 +318,8 @@ fn said_of(record: &ThreadRecord) -> Option<String> {
 #[async_trait]
 impl<H: Host> Executor for LocalExecutor<H> {
     fn thread_id(&self, repo: &str, issue: u64, attempt: u32) -> String {
-        let canonical = canonical_repo(repo, self.settings.default_owner.as_deref())
-            .map_or_else(|_| repo.to_ascii_lowercase(), |(o, n)| format!("{o}/{n}"));
-        uuid::Uuid::new_v5(
-            &NAMESPACE,
-            format!("local:{canonical}#{issue}/{attempt}").as_bytes(),
-        )
-        .to_string()
+        let owner = self.settings.default_owner.as_deref();
+        thread_uuid(&NAMESPACE, "local", repo, owner, issue, attempt)
     }
 
     async fn snapshot(&self, _watched: &[WatchedThread]) -> PortResult<ExecutorSnapshot> {
@@ -601,6 +596,27 @@ impl<H: Host> Executor for LocalExecutor<H> {
     fn api_calls(&self) -> u64 {
         self.calls.load(Ordering::Relaxed)
     }
+}
+
+/// A thread's id for an executor that names its threads itself: a UUID v5
+/// in the executor's `namespace` of `<kind>:<owner/name>#<issue>/<attempt>`
+/// (the repository canonical, so `infra` and `Acme/Infra` name one thread),
+/// so a repeated dispatch finds the thread it made.
+pub fn thread_uuid(
+    namespace: &uuid::Uuid,
+    kind: &str,
+    repo: &str,
+    default_owner: Option<&str>,
+    issue: u64,
+    attempt: u32,
+) -> String {
+    let canonical = canonical_repo(repo, default_owner)
+        .map_or_else(|_| repo.to_ascii_lowercase(), |(o, n)| format!("{o}/{n}"));
+    uuid::Uuid::new_v5(
+        namespace,
+        format!("{kind}:{canonical}#{issue}/{attempt}").as_bytes(),
+    )
+    .to_string()
 }
 
 /// A repository's clone URL: `<base>/<owner>/<name>.git`.
