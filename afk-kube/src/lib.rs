@@ -126,6 +126,17 @@ pub struct Outcome {
     pub cost_micro_usd: Option<u64>,
 }
 
+impl Outcome {
+    /// Where a turn with this recorded end stands.
+    pub fn state(&self) -> TurnState {
+        if self.ok {
+            TurnState::Succeeded
+        } else {
+            TurnState::Failed(self.why.clone().unwrap_or_default())
+        }
+    }
+}
+
 /// The Kubernetes executor over a [`Cluster`].
 pub struct KubeExecutor<C> {
     cluster: C,
@@ -254,11 +265,7 @@ impl<C: Cluster> KubeExecutor<C> {
     /// Where a turn stands: what afk recorded of its end, else the rule.
     fn state(&self, job: &Job, pods: &[Pod]) -> TurnState {
         if let Some(o) = outcome_of(job) {
-            return if o.ok {
-                TurnState::Succeeded
-            } else {
-                TurnState::Failed(o.why.unwrap_or_default())
-            };
+            return o.state();
         }
         state::turn_state(
             job,
@@ -481,11 +488,7 @@ impl<C: Cluster> Executor for KubeExecutor<C> {
                 }
             }
             if let Some(o) = &latest_outcome {
-                state = if o.ok {
-                    TurnState::Succeeded
-                } else {
-                    TurnState::Failed(o.why.clone().unwrap_or_default())
-                };
+                state = o.state();
             }
             let status = match state {
                 TurnState::Running => ThreadStatus::Running,
