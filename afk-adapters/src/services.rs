@@ -261,6 +261,9 @@ pub struct TickRun {
     pub rate_limit_remaining: Option<u64>,
     /// The GraphQL budget, as last reported.
     pub rate_budget: Option<afk_core::ports::RateBudget>,
+    /// Whose budget the tick spent: `app` (a GitHub App's installation)
+    /// or `token` (a personal token's owner); `None` when nothing ran.
+    pub github_budget: Option<&'static str>,
 }
 
 /// Why a tick could not run.
@@ -297,6 +300,7 @@ pub async fn run_tick(
             api_calls: 0,
             rate_limit_remaining: None,
             rate_budget: None,
+            github_budget: None,
         });
     }
     let services = Services::build(settings().map_err(TickStart::BadSettings)?)
@@ -308,6 +312,7 @@ pub async fn run_tick(
         api_calls: services.api_calls(),
         rate_limit_remaining: services.rate_limit_remaining(),
         rate_budget: services.rate_budget(),
+        github_budget: Some(services.tracker.budget_kind()),
     })
 }
 
@@ -327,6 +332,7 @@ pub fn log_tick(kind: &TickKind, run: &TickRun, dry_run: bool, elapsed: std::tim
         failed = run.report.failures().count(),
         duration_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
         api_calls = run.api_calls,
+        github_budget = run.github_budget,
         rate_limit_remaining = run.rate_limit_remaining,
         graphql_cost = budget.map(|b| b.cost),
         graphql_remaining = budget.map(|b| b.remaining),

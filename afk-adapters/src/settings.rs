@@ -4,6 +4,7 @@
 //! and never shows a secret's value.
 
 use crate::github::GitHubSettings;
+pub use crate::github::app::AppArgs;
 use crate::http::Secret;
 use crate::services::ExecutorSettings;
 
@@ -62,13 +63,24 @@ pub fn local_executor(
     github: &GitHubSettings,
 ) -> Result<ExecutorSettings, String> {
     use afk_local::os::GitToken;
-    let token = match &github.token {
-        Secret::File(path) => GitToken::File(path.clone()),
-        other => other
-            .read()
-            .ok()
-            .flatten()
-            .map_or(GitToken::None, GitToken::Value),
+    let token = if let Some(app) = &github.app {
+        // With a GitHub App, each repository's git and agent get a token
+        // minted for that repository alone, that can push and nothing more.
+        let http = crate::http::Http::new(&crate::http::HttpSettings::default())
+            .map_err(|e| e.to_string())?;
+        GitToken::PerRepo(std::sync::Arc::new(crate::github::app::AgentTokens::new(
+            app.clone(),
+            http,
+        )))
+    } else {
+        match &github.token {
+            Secret::File(path) => GitToken::File(path.clone()),
+            other => other
+                .read()
+                .ok()
+                .flatten()
+                .map_or(GitToken::None, GitToken::Value),
+        }
     };
     let config = afk_local::settings::LocalConfig {
         agent: args.agent,
@@ -103,6 +115,82 @@ pub fn kube_executor(
     kube.default_owner.clone_from(&github.default_owner);
     let settings = kube.settings(namespace.as_deref().unwrap_or(""))?;
     Ok(ExecutorSettings::Kubernetes(Box::new(settings), namespace))
+}
+
+/// The tracker's settings as the operator wrote them.
+#[derive(Debug, Clone)]
+pub struct GitHubArgs<'a> {
+    /// `AFK_GITHUB_API_URL`.
+    pub api_url: &'a str,
+    /// `AFK_GITHUB_TOKEN` / `AFK_GITHUB_TOKEN_FILE`, as a source.
+    pub token: Secret,
+    /// `AFK_GITHUB_OWNER`.
+    pub owner: Option<&'a str>,
+    /// `AFK_GITHUB_LOGIN`.
+    pub login: Option<&'a str>,
+    /// `AFK_GITHUB_WEB_URL`.
+    pub web_url: Option<&'a str>,
+    /// `AFK_TRUSTED_BOTS`.
+    pub trusted_bots: &'a str,
+    /// `AFK_WOODPECKER_URL`, whose links reach an agent.
+    pub woodpecker_url: Option<&'a str>,
+    /// `AFK_CI_LINK_HOSTS`: more hosts whose links reach an agent.
+    pub ci_link_hosts: Option<&'a str>,
+    /// The GitHub App settings (`AFK_GITHUB_APP_*`, `AFK_GITHUB_TOKEN_CACHE`).
+    pub app: crate::github::app::AppArgs<'a>,
+}
+
+/// The tracker's settings, checked: a token or a GitHub App (its key read
+/// and checked now), never both and never neither; an owner that can be a
+/// login. The App's token covers `policy`'s allowlist.
+///
+/// # Errors
+/// A message naming the setting that cannot be used.
+pub fn github(args: GitHubArgs<'_>, policy: &afk_core::Config) -> Result<GitHubSettings, String> {
+    use crate::github::app::{AppAuth, AppSettings};
+    let nonblank = |v: Option<&str>| {
+        v.map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+    };
+    let owner = nonblank(args.owner);
+    if let Some(o) = &owner
+        && !owner_name_ok(o)
+    {
+        return Err(format!(
+            "AFK_GITHUB_OWNER={o:?} cannot name a GitHub account: letters, digits and '-', at most 39"
+        ));
+    }
+    let repos: Vec<String> = policy
+        .allowlist
+        .iter()
+        .map(|r| match (r.split_once('/'), &owner) {
+            (Some(_), _) | (None, None) => r.clone(),
+            (None, Some(o)) => format!("{o}/{r}"),
+        })
+        .collect();
+    let app = AppSettings::parse(&args.app, args.token.is_configured(), args.api_url, repos)?
+        .map(|s| AppAuth::new(s).map(std::sync::Arc::new))
+        .transpose()?;
+    if app.is_none() && !args.token.is_configured() {
+        return Err("a GitHub identity is required: set AFK_GITHUB_TOKEN or AFK_GITHUB_TOKEN_FILE, or a GitHub App (AFK_GITHUB_APP_ID and AFK_GITHUB_APP_PRIVATE_KEY_FILE)".into());
+    }
+    Ok(GitHubSettings {
+        api_url: args.api_url.to_owned(),
+        token: args.token,
+        app,
+        default_owner: owner,
+        trusted_bots: list(args.trusted_bots),
+        own_login: nonblank(args.login),
+        web_url: nonblank(args.web_url),
+        ci_link_hosts: [args.woodpecker_url, args.ci_link_hosts]
+            .into_iter()
+            .flatten()
+            .flat_map(list)
+            .collect(),
+        ready_label: policy.ready_label.clone(),
+        in_progress_label: policy.in_progress_label.clone(),
+    })
 }
 
 /// Whether `owner` can be a GitHub user or organisation login: letters,

@@ -38,6 +38,7 @@ pub fn github(
         GitHubSettings {
             api_url: api_url.to_owned(),
             token: Secret::Value(token.to_owned()),
+            app: None,
             default_owner: owner.map(str::to_owned),
             trusted_bots: vec![],
             own_login: own_login.map(str::to_owned),

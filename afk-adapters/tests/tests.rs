@@ -8,6 +8,7 @@
 mod ci_wire;
 mod common;
 mod executor_contract;
+mod github_app;
 mod github_conformance;
 mod github_recorded;
 mod github_wire;

@@ -71,6 +71,25 @@ fn fake_world() -> Fake {
     Fake { model, tracker }
 }
 
+/// The same GitHub, with afk acting as a GitHub App: every case holds
+/// with installation tokens and the App's bot as afk's own login.
+pub async fn app_world() -> Http {
+    let sim = Sim::start().await;
+    {
+        let mut m = lock(&sim.github);
+        seed(&mut m);
+        m.enable_app(crate::github_app::sim_app());
+    }
+    let app = afk_adapters::github::app::AppAuth::new(crate::github_app::app_settings(
+        &sim.uri(),
+        &crate::github_app::keys().pkcs1,
+        None,
+    ))
+    .unwrap();
+    let tracker = crate::github_app::app_tracker(&sim.uri(), Arc::new(app));
+    Http { sim, tracker }
+}
+
 pub async fn http_world() -> Http {
     let sim = Sim::start().await;
     seed(&mut lock(&sim.github));
@@ -79,6 +98,7 @@ pub async fn http_world() -> Http {
         GitHubSettings {
             api_url: sim.uri(),
             token: Secret::Value(GITHUB_TOKEN.into()),
+            app: None,
             default_owner: Some("acme".into()),
             trusted_bots: vec!["afk-helper[bot]".into(), "renovate".into()],
             own_login: None,
@@ -425,7 +445,9 @@ async fn label_events_and_the_last_close_are_read(w: &dyn World) {
         m.add_issue(REPO, 3, "t", "", &[]);
         m.close(REPO, 3, "alice", Some("abc1234"), "2026-06-09T12:00:00Z");
         m.add_issue(REPO, 4, "t", "", &[]);
-        m.close(REPO, 4, GITHUB_LOGIN, None, "2026-06-09T12:00:00Z");
+        // By afk itself: its token's login, or its App's bot.
+        let own = m.own_login.clone();
+        m.close(REPO, 4, &own, None, "2026-06-09T12:00:00Z");
     }
     let events = w.tracker().label_events("infra", 1).await.unwrap();
     let seen: Vec<(&str, Option<&str>)> = events
@@ -466,6 +488,7 @@ async fn approved_comments_are_only_trusted_people_s(w: &dyn World) {
         m.add_comment(REPO, 7, "drive-by", "stranger");
         m.add_comment(REPO, 7, "Dependencies updated.", "renovate[bot]");
         m.add_comment(REPO, 7, "untrusted bot", "dependabot[bot]");
+        let own = m.own_login.clone();
         m.add_comment(
             REPO,
             7,
@@ -473,7 +496,7 @@ async fn approved_comments_are_only_trusted_people_s(w: &dyn World) {
                 "### AFK run progress",
                 &afk_core::RunRecord::dispatched("t-1", ts("2026-06-09T10:00:00Z")),
             ),
-            GITHUB_LOGIN,
+            &own,
         );
     }
     let comments = w.tracker().approved_comments("infra", 7).await.unwrap();
@@ -771,11 +794,13 @@ macro_rules! contract {
             let mut all = Vec::new();
             let mut replies = Vec::new();
             $(
-                let w = http_world().await;
-                lock(&w.sim.github).record_replies = true;
-                $name(&w).await;
-                all.extend(w.sim.requests().await);
-                replies.append(&mut lock(&w.sim.github).replies);
+                for app in [false, true] {
+                    let w = if app { app_world().await } else { http_world().await };
+                    lock(&w.sim.github).record_replies = true;
+                    $name(&w).await;
+                    all.extend(w.sim.requests().await);
+                    replies.append(&mut lock(&w.sim.github).replies);
+                }
             )+
             (all, replies)
         }
@@ -793,6 +818,14 @@ macro_rules! contract {
                 #[tokio::test]
                 async fn $name() {
                     super::$name(&super::http_world().await).await;
+                }
+            )+
+        }
+        mod github_app {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(&super::app_world().await).await;
                 }
             )+
         }

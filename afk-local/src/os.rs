@@ -2,6 +2,10 @@
 //! workspaces cloned with the real `git`, turns started under `afk-reaper`,
 //! liveness and stops read from `/proc`.
 //!
+//! This file is long because it is the executor's one contact with the
+//! machine: files written whole, git with its credential, the supervisor
+//! started detached, and its lock and end read back.
+//!
 //! Layout (directories `0700`, files `0600`):
 //!
 //! ```text
@@ -11,15 +15,21 @@
 //! <dir>/runs/<thread>/turn-<n>.err     its standard error
 //! <dir>/runs/<thread>/turn-<n>.lock    held by its supervisor while it lives
 //! <dir>/runs/<thread>/turn-<n>.exit    how it ended, written by its supervisor
+//! <dir>/runs/<thread>/git-token        the agent's push token (a GitHub App's)
 //! <dir>/workspaces/<owner>__<name>/    the repository's workspace
 //! <dir>/workspaces/<owner>__<name>.lock held while it is prepared
+//! <dir>/workspaces/<owner>__<name>.token afk's fetch token (a GitHub App's)
 //! ```
 //!
 //! The git credential never reaches a command line, a remote URL or a
 //! `.git/config`: git and the agent get a credential helper through the
 //! environment (`GIT_CONFIG_COUNT`/`GIT_CONFIG_KEY_n`/`GIT_CONFIG_VALUE_n`,
 //! scoped to the clone URLs' base), which reads the token from
-//! `AFK_GIT_TOKEN_FILE` (re-read on every use) or `AFK_GIT_TOKEN`.
+//! `AFK_GIT_TOKEN_FILE` (re-read on every use) or `AFK_GIT_TOKEN`. With a
+//! GitHub App ([`GitToken::PerRepo`]) each clone or fetch and each turn gets
+//! a token minted for its one repository, in a file of its own (`0600`):
+//! `workspaces/<owner>__<name>.token` for afk's git, `runs/<thread>/git-token`
+//! for the agent.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -44,6 +54,27 @@ pub enum GitToken {
     Value(String),
     /// A file, re-read on every use (`AFK_GITHUB_TOKEN_FILE`).
     File(PathBuf),
+    /// A token minted for each repository when it is needed (a GitHub
+    /// App's installation token that can push to that repository only).
+    PerRepo(std::sync::Arc<dyn RepoCredentials>),
+}
+
+/// Mints a credential that reaches one repository only.
+#[async_trait]
+pub trait RepoCredentials: Send + Sync {
+    /// A token for `repo` (`owner/name`).
+    ///
+    /// # Errors
+    /// Why none could be minted (never the credential).
+    async fn token_for(&self, repo: &str) -> Result<String, String>;
+}
+
+/// The repository (`owner/name`) of a workspace directory named
+/// `owner__name` (an owner never holds `_`).
+fn repo_of_workspace(dir: &Path) -> Option<String> {
+    let key = dir.file_name()?.to_str()?;
+    let (owner, name) = key.split_once("__")?;
+    Some(format!("{owner}/{name}"))
 }
 
 impl std::fmt::Debug for GitToken {
@@ -52,6 +83,7 @@ impl std::fmt::Debug for GitToken {
             GitToken::None => f.write_str("GitToken(none)"),
             GitToken::Value(_) => f.write_str("GitToken(value, redacted)"),
             GitToken::File(p) => write!(f, "GitToken(file {})", p.display()),
+            GitToken::PerRepo(_) => f.write_str("GitToken(minted per repository)"),
         }
     }
 }
@@ -135,6 +167,12 @@ impl OsHost {
     /// terminal prompts, and the credential helper with its token source
     /// (the token itself only in `AFK_GIT_TOKEN`, when it is not a file).
     pub fn env(&self) -> Vec<(String, String)> {
+        self.env_with(None)
+    }
+
+    /// [`OsHost::env`], with `minted` as the token file when the token is
+    /// minted per repository.
+    fn env_with(&self, minted: Option<&Path>) -> Vec<(String, String)> {
         let mut env = self.settings.env.clone();
         env.retain(|(k, _)| {
             !k.starts_with("GIT_CONFIG_") && k != "GIT_ASKPASS" && k != "GIT_TERMINAL_PROMPT"
@@ -148,6 +186,10 @@ impl OsHost {
             GitToken::None => (0, None),
             GitToken::Value(v) => (2, Some(("AFK_GIT_TOKEN", v.clone()))),
             GitToken::File(p) => (2, Some(("AFK_GIT_TOKEN_FILE", p.display().to_string()))),
+            GitToken::PerRepo(_) => match minted {
+                Some(p) => (2, Some(("AFK_GIT_TOKEN_FILE", p.display().to_string()))),
+                None => (0, None),
+            },
         };
         env.push(("GIT_CONFIG_COUNT".into(), count.to_string()));
         if let Some((key, value)) = source {
@@ -162,13 +204,37 @@ impl OsHost {
         env
     }
 
-    /// Runs git with the host's environment, in `dir`, with a deadline.
-    async fn git(&self, dir: &Path, args: &[&str]) -> Result<String, String> {
+    /// The environment for work on the repository of `workspace`: with a
+    /// token minted per repository, one is minted for it now and written to
+    /// `file` (`0600`, whole or not at all).
+    async fn repo_env(
+        &self,
+        workspace: &Path,
+        file: &Path,
+    ) -> Result<Vec<(String, String)>, String> {
+        let GitToken::PerRepo(mint) = &self.settings.token else {
+            return Ok(self.env());
+        };
+        let repo = repo_of_workspace(workspace)
+            .ok_or_else(|| format!("{} names no repository", workspace.display()))?;
+        let token = mint.token_for(&repo).await?;
+        write_atomically(file, token.as_bytes())
+            .map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+        Ok(self.env_with(Some(file)))
+    }
+
+    /// Runs git with `env`, in `dir`, with a deadline.
+    async fn git(
+        &self,
+        env: &[(String, String)],
+        dir: &Path,
+        args: &[&str],
+    ) -> Result<String, String> {
         let mut cmd = tokio::process::Command::new("git");
         cmd.args(args)
             .current_dir(dir)
             .env_clear()
-            .envs(self.env())
+            .envs(env.iter().cloned())
             .env("LC_ALL", "C")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -339,6 +405,10 @@ impl Host for OsHost {
         )
         .await
         .map_err(|e| format!("cannot lock the workspace: {e}"))?;
+        let env = self
+            .repo_env(&dir, &root.join(format!("{}.token", ws.key)))
+            .await?;
+        let env = env.as_slice();
         if !dir.join(".git").is_dir() {
             // Cloned beside it and renamed: a clone cut short leaves no
             // half workspace, only a scratch directory removed next time.
@@ -354,6 +424,7 @@ impl Host for OsHost {
             }
             let scratch_s = scratch.display().to_string();
             self.git(
+                env,
                 &root,
                 &["clone", "--quiet", "--no-tags", "--", &ws.url, &scratch_s],
             )
@@ -361,7 +432,7 @@ impl Host for OsHost {
             std::fs::rename(&scratch, &dir)
                 .map_err(|e| format!("cannot move the clone into place: {e}"))?;
         } else {
-            self.git(&dir, &["remote", "set-url", "origin", &ws.url])
+            self.git(env, &dir, &["remote", "set-url", "origin", &ws.url])
                 .await?;
         }
         // Whatever a killed agent left: a stale index lock, a rebase or a
@@ -370,10 +441,11 @@ impl Host for OsHost {
         for stale in ["index.lock", "HEAD.lock"] {
             let _ = std::fs::remove_file(dir.join(".git").join(stale));
         }
-        let _ = self.git(&dir, &["rebase", "--quit"]).await;
-        let _ = self.git(&dir, &["merge", "--abort"]).await;
+        let _ = self.git(env, &dir, &["rebase", "--quit"]).await;
+        let _ = self.git(env, &dir, &["merge", "--abort"]).await;
         let refspec = format!("+refs/heads/{0}:refs/remotes/origin/{0}", ws.branch);
         self.git(
+            env,
             &dir,
             &[
                 "fetch",
@@ -387,13 +459,14 @@ impl Host for OsHost {
         .await?;
         let remote = format!("origin/{}", ws.branch);
         self.git(
+            env,
             &dir,
             &["checkout", "--quiet", "--force", "-B", &ws.branch, &remote],
         )
         .await?;
-        self.git(&dir, &["reset", "--quiet", "--hard", &remote])
+        self.git(env, &dir, &["reset", "--quiet", "--hard", &remote])
             .await?;
-        self.git(&dir, &["clean", "-ffdxq"]).await?;
+        self.git(env, &dir, &["clean", "-ffdxq"]).await?;
         Ok(dir)
     }
 
@@ -413,6 +486,11 @@ impl Host for OsHost {
         }
         let prompt = file("prompt");
         write_atomically(&prompt, launch.prompt.as_bytes())?;
+        // The agent's own token, minted for this turn's repository.
+        let env = self
+            .repo_env(&launch.workspace, &dir.join("git-token"))
+            .await
+            .map_err(std::io::Error::other)?;
         let append = |path: PathBuf| {
             OpenOptions::new()
                 .append(true)
@@ -430,7 +508,7 @@ impl Host for OsHost {
             .args(&launch.argv)
             .current_dir(&launch.workspace)
             .env_clear()
-            .envs(self.env())
+            .envs(env)
             .envs(launch.env.iter().cloned())
             // Tools that trust PWD over the real directory (opencode runs its
             // shell there) must see the workspace, never afk's directory.

@@ -2,6 +2,9 @@
 //! what it is given and never given, what is read back from it, that a
 //! stop leaves nothing, that a forged record signals nothing, that a crash
 //! at any point starts no second agent, and that bad input is named.
+//!
+//! This file is long because each promise is a case on a real machine (real
+//! git, real processes under afk-reaper), with the helpers they share.
 
 use std::process::Command;
 
@@ -581,4 +584,75 @@ async fn a_full_disk_loses_no_record() {
         .await
         .unwrap();
     wait_for(|| m.starts().len() == 2, "the turn, once there is room");
+}
+
+/// Tokens minted per repository, as a GitHub App mints them: counted, and
+/// each names the repository it was minted for.
+struct Minter(std::sync::Mutex<Vec<String>>);
+
+#[async_trait::async_trait]
+impl afk_local::os::RepoCredentials for Minter {
+    async fn token_for(&self, repo: &str) -> Result<String, String> {
+        let mut asked = self.0.lock().unwrap();
+        asked.push(repo.to_owned());
+        Ok(format!(
+            "ghs_minted_{}_{}",
+            repo.replace('/', "_"),
+            asked.len()
+        ))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_an_app_git_and_the_agent_get_a_token_minted_for_their_repository() {
+    use std::os::unix::fs::PermissionsExt;
+    let minter = std::sync::Arc::new(Minter(std::sync::Mutex::new(Vec::new())));
+    let m = machine_with(GitToken::PerRepo(minter.clone()), 2, None);
+    let id = dispatch(&m, "infra", 7, 0).await;
+    // One for afk's clone, one for the agent's turn: acme/infra only.
+    assert_eq!(*minter.0.lock().unwrap(), ["acme/infra", "acme/infra"]);
+    let agent_file = m.local_dir().join("runs").join(&id).join("git-token");
+    assert_eq!(
+        std::fs::read_to_string(&agent_file).unwrap(),
+        "ghs_minted_acme_infra_2"
+    );
+    let mode = std::fs::metadata(&agent_file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    // The agent's environment names its file, never a token, and its git
+    // credential helper answers with the minted one.
+    let (_, _, agent, _) = m.starts()[0].clone();
+    let environ = std::fs::read(format!("/proc/{agent}/environ")).unwrap();
+    let environ = String::from_utf8_lossy(&environ);
+    assert!(
+        environ.contains(&format!("AFK_GIT_TOKEN_FILE={}", agent_file.display())),
+        "{environ}"
+    );
+    assert!(!environ.contains("ghs_minted"), "{environ}");
+    assert!(!cmdline(agent).contains("ghs_minted"));
+    let ws = m.local_dir().join("workspaces/acme__infra");
+    assert!(
+        !std::fs::read_to_string(ws.join(".git/config"))
+            .unwrap()
+            .contains("ghs_")
+    );
+    // A minter that fails stops the turn before it starts, with its reason.
+    struct Refusing;
+    #[async_trait::async_trait]
+    impl afk_local::os::RepoCredentials for Refusing {
+        async fn token_for(&self, repo: &str) -> Result<String, String> {
+            Err(format!("the App is not installed on {repo}"))
+        }
+    }
+    let m = machine_with(GitToken::PerRepo(std::sync::Arc::new(Refusing)), 2, None);
+    let s = snap(&m).await;
+    let err = m
+        .exec
+        .ensure_thread(&s, &spec("infra", 8, 0))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("not installed on acme/infra"),
+        "{err}"
+    );
+    assert!(m.starts().is_empty());
 }

@@ -17,7 +17,7 @@ use afk_adapters::rollout::RolloutTargets;
 pub use afk_adapters::services::TickKind;
 use afk_adapters::services::{ExecutorSettings, NtfySettings, ServiceSettings, SystemClock};
 use afk_adapters::services::{TickStart, log_tick, run_tick, serve_rounds};
-use afk_adapters::settings::{self, ExecutorKind, LocalArgs, list, owner_name_ok};
+use afk_adapters::settings::{self, ExecutorKind, LocalArgs};
 use afk_adapters::t3::T3Settings;
 use afk_adapters::woodpecker::WoodpeckerSettings;
 use afk_core::Config;
@@ -81,6 +81,18 @@ pub struct LoopArgs {
     /// is read from AFK_GITHUB_TOKEN, never from a flag.
     #[arg(long, env = "AFK_GITHUB_TOKEN_FILE", hide_env_values = true)]
     pub github_token_file: Option<String>,
+    /// Act as this GitHub App (its App ID, with its key file) instead of a token.
+    #[arg(long, env = "AFK_GITHUB_APP_ID", hide_env_values = true)]
+    pub github_app_id: Option<String>,
+    /// The App's private key (PEM), re-read at every signing.
+    #[arg(long, env = "AFK_GITHUB_APP_PRIVATE_KEY_FILE", hide_env_values = true)]
+    pub github_app_private_key_file: Option<String>,
+    /// The App's installation. Default: the allowlisted owners' own.
+    #[arg(long, env = "AFK_GITHUB_APP_INSTALLATION_ID", hide_env_values = true)]
+    pub github_app_installation_id: Option<String>,
+    /// A file (mode 0600) keeping the App's token across ticks. Default: none.
+    #[arg(long, env = "AFK_GITHUB_TOKEN_CACHE", hide_env_values = true)]
+    pub github_token_cache: Option<String>,
     /// Owner for bare repository names in the allowlist.
     #[arg(long, env = "AFK_GITHUB_OWNER", hide_env_values = true)]
     pub github_owner: Option<String>,
@@ -262,36 +274,24 @@ impl LoopArgs {
     /// `BadConfig` when no token is configured, or the policy settings
     /// (whose labels the tracker reads by) cannot be used.
     pub fn github(&self) -> Result<GitHubSettings, BadConfig> {
-        let token = secret(self.github_token_file.as_ref(), "AFK_GITHUB_TOKEN")?;
-        if !token.is_configured() {
-            return Err(BadConfig(
-                "a GitHub token is required: set AFK_GITHUB_TOKEN or AFK_GITHUB_TOKEN_FILE".into(),
-            ));
-        }
-        let owner = some(&self.github_owner).map(|o| o.trim().to_owned());
-        if let Some(o) = &owner
-            && !owner_name_ok(o)
-        {
-            return Err(BadConfig(format!(
-                "AFK_GITHUB_OWNER={o:?} cannot name a GitHub account: letters, digits and '-', at most 39"
-            )));
-        }
+        let args = settings::GitHubArgs {
+            api_url: &self.github_api_url,
+            token: secret(self.github_token_file.as_ref(), "AFK_GITHUB_TOKEN")?,
+            owner: self.github_owner.as_deref(),
+            login: self.github_login.as_deref(),
+            web_url: self.github_web_url.as_deref(),
+            trusted_bots: &self.trusted_bots,
+            woodpecker_url: self.woodpecker_url.as_deref(),
+            ci_link_hosts: self.ci_link_hosts.as_deref(),
+            app: settings::AppArgs {
+                app_id: self.github_app_id.as_deref(),
+                key_file: self.github_app_private_key_file.as_deref(),
+                installation_id: self.github_app_installation_id.as_deref(),
+                cache_file: self.github_token_cache.as_deref(),
+            },
+        };
         // The labels anchor the look-up of a run's progress comment.
-        let policy = self.policy()?;
-        Ok(GitHubSettings {
-            api_url: self.github_api_url.clone(),
-            token,
-            default_owner: owner,
-            trusted_bots: list(&self.trusted_bots),
-            own_login: some(&self.github_login),
-            web_url: some(&self.github_web_url),
-            ci_link_hosts: some(&self.woodpecker_url)
-                .into_iter()
-                .chain(self.ci_link_hosts.as_deref().map(list).unwrap_or_default())
-                .collect(),
-            ready_label: policy.ready_label,
-            in_progress_label: policy.in_progress_label,
-        })
+        settings::github(args, &self.policy()?).map_err(BadConfig)
     }
 
     /// The client's timeouts, with the tick's deadline.

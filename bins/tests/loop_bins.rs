@@ -190,7 +190,7 @@ async fn a_failing_repository_exits_1_and_bad_settings_exit_2() {
             "AFK_K8S_POD_TEMPLATE is not set",
         ),
         ("AFK_EXECUTOR", "ssh", "names no executor"),
-        ("AFK_GITHUB_TOKEN", "", "a GitHub token is required"),
+        ("AFK_GITHUB_TOKEN", "", "a GitHub identity is required"),
         (
             "AFK_ROLLOUT_TARGETS",
             "infra=prod",
@@ -641,4 +641,124 @@ async fn the_local_executor_s_bad_settings_are_named() {
         .unwrap();
     assert_eq!(r.code, 2, "{}", r.stdout);
     assert!(r.stdout.contains("AFK_LOCAL_MAX_AGENTS"), "{}", r.stdout);
+}
+
+/// An RSA key pair made by openssl: (private PEM path, public PEM).
+fn app_key(dir: &std::path::Path) -> (std::path::PathBuf, Vec<u8>) {
+    let key = dir.join("app.pem");
+    let ok = |c: &mut Command| assert!(c.status().unwrap().success());
+    ok(Command::new("openssl")
+        .args(["genrsa", "-traditional", "-out"])
+        .arg(&key)
+        .arg("2048")
+        .stderr(std::process::Stdio::null()));
+    let public = Command::new("openssl")
+        .args(["rsa", "-pubout", "-in"])
+        .arg(&key)
+        .stderr(std::process::Stdio::null())
+        .output()
+        .unwrap()
+        .stdout;
+    (key, public)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_loop_acting_as_a_github_app_keeps_its_token_across_ticks() {
+    use afk_sim::github::app::{App, Installation, default_permissions};
+    let w = World::new(&["infra"], &[]).await.unwrap();
+    w.ready("infra", 7, "", "alice");
+    let dir = tempfile::tempdir().unwrap();
+    let (key, public) = app_key(dir.path());
+    {
+        let mut app = App::new(31, "afk-sim", &public).unwrap();
+        app.installations.push(Installation {
+            id: 5,
+            account: "acme".into(),
+            repos: None,
+            permissions: default_permissions(),
+            suspended: false,
+        });
+        lock(&w.sim.github).enable_app(app);
+    }
+    let cache = dir.path().join("github-token.json");
+    let mut env: Vec<(&str, String)> = armed(&w)
+        .into_iter()
+        .filter(|(k, _)| *k != "AFK_GITHUB_TOKEN")
+        .collect();
+    env.push(("AFK_GITHUB_APP_ID", "31".into()));
+    env.push(("AFK_GITHUB_APP_PRIVATE_KEY_FILE", key.display().to_string()));
+    env.push(("AFK_GITHUB_TOKEN_CACHE", cache.display().to_string()));
+    let minted = || lock(&w.sim.github).app.as_ref().unwrap().tokens.len();
+    let e = env.clone();
+    let r = tokio::task::spawn_blocking(move || run("afk-poller", &e, &[]))
+        .await
+        .unwrap();
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    assert_eq!(summary(&r)["dispatched"], 1, "{}", r.stdout);
+    assert_eq!(summary(&r)["github_budget"], "app");
+    assert_eq!(minted(), 1);
+    // The progress comment is the App's bot's, and the next tick (a new
+    // process) finds it as afk's own with the cached token: nothing minted.
+    let comments = lock(&w.sim.github).issue("acme/infra", 7).comments.clone();
+    assert!(
+        comments.iter().any(|c| c.user == "afk-sim[bot]"),
+        "{comments:?}"
+    );
+    let e = env.clone();
+    let r = tokio::task::spawn_blocking(move || run("afk-watcher", &e, &[]))
+        .await
+        .unwrap();
+    assert!(r.code == 0, "{}", r.stdout);
+    assert_eq!(minted(), 1, "the watcher reused the cached token");
+    let text = std::fs::read_to_string(&key).unwrap();
+    let middle = &text[40..80];
+    assert!(!r.stdout.contains(middle));
+
+    // Bad App settings: exit 2, the key named, the material never shown.
+    let garbage = dir.path().join("garbage.pem");
+    std::fs::write(
+        &garbage,
+        "-----BEGIN RSA PRIVATE KEY-----\nS3CR3TMATERIAL\n-----END RSA PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    for (key, value, needle) in [
+        (
+            "AFK_GITHUB_TOKEN",
+            GITHUB_TOKEN.to_owned(),
+            "AFK_GITHUB_APP_ID",
+        ),
+        (
+            "AFK_GITHUB_APP_ID",
+            "Iv1.8a61f9b3a7aba766".into(),
+            "is not a positive number (the App ID",
+        ),
+        (
+            "AFK_GITHUB_APP_PRIVATE_KEY_FILE",
+            garbage.display().to_string(),
+            "holds no RSA private key",
+        ),
+        (
+            "AFK_GITHUB_APP_PRIVATE_KEY_FILE",
+            "/nonexistent/app.pem".into(),
+            "/nonexistent/app.pem: no such file",
+        ),
+        (
+            "AFK_GITHUB_APP_INSTALLATION_ID",
+            "-1".into(),
+            "AFK_GITHUB_APP_INSTALLATION_ID",
+        ),
+    ] {
+        let mut e = env.clone();
+        e.push((key, value.clone()));
+        let r = tokio::task::spawn_blocking(move || run("afk-poller", &e, &[]))
+            .await
+            .unwrap();
+        assert_eq!(r.code, 2, "{key}={value}: {}", r.stdout);
+        assert!(r.stdout.contains(needle), "{key}: {}", r.stdout);
+        assert!(
+            !r.stdout.contains("S3CR3T") && !r.stdout.contains(middle),
+            "{}",
+            r.stdout
+        );
+    }
 }

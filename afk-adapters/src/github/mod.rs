@@ -47,6 +47,7 @@ use serde_json::{Value, json};
 
 use crate::http::{Http, Secret, now_unix, parse_retry_after};
 
+pub mod app;
 mod batch;
 use batch::BlockerState;
 mod comments;
@@ -74,8 +75,10 @@ pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 pub struct GitHubSettings {
     /// REST base, `https://api.github.com` or `https://host/api/v3`.
     pub api_url: String,
-    /// The token.
+    /// The token (`Secret::None` when afk acts as a GitHub App).
     pub token: Secret,
+    /// The GitHub App afk acts as, instead of a token.
+    pub app: Option<std::sync::Arc<app::AppAuth>>,
     /// Owner for bare repository names.
     pub default_owner: Option<String>,
     /// Bot logins whose ready label is trusted.
@@ -173,6 +176,17 @@ impl GitHubTracker {
         }
     }
 
+    /// Whose rate limit this tracker spends: `app` (the App's
+    /// installation, up to 12,500 requests an hour) or `token` (the token
+    /// owner's 5,000, shared with everything else they run).
+    pub fn budget_kind(&self) -> &'static str {
+        if self.settings.app.is_some() {
+            "app"
+        } else {
+            "token"
+        }
+    }
+
     /// `(owner, name)` of a repository named bare or as `owner/name`.
     fn owner_name(&self, repo: &str) -> PortResult<(String, String)> {
         let repo = repo.trim();
@@ -254,10 +268,69 @@ impl GitHubTracker {
         accept: &[u16],
         timeout: Option<Duration>,
     ) -> PortResult<Page> {
-        let token = self.settings.token.read()?.ok_or_else(|| PortError::Auth {
+        match self
+            .request_once(method.clone(), url.clone(), body, accept, timeout)
+            .await
+        {
+            // An App's token GitHub no longer takes (revoked, or the cache
+            // outlived it): dropped, and the request asked once more with a
+            // new one.
+            Err((PortError::Auth { .. }, Some(token))) if self.settings.app.is_some() => {
+                if let Some(app) = &self.settings.app {
+                    tracing::info!(
+                        action = "token",
+                        "GitHub answered 401 to the App's token; minting a new one"
+                    );
+                    app.drop_token(&token);
+                }
+                self.request_once(method, url, body, accept, timeout)
+                    .await
+                    .map_err(|(e, _)| e)
+            }
+            other => other.map_err(|(e, _)| e),
+        }
+    }
+
+    /// The bearer token for the next request: the App's installation
+    /// token, or the configured one.
+    async fn bearer(&self) -> PortResult<String> {
+        if let Some(app) = &self.settings.app {
+            return app.token(&self.http).await;
+        }
+        self.settings.token.read()?.ok_or_else(|| PortError::Auth {
             message: "no GitHub token configured (AFK_GITHUB_TOKEN or AFK_GITHUB_TOKEN_FILE)"
                 .into(),
-        })?;
+        })
+    }
+
+    /// One request; a 401 comes back with the token it was sent with.
+    async fn request_once(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<&Value>,
+        accept: &[u16],
+        timeout: Option<Duration>,
+    ) -> Result<Page, (PortError, Option<String>)> {
+        let token = self.bearer().await.map_err(|e| (e, None))?;
+        self.request_with(&token, method, url, body, accept, timeout)
+            .await
+            .map_err(|e| {
+                let was_401 = matches!(&e, PortError::Auth { message } if message.contains("(401"));
+                (e, was_401.then_some(token))
+            })
+    }
+
+    /// One request with `token`.
+    async fn request_with(
+        &self,
+        token: &str,
+        method: Method,
+        url: Url,
+        body: Option<&Value>,
+        accept: &[u16],
+        timeout: Option<Duration>,
+    ) -> PortResult<Page> {
         let mut request = self
             .http
             .client()
@@ -382,6 +455,11 @@ impl GitHubTracker {
             return Ok(login.clone());
         }
         if let Some(login) = lock(&self.caches).own_login.clone() {
+            return Ok(login);
+        }
+        if let Some(app) = &self.settings.app {
+            let login = app.login(&self.http).await?;
+            lock(&self.caches).own_login = Some(login.clone());
             return Ok(login);
         }
         let page = self
@@ -859,6 +937,7 @@ mod tests {
                 GitHubSettings {
                     api_url: api.into(),
                     token: Secret::None,
+                    app: None,
                     default_owner: None,
                     trusted_bots: vec![],
                     own_login: None,
