@@ -63,15 +63,10 @@ pub fn local_executor(
     github: &GitHubSettings,
 ) -> Result<ExecutorSettings, String> {
     use afk_local::os::GitToken;
-    let token = if let Some(app) = &github.app {
+    let token = if let Some(tokens) = agent_tokens(github)? {
         // With a GitHub App, each repository's git and agent get a token
         // minted for that repository alone, that can push and nothing more.
-        let http = crate::http::Http::new(&crate::http::HttpSettings::default())
-            .map_err(|e| e.to_string())?;
-        GitToken::PerRepo(std::sync::Arc::new(crate::github::app::AgentTokens::new(
-            app.clone(),
-            http,
-        )))
+        GitToken::PerRepo(tokens)
     } else {
         match &github.token {
             Secret::File(path) => GitToken::File(path.clone()),
@@ -96,6 +91,21 @@ pub fn local_executor(
     Ok(ExecutorSettings::Built(Box::new(executor)))
 }
 
+/// Where agents' push tokens are minted: the GitHub App's, for one
+/// repository each; `None` with a personal token.
+fn agent_tokens(
+    github: &GitHubSettings,
+) -> Result<Option<std::sync::Arc<dyn afk_local::os::RepoCredentials>>, String> {
+    let Some(app) = &github.app else {
+        return Ok(None);
+    };
+    let http =
+        crate::http::Http::new(&crate::http::HttpSettings::default()).map_err(|e| e.to_string())?;
+    Ok(Some(std::sync::Arc::new(
+        crate::github::app::AgentTokens::new(app.clone(), http),
+    )))
+}
+
 /// The Kubernetes executor's settings, checked before anything runs (the
 /// pod template read and validated): `kube` holds `AFK_K8S_NAMESPACE`,
 /// `AFK_K8S_POD_TEMPLATE`, `AFK_K8S_START_TIMEOUT` and `AFK_GIT_URL`.
@@ -113,7 +123,8 @@ pub fn kube_executor(
     kube.github_api_url.clone_from(&github.api_url);
     kube.github_web_url.clone_from(&github.web_url);
     kube.default_owner.clone_from(&github.default_owner);
-    let settings = kube.settings(namespace.as_deref().unwrap_or(""))?;
+    let mut settings = kube.settings(namespace.as_deref().unwrap_or(""))?;
+    settings.push_tokens = agent_tokens(github)?.map(afk_kube::PushTokens);
     Ok(ExecutorSettings::Kubernetes(Box::new(settings), namespace))
 }
 

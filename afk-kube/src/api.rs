@@ -8,7 +8,7 @@ use afk_core::ports::{PortError, PortResult};
 use async_trait::async_trait;
 use futures_util::AsyncReadExt;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use kube::api::{Api, DeleteParams, ListParams, LogParams, Patch, PatchParams, PostParams};
 
 use crate::cluster::{Cluster, Made};
@@ -18,6 +18,7 @@ pub struct KubeCluster {
     jobs: Api<Job>,
     pods: Api<Pod>,
     maps: Api<ConfigMap>,
+    secrets: Api<Secret>,
     namespace: String,
     calls: AtomicU64,
 }
@@ -72,7 +73,8 @@ impl KubeCluster {
         KubeCluster {
             jobs: Api::namespaced(client.clone(), namespace),
             pods: Api::namespaced(client.clone(), namespace),
-            maps: Api::namespaced(client, namespace),
+            maps: Api::namespaced(client.clone(), namespace),
+            secrets: Api::namespaced(client, namespace),
             namespace: namespace.to_owned(),
             calls: AtomicU64::new(0),
         }
@@ -189,6 +191,33 @@ impl Cluster for KubeCluster {
             .await
             .map(drop)
             .map_err(|e| port_error(&format!("updating Job {name}"), e))
+    }
+
+    async fn get_secret(&self, name: &str) -> PortResult<Option<Secret>> {
+        self.count();
+        match self.secrets.get(name).await {
+            Ok(secret) => Ok(Some(secret)),
+            Err(e) if status_code(&e) == Some(404) => Ok(None),
+            Err(e) => Err(port_error(&format!("reading Secret {name}"), e)),
+        }
+    }
+
+    async fn create_secret(&self, secret: &Secret) -> PortResult<Made<Secret>> {
+        self.count();
+        match self.secrets.create(&PostParams::default(), secret).await {
+            Ok(secret) => Ok(Made::Created(secret)),
+            Err(e) if status_code(&e) == Some(409) => Ok(Made::Exists),
+            Err(e) => Err(port_error("creating the push token's Secret", e)),
+        }
+    }
+
+    async fn patch_secret(&self, name: &str, patch: &serde_json::Value) -> PortResult<()> {
+        self.count();
+        self.secrets
+            .patch(name, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+            .map(drop)
+            .map_err(|e| port_error(&format!("updating Secret {name}"), e))
     }
 
     async fn patch_config_map(&self, name: &str, patch: &serde_json::Value) -> PortResult<()> {

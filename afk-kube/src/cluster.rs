@@ -9,7 +9,7 @@
 use afk_core::ports::{PortError, PortResult};
 use async_trait::async_trait;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 
 /// An API server's refusal (its HTTP status and `Status` body) as the
 /// port's error, the one mapping both faces of the cluster use: 404 not
@@ -70,6 +70,16 @@ pub trait Cluster: Send + Sync {
     /// `patch` a ConfigMap with a JSON merge patch (the executor sets its
     /// owner). A ConfigMap that is gone is `NotFound`.
     async fn patch_config_map(&self, name: &str, patch: &serde_json::Value) -> PortResult<()>;
+
+    /// `get` a Secret; `None` when there is none of that name.
+    async fn get_secret(&self, name: &str) -> PortResult<Option<Secret>>;
+
+    /// `create` a Secret (a turn's push token, with a GitHub App).
+    async fn create_secret(&self, secret: &Secret) -> PortResult<Made<Secret>>;
+
+    /// `patch` a Secret with a JSON merge patch (a new token, its owner).
+    /// A Secret that is gone is `NotFound`.
+    async fn patch_secret(&self, name: &str, patch: &serde_json::Value) -> PortResult<()>;
 
     /// `patch` a Job with a JSON merge patch (RFC 7386,
     /// `application/merge-patch+json`): the executor sets annotations and

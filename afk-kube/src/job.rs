@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapVolumeSource, Container, EmptyDirVolumeSource, EnvVar,
-    PodSecurityContext, PodTemplateSpec, SeccompProfile, SecurityContext, Volume, VolumeMount,
+    EnvVarSource, PodSecurityContext, PodTemplateSpec, SeccompProfile, Secret, SecretKeySelector,
+    SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
@@ -43,6 +44,11 @@ pub const PROMPT_DIR: &str = "/afk/prompt";
 /// The key of the prompt in its ConfigMap (the file name under
 /// [`PROMPT_DIR`]).
 pub const PROMPT_KEY: &str = "prompt";
+/// The key of the push token in its Secret, given to the agent container as
+/// `AFK_GIT_TOKEN` (what the agent image's credential helper reads).
+pub const TOKEN_KEY: &str = "token";
+/// The variable the push token reaches the agent in.
+pub const TOKEN_ENV: &str = "AFK_GIT_TOKEN";
 /// Where the default command clones the repository (an `emptyDir`).
 pub const WORKSPACE_DIR: &str = "/workspace";
 
@@ -77,6 +83,10 @@ pub struct TurnSpec {
     pub prompt: String,
     /// The agent's argument vector for the default command.
     pub agent_argv: Vec<String>,
+    /// Whether the turn's push token is in a Secret of its own
+    /// ([`token_secret`]), given to the agent as [`TOKEN_ENV`] in place
+    /// of the template's.
+    pub push_token: bool,
 }
 
 /// What every Job gets, from the executor's settings. Its `Debug` names
@@ -317,6 +327,21 @@ fn fill_agent(c: &mut Container, turn: &TurnSpec) {
         value: Some(v),
         value_from: None,
     }));
+    if turn.push_token {
+        vars.retain(|v| v.name != TOKEN_ENV);
+        vars.push(EnvVar {
+            name: TOKEN_ENV.into(),
+            value: None,
+            value_from: Some(EnvVarSource {
+                secret_key_ref: Some(SecretKeySelector {
+                    name: job_name(turn),
+                    key: TOKEN_KEY.into(),
+                    optional: Some(false),
+                }),
+                ..Default::default()
+            }),
+        });
+    }
     let mounts = c.volume_mounts.get_or_insert_with(Vec::new);
     mounts.retain(|m| m.mount_path != PROMPT_DIR && m.mount_path != WORKSPACE_DIR);
     mounts.push(VolumeMount {
@@ -368,6 +393,32 @@ pub fn prompt_map(turn: &TurnSpec) -> ConfigMap {
     }
 }
 
+/// The turn's push token (minted for its repository alone), in a Secret of
+/// the Job's name, labelled as the turn's. Like the prompt, it is created
+/// before the Job and then owned by it, so it goes with the Job.
+pub fn token_secret(turn: &TurnSpec, token: &str) -> Secret {
+    Secret {
+        metadata: ObjectMeta {
+            name: Some(job_name(turn)),
+            labels: Some(labels(turn)),
+            ..Default::default()
+        },
+        type_: Some("Opaque".into()),
+        data: Some(BTreeMap::from([(
+            TOKEN_KEY.to_owned(),
+            k8s_openapi::ByteString(token.as_bytes().to_vec()),
+        )])),
+        ..Default::default()
+    }
+}
+
+/// The merge patch that puts a new `token` in the turn's Secret.
+pub fn token_patch(token: &str) -> serde_json::Value {
+    let data = serde_json::to_value(k8s_openapi::ByteString(token.as_bytes().to_vec()))
+        .unwrap_or_default();
+    serde_json::json!({"data": {TOKEN_KEY: data}})
+}
+
 /// The merge patch that makes the Job `job_uid` the prompt's owner.
 pub fn owner_patch(turn: &TurnSpec, job_uid: &str) -> serde_json::Value {
     let owner = OwnerReference {
@@ -380,20 +431,20 @@ pub fn owner_patch(turn: &TurnSpec, job_uid: &str) -> serde_json::Value {
     serde_json::json!({"metadata": {"ownerReferences": [owner]}})
 }
 
-/// Whether `map` is this turn's prompt: its labels say so, and it has no
-/// owner yet or only the turn's Job (`job_uid`, when known).
-pub fn is_turns_map(map: &ConfigMap, turn: &TurnSpec, job_uid: Option<&str>) -> bool {
-    let owners = map.metadata.owner_references.as_deref().unwrap_or_default();
-    is_turns(map.metadata.labels.as_ref(), turn)
+/// Whether an object (the prompt's ConfigMap, the token's Secret) is this
+/// turn's: its labels say so, and it has no owner yet or only the turn's
+/// Job (`job_uid`, when known).
+pub fn is_turns_object(meta: &ObjectMeta, turn: &TurnSpec, job_uid: Option<&str>) -> bool {
+    let owners = meta.owner_references.as_deref().unwrap_or_default();
+    is_turns(meta.labels.as_ref(), turn)
         && owners.iter().all(|r| {
             r.kind == "Job" && r.name == job_name(turn) && job_uid.is_none_or(|u| r.uid == u)
         })
 }
 
-/// Whether `map` is owned by the Job `job_uid` already.
-pub fn is_owned_by(map: &ConfigMap, job_uid: &str) -> bool {
-    map.metadata
-        .owner_references
+/// Whether an object is owned by the Job `job_uid` already.
+pub fn is_owned_by(meta: &ObjectMeta, job_uid: &str) -> bool {
+    meta.owner_references
         .as_deref()
         .unwrap_or_default()
         .iter()
@@ -417,6 +468,7 @@ mod tests {
             clone_url: "https://github.com/acme/infra.git".into(),
             prompt: "--settings=evil; $(rm -rf /)".into(),
             agent_argv: vec!["claude".into(), "-p".into()],
+            push_token: false,
         }
     }
 
@@ -591,15 +643,25 @@ mod tests {
     fn the_prompt_map_is_the_turn_s_and_then_its_job_s() {
         let t = turn("acme/infra", 3);
         let mut map = prompt_map(&t);
-        assert!(is_turns_map(&map, &t, None));
-        assert!(is_turns_map(&map, &t, Some("uid-1")), "not owned yet");
-        assert!(!is_turns_map(&map, &turn("acme/infra", 4), None));
+        assert!(is_turns_object(&map.metadata, &t, None));
+        assert!(
+            is_turns_object(&map.metadata, &t, Some("uid-1")),
+            "not owned yet"
+        );
+        assert!(!is_turns_object(
+            &map.metadata,
+            &turn("acme/infra", 4),
+            None
+        ));
         let patch = owner_patch(&t, "uid-1");
         map.metadata.owner_references =
             serde_json::from_value(patch["metadata"]["ownerReferences"].clone()).unwrap();
-        assert!(is_owned_by(&map, "uid-1"));
-        assert!(is_turns_map(&map, &t, Some("uid-1")));
-        assert!(!is_turns_map(&map, &t, Some("uid-2")), "another Job's");
+        assert!(is_owned_by(&map.metadata, "uid-1"));
+        assert!(is_turns_object(&map.metadata, &t, Some("uid-1")));
+        assert!(
+            !is_turns_object(&map.metadata, &t, Some("uid-2")),
+            "another Job's"
+        );
         assert_eq!(map.data.unwrap().get(PROMPT_KEY).unwrap(), &t.prompt);
     }
 }

@@ -71,6 +71,20 @@ pub struct KubeSettings {
     pub git_base: String,
     /// The owner of bare repository names.
     pub default_owner: Option<String>,
+    /// Where each turn's push token is minted (a GitHub App's): then it is
+    /// put in a Secret the turn's Job owns and given to the agent, in place
+    /// of the template's `AFK_GIT_TOKEN`. `None`: the template's stands.
+    pub push_tokens: Option<PushTokens>,
+}
+
+/// Mints a push token for one repository ([`afk_local::os::RepoCredentials`]).
+#[derive(Clone)]
+pub struct PushTokens(pub std::sync::Arc<dyn afk_local::os::RepoCredentials>);
+
+impl std::fmt::Debug for PushTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PushTokens(minted per repository)")
+    }
 }
 
 impl KubeSettings {
@@ -99,6 +113,7 @@ impl KubeSettings {
             },
             git_base: git_base.to_owned(),
             default_owner: default_owner.map(str::to_owned),
+            push_tokens: None,
         }
     }
 }
@@ -337,6 +352,7 @@ impl<C: Cluster> KubeExecutor<C> {
             prompt: prompt.to_owned(),
             // Each turn is a fresh pod: no session to resume.
             agent_argv: self.settings.runtime.turn_argv(Turn::First(&session)),
+            push_token: self.settings.push_tokens.is_some(),
         })
     }
 
@@ -354,7 +370,7 @@ impl<C: Cluster> KubeExecutor<C> {
         {
             Made::Created(map) => map,
             Made::Exists => match self.cluster.get_config_map(&name).await? {
-                Some(map) if job::is_turns_map(&map, turn, None) => {
+                Some(map) if job::is_turns_object(&map.metadata, turn, None) => {
                     // A prompt found under the turn's name is this turn's
                     // only with this turn's words: one written by someone
                     // else with afk's labels (or by an earlier try, before
@@ -383,6 +399,10 @@ impl<C: Cluster> KubeExecutor<C> {
                 }
             },
         };
+        let token = match &self.settings.push_tokens {
+            Some(tokens) => Some(self.token_secret(turn, tokens).await?),
+            None => None,
+        };
         let uid = match self
             .cluster
             .create_job(&job::job(turn, &self.settings.job))
@@ -408,17 +428,64 @@ impl<C: Cluster> KubeExecutor<C> {
         let Some(uid) = uid else {
             return Err(transient(format!("Job {name} has no uid yet")));
         };
-        if !job::is_turns_map(&map, turn, Some(&uid)) {
+        if !job::is_turns_object(&map.metadata, turn, Some(&uid)) {
             return Err(permanent(format!(
                 "ConfigMap {name} is owned by another Job; afk does not touch it"
             )));
         }
-        if !job::is_owned_by(&map, &uid) {
+        if !job::is_owned_by(&map.metadata, &uid) {
             self.cluster
                 .patch_config_map(&name, &job::owner_patch(turn, &uid))
                 .await?;
         }
+        if let Some(meta) = token {
+            if !job::is_turns_object(&meta, turn, Some(&uid)) {
+                return Err(permanent(format!(
+                    "Secret {name} is owned by another Job; afk does not touch it"
+                )));
+            }
+            if !job::is_owned_by(&meta, &uid) {
+                self.cluster
+                    .patch_secret(&name, &job::owner_patch(turn, &uid))
+                    .await?;
+            }
+        }
         Ok(())
+    }
+
+    /// Mints the turn's push token and puts it in the turn's Secret
+    /// (created, or, when a repeat finds it and it is this turn's, given
+    /// the new token); its metadata, for the owner check.
+    async fn token_secret(
+        &self,
+        turn: &TurnSpec,
+        tokens: &PushTokens,
+    ) -> PortResult<k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta> {
+        let name = job::job_name(turn);
+        let token = tokens.0.token_for(&turn.repo).await.map_err(|why| {
+            transient(format!("no push token for {} this tick: {why}", turn.repo))
+        })?;
+        match self
+            .cluster
+            .create_secret(&job::token_secret(turn, &token))
+            .await?
+        {
+            Made::Created(secret) => Ok(secret.metadata),
+            Made::Exists => match self.cluster.get_secret(&name).await? {
+                Some(found) if job::is_turns_object(&found.metadata, turn, None) => {
+                    self.cluster
+                        .patch_secret(&name, &job::token_patch(&token))
+                        .await?;
+                    Ok(found.metadata)
+                }
+                Some(_) => Err(permanent(format!(
+                    "a Secret named {name} exists and is not this turn's; afk does not touch it"
+                ))),
+                None => Err(transient(format!(
+                    "Secret {name} was there and is gone; the turn is started again next tick"
+                ))),
+            },
+        }
     }
 
     /// The thread's Jobs by step, read now.

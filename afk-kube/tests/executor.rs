@@ -13,7 +13,9 @@ use afk_sim::contract::spec;
 use afk_sim::k8s::Fault;
 use afk_sim::lock;
 
-use crate::world::{World, claude_result, opening_turn, ts, world, world_with};
+use crate::world::{
+    Minter, World, claude_result, opening_turn, ts, world, world_minting, world_with,
+};
 
 #[tokio::test]
 async fn the_job_is_built_from_the_template_and_the_prompt_is_only_in_its_config_map() {
@@ -397,7 +399,19 @@ fn role_verbs() -> BTreeSet<(String, String, String)> {
 /// no fewer (least privilege).
 #[tokio::test]
 async fn the_role_grants_exactly_the_verbs_the_executor_uses() {
-    let w = world().await;
+    // With a GitHub App (push tokens in Secrets) every verb of the Role;
+    // without, every one but the Secrets' rule (which the Role says to
+    // drop then).
+    let with_app = verbs_used(world_minting(std::sync::Arc::default()).await).await;
+    assert_eq!(with_app, role_verbs());
+    let without: BTreeSet<_> = role_verbs()
+        .into_iter()
+        .filter(|(_, resource, _)| resource != "secrets")
+        .collect();
+    assert_eq!(verbs_used(world().await).await, without);
+}
+
+async fn verbs_used(w: World) -> BTreeSet<(String, String, String)> {
     let s = w.exec.snapshot(&[]).await.unwrap();
     let id = w.exec.ensure_thread(&s, &spec(0)).await.unwrap();
     w.exec.ensure_thread(&s, &spec(0)).await.unwrap();
@@ -421,8 +435,108 @@ async fn the_role_grants_exactly_the_verbs_the_executor_uses() {
         .iter()
         .map(|a| (a.group.to_owned(), a.resource.to_owned(), a.verb.to_owned()))
         .collect();
-    assert_eq!(used, role_verbs());
     w.assert_no_violations();
+    used
+}
+
+#[tokio::test]
+async fn with_an_app_each_turn_pushes_with_a_token_for_its_repository_in_a_secret_its_job_owns() {
+    let minter = std::sync::Arc::new(Minter::default());
+    let w = world_minting(minter.clone()).await;
+    let s = w.exec.snapshot(&[]).await.unwrap();
+    let id = w.exec.ensure_thread(&s, &spec(0)).await.unwrap();
+    // A repeat (a tick that crashed after the Secret) gives it a new token.
+    w.exec.ensure_thread(&s, &spec(0)).await.unwrap();
+    w.assert_no_violations();
+    assert_eq!(*lock(&minter.0), ["acme/infra", "acme/infra"]);
+    let name = w.job_name(&id, 0);
+    {
+        let m = lock(&w.model);
+        let job = m.job(&name).unwrap();
+        assert!(
+            !job.to_string().contains("ghs_"),
+            "a token in the Job: {job}"
+        );
+        let env = job["spec"]["template"]["spec"]["containers"][0]["env"]
+            .as_array()
+            .unwrap();
+        let tokens: Vec<_> = env
+            .iter()
+            .filter(|e| e["name"] == "AFK_GIT_TOKEN")
+            .collect();
+        assert_eq!(
+            tokens.len(),
+            1,
+            "the template's AFK_GIT_TOKEN is replaced: {env:?}"
+        );
+        assert_eq!(
+            tokens[0]["valueFrom"]["secretKeyRef"]["name"],
+            name.as_str()
+        );
+        assert_eq!(tokens[0]["valueFrom"]["secretKeyRef"]["key"], "token");
+        let secret = m.secret(&name).unwrap();
+        assert_eq!(
+            secret["data"]["token"], "Z2hzX2FjbWVfaW5mcmFfMg==",
+            "ghs_acme_infra_2"
+        );
+        assert_eq!(
+            secret["metadata"]["ownerReferences"][0]["uid"], job["metadata"]["uid"],
+            "the Secret is owned by its Job"
+        );
+    }
+    // The next turn gets a token of its own; a stop takes the running
+    // turn's Secret with its Job.
+    {
+        let mut m = lock(&w.model);
+        m.run(&name);
+        m.succeed(&name, &claude_result(false, "pushed", 0.1));
+    }
+    let s = w.exec.snapshot(&World::watched(&id)).await.unwrap();
+    w.exec
+        .send_turn(&s, &id, 1, "fix forward", ts("2026-06-10T12:30:00Z"))
+        .await
+        .unwrap();
+    assert_eq!(lock(&minter.0).len(), 3);
+    let second = w.job_name(&id, 1);
+    w.exec
+        .stop_thread(&s, &id, ts("2026-06-10T12:40:00Z"))
+        .await
+        .unwrap();
+    assert!(
+        lock(&w.model).secret(&second).is_none(),
+        "the Secret went with its Job"
+    );
+    w.assert_no_violations();
+}
+
+#[tokio::test]
+async fn a_secret_under_the_turn_s_name_that_is_not_the_turn_s_is_refused_untouched() {
+    let w = world_minting(std::sync::Arc::default()).await;
+    let id = w.exec.thread_id("infra", 7, 0);
+    let name = afk_kube::job::job_name(&opening_turn(&id));
+    // Someone with write access to the namespace got there first.
+    let foreign: k8s_openapi::api::core::v1::Secret = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": name},
+        "data": {"token": "bm90LWFma3M="},
+    }))
+    .unwrap();
+    w.exec
+        .cluster()
+        .inner
+        .create_secret(&foreign)
+        .await
+        .unwrap();
+    let s = w.exec.snapshot(&[]).await.unwrap();
+    let e = w.exec.ensure_thread(&s, &spec(0)).await.unwrap_err();
+    assert!(
+        matches!(&e, PortError::Permanent { message } if message.contains("is not this turn's")),
+        "{e:?}"
+    );
+    assert_eq!(
+        lock(&w.model).secret(&name).unwrap()["data"]["token"],
+        "bm90LWFma3M="
+    );
 }
 
 /// `limitBytes` may cut a character in two; kube's strict `logs` would

@@ -14,7 +14,7 @@ use afk_sim::k8s::{K8sModel, K8sServer};
 use afk_sim::lock;
 use async_trait::async_trait;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 
 pub const NS: &str = "afk-agents";
 
@@ -90,6 +90,15 @@ impl Cluster for Recording {
     async fn patch_config_map(&self, name: &str, patch: &serde_json::Value) -> PortResult<()> {
         self.inner.patch_config_map(name, patch).await
     }
+    async fn get_secret(&self, name: &str) -> PortResult<Option<Secret>> {
+        self.inner.get_secret(name).await
+    }
+    async fn create_secret(&self, secret: &Secret) -> PortResult<Made<Secret>> {
+        self.inner.create_secret(secret).await
+    }
+    async fn patch_secret(&self, name: &str, patch: &serde_json::Value) -> PortResult<()> {
+        self.inner.patch_secret(name, patch).await
+    }
     async fn pod_log(
         &self,
         pod: &str,
@@ -137,6 +146,29 @@ pub async fn world() -> World {
 }
 
 pub async fn world_with(template: &str) -> World {
+    world_from(template, None).await
+}
+
+/// Tokens minted per repository, as a GitHub App mints them: each names
+/// its repository and its number.
+#[derive(Debug, Default)]
+pub struct Minter(pub Mutex<Vec<String>>);
+
+#[async_trait]
+impl afk_local::os::RepoCredentials for Minter {
+    async fn token_for(&self, repo: &str) -> Result<String, String> {
+        let mut asked = lock(&self.0);
+        asked.push(repo.to_owned());
+        Ok(format!("ghs_{}_{}", repo.replace('/', "_"), asked.len()))
+    }
+}
+
+/// A world whose turns get push tokens from `minter`.
+pub async fn world_minting(minter: Arc<Minter>) -> World {
+    world_from(&sample_template(), Some(afk_kube::PushTokens(minter))).await
+}
+
+pub async fn world_from(template: &str, push_tokens: Option<afk_kube::PushTokens>) -> World {
     let clock = FixedClock::at(ts("2026-06-10T12:00:00Z"));
     let model = Arc::new(Mutex::new(K8sModel::new(NS, clock.clone())));
     let server = K8sServer::start(model.clone()).await;
@@ -149,7 +181,9 @@ pub async fn world_with(template: &str) -> World {
         created: created.clone(),
         logs_forbidden: std::sync::atomic::AtomicBool::new(false),
     };
-    let exec = KubeExecutor::new(cluster, settings(template), Arc::new(clock.clone()));
+    let mut settings = settings(template);
+    settings.push_tokens = push_tokens;
+    let exec = KubeExecutor::new(cluster, settings, Arc::new(clock.clone()));
     World {
         _server: server,
         model,
@@ -232,5 +266,6 @@ pub fn opening_turn(thread: &str) -> afk_kube::job::TurnSpec {
         clone_url: "https://github.com/acme/infra.git".into(),
         prompt: "p".into(),
         agent_argv: vec!["claude".into()],
+        push_token: false,
     }
 }
