@@ -1,7 +1,11 @@
 //! What only the Kubernetes executor does: the Job it builds, what it
 //! accepts of objects it finds, liveness from Job conditions and pods, the
 //! outcome read once from the log, stops that take the pods with them, the
-//! cost of a watch, the verbs it needs.
+//! cost of a watch, the verbs it needs, the push token a GitHub App gives
+//! each turn.
+//!
+//! This file is long because each promise is a case against the simulated
+//! API server, through the real kube-rs client.
 
 use std::collections::BTreeSet;
 

@@ -254,7 +254,7 @@ impl std::fmt::Debug for AppAuth {
 /// the file's content.
 pub fn read_key(path: &Path) -> Result<EncodingKey, String> {
     let key = "AFK_GITHUB_APP_PRIVATE_KEY_FILE";
-    let bytes = std::fs::read(path).map_err(|e| {
+    let bytes = read_small(path, MAX_KEY_BYTES).map_err(|e| {
         format!(
             "{key}: cannot read {}: {}",
             path.display(),
@@ -262,6 +262,7 @@ pub fn read_key(path: &Path) -> Result<EncodingKey, String> {
                 std::io::ErrorKind::NotFound => "no such file".to_owned(),
                 std::io::ErrorKind::PermissionDenied => "permission denied".to_owned(),
                 std::io::ErrorKind::IsADirectory => "it is a directory".to_owned(),
+                std::io::ErrorKind::InvalidInput => e.to_string(),
                 _ => e.kind().to_string(),
             }
         )
@@ -272,7 +273,7 @@ pub fn read_key(path: &Path) -> Result<EncodingKey, String> {
             path.display()
         )
     };
-    if bytes.len() > 64 * 1024 || !bytes.windows(10).any(|w| w == b"-----BEGIN") {
+    if !bytes.windows(10).any(|w| w == b"-----BEGIN") {
         return Err(not_rsa());
     }
     let encoding = EncodingKey::from_rsa_pem(&bytes).map_err(|_| not_rsa())?;
@@ -285,6 +286,39 @@ pub fn read_key(path: &Path) -> Result<EncodingKey, String> {
     )
     .map_err(|_| not_rsa())?;
     Ok(encoding)
+}
+
+/// The largest key file read (an RSA key of 16,384 bits is under 13 KiB).
+const MAX_KEY_BYTES: u64 = 64 * 1024;
+/// The largest token cache read.
+const MAX_CACHE_BYTES: u64 = 64 * 1024;
+
+/// A regular file's content, at most `cap` bytes: a device, a pipe or a
+/// file past the cap is an error, never read on (`/dev/zero` as a key file
+/// must not hang the tick).
+fn read_small(path: &Path, cap: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    // Looked at before it is opened: opening a pipe would wait for a writer.
+    let meta = std::fs::metadata(path)?;
+    if meta.is_dir() {
+        return Err(std::io::Error::from(std::io::ErrorKind::IsADirectory));
+    }
+    if !meta.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "it is not a regular file",
+        ));
+    }
+    let file = File::open(path)?;
+    let mut bytes = Vec::new();
+    file.take(cap + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > cap {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("it is larger than {} KiB", cap / 1024),
+        ));
+    }
+    Ok(bytes)
 }
 
 /// The JWT's claims.
@@ -879,7 +913,7 @@ fn read_cache(path: &Path) -> Option<Cached> {
         );
         return None;
     }
-    let bytes = std::fs::read(path).ok()?;
+    let bytes = read_small(path, MAX_CACHE_BYTES).ok()?;
     match serde_json::from_slice::<Cached>(&bytes) {
         Ok(c) if !c.token.chars().any(char::is_control) => Some(c),
         _ => {
@@ -1055,6 +1089,17 @@ mod tests {
                 "{err}"
             );
         }
+        for (path, says) in [
+            (PathBuf::from("/dev/zero"), "not a regular file"),
+            (dir.path().to_path_buf(), "directory"),
+        ] {
+            let err = read_key(&path).err().unwrap();
+            assert!(err.contains(says), "{err}");
+        }
+        let big = dir.path().join("big.pem");
+        std::fs::write(&big, vec![b'A'; 70 * 1024]).unwrap();
+        let err = read_key(&big).err().unwrap();
+        assert!(err.contains("larger than 64 KiB"), "{err}");
         let missing = read_key(&dir.path().join("nope.pem")).err().unwrap();
         assert!(
             missing.contains("no such file") && missing.contains("nope.pem"),
