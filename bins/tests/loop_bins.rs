@@ -314,6 +314,10 @@ async fn afk_demo_runs_on_simulated_services_and_says_so() {
         "mallory has read permission",
         "dispatch         web#13",
         "requests made by that tick: 0",
+        "the progress comment is written by afk-demo[bot]",
+        "acme/ops [contents:write]",
+        ", owned by its Job, given to the agent as AFK_GIT_TOKEN",
+        "tokens minted by the watch tick (a new process on a CronJob): 0",
     ] {
         assert!(text.contains(needle), "the demo lacks {needle:?}:\n{text}");
     }
