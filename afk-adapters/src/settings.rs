@@ -181,7 +181,7 @@ pub fn github(args: GitHubArgs<'_>, policy: &afk_core::Config) -> Result<GitHubS
         })
         .collect();
     let app = AppSettings::parse(&args.app, args.token.is_configured(), args.api_url, repos)?
-        .map(|s| AppAuth::new(s).map(std::sync::Arc::new))
+        .map(AppAuth::shared)
         .transpose()?;
     if app.is_none() && !args.token.is_configured() {
         return Err("a GitHub identity is required: set AFK_GITHUB_TOKEN or AFK_GITHUB_TOKEN_FILE, or a GitHub App (AFK_GITHUB_APP_ID and AFK_GITHUB_APP_PRIVATE_KEY_FILE)".into());

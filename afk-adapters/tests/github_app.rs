@@ -580,3 +580,41 @@ print(json.dumps({"alg": header["alg"], "typ": header.get("typ"), **claims}))
         );
     }
 }
+
+#[tokio::test]
+async fn past_500_repositories_the_token_is_asked_for_the_whole_installation() {
+    let sim = world().await;
+    let mut s = app_settings(&sim.uri(), &keys().pkcs1, None);
+    s.repos = (0..501).map(|n| format!("acme/r{n}")).collect();
+    s.installation_id = Some(INSTALLATION);
+    AppAuth::new(s).unwrap().token(&fast_http()).await.unwrap();
+    let m = lock(&sim.github);
+    let grant = m.app.as_ref().unwrap().tokens.values().next().unwrap();
+    assert_eq!(grant.repos, None, "GitHub lists at most 500");
+}
+
+#[test]
+fn one_process_shares_one_app_per_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = "http://127.0.0.1:9";
+    let a = AppAuth::shared(app_settings(url, &keys().pkcs1, None)).unwrap();
+    let b = AppAuth::shared(app_settings(url, &keys().pkcs1, None)).unwrap();
+    assert!(
+        Arc::ptr_eq(&a, &b),
+        "afk loop's rounds share the token in memory"
+    );
+    let c = AppAuth::shared(app_settings(
+        url,
+        &keys().pkcs1,
+        Some(&dir.path().join("t")),
+    ))
+    .unwrap();
+    assert!(!Arc::ptr_eq(&a, &c));
+    // A key gone bad is named on the next call, shared or not.
+    let gone = dir.path().join("gone.pem");
+    std::fs::copy(&keys().pkcs1, &gone).unwrap();
+    AppAuth::shared(app_settings(url, &gone, None)).unwrap();
+    std::fs::write(&gone, "not a key").unwrap();
+    let err = AppAuth::shared(app_settings(url, &gone, None)).unwrap_err();
+    assert!(err.contains("AFK_GITHUB_APP_PRIVATE_KEY_FILE"), "{err}");
+}

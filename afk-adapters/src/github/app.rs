@@ -69,6 +69,8 @@ pub const LOOP_PERMISSIONS: [(&str, &str); 5] = [
 pub const AGENT_PERMISSIONS: [(&str, &str); 1] = [("contents", "write")];
 /// How long a tick waits for another tick that is minting the same token.
 const MINT_LOCK_WAIT: Duration = Duration::from_secs(20);
+/// The most repositories GitHub scopes one installation token to.
+const MAX_TOKEN_REPOS: usize = 500;
 /// The largest answer read from an App route.
 const MAX_ANSWER: usize = 1 << 20;
 /// At most this many repositories are looked up one by one to name the one
@@ -374,6 +376,27 @@ impl AppAuth {
         })
     }
 
+    /// The process's App for `settings`: the same one every time it is
+    /// asked with the same settings, so `afk loop`'s rounds (each of which
+    /// reads its settings again) share the token in memory, cache file or
+    /// not. The key is read and checked on every call.
+    ///
+    /// # Errors
+    /// As [`AppAuth::new`].
+    pub fn shared(settings: AppSettings) -> Result<std::sync::Arc<AppAuth>, String> {
+        static APPS: Mutex<Vec<std::sync::Arc<AppAuth>>> = Mutex::new(Vec::new());
+        read_key(&settings.key_file)?;
+        let mut apps = APPS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(app) = apps.iter().find(|a| a.settings == settings) {
+            return Ok(app.clone());
+        }
+        let app = std::sync::Arc::new(AppAuth::new(settings)?);
+        apps.push(app.clone());
+        Ok(app)
+    }
+
     /// The settings it was built with.
     pub fn settings(&self) -> &AppSettings {
         &self.settings
@@ -614,7 +637,13 @@ impl AppAuth {
         let mut body = json!({
             "permissions": permissions.iter().map(|(k, v)| ((*k).to_owned(), json!(v))).collect::<serde_json::Map<_, _>>(),
         });
-        if !repos.is_empty() {
+        if repos.len() > MAX_TOKEN_REPOS {
+            tracing::info!(
+                action = "token",
+                repos = repos.len(),
+                "more than {MAX_TOKEN_REPOS} repositories: the token is asked for all of the installation's"
+            );
+        } else if !repos.is_empty() {
             let names: Vec<&str> = repos
                 .iter()
                 .map(|r| r.split_once('/').map_or(*r, |(_, n)| n))
