@@ -303,7 +303,14 @@ pub async fn run_tick(
             github_budget: None,
         });
     }
-    let services = Services::build(settings().map_err(TickStart::BadSettings)?)
+    let mut settings = settings().map_err(TickStart::BadSettings)?;
+    if matches!(kind, TickKind::Stop(..)) {
+        // A stop needs the tracker and the executor only: an operator's
+        // laptop has no in-cluster credentials for the rollout stage.
+        settings.rollout = None;
+        settings.woodpecker = None;
+    }
+    let services = Services::build(settings)
         .await
         .map_err(TickStart::CannotStart)?;
     let report = services.tick(kind, config, options).await;

@@ -262,6 +262,119 @@ pub const SECRET_ENV_NAMES: &[&str] = &[
     "AFK_WOODPECKER_TOKEN",
 ];
 
+/// The settings of an env file, as `kubectl create configmap
+/// --from-env-file` reads one: a `KEY=VALUE` per line, the value taken as
+/// written (quotes are part of it), blank lines and `#` comments skipped, a
+/// line with a key alone taking its value from `env`.
+///
+/// # Errors
+/// The line that cannot be read, by number (never its value).
+pub fn env_file(
+    text: &str,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Vec<(String, String)>, String> {
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.strip_prefix('\u{feff}').unwrap_or(line);
+        let line = line.trim_start().trim_end_matches('\r');
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (key, value) = match line.split_once('=') {
+            Some((k, v)) => (k.trim_end(), Some(v)),
+            None => (line.trim_end(), None),
+        };
+        let name_ok = key
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+            && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if !name_ok {
+            return Err(format!(
+                "line {}: {:?} is not a variable name (KEY=VALUE expected)",
+                n + 1,
+                prompt_safe(key)
+            ));
+        }
+        match value {
+            Some(v) => out.push((key.to_owned(), v.to_owned())),
+            None => {
+                if let Some(v) = env(key) {
+                    out.push((key.to_owned(), v));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn prompt_safe(text: &str) -> String {
+    afk_core::prompt::one_line(text, 60)
+}
+
+/// The known key nearest to `name` (at most a third of its letters off,
+/// and at most 4), for "did you mean" in a warning.
+pub fn nearest_key<'a>(name: &str, known: &[&'a str]) -> Option<&'a str> {
+    let limit = (name.len() / 3).clamp(1, 4);
+    known
+        .iter()
+        .map(|k| (edit_distance(name, k), *k))
+        .filter(|(d, _)| *d <= limit)
+        .min()
+        .map(|(_, k)| k)
+}
+
+/// Levenshtein distance, by bytes (keys are ASCII).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+/// The `AFK_*` names in `names` that are not in `known`, each with the
+/// nearest known key: what a typo'd setting (silently ignored otherwise)
+/// is warned as.
+pub fn unknown_settings(
+    names: impl IntoIterator<Item = String>,
+    known: &[&str],
+) -> Vec<(String, Option<String>)> {
+    let mut out: Vec<(String, Option<String>)> = names
+        .into_iter()
+        .filter(|n| n.starts_with("AFK_") && !known.contains(&n.as_str()))
+        .map(|n| {
+            let near = nearest_key(&n, known).map(str::to_owned);
+            (n, near)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Refuses an operator command (`afk stop`, `afk halt`, `afk runs`) that
+/// has no allowlist: it would find nothing and say nothing was wrong.
+///
+/// # Errors
+/// The message saying what is missing and how to give it.
+pub fn operator_allowlist(config: &afk_core::Config, command: &str) -> Result<(), String> {
+    if config.allowlist.is_empty() {
+        return Err(format!(
+            "{command} needs AFK_ALLOWLIST (the repositories whose runs it looks at): \
+             run it with the CronJobs' settings (--env-file afk-config.env, exported from the \
+             afk-config ConfigMap as the runbook's \"Stop it\" shows), or set AFK_ALLOWLIST"
+        ));
+    }
+    Ok(())
+}
+
 /// A comma-separated list, blanks dropped.
 pub fn list(text: &str) -> Vec<String> {
     text.split(',')
@@ -269,6 +382,62 @@ pub fn list(text: &str) -> Vec<String> {
         .filter(|s| !s.is_empty())
         .map(str::to_owned)
         .collect()
+}
+
+#[cfg(test)]
+mod env_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn an_env_file_reads_as_kubectl_reads_it() {
+        let text = "\u{feff}# afk-config\n\nAFK_KILL_SWITCH=false\n  AFK_ALLOWLIST=infra,web\r\nAFK_READY_LABEL=\"ready\"\nFROM_ENV\nMISSING\nEMPTY=\n";
+        let got = env_file(text, |k| (k == "FROM_ENV").then(|| "x".to_owned())).unwrap();
+        assert_eq!(
+            got,
+            [
+                ("AFK_KILL_SWITCH".to_owned(), "false".to_owned()),
+                ("AFK_ALLOWLIST".to_owned(), "infra,web".to_owned()),
+                ("AFK_READY_LABEL".to_owned(), "\"ready\"".to_owned()),
+                ("FROM_ENV".to_owned(), "x".to_owned()),
+                ("EMPTY".to_owned(), String::new()),
+            ]
+        );
+        for (bad, line) in [("=v", "line 1"), ("a\n1X=y", "line 2"), ("A B=c", "line 1")] {
+            let err = env_file(bad, |_| None).unwrap_err();
+            assert!(err.starts_with(line), "{bad:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn an_unknown_setting_is_named_with_the_nearest_known_one() {
+        let known = [
+            "AFK_PREPUSH_MAX_SECONDS",
+            "AFK_ALLOWLIST",
+            "AFK_KILL_SWITCH",
+        ];
+        let got = unknown_settings(
+            [
+                "AFK_PREPUSH_MAX_SECOND".to_owned(),
+                "AFK_ALOWLIST".to_owned(),
+                "AFK_ALLOWLIST".to_owned(),
+                "AFK_SOMETHING_ELSE_ENTIRELY".to_owned(),
+                "HOME".to_owned(),
+            ],
+            &known,
+        );
+        assert_eq!(
+            got,
+            [
+                ("AFK_ALOWLIST".to_owned(), Some("AFK_ALLOWLIST".to_owned())),
+                (
+                    "AFK_PREPUSH_MAX_SECOND".to_owned(),
+                    Some("AFK_PREPUSH_MAX_SECONDS".to_owned())
+                ),
+                ("AFK_SOMETHING_ELSE_ENTIRELY".to_owned(), None),
+            ]
+        );
+    }
 }
 
 #[cfg(test)]

@@ -4,6 +4,9 @@
 //! 401 minting once more, two ticks at once, the narrow token an agent
 //! gets, and each bad input named without its material.
 //!
+//! This file is long because each promise of the App identity is a case
+//! against the simulator's App routes, with the keys and settings they share.
+//!
 //! Keys are made by `openssl` for each test binary run (GitHub's own format,
 //! PKCS#1, and PKCS#8), never committed.
 

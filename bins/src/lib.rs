@@ -28,6 +28,14 @@ pub async fn stop_signal() {
     }
 }
 
+/// What `--version` says: the release and the commit it was built from.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("AFK_COMMIT"),
+    ")"
+);
+
 /// Exit codes shared by every afk binary.
 pub mod exit {
     /// The command ran.

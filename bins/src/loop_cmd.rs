@@ -227,8 +227,8 @@ pub struct LoopArgs {
     /// Log format: json (one object per line, for Loki) or text.
     #[arg(long, env = "AFK_LOG_FORMAT", default_value = "json", value_parser = ["json", "text"], hide_env_values = true)]
     pub log_format: String,
-    /// Decide and log, but write nothing and dispatch nothing.
-    #[arg(long)]
+    /// Decide and log, but write nothing and dispatch nothing (true/false).
+    #[arg(long, env = "AFK_DRY_RUN", hide_env_values = true)]
     pub dry_run: bool,
 }
 
@@ -496,15 +496,9 @@ pub async fn run(kind: TickKind, args: &LoopArgs) -> u8 {
     }
 }
 
-/// `afk loop`: the poll tick, then the watch tick, every `every`, in one
-/// process, with the CronJobs' code, settings, logs and exit codes per
-/// tick (`afk_adapters::services::serve_rounds`). One per `AFK_LOCAL_DIR`
-/// (a second refuses). SIGTERM or Ctrl-C lets the current tick finish (a
-/// second one abandons it) and leaves the agents running.
-///
-/// Returns the exit code: 0 once stopped, 2 on bad configuration or when
-/// another loop holds the directory (nothing was done), 1 when the loop
-/// could not start.
+/// `afk loop` (`afk_adapters::services::serve_rounds`), one per
+/// `AFK_LOCAL_DIR`: 0 once stopped, 2 on bad configuration or a second loop,
+/// 1 when it could not start.
 pub fn run_loop(args: &LoopArgs, every: Duration) -> u8 {
     runtime(&args.log_format).map_or(exit::PARTIAL, |rt| rt.block_on(looping(args, every)))
 }

@@ -19,9 +19,7 @@ pub async fn read(args: &LoopArgs) -> Result<(Config, Vec<Run>, Vec<Entry>), Bad
     let config = args.policy()?;
     let http = Http::new(&args.http(None)).map_err(|e| BadConfig(e.to_string()))?;
     let mut report = TickReport::default();
-    if config.allowlist.is_empty() {
-        return Ok((config, Vec::new(), Vec::new()));
-    }
+    afk_adapters::settings::operator_allowlist(&config, "afk runs").map_err(BadConfig)?;
     let tracker = GitHubTracker::new(http, args.github()?);
     let runs = find_runs(&tracker, &config, &mut report).await;
     Ok((config, runs, report.entries))

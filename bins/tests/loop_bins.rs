@@ -770,3 +770,136 @@ async fn a_loop_acting_as_a_github_app_keeps_its_token_across_ticks() {
         );
     }
 }
+
+/// `afk` with exactly `env`, its stdout and stderr apart.
+fn afk(env: &[(&str, String)], args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_afk"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn afk_halt_reads_the_cronjobs_settings_and_tells_the_truth() {
+    let w = World::new(&["infra"], &[]).await.unwrap();
+    w.ready("infra", 7, "", "alice");
+    assert_eq!(w.poll().await.dispatched, ["infra#7"]);
+    let thread = w.thread("infra", 7, 0);
+    lock(&w.sim.t3).run_turn(&thread, &w.now());
+    let secrets = vec![
+        ("AFK_GITHUB_TOKEN", GITHUB_TOKEN.to_owned()),
+        ("AFK_T3_TOKEN", T3_TOKEN.to_owned()),
+    ];
+    let halted = "Every run in flight was told to stop";
+
+    // A fresh shell: no allowlist. Nothing is done, and nothing claims it was.
+    let s = secrets.clone();
+    let (code, out, err) = tokio::task::spawn_blocking(move || afk(&s, &["halt"]))
+        .await
+        .unwrap();
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains("afk halt needs AFK_ALLOWLIST") && err.contains("--env-file"),
+        "{err}"
+    );
+    assert!(!out.contains(halted), "{out}");
+    let s = secrets.clone();
+    let (code, _, err) = tokio::task::spawn_blocking(move || afk(&s, &["runs"]))
+        .await
+        .unwrap();
+    assert_eq!(code, 2, "{err}");
+
+    // The CronJobs' ConfigMap, exported as an env file: a rollout stage an
+    // operator's laptop cannot reach, a typo'd key.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("afk-config.env");
+    std::fs::write(
+        &file,
+        format!(
+            "# kubectl -n afk get configmap afk-config\nAFK_KILL_SWITCH=false\nAFK_ALLOWLIST=infra\nAFK_GITHUB_API_URL={0}\nAFK_GITHUB_OWNER=acme\nAFK_T3_URL={0}\nAFK_ROLLOUT_TARGETS=infra=acme/web\nAFK_PREPUSH_MAX_SECOND=600\nTZ=UTC\n",
+            w.sim.uri()
+        ),
+    )
+    .unwrap();
+    let f = file.display().to_string();
+    let s = secrets.clone();
+    let (code, out, err) =
+        tokio::task::spawn_blocking(move || afk(&s, &["runs", "--env-file", &f]))
+            .await
+            .unwrap();
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("infra#7"), "{out}");
+    assert!(
+        err.contains("AFK_PREPUSH_MAX_SECOND is not a setting of afk runs (did you mean AFK_PREPUSH_MAX_SECONDS?)"),
+        "{err}"
+    );
+    assert!(!err.contains("TZ"), "only afk's keys are checked: {err}");
+
+    // The executor unreachable: the stop label goes on, the banner does not
+    // claim the stop, the exit code says it failed.
+    let mut s = secrets.clone();
+    s.push(("AFK_T3_URL", "http://127.0.0.1:9".to_owned()));
+    let f = file.display().to_string();
+    let (code, out, err) =
+        tokio::task::spawn_blocking(move || afk(&s, &["halt", "--env-file", &f]))
+            .await
+            .unwrap();
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        !out.contains(halted) && out.contains("NOT every run"),
+        "{out}"
+    );
+    assert!(
+        w.labels("infra", 7).contains(&"afk-stop".to_owned()),
+        "{:?}",
+        w.labels("infra", 7)
+    );
+
+    // With the executor there: stopped, and said so.
+    let s = secrets.clone();
+    let f = file.display().to_string();
+    let (code, out, err) =
+        tokio::task::spawn_blocking(move || afk(&s, &["halt", "--env-file", &f]))
+            .await
+            .unwrap();
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains(halted), "{out}");
+    assert_eq!(
+        lock(&w.sim.t3).threads[&thread].session["status"],
+        "stopped"
+    );
+
+    // A secret in the file is refused, its value never shown; a bad line is
+    // named by number.
+    std::fs::write(
+        &file,
+        "AFK_ALLOWLIST=infra\nAFK_GITHUB_TOKEN=ghp_in_a_file\n",
+    )
+    .unwrap();
+    for (text, says) in [
+        (
+            "AFK_ALLOWLIST=infra\nAFK_GITHUB_TOKEN=ghp_in_a_file\n",
+            "AFK_GITHUB_TOKEN is a secret",
+        ),
+        ("AFK_ALLOWLIST=infra\nnot a line\n", "line 2"),
+    ] {
+        std::fs::write(&file, text).unwrap();
+        let s = secrets.clone();
+        let f = file.display().to_string();
+        let (code, out, err) =
+            tokio::task::spawn_blocking(move || afk(&s, &["stop", "infra#7", "--env-file", &f]))
+                .await
+                .unwrap();
+        assert_eq!(code, 2, "{out}{err}");
+        assert!(err.contains(says), "{err}");
+        assert!(!err.contains("ghp_in_a_file") && !out.contains("ghp_in_a_file"));
+    }
+}

@@ -17,7 +17,7 @@ use clap::Parser;
 /// every request is refused. The agent CLI inherits this environment (its
 /// model credentials and base URL) less the gateway's own token.
 #[derive(clap::Parser)]
-#[command(name = "afk-gateway", version, about)]
+#[command(name = "afk-gateway", version = bins::VERSION, about)]
 struct Args {
     /// Address to listen on.
     #[arg(long, env = "AFK_GATEWAY_LISTEN", default_value = "127.0.0.1:8090")]

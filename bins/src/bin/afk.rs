@@ -8,13 +8,13 @@ use afk_adapters::services::TickKind;
 use afk_cli::policy;
 use afk_loop::StopTarget;
 use bins::exit;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use runner::Error;
 use runner::findings::{self, Kind};
 
 /// afk — agents implement issues while their owner is away from the keyboard.
 #[derive(Debug, Parser)]
-#[command(name = "afk", version, about, long_about = None)]
+#[command(name = "afk", version = bins::VERSION, about, long_about = None)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -41,6 +41,9 @@ enum Command {
         /// Print JSON instead of a table.
         #[arg(long, global = true)]
         json: bool,
+        /// Read settings from this file too (see `afk stop --help`).
+        #[arg(long, value_name = "FILE", global = true)]
+        env_file: Option<PathBuf>,
         #[command(flatten)]
         settings: Box<bins::loop_cmd::LoopArgs>,
     },
@@ -145,6 +148,11 @@ struct StopArgs {
         hide_env_values = true
     )]
     by: String,
+    /// Read settings from this file too (KEY=VALUE lines, the format of
+    /// `kubectl create configmap --from-env-file`): the CronJobs' settings.
+    /// The environment and flags win over it; secrets are never read from it.
+    #[arg(long, value_name = "FILE")]
+    env_file: Option<PathBuf>,
     #[command(flatten)]
     settings: bins::loop_cmd::LoopArgs,
 }
@@ -224,6 +232,101 @@ New runs can still start until the kill switch is on. To turn it on:
 kill switch stops new dispatches and corrective turns; runs in flight are still
 finished and reported; it does not interrupt agents (afk halt does).
 ";
+
+/// What `afk halt` prints when a run could not be stopped.
+const HALT_INCOMPLETE: &str = "\
+NOT every run in flight was stopped: see the errors above. Runs whose stop
+label went on are stopped by the watcher's next tick; a run named in an
+error without it is still running. Turn the kill switch on, then run afk halt
+again or stop those runs by hand.
+";
+
+/// Refuses `command` without an allowlist (it would find nothing).
+fn enrolled(settings: &bins::loop_cmd::LoopArgs, command: &str) -> Result<(), Error> {
+    let config = settings.policy().map_err(|e| Error::input(e.to_string()))?;
+    afk_adapters::settings::operator_allowlist(&config, command).map_err(Error::input)
+}
+
+/// `--env-file FILE` (on stop, halt and runs): its settings become flags of
+/// that command, where neither a flag nor the environment sets them; a
+/// secret in it is refused, an unknown `AFK_*` key is warned about with
+/// the nearest known one.
+#[allow(clippy::print_stderr)] // before logging is set up
+fn with_env_file(mut argv: Vec<std::ffi::OsString>) -> Result<Vec<std::ffi::OsString>, Error> {
+    let Some(at) = argv.iter().position(|a| {
+        a == "--env-file" || a.to_str().is_some_and(|s| s.starts_with("--env-file="))
+    }) else {
+        return Ok(argv);
+    };
+    let path = match argv[at]
+        .to_str()
+        .and_then(|s| s.strip_prefix("--env-file="))
+    {
+        Some(p) => PathBuf::from(p),
+        None => argv
+            .get(at + 1)
+            .map(PathBuf::from)
+            .ok_or_else(|| Error::input("--env-file needs a file".to_owned()))?,
+    };
+    let named = |e: &dyn std::fmt::Display| format!("--env-file {}: {e}", path.display());
+    let mut text = String::new();
+    std::fs::File::open(&path)
+        .and_then(|f| f.take(1 << 20).read_to_string(&mut text))
+        .map_err(|e| Error::input(named(&e)))?;
+    let pairs = afk_adapters::settings::env_file(&text, |k| std::env::var(k).ok())
+        .map_err(|e| Error::input(named(&e)))?;
+    let Some((sub_at, sub)) = argv.iter().enumerate().skip(1).find_map(|(i, a)| {
+        a.to_str()
+            .filter(|s| !s.starts_with('-'))
+            .map(|s| (i, s.to_owned()))
+    }) else {
+        return Ok(argv);
+    };
+    let cli = Cli::command();
+    let Some(command) = cli.find_subcommand(&sub) else {
+        return Ok(argv);
+    };
+    let flags: Vec<(String, String)> = command
+        .get_arguments()
+        .filter_map(|a| Some((a.get_env()?.to_str()?.to_owned(), a.get_long()?.to_owned())))
+        .collect();
+    let mut known: Vec<&str> = flags.iter().map(|(e, _)| e.as_str()).collect();
+    known.extend(bins::loop_cmd::SECRET_ENV_NAMES);
+    let mut extra = Vec::new();
+    for (key, value) in pairs {
+        if bins::loop_cmd::SECRET_ENV_NAMES.contains(&key.as_str()) {
+            return Err(Error::input(named(&format!(
+                "{key} is a secret, and afk never reads a secret from an env file: set {key}_FILE (a path) in it, or {key} in the environment"
+            ))));
+        }
+        if std::env::var_os(&key).is_some() {
+            continue;
+        }
+        let Some((_, long)) = flags.iter().find(|(env, _)| *env == key) else {
+            if key.starts_with("AFK_") {
+                let near = afk_adapters::settings::nearest_key(&key, &known);
+                eprintln!(
+                    "afk: warning: {}",
+                    named(&format!(
+                        "{key} is not a setting of afk {sub}{}",
+                        near.map(|n| format!(" (did you mean {n}?)"))
+                            .unwrap_or_default()
+                    ))
+                );
+            }
+            continue;
+        };
+        let given = argv.iter().any(|a| {
+            a.to_str()
+                .is_some_and(|s| s == format!("--{long}") || s.starts_with(&format!("--{long}=")))
+        });
+        if !given {
+            extra.push(std::ffi::OsString::from(format!("--{long}={value}")));
+        }
+    }
+    argv.splice(sub_at + 1..sub_at + 1, extra);
+    Ok(argv)
+}
 
 fn kind(text: &str) -> Result<Kind, String> {
     text.parse()
@@ -407,6 +510,7 @@ fn run(cli: Cli) -> Result<(String, u8), Error> {
             command,
             json,
             settings,
+            ..
         } => runs(command, json, &settings),
         Command::Demo => demo(),
         Command::Loop { every, settings } => {
@@ -414,13 +518,22 @@ fn run(cli: Cli) -> Result<(String, u8), Error> {
         }
         Command::Stop { run, stop } => {
             let target = stop_target(&run)?;
+            enrolled(&stop.settings, "afk stop")?;
             let code = bins::loop_cmd::main(TickKind::Stop(target, stop.by), &stop.settings);
             Ok((String::new(), code))
         }
         Command::Halt { stop } => {
+            enrolled(&stop.settings, "afk halt")?;
             let code =
                 bins::loop_cmd::main(TickKind::Stop(StopTarget::All, stop.by), &stop.settings);
-            Ok((HALT_NEXT.to_owned(), code))
+            // The banner says every run was told to stop only when every
+            // stop went through; the exit code says the rest.
+            let said = if code == exit::OK {
+                HALT_NEXT
+            } else {
+                HALT_INCOMPLETE
+            };
+            Ok((said.to_owned(), code))
         }
         Command::Policy { command } => {
             let (input, f): (_, fn(&str) -> Result<String, _>) = match &command {
@@ -437,7 +550,10 @@ fn run(cli: Cli) -> Result<(String, u8), Error> {
 }
 
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
+    let parsed = with_env_file(std::env::args_os().collect())
+        .map(Cli::parse_from)
+        .and_then(run);
+    match parsed {
         Ok((out, code)) => {
             // A closed pipe (`afk policy … | head`) is not an error worth a message.
             let _ = std::io::stdout().lock().write_all(out.as_bytes());
