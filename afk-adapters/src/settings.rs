@@ -204,6 +204,38 @@ pub fn github(args: GitHubArgs<'_>, policy: &afk_core::Config) -> Result<GitHubS
     })
 }
 
+/// The T3 executor's settings, checked once the loop is armed with it:
+/// `AFK_T3_URL` and a token are required. `names` are the model, the
+/// provider instance and the workspace base.
+///
+/// # Errors
+/// A message naming the setting that is missing.
+pub fn t3(
+    url: Option<String>,
+    web_url: Option<String>,
+    token: Secret,
+    names: [&String; 3],
+    default_owner: Option<String>,
+) -> Result<crate::t3::T3Settings, String> {
+    let url = url.ok_or("AFK_T3_URL is required once the loop is armed with AFK_EXECUTOR=t3 (the allowlist is not empty)")?;
+    if !token.is_configured() {
+        return Err(
+            "a T3 token is required once the loop is armed: set AFK_T3_TOKEN or AFK_T3_TOKEN_FILE"
+                .into(),
+        );
+    }
+    let [model, instance, workspace_base] = names.map(Clone::clone);
+    Ok(crate::t3::T3Settings {
+        web_url: web_url.unwrap_or_else(|| url.clone()),
+        base_url: url,
+        token,
+        model,
+        instance,
+        workspace_base,
+        default_owner,
+    })
+}
+
 /// Whether `owner` can be a GitHub user or organisation login: letters,
 /// digits and single hyphens, at most 39 characters (so never `.` or `..`,
 /// which would change the URL it is put in).
@@ -357,6 +389,56 @@ pub fn unknown_settings(
         .collect();
     out.sort();
     out
+}
+
+/// `AFK_*` names other parts of afk read (the gateway, breakglass, the
+/// campaign runner, what afk gives an agent): never warned about.
+const OTHER_KEYS: &[&str] = &[
+    "AFK_LOG",
+    "AFK_CAMPAIGN_DIR",
+    "AFK_ITEM_ID",
+    "AFK_ITEM_TIER",
+    "AFK_ITEM_TITLE",
+    "AFK_RUN_DIR",
+    "AFK_TASK",
+    "AFK_CHECKLIST",
+    "AFK_BIN",
+    "AFK_REAPER_BIN",
+    "AFK_REAL_CLI_DIR",
+    "AFK_PROCESS_TREE",
+    "AFK_THREAD_ID",
+    "AFK_TURN",
+    "AFK_REPO",
+    "AFK_ISSUE",
+    "AFK_BRANCH",
+    "AFK_CLONE_URL",
+    "AFK_WORKSPACE",
+    "AFK_PROMPT_FILE",
+    "AFK_GIT_TOKEN",
+    "AFK_GIT_TOKEN_FILE",
+];
+/// Prefixes of other binaries' settings.
+const OTHER_PREFIXES: &[&str] = &["AFK_GATEWAY_", "AFK_BREAKGLASS_"];
+
+/// Logs a warning for each `AFK_*` variable of this process's environment
+/// that no part of afk reads, with the nearest of `loop_keys` (the loop's
+/// settings): a typo'd setting would otherwise be ignored in silence.
+pub fn warn_unknown_env(loop_keys: &[String]) {
+    let mut known: Vec<&str> = loop_keys.iter().map(String::as_str).collect();
+    known.extend(SECRET_ENV_NAMES);
+    let names = std::env::vars_os()
+        .filter_map(|(k, _)| k.into_string().ok())
+        .filter(|k| {
+            !OTHER_KEYS.contains(&k.as_str()) && !OTHER_PREFIXES.iter().any(|p| k.starts_with(p))
+        });
+    for (name, near) in unknown_settings(names, &known) {
+        tracing::warn!(
+            action = "config",
+            setting = %name,
+            "{name} is set but is not a setting of afk{}; it is ignored",
+            near.map(|n| format!(" (did you mean {n}?)")).unwrap_or_default()
+        );
+    }
 }
 
 /// Refuses an operator command (`afk stop`, `afk halt`, `afk runs`) that

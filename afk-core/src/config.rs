@@ -56,6 +56,16 @@ pub const KEYS: &[KeySpec] = &[
         meaning: "stops a run: the agent is interrupted and a human owns the issue",
     },
     KeySpec {
+        key: "AFK_MAX_RUNS",
+        default: "",
+        meaning: "at most this many runs in flight at once, across every repository and executor (empty: no limit)",
+    },
+    KeySpec {
+        key: "AFK_MAX_DISPATCH_PER_TICK",
+        default: "",
+        meaning: "at most this many new runs started by one poll tick (empty: no limit)",
+    },
+    KeySpec {
         key: "AFK_FIX_FORWARD_MAX_ATTEMPTS",
         default: "5",
         meaning: "corrective turns after a red CI",
@@ -116,6 +126,12 @@ pub struct Config {
     /// tracker's hour, the poller starts nothing new; the watcher, which
     /// finishes runs, carries on.
     pub rate_floor: u64,
+    /// At most this many runs in flight at once, across every repository
+    /// and executor; `None`: no limit.
+    pub max_runs: Option<u32>,
+    /// At most this many new runs started by one poll tick; `None`: no
+    /// limit.
+    pub max_dispatch_per_tick: Option<u32>,
 }
 
 impl Default for Config {
@@ -133,6 +149,8 @@ impl Default for Config {
             prepush_max_seconds: 14_400,
             ci_start_max_seconds: 900,
             rate_floor: 500,
+            max_runs: None,
+            max_dispatch_per_tick: None,
         }
     }
 }
@@ -175,6 +193,7 @@ fn render_errors(errors: &[ConfigError]) -> String {
 
 const BOOL_EXPECTED: &str = "a boolean (1, true, yes, on / 0, false, no, off)";
 const COUNT_EXPECTED: &str = "a whole number from 0 to 4294967295";
+const LIMIT_EXPECTED: &str = "a whole number from 1 to 4294967295, or empty for no limit (to start nothing, turn the kill switch on)";
 const SECONDS_EXPECTED: &str = "a whole number of seconds, 0 or more";
 const LABEL_EXPECTED: &str = "a label name of at most 50 characters, without commas or control characters, and not '.' or '..'";
 const ALLOWLIST_EXPECTED: &str = "comma-separated repositories, each `name` or `owner/name` of letters, digits, '.', '-' and '_' (not '.' or '..')";
@@ -264,6 +283,12 @@ impl Config {
                     .parse::<u64>()
                     .map(|v| config.ci_start_max_seconds = v)
                     .map_err(|_| bad(SECONDS_EXPECTED)),
+                "AFK_MAX_RUNS" => parse_limit(value)
+                    .map(|v| config.max_runs = Some(v))
+                    .ok_or_else(|| bad(LIMIT_EXPECTED)),
+                "AFK_MAX_DISPATCH_PER_TICK" => parse_limit(value)
+                    .map(|v| config.max_dispatch_per_tick = Some(v))
+                    .ok_or_else(|| bad(LIMIT_EXPECTED)),
                 "AFK_RATE_FLOOR" => value
                     .parse::<u32>()
                     .map(|v| config.rate_floor = u64::from(v))
@@ -295,6 +320,11 @@ impl Config {
             .iter()
             .any(|a| crate::types::same_repo(a, repo))
     }
+}
+
+/// A limit: a positive whole number.
+fn parse_limit(value: &str) -> Option<u32> {
+    value.parse::<u32>().ok().filter(|v| *v > 0)
 }
 
 fn parse_bool(value: &str) -> Option<bool> {
@@ -489,6 +519,8 @@ mod tests {
             ("AFK_PREPUSH_MAX_SECONDS", "120"),
             ("AFK_CI_START_MAX_SECONDS", "30"),
             ("AFK_RATE_FLOOR", "40"),
+            ("AFK_MAX_RUNS", "7"),
+            ("AFK_MAX_DISPATCH_PER_TICK", "2"),
             ("PATH", "/usr/bin"),
         ])
         .unwrap();
@@ -506,12 +538,14 @@ mod tests {
                 prepush_max_seconds: 120,
                 ci_start_max_seconds: 30,
                 rate_floor: 40,
+                max_runs: Some(7),
+                max_dispatch_per_tick: Some(2),
             }
         );
         assert!(config.allows("Infra"));
         assert!(!config.allows("evil/infra"));
         // The KEYS table names exactly the keys the parser reads.
-        assert_eq!(KEYS.len(), 11);
+        assert_eq!(KEYS.len(), 13);
     }
 
     #[test]
@@ -575,6 +609,25 @@ mod tests {
             // when the value explicitly says off.
             if let Ok(config) = Config::from_pairs([("AFK_KILL_SWITCH", value.as_str()), ("AFK_ALLOWLIST", "infra")]) {
                 prop_assert_eq!(config.is_armed(), parse_bool(value.trim()) == Some(false));
+            }
+        }
+    }
+
+    #[test]
+    fn the_run_limits_are_positive_or_unset() {
+        let c = Config::from_pairs([("AFK_MAX_RUNS", "3"), ("AFK_MAX_DISPATCH_PER_TICK", " 1 ")])
+            .unwrap();
+        assert_eq!((c.max_runs, c.max_dispatch_per_tick), (Some(3), Some(1)));
+        let c = Config::from_pairs([("AFK_MAX_RUNS", ""), ("AFK_MAX_DISPATCH_PER_TICK", "  ")])
+            .unwrap();
+        assert_eq!((c.max_runs, c.max_dispatch_per_tick), (None, None));
+        for bad in ["0", "-1", "three", "1.5", "99999999999"] {
+            for key in ["AFK_MAX_RUNS", "AFK_MAX_DISPATCH_PER_TICK"] {
+                let err = Config::from_pairs([(key, bad)]).unwrap_err().to_string();
+                assert!(
+                    err.contains(key) && err.contains("kill switch"),
+                    "{key}={bad}: {err}"
+                );
             }
         }
     }

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use afk_core::Config;
-use afk_core::dispatch::{hold_for_capacity, plan_dispatch};
+use afk_core::dispatch::{hold_for_capacity, hold_for_limits, plan_dispatch};
 use afk_core::ports::{
     ExecutorSnapshot, PortError, PortResult, RepoScan, ThreadSpec, TrackedIssue,
 };
@@ -197,6 +197,7 @@ pub async fn poll_tick(ports: &Ports<'_>, config: &Config, options: &TickOptions
     let mut issues = Vec::new();
     let mut tracked: BTreeMap<(String, u64), TrackedIssue> = BTreeMap::new();
     let mut in_flight = Vec::new();
+    let mut uncounted = false;
     // One batched read of every repository's ready and locked issues.
     let scans = ports
         .tracker
@@ -259,11 +260,14 @@ pub async fn poll_tick(ports: &Ports<'_>, config: &Config, options: &TickOptions
                     issues.push(issue);
                 }
             }
-            Err(e) => report.error(
-                About::repo(repo),
-                ReportAction::Read,
-                format!("reading the repository failed: {e}"),
-            ),
+            Err(e) => {
+                uncounted = true;
+                report.error(
+                    About::repo(repo),
+                    ReportAction::Read,
+                    format!("reading the repository failed: {e}"),
+                );
+            }
         }
     }
     let plan = plan_dispatch(&issues, config, &in_flight);
@@ -275,10 +279,20 @@ pub async fn poll_tick(ports: &Ports<'_>, config: &Config, options: &TickOptions
             s.reason.to_string(),
         );
     }
+    // The operator's limits (rule 7 of the core's policy), dry run or not.
+    let counted = (!uncounted).then_some(in_flight.len());
+    let (start, held) = hold_for_limits(plan.decisions, config, counted);
+    for (d, hold) in &held {
+        report.info(
+            About::issue(&d.repo, d.number),
+            ReportAction::Wait,
+            hold.to_string(),
+        );
+    }
     // One executor read before any dispatch: its limit on agents at once
     // decides which decisions start now (rule 6 of the core's policy).
     let mut snapshot: Option<ExecutorSnapshot> = None;
-    let mut decisions = plan.decisions;
+    let mut decisions = start;
     if !decisions.is_empty() && !options.dry_run {
         match ports.executor.snapshot(&[]).await {
             Ok(s) => {

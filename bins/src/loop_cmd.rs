@@ -65,6 +65,12 @@ pub struct LoopArgs {
     /// starts nothing new (the watcher carries on). Default: 500.
     #[arg(long, env = "AFK_RATE_FLOOR", hide_env_values = true)]
     pub rate_floor: Option<String>,
+    /// At most this many runs in flight at once, across every repository. Default: no limit.
+    #[arg(long, env = "AFK_MAX_RUNS", hide_env_values = true)]
+    pub max_runs: Option<String>,
+    /// At most this many new runs started by one poll tick. Default: no limit.
+    #[arg(long, env = "AFK_MAX_DISPATCH_PER_TICK", hide_env_values = true)]
+    pub max_dispatch_per_tick: Option<String>,
     /// Retired (T3 v0.0.27 takes no spend cap); setting it is an error.
     #[arg(long, env = "AFK_BUDGET_USD", hide = true, hide_env_values = true)]
     pub budget_usd: Option<String>,
@@ -258,6 +264,8 @@ impl LoopArgs {
             ("AFK_PREPUSH_MAX_SECONDS", &self.prepush_max_seconds),
             ("AFK_CI_START_MAX_SECONDS", &self.ci_start_max_seconds),
             ("AFK_RATE_FLOOR", &self.rate_floor),
+            ("AFK_MAX_RUNS", &self.max_runs),
+            ("AFK_MAX_DISPATCH_PER_TICK", &self.max_dispatch_per_tick),
             ("AFK_BUDGET_USD", &self.budget_usd),
         ];
         Config::from_pairs(
@@ -396,26 +404,10 @@ impl LoopArgs {
 
     /// The T3 executor's settings.
     fn t3(&self) -> Result<T3Settings, BadConfig> {
-        let t3_url = some(&self.t3_url).ok_or_else(|| {
-            BadConfig(
-                "AFK_T3_URL is required once the loop is armed with AFK_EXECUTOR=t3 (the allowlist is not empty)".into(),
-            )
-        })?;
-        let t3_token = secret(self.t3_token_file.as_ref(), "AFK_T3_TOKEN")?;
-        if !t3_token.is_configured() {
-            return Err(BadConfig(
-                "a T3 token is required once the loop is armed: set AFK_T3_TOKEN or AFK_T3_TOKEN_FILE".into(),
-            ));
-        }
-        Ok(T3Settings {
-            web_url: some(&self.t3_web_url).unwrap_or_else(|| t3_url.clone()),
-            base_url: t3_url,
-            token: t3_token,
-            model: self.t3_model.clone(),
-            instance: self.t3_instance.clone(),
-            workspace_base: self.t3_workspace_base.clone(),
-            default_owner: self.github_owner.clone(),
-        })
+        let token = secret(self.t3_token_file.as_ref(), "AFK_T3_TOKEN")?;
+        let names = [&self.t3_model, &self.t3_instance, &self.t3_workspace_base];
+        let (url, web) = (some(&self.t3_url), some(&self.t3_web_url));
+        settings::t3(url, web, token, names, self.github_owner.clone()).map_err(BadConfig)
     }
 }
 
@@ -447,6 +439,11 @@ pub use afk_adapters::settings::SECRET_ENV_NAMES;
 /// when it cannot be built.
 fn runtime(log_format: &str) -> Option<tokio::runtime::Runtime> {
     afk_adapters::services::init_logs(log_format);
+    let cmd = <LoopArgs as clap::Args>::augment_args(clap::Command::new("afk"));
+    let keys = cmd
+        .get_arguments()
+        .filter_map(|a| a.get_env()?.to_str().map(str::to_owned));
+    settings::warn_unknown_env(&keys.collect::<Vec<_>>());
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

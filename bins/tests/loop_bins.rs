@@ -903,3 +903,32 @@ async fn afk_halt_reads_the_cronjobs_settings_and_tells_the_truth() {
         assert!(!err.contains("ghp_in_a_file") && !out.contains("ghp_in_a_file"));
     }
 }
+
+#[test]
+fn an_unknown_setting_is_warned_about_with_the_nearest_known_one() {
+    let env = vec![
+        ("AFK_PREPUSH_MAX_SECOND", "600".to_owned()),
+        ("AFK_ALOWLIST", "infra".to_owned()),
+        ("AFK_GATEWAY_LISTEN", "127.0.0.1:0".to_owned()),
+        ("AFK_THREAD_ID", "x".to_owned()),
+    ];
+    let r = run("afk-poller", &env, &[]);
+    assert_eq!(
+        r.code, 0,
+        "the shipped defaults still do nothing: {}",
+        r.stdout
+    );
+    let warned: Vec<&str> = r
+        .lines
+        .iter()
+        .filter(|l| l["level"] == "WARN" && l["action"] == "config")
+        .filter_map(|l| l["message"].as_str())
+        .collect();
+    assert_eq!(
+        warned,
+        [
+            "AFK_ALOWLIST is set but is not a setting of afk (did you mean AFK_ALLOWLIST?); it is ignored",
+            "AFK_PREPUSH_MAX_SECOND is set but is not a setting of afk (did you mean AFK_PREPUSH_MAX_SECONDS?); it is ignored",
+        ]
+    );
+}

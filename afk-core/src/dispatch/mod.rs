@@ -23,7 +23,12 @@
 //! 6. an executor with a limit on agents at once ([`hold_for_capacity`])
 //!    starts only as many as it has free slots, the first decisions in
 //!    rule 4's order; the rest wait for a later tick (they are not failed,
-//!    and nothing is written for them).
+//!    and nothing is written for them);
+//! 7. the operator's limits ([`hold_for_limits`]): no more runs in flight
+//!    at once than `AFK_MAX_RUNS` (across every repository and executor),
+//!    and no more new runs per poll tick than `AFK_MAX_DISPATCH_PER_TICK`;
+//!    the first decisions start, the rest wait, each with the limit it
+//!    met ([`Hold`]).
 //!
 //! Rule 2's order is the order in which the poll tick learns the facts: the
 //! ones every scan of a repository yields (labels, allowlist, lock) first,
@@ -295,5 +300,96 @@ pub fn hold_for_capacity(
     let free = usize::try_from(capacity.free()).unwrap_or(usize::MAX);
     let mut start = decisions;
     let wait = start.split_off(free.min(start.len()));
+    (start, wait)
+}
+
+/// Why a decision waits for a later tick (rule 7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hold {
+    /// `AFK_MAX_RUNS` runs are in flight (or would be with the decisions
+    /// before it).
+    MaxRuns {
+        /// The limit.
+        max: u32,
+        /// Runs in flight when the tick began.
+        in_flight: usize,
+    },
+    /// The tick started `AFK_MAX_DISPATCH_PER_TICK` runs already.
+    MaxDispatchPerTick {
+        /// The limit.
+        max: u32,
+    },
+    /// `AFK_MAX_RUNS` is set and the runs in flight could not all be
+    /// counted (a repository could not be read): nothing starts.
+    Uncounted {
+        /// The limit.
+        max: u32,
+    },
+}
+
+impl fmt::Display for Hold {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Hold::MaxRuns { max, in_flight } => write!(
+                f,
+                "waits: at most {max} run(s) in flight at once (AFK_MAX_RUNS; {in_flight} in flight); it starts on a later tick"
+            ),
+            Hold::MaxDispatchPerTick { max } => write!(
+                f,
+                "waits: at most {max} new run(s) per poll tick (AFK_MAX_DISPATCH_PER_TICK); it starts on a later tick"
+            ),
+            Hold::Uncounted { max } => write!(
+                f,
+                "waits: at most {max} run(s) in flight at once (AFK_MAX_RUNS), and the runs in flight could not all be counted this tick (a repository could not be read); it starts on a later tick"
+            ),
+        }
+    }
+}
+
+/// Rule 7: the decisions that start now under the operator's limits, and
+/// those that wait, each with the limit that bound it first. The
+/// plan's order is kept: the first decisions start. `in_flight` is the
+/// number of runs in flight when the tick began, `None` when they could not
+/// all be counted (then, under a run limit, nothing starts).
+pub fn hold_for_limits(
+    decisions: Vec<Decision>,
+    config: &Config,
+    in_flight: Option<usize>,
+) -> (Vec<Decision>, Vec<(Decision, Hold)>) {
+    let Some(in_flight) = in_flight.or(config.max_runs.is_none().then_some(0)) else {
+        let max = config.max_runs.unwrap_or_default();
+        return (
+            Vec::new(),
+            decisions
+                .into_iter()
+                .map(|d| (d, Hold::Uncounted { max }))
+                .collect(),
+        );
+    };
+    let as_count = |n: u32| usize::try_from(n).unwrap_or(usize::MAX);
+    let runs_left = config
+        .max_runs
+        .map(|max| as_count(max).saturating_sub(in_flight));
+    let per_tick = config.max_dispatch_per_tick.map(as_count);
+    let mut start = Vec::new();
+    let mut wait = Vec::new();
+    for (i, decision) in decisions.into_iter().enumerate() {
+        // Past both, the one that bound first (the smaller allowance) says
+        // why.
+        let past_runs = runs_left.is_some_and(|left| i >= left);
+        let past_tick = per_tick.is_some_and(|n| i >= n);
+        let runs_bind = runs_left.unwrap_or(usize::MAX) <= per_tick.unwrap_or(usize::MAX);
+        let hold = match (config.max_runs, config.max_dispatch_per_tick) {
+            (Some(max), _) if past_runs && (runs_bind || !past_tick) => {
+                Some(Hold::MaxRuns { max, in_flight })
+            }
+            (_, Some(max)) if past_tick => Some(Hold::MaxDispatchPerTick { max }),
+            _ => None,
+        };
+        match hold {
+            Some(h) => wait.push((decision, h)),
+            None => start.push(decision),
+        }
+    }
     (start, wait)
 }

@@ -606,3 +606,136 @@ fn rule_6_only_free_slots_start_the_first_decisions_in_order() {
         assert_eq!(order, [1, 2, 3], "the plan's order is kept");
     }
 }
+
+#[test]
+fn the_operators_limits_hold_decisions_with_the_limit_they_met() {
+    let plan = select_dispatchable(
+        &[issue("a", 1), issue("b", 2), issue("c", 3)],
+        &armed(&["a", "b", "c"]),
+        &[],
+    );
+    let limited = |max_runs, per_tick| Config {
+        max_runs,
+        max_dispatch_per_tick: per_tick,
+        ..armed(&["a", "b", "c"])
+    };
+    let (start, wait) = hold_for_limits(plan.clone(), &limited(None, None), Some(40));
+    assert_eq!(
+        (start.len(), wait.len()),
+        (3, 0),
+        "no limit set: every decision starts"
+    );
+    let (start, wait) = hold_for_limits(plan.clone(), &limited(None, Some(2)), None);
+    assert_eq!(
+        (start.len(), wait.len()),
+        (2, 1),
+        "uncounted runs matter only to a run limit"
+    );
+    let (start, wait) = hold_for_limits(plan.clone(), &limited(Some(9), None), None);
+    assert!(start.is_empty() && wait.iter().all(|(_, h)| *h == Hold::Uncounted { max: 9 }));
+    let (start, wait) = hold_for_limits(plan.clone(), &limited(None, None), None);
+    assert_eq!(
+        (start.len(), wait.len()),
+        (3, 0),
+        "no limit set: every decision starts"
+    );
+    let cases = [
+        // (max runs, per tick, in flight) -> starts, and the first hold.
+        (
+            (Some(5), None, 3),
+            2,
+            Some(Hold::MaxRuns {
+                max: 5,
+                in_flight: 3,
+            }),
+        ),
+        (
+            (Some(5), None, 5),
+            0,
+            Some(Hold::MaxRuns {
+                max: 5,
+                in_flight: 5,
+            }),
+        ),
+        (
+            (Some(5), None, 9),
+            0,
+            Some(Hold::MaxRuns {
+                max: 5,
+                in_flight: 9,
+            }),
+        ),
+        (
+            (None, Some(1), 0),
+            1,
+            Some(Hold::MaxDispatchPerTick { max: 1 }),
+        ),
+        (
+            (Some(10), Some(2), 7),
+            2,
+            Some(Hold::MaxDispatchPerTick { max: 2 }),
+        ),
+        (
+            (Some(8), Some(2), 7),
+            1,
+            Some(Hold::MaxRuns {
+                max: 8,
+                in_flight: 7,
+            }),
+        ),
+        ((Some(10), Some(9), 0), 3, None),
+    ];
+    for ((max_runs, per_tick, in_flight), starts, first_hold) in cases {
+        let (start, wait) =
+            hold_for_limits(plan.clone(), &limited(max_runs, per_tick), Some(in_flight));
+        assert_eq!(start.len(), starts, "{max_runs:?} {per_tick:?} {in_flight}");
+        assert_eq!(wait.first().map(|(_, h)| *h), first_hold);
+        let order: Vec<u64> = start
+            .iter()
+            .chain(wait.iter().map(|(d, _)| d))
+            .map(|d| d.number)
+            .collect();
+        assert_eq!(order, [1, 2, 3], "the plan's order is kept");
+    }
+    assert!(
+        Hold::MaxRuns {
+            max: 5,
+            in_flight: 5
+        }
+        .to_string()
+        .contains("AFK_MAX_RUNS")
+            && Hold::MaxDispatchPerTick { max: 1 }
+                .to_string()
+                .contains("AFK_MAX_DISPATCH_PER_TICK")
+    );
+}
+
+proptest! {
+    /// Whatever the limits: never more runs in flight than AFK_MAX_RUNS
+    /// after the tick (unless already past it), never more starts than
+    /// AFK_MAX_DISPATCH_PER_TICK, and the starts are the plan's first.
+    #[test]
+    fn the_limits_are_never_exceeded(
+        n in 0usize..12,
+        max_runs in proptest::option::of(1u32..10),
+        per_tick in proptest::option::of(1u32..10),
+        in_flight in 0usize..12,
+    ) {
+        let repos: Vec<String> = (0..n).map(|i| format!("r{i}")).collect();
+        let refs: Vec<&str> = repos.iter().map(String::as_str).collect();
+        let issues: Vec<Issue> = repos.iter().enumerate().map(|(i, r)| issue(r, i as u64 + 1)).collect();
+        let mut config = armed(&refs);
+        config.max_runs = max_runs;
+        config.max_dispatch_per_tick = per_tick;
+        let plan = select_dispatchable(&issues, &config, &[]);
+        let (start, wait) = hold_for_limits(plan.clone(), &config, Some(in_flight));
+        if let Some(max) = max_runs {
+            prop_assert!(start.is_empty() || in_flight + start.len() <= max as usize);
+        }
+        if let Some(max) = per_tick {
+            prop_assert!(start.len() <= max as usize);
+        }
+        prop_assert_eq!(start.len() + wait.len(), plan.len());
+        prop_assert_eq!(&plan[..start.len()], &start[..]);
+    }
+}
