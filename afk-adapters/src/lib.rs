@@ -16,6 +16,8 @@
 //! - [`woodpecker`]: the deploy stage;
 //! - [`rollout`]: the Kubernetes rollout stage;
 //! - [`notify`]: Slack, ntfy and log doorbells;
+//! - [`metrics`]: each tick's numbers for Prometheus (a textfile, a
+//!   Pushgateway);
 //! - [`services`]: all of them built from typed settings, a tick run with
 //!   them, and its report logged;
 //! - [`settings`]: the checks of raw settings every binary shares;
@@ -28,6 +30,7 @@
 
 pub mod github;
 pub mod http;
+pub mod metrics;
 pub mod notify;
 pub mod rollout;
 pub mod rounds;

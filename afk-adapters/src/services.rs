@@ -348,6 +348,38 @@ pub fn log_tick(kind: &TickKind, run: &TickRun, dry_run: bool, elapsed: std::tim
     );
 }
 
+/// What `--help` says about the logs: `AFK_LOG` and every `action` a line
+/// can carry (the runbook's "Read the logs" lists the same).
+pub const LOGS_HELP: &str = "\
+Logs: one JSON object per line on stdout (AFK_LOG_FORMAT=text for people).
+AFK_LOG sets the level filter, as RUST_LOG does (default: info; e.g.
+AFK_LOG=debug, or AFK_LOG=info,afk_adapters=debug).
+Every line has an action: start, config, disabled, paused, deadline, read,
+untrusted, skip, dispatch, no_record, run, wait, close_success, fix_forward,
+freeze_escalate, escalate_prepush, ring, stop, rate_floor, finish, token,
+clock, metrics, and summary (the last line of every tick).";
+
+/// The end of a tick: its log lines ([`log_tick`]), its metrics
+/// (`metrics`: `AFK_METRICS_FILE`, `AFK_METRICS_PUSH_URL`); whether any part
+/// of it failed.
+pub async fn finish_tick(
+    kind: &TickKind,
+    run: &TickRun,
+    dry_run: bool,
+    started: std::time::Instant,
+    metrics: (Option<&str>, Option<&str>),
+) -> bool {
+    log_tick(kind, run, dry_run, started.elapsed());
+    let sample = crate::metrics::TickSample {
+        tick: kind.as_str(),
+        run,
+        seconds: started.elapsed().as_secs_f64(),
+        now: crate::http::now_unix(),
+    };
+    crate::metrics::publish(metrics.0, metrics.1, &sample).await;
+    run.report.failures().count() > 0
+}
+
 /// `afk loop`'s rounds ([`crate::rounds`]) under SIGTERM and Ctrl-C, with
 /// their log lines: `tick` runs one tick; the first signal lets it finish,
 /// a second abandons it, and the agents keep running either way.

@@ -284,6 +284,25 @@ pub fn optional_secret(
     Ok(matches!(s.read(), Ok(Some(_))).then_some(s))
 }
 
+/// [`secret`] (`optional`: [`optional_secret`]) read from this process's
+/// environment; a required one is always `Some`.
+///
+/// # Errors
+/// The message, naming `env_name`.
+pub fn env_secret(
+    file: Option<&String>,
+    env_name: &str,
+    optional: bool,
+) -> Result<Option<Secret>, String> {
+    let file = file.map(String::as_str);
+    let env = |k: &str| std::env::var(k).ok();
+    if optional {
+        optional_secret(file, env_name, env)
+    } else {
+        secret(file, env_name, env).map(Some)
+    }
+}
+
 /// The secrets read straight from the environment (never flags); their
 /// `*_FILE` variants are flags too.
 pub const SECRET_ENV_NAMES: &[&str] = &[

@@ -16,7 +16,7 @@ use afk_adapters::http::{HttpSettings, RetryPolicy, Secret};
 use afk_adapters::rollout::RolloutTargets;
 pub use afk_adapters::services::TickKind;
 use afk_adapters::services::{ExecutorSettings, NtfySettings, ServiceSettings, SystemClock};
-use afk_adapters::services::{TickStart, log_tick, run_tick, serve_rounds};
+use afk_adapters::services::{TickStart, finish_tick, run_tick, serve_rounds};
 use afk_adapters::settings::{self, ExecutorKind, LocalArgs};
 use afk_adapters::t3::T3Settings;
 use afk_adapters::woodpecker::WoodpeckerSettings;
@@ -233,6 +233,12 @@ pub struct LoopArgs {
     /// Log format: json (one object per line, for Loki) or text.
     #[arg(long, env = "AFK_LOG_FORMAT", default_value = "json", value_parser = ["json", "text"], hide_env_values = true)]
     pub log_format: String,
+    /// After each tick, write its metrics here (Prometheus textfile format).
+    #[arg(long, env = "AFK_METRICS_FILE", hide_env_values = true)]
+    pub metrics_file: Option<String>,
+    /// After each tick, push its metrics to this Pushgateway.
+    #[arg(long, env = "AFK_METRICS_PUSH_URL", hide_env_values = true)]
+    pub metrics_push_url: Option<String>,
     /// Decide and log, but write nothing and dispatch nothing (true/false).
     #[arg(long, env = "AFK_DRY_RUN", hide_env_values = true)]
     pub dry_run: bool,
@@ -416,21 +422,17 @@ fn some(value: &Option<String>) -> Option<String> {
     value.clone().filter(|v| !v.trim().is_empty())
 }
 
-/// A secret's source (`afk_adapters::settings::secret`), from this
-/// process's environment.
+/// A secret's source from this process's environment
+/// (`afk_adapters::settings::secret`).
 fn secret(file: Option<&String>, env_name: &str) -> Result<Secret, BadConfig> {
-    settings::secret(file.map(String::as_str), env_name, |k| {
-        std::env::var(k).ok()
-    })
-    .map_err(BadConfig)
+    settings::env_secret(file, env_name, false)
+        .map(|s| s.unwrap_or(Secret::None))
+        .map_err(BadConfig)
 }
 
 /// An optional service's secret (`afk_adapters::settings::optional_secret`).
 fn optional_secret(file: Option<&String>, env_name: &str) -> Result<Option<Secret>, BadConfig> {
-    settings::optional_secret(file.map(String::as_str), env_name, |k| {
-        std::env::var(k).ok()
-    })
-    .map_err(BadConfig)
+    settings::env_secret(file, env_name, true).map_err(BadConfig)
 }
 
 pub use afk_adapters::settings::SECRET_ENV_NAMES;
@@ -475,12 +477,12 @@ pub async fn run(kind: TickKind, args: &LoopArgs) -> u8 {
     let settings = || args.services(deadline).map_err(|e| e.0);
     match run_tick(&kind, &config, &options, settings).await {
         Ok(tick) => {
-            log_tick(&kind, &tick, args.dry_run, started.elapsed());
-            if tick.report.failures().count() > 0 {
-                exit::PARTIAL
-            } else {
-                exit::OK
-            }
+            let metrics = (
+                args.metrics_file.as_deref(),
+                args.metrics_push_url.as_deref(),
+            );
+            let failed = finish_tick(&kind, &tick, args.dry_run, started, metrics).await;
+            if failed { exit::PARTIAL } else { exit::OK }
         }
         Err(TickStart::BadSettings(e)) => {
             tracing::error!(action = "config", "{e}");

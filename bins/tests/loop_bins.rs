@@ -932,3 +932,126 @@ fn an_unknown_setting_is_warned_about_with_the_nearest_known_one() {
         ]
     );
 }
+
+/// A one-request HTTP server on loopback: what it was sent (request line
+/// and body), answered 200.
+fn one_request_server() -> (String, std::thread::JoinHandle<String>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let handle = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut head = String::new();
+        let mut length = 0;
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                length = v.trim().parse().unwrap();
+            }
+            if line == "\r\n" {
+                break;
+            }
+            head.push_str(&line);
+        }
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body).unwrap();
+        let mut stream = stream;
+        stream
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+            .unwrap();
+        format!(
+            "{}\n{}",
+            head.lines().next().unwrap_or(""),
+            String::from_utf8_lossy(&body)
+        )
+    });
+    (url, handle)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_tick_writes_its_metrics_and_pushes_them() {
+    let w = World::new(&["infra"], &[]).await.unwrap();
+    w.ready("infra", 7, "", "alice");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("afk.prom");
+    let (gateway, received) = one_request_server();
+    let mut env = armed(&w);
+    env.push(("AFK_METRICS_FILE", file.display().to_string()));
+    env.push(("AFK_METRICS_PUSH_URL", gateway));
+    let e = env.clone();
+    let r = tokio::task::spawn_blocking(move || run("afk-poller", &e, &[]))
+        .await
+        .unwrap();
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    let pushed = received.join().unwrap();
+    assert!(
+        pushed.starts_with("PUT /metrics/job/afk/tick/poll "),
+        "{pushed}"
+    );
+    assert!(pushed.contains("afk_dispatches_total 1"), "{pushed}");
+    env.retain(|(k, _)| *k != "AFK_METRICS_PUSH_URL");
+    let r = tokio::task::spawn_blocking(move || run("afk-watcher", &env, &[]))
+        .await
+        .unwrap();
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    let text = std::fs::read_to_string(&file).unwrap();
+    for line in [
+        "afk_ticks_total{tick=\"poll\",result=\"ok\"} 1",
+        "afk_ticks_total{tick=\"watch\",result=\"ok\"} 1",
+        "afk_dispatches_total 1",
+        "afk_runs{action=\"wait\"} 1",
+        "# TYPE afk_tick_duration_seconds gauge",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} not in:\n{text}");
+    }
+}
+
+#[test]
+fn help_and_the_runbook_name_afk_log_and_every_log_action() {
+    let help = Command::new(env!("CARGO_BIN_EXE_afk-watcher"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8(help.stdout).unwrap().replace('\n', " ");
+    let runbook = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/operations.md"),
+    )
+    .unwrap();
+    use afk_loop::ReportAction as A;
+    let actions = [
+        A::Start,
+        A::Disabled,
+        A::Paused,
+        A::Deadline,
+        A::Read,
+        A::Untrusted,
+        A::Skip,
+        A::Dispatch,
+        A::NoRecord,
+        A::Run,
+        A::Wait,
+        A::CloseSuccess,
+        A::FixForward,
+        A::FreezeEscalate,
+        A::EscalatePrepush,
+        A::Ring,
+        A::Stop,
+        A::RateFloor,
+        A::Finish,
+    ];
+    let mut names: Vec<&str> = actions.iter().map(|a| a.as_str()).collect();
+    names.extend(["summary", "config", "token", "clock", "metrics"]);
+    assert!(help.contains("AFK_LOG sets") && runbook.contains("`AFK_LOG` sets"));
+    for name in names {
+        assert!(
+            help.contains(&format!(" {name},")) || help.contains(&format!(" {name} ")),
+            "--help lacks {name}"
+        );
+        assert!(
+            runbook.contains(&format!("`{name}`")),
+            "the runbook lacks {name}"
+        );
+    }
+}

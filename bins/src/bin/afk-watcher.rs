@@ -15,7 +15,7 @@ use clap::Parser;
 /// AFK_SLACK_WEBHOOK_URL, AFK_NTFY_TOKEN, AFK_WOODPECKER_TOKEN) are read only
 /// from the environment or from the files named by their *_FILE settings.
 #[derive(Debug, Parser)]
-#[command(name = "afk-watcher", version = bins::VERSION, about)]
+#[command(name = "afk-watcher", version = bins::VERSION, about, after_help = afk_adapters::services::LOGS_HELP)]
 struct Cli {
     #[command(flatten)]
     settings: LoopArgs,
