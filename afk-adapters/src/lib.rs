@@ -21,6 +21,7 @@
 //! - [`services`]: all of them built from typed settings, a tick run with
 //!   them, and its report logged;
 //! - [`settings`]: the checks of raw settings every binary shares;
+//! - [`state`]: what afk remembers between ticks (`AFK_STATE_FILE`);
 //! - [`rounds`]: `afk loop`'s rounds of ticks, and how stop requests end
 //!   them.
 //!
@@ -36,5 +37,6 @@ pub mod rollout;
 pub mod rounds;
 pub mod services;
 pub mod settings;
+pub mod state;
 pub mod t3;
 pub mod woodpecker;

@@ -368,8 +368,27 @@ pub async fn finish_tick(
     dry_run: bool,
     started: std::time::Instant,
     metrics: (Option<&str>, Option<&str>),
+    state_file: Option<&str>,
 ) -> bool {
     log_tick(kind, run, dry_run, started.elapsed());
+    // Where runs are in flight now, for the next tick (`AFK_STATE_FILE`).
+    let poll = matches!(kind, TickKind::Poll);
+    if let Some(path) = state_file.map(str::trim).filter(|p| !p.is_empty())
+        && !dry_run
+        && (poll || matches!(kind, TickKind::Watch))
+    {
+        let path = std::path::Path::new(path);
+        let before = crate::state::read(path);
+        let after = afk_loop::remembered_repos(&before, poll, &run.report);
+        if after != before
+            && let Err(e) = crate::state::write(path, &after)
+        {
+            tracing::warn!(
+                action = "config",
+                "cannot remember where runs are in flight: {e}"
+            );
+        }
+    }
     let sample = crate::metrics::TickSample {
         tick: kind.as_str(),
         run,

@@ -173,7 +173,7 @@ pub fn github(args: GitHubArgs<'_>, policy: &afk_core::Config) -> Result<GitHubS
         ));
     }
     let repos: Vec<String> = policy
-        .allowlist
+        .watched_repos()
         .iter()
         .map(|r| match (r.split_once('/'), &owner) {
             (Some(_), _) | (None, None) => r.clone(),
@@ -202,6 +202,18 @@ pub fn github(args: GitHubArgs<'_>, policy: &afk_core::Config) -> Result<GitHubS
         ready_label: policy.ready_label.clone(),
         in_progress_label: policy.in_progress_label.clone(),
     })
+}
+
+/// `AFK_LOCAL_DIR`, or its default under `$XDG_STATE_HOME` or `$HOME`.
+///
+/// # Errors
+/// Neither is set.
+pub fn local_dir(explicit: Option<&str>) -> Result<std::path::PathBuf, String> {
+    match explicit.map(str::trim).filter(|d| !d.is_empty()) {
+        Some(dir) => Ok(dir.into()),
+        None => afk_local::settings::default_dir(|k| std::env::var(k).ok())
+            .ok_or_else(|| "AFK_LOCAL_DIR is not set, and neither is HOME".to_owned()),
+    }
 }
 
 /// The T3 executor's settings, checked once the loop is armed with it:
@@ -466,7 +478,7 @@ pub fn warn_unknown_env(loop_keys: &[String]) {
 /// # Errors
 /// The message saying what is missing and how to give it.
 pub fn operator_allowlist(config: &afk_core::Config, command: &str) -> Result<(), String> {
-    if config.allowlist.is_empty() {
+    if config.allowlist.is_empty() && config.winding_down.is_empty() {
         return Err(format!(
             "{command} needs AFK_ALLOWLIST (the repositories whose runs it looks at): \
              run it with the CronJobs' settings (--env-file afk-config.env, exported from the \

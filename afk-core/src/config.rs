@@ -132,6 +132,10 @@ pub struct Config {
     /// At most this many new runs started by one poll tick; `None`: no
     /// limit.
     pub max_dispatch_per_tick: Option<u32>,
+    /// Repositories no longer on the allowlist whose runs in flight are
+    /// still watched to their end (afk remembers where it has runs: the
+    /// adapters fill this from `AFK_STATE_FILE`). Never dispatched to.
+    pub winding_down: Vec<String>,
 }
 
 impl Default for Config {
@@ -151,6 +155,7 @@ impl Default for Config {
             rate_floor: 500,
             max_runs: None,
             max_dispatch_per_tick: None,
+            winding_down: Vec::new(),
         }
     }
 }
@@ -311,6 +316,18 @@ impl Config {
     /// enrolled. Either gate alone leaves the loop inert.
     pub fn is_armed(&self) -> bool {
         !self.kill_switch && !self.allowlist.is_empty()
+    }
+
+    /// Every repository whose runs in flight are watched: the allowlist,
+    /// then those winding down (each once).
+    pub fn watched_repos(&self) -> Vec<String> {
+        let mut out = self.allowlist.clone();
+        for r in &self.winding_down {
+            if !out.iter().any(|a| crate::types::same_repo(a, r)) {
+                out.push(r.clone());
+            }
+        }
+        out
     }
 
     /// Whether `repo` is on the allowlist (names compare case-insensitively,
@@ -540,6 +557,7 @@ mod tests {
                 rate_floor: 40,
                 max_runs: Some(7),
                 max_dispatch_per_tick: Some(2),
+                winding_down: Vec::new(),
             }
         );
         assert!(config.allows("Infra"));

@@ -47,7 +47,7 @@ pub mod watch;
 pub use poll::{poll_disabled, poll_tick, watch_disabled};
 pub use ports::{Clock, Executor, Notifier, StageProbe, Tracker};
 pub use report::{About, Entry, Level, ReportAction, TickReport};
-pub use runs::{Run, find_runs};
+pub use runs::{Run, find_runs, remembered_repos};
 pub use stop::{StopTarget, stop_runs};
 pub use watch::watch_tick;
 

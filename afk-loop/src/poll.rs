@@ -175,16 +175,18 @@ pub fn poll_disabled(config: &Config) -> Option<TickReport> {
     if config.kill_switch {
         return Some(disabled("the kill switch is on: the poller does nothing"));
     }
-    watch_disabled(config)
+    // Repositories winding down are watched, never dispatched to.
+    config
+        .allowlist
+        .is_empty()
+        .then(|| disabled("the allowlist is empty: no repository is enrolled"))
 }
 
 /// The report of a watch tick that the configuration disables (nothing
 /// enrolled); `None` otherwise. The kill switch does not disable the
 /// watcher: it still observes and finalises runs.
 pub fn watch_disabled(config: &Config) -> Option<TickReport> {
-    config
-        .allowlist
-        .is_empty()
+    (config.allowlist.is_empty() && config.winding_down.is_empty())
         .then(|| disabled("the allowlist is empty: no repository is enrolled"))
 }
 

@@ -233,6 +233,9 @@ pub struct LoopArgs {
     /// Log format: json (one object per line, for Loki) or text.
     #[arg(long, env = "AFK_LOG_FORMAT", default_value = "json", value_parser = ["json", "text"], hide_env_values = true)]
     pub log_format: String,
+    /// Where afk remembers its runs in flight: a de-enrolled repository's are still watched.
+    #[arg(long, env = "AFK_STATE_FILE", hide_env_values = true)]
+    pub state_file: Option<String>,
     /// After each tick, write its metrics here (Prometheus textfile format).
     #[arg(long, env = "AFK_METRICS_FILE", hide_env_values = true)]
     pub metrics_file: Option<String>,
@@ -279,6 +282,7 @@ impl LoopArgs {
                 .iter()
                 .filter_map(|(k, v)| v.as_ref().map(|v| (*k, v.as_str()))),
         )
+        .map(|c| afk_adapters::state::with_state(c, self.state_file.as_deref()))
         .map_err(|e| BadConfig(format!("bad configuration: {e}")))
     }
 
@@ -328,13 +332,9 @@ impl LoopArgs {
             .map_err(BadConfig)
     }
 
-    /// `AFK_LOCAL_DIR`, or its default (`BadConfig` when HOME is not set).
+    /// `AFK_LOCAL_DIR`, or its default (`settings::local_dir`).
     pub fn local_dir(&self) -> Result<std::path::PathBuf, BadConfig> {
-        match some(&self.local_dir) {
-            Some(dir) => Ok(dir.trim().into()),
-            None => afk_local::settings::default_dir(|k| std::env::var(k).ok())
-                .ok_or_else(|| BadConfig("AFK_LOCAL_DIR is not set, and neither is HOME".into())),
-        }
+        settings::local_dir(self.local_dir.as_deref()).map_err(BadConfig)
     }
 
     /// Everything an armed loop needs, checked.
@@ -481,7 +481,8 @@ pub async fn run(kind: TickKind, args: &LoopArgs) -> u8 {
                 args.metrics_file.as_deref(),
                 args.metrics_push_url.as_deref(),
             );
-            let failed = finish_tick(&kind, &tick, args.dry_run, started, metrics).await;
+            let state = args.state_file.as_deref();
+            let failed = finish_tick(&kind, &tick, args.dry_run, started, metrics, state).await;
             if failed { exit::PARTIAL } else { exit::OK }
         }
         Err(TickStart::BadSettings(e)) => {

@@ -1055,3 +1055,79 @@ fn help_and_the_runbook_name_afk_log_and_every_log_action() {
         );
     }
 }
+
+/// A repository dropped from the allowlist keeps its run in flight watched
+/// to its end (AFK_STATE_FILE remembers where runs are), `afk runs` shows
+/// it, and nothing new starts there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repository_dropped_from_the_allowlist_keeps_its_run_watched_to_its_end() {
+    let w = World::new(&["infra", "web"], &[]).await.unwrap();
+    w.ready("infra", 7, "", "alice");
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    let mut env = armed(&w);
+    env.push(("AFK_STATE_FILE", state.display().to_string()));
+    let e = env.clone();
+    let r = tokio::task::spawn_blocking(move || run("afk-poller", &e, &[]))
+        .await
+        .unwrap();
+    assert_eq!(summary(&r)["dispatched"], 1, "{}", r.stdout);
+    assert!(std::fs::read_to_string(&state).unwrap().contains("infra"));
+
+    // The operator de-enrols infra (web stays), then empties the allowlist.
+    for allowlist in ["web", ""] {
+        let mut e = env.clone();
+        e.retain(|(k, _)| *k != "AFK_ALLOWLIST");
+        e.push(("AFK_ALLOWLIST", allowlist.into()));
+        let r = tokio::task::spawn_blocking(move || run("afk-watcher", &e, &[]))
+            .await
+            .unwrap();
+        assert_eq!(r.code, 0, "{}", r.stdout);
+        assert!(
+            r.lines
+                .iter()
+                .any(|l| l["repo"] == "infra" && l["issue"] == 7 && l["action"] == "wait"),
+            "allowlist {allowlist:?}: the run is still watched: {}",
+            r.stdout
+        );
+        let mut e2 = env.clone();
+        e2.retain(|(k, _)| *k != "AFK_ALLOWLIST");
+        e2.push(("AFK_ALLOWLIST", allowlist.into()));
+        let (code, out, err) = tokio::task::spawn_blocking(move || afk(&e2, &["runs"]))
+            .await
+            .unwrap();
+        assert_eq!(code, 0, "{out}{err}");
+        assert!(out.contains("infra#7"), "afk runs shows it: {out}");
+    }
+    // Nothing new starts in a repository that is winding down.
+    w.ready("infra", 8, "", "alice");
+    let mut e = env.clone();
+    e.retain(|(k, _)| *k != "AFK_ALLOWLIST");
+    e.push(("AFK_ALLOWLIST", "web".into()));
+    let r = tokio::task::spawn_blocking(move || run("afk-poller", &e, &[]))
+        .await
+        .unwrap();
+    assert_eq!(summary(&r)["dispatched"], 0, "{}", r.stdout);
+
+    // It lands: closed, and forgotten.
+    w.clock.set(
+        afk_core::Timestamp::from_offset_date_time(time::OffsetDateTime::now_utc()).plus_seconds(5),
+    );
+    w.push("infra", 7, "abc1234def");
+    w.ci("infra", "abc1234def", "green");
+    let mut e = env.clone();
+    e.retain(|(k, _)| *k != "AFK_ALLOWLIST");
+    e.push(("AFK_ALLOWLIST", "".into()));
+    let r = tokio::task::spawn_blocking(move || run("afk-watcher", &e, &[]))
+        .await
+        .unwrap();
+    assert!(
+        r.lines
+            .iter()
+            .any(|l| l["action"] == "close_success" && l["issue"] == 7),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(w.state("infra", 7), "closed");
+    assert!(!std::fs::read_to_string(&state).unwrap().contains("infra"));
+}
