@@ -22,6 +22,8 @@
 //!   them, and its report logged;
 //! - [`settings`]: the checks of raw settings every binary shares;
 //! - [`state`]: what afk remembers between ticks (`AFK_STATE_FILE`);
+//! - [`setup`]: `afk setup labels`, the labels afk uses on every enrolled
+//!   repository;
 //! - [`rounds`]: `afk loop`'s rounds of ticks, and how stop requests end
 //!   them.
 //!
@@ -37,6 +39,7 @@ pub mod rollout;
 pub mod rounds;
 pub mod services;
 pub mod settings;
+pub mod setup;
 pub mod state;
 pub mod t3;
 pub mod woodpecker;

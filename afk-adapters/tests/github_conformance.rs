@@ -40,6 +40,9 @@ async fn every_request() -> (Vec<wiremock::Request>, Vec<Reply>) {
     let (stage_requests, stage_replies) = github_stage_exchanges().await;
     requests.extend(stage_requests);
     replies.extend(stage_replies);
+    let (setup_requests, setup_replies) = crate::setup_labels::setup_exchanges().await;
+    requests.extend(setup_requests);
+    replies.extend(setup_replies);
     (requests, replies)
 }
 

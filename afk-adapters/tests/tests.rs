@@ -14,6 +14,7 @@ mod github_recorded;
 mod github_wire;
 mod notifier_contract;
 mod notify_wire;
+mod setup_labels;
 mod stage_contract;
 mod t3_fixture;
 mod t3_wire;

@@ -1131,3 +1131,54 @@ async fn a_repository_dropped_from_the_allowlist_keeps_its_run_watched_to_its_en
     assert_eq!(w.state("infra", 7), "closed");
     assert!(!std::fs::read_to_string(&state).unwrap().contains("infra"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn afk_setup_labels_creates_them_on_every_enrolled_repository() {
+    let w = World::new(&["infra", "web"], &[]).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("afk-config.env");
+    std::fs::write(
+        &file,
+        format!(
+            "AFK_ALLOWLIST=infra,web\nAFK_GITHUB_OWNER=acme\nAFK_GITHUB_API_URL={}\nAFK_STOP_LABEL=halt-agent\n",
+            w.sim.uri()
+        ),
+    )
+    .unwrap();
+    let secrets = vec![("AFK_GITHUB_TOKEN", GITHUB_TOKEN.to_owned())];
+    let f = file.display().to_string();
+    let s = secrets.clone();
+    let (code, out, err) = tokio::task::spawn_blocking(move || {
+        afk(&s, &["setup", "labels", "--check", "--env-file", &f])
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 1, "{out}{err}");
+    assert_eq!(out.matches("MISSING").count(), 8, "{out}");
+    assert!(
+        out.contains("web: halt-agent: MISSING"),
+        "the settings' names: {out}"
+    );
+    let f = file.display().to_string();
+    let s = secrets.clone();
+    let (code, out, err) =
+        tokio::task::spawn_blocking(move || afk(&s, &["setup", "labels", "--env-file", &f]))
+            .await
+            .unwrap();
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(out.matches(": created").count(), 8, "{out}");
+    assert!(
+        lock(&w.sim.github).repos["acme/infra"]
+            .labels
+            .contains_key("halt-agent")
+    );
+    // Without an allowlist: exit 2, nothing asked of GitHub.
+    let (code, _, err) = tokio::task::spawn_blocking(move || afk(&secrets, &["setup", "labels"]))
+        .await
+        .unwrap();
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("afk setup labels needs AFK_ALLOWLIST"),
+        "{err}"
+    );
+}

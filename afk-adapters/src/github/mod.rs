@@ -187,6 +187,60 @@ impl GitHubTracker {
         }
     }
 
+    /// Whether `repo` defines the label `name` (`GET
+    /// /repos/{owner}/{repo}/labels/{name}`; names compare
+    /// case-insensitively).
+    ///
+    /// # Errors
+    /// As GitHub answers, a missing repository included.
+    pub async fn label_defined(&self, repo: &str, name: &str) -> PortResult<bool> {
+        let url = self.repo_url(repo, &["labels", name], &[])?;
+        let repo_url = self.repo_url(repo, &[], &[])?;
+        let page = self.get(url, &[404]).await?;
+        if page.status == 404 {
+            // A label that is not there and a repository that is not there
+            // both answer 404: ask which.
+            self.get(repo_url, &[]).await?;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    /// Creates the label `name` on `repo` (`POST
+    /// /repos/{owner}/{repo}/labels`); `false` when it exists already.
+    ///
+    /// # Errors
+    /// As GitHub answers (a color or a name it refuses is `Permanent`).
+    pub async fn create_label(
+        &self,
+        repo: &str,
+        name: &str,
+        color: &str,
+        description: &str,
+    ) -> PortResult<bool> {
+        let url = self.repo_url(repo, &["labels"], &[])?;
+        let body = json!({"name": name, "color": color, "description": description});
+        let page = self.request(Method::POST, url, Some(&body), &[422]).await?;
+        if page.status != 422 {
+            return Ok(true);
+        }
+        let exists = page
+            .body
+            .pointer("/errors")
+            .and_then(Value::as_array)
+            .is_some_and(|e| e.iter().any(|e| e["code"] == "already_exists"));
+        if exists {
+            Ok(false)
+        } else {
+            Err(PortError::Permanent {
+                message: format!(
+                    "GitHub refused to create the label {name:?} on {repo} (422 {})",
+                    page.body["message"].as_str().unwrap_or("")
+                ),
+            })
+        }
+    }
+
     /// `(owner, name)` of a repository named bare or as `owner/name`.
     fn owner_name(&self, repo: &str) -> PortResult<(String, String)> {
         let repo = repo.trim();

@@ -47,6 +47,17 @@ enum Command {
         #[command(flatten)]
         settings: Box<bins::loop_cmd::LoopArgs>,
     },
+    /// Create the labels afk uses on every enrolled repository (or --check them).
+    ///
+    /// The ready, in-progress, ready-for-human and stop labels, by the names
+    /// the settings give them (AFK_READY_LABEL, AFK_IN_PROGRESS_LABEL,
+    /// AFK_READY_FOR_HUMAN_LABEL, AFK_STOP_LABEL), on every repository of
+    /// AFK_ALLOWLIST. A label that exists is left as it is. Exit 1 when one
+    /// could not be created (or, with --check, is missing).
+    Setup {
+        #[command(subcommand)]
+        what: SetupCommand,
+    },
     /// Stop one run now: its agent is interrupted, the run handed to a human.
     ///
     /// Applies the stop label (AFK_STOP_LABEL) to the issue and runs the
@@ -192,6 +203,21 @@ enum FindingCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum SetupCommand {
+    /// The labels afk uses, on every enrolled repository.
+    Labels {
+        /// Only look: list what is missing, create nothing.
+        #[arg(long)]
+        check: bool,
+        /// Read settings from this file too (see `afk stop --help`).
+        #[arg(long, value_name = "FILE")]
+        env_file: Option<PathBuf>,
+        #[command(flatten)]
+        settings: Box<bins::loop_cmd::LoopArgs>,
+    },
+}
+
 #[derive(Debug, Clone, Subcommand)]
 enum RunsCommand {
     /// One run's record and checklist, e.g. `afk runs show infra#7`.
@@ -275,22 +301,38 @@ fn with_env_file(mut argv: Vec<std::ffi::OsString>) -> Result<Vec<std::ffi::OsSt
         .map_err(|e| Error::input(named(&e)))?;
     let pairs = afk_adapters::settings::env_file(&text, |k| std::env::var(k).ok())
         .map_err(|e| Error::input(named(&e)))?;
-    let Some((sub_at, sub)) = argv.iter().enumerate().skip(1).find_map(|(i, a)| {
-        a.to_str()
-            .filter(|s| !s.starts_with('-'))
-            .map(|s| (i, s.to_owned()))
-    }) else {
-        return Ok(argv);
-    };
+    // The subcommands named (`setup labels`, `runs show`): each flag of the
+    // file goes right after the one that owns it.
     let cli = Cli::command();
-    let Some(command) = cli.find_subcommand(&sub) else {
+    let mut command = &cli;
+    let mut path: Vec<(usize, &clap::Command)> = Vec::new();
+    for (i, a) in argv.iter().enumerate().skip(1) {
+        let Some(name) = a.to_str().filter(|s| !s.starts_with('-')) else {
+            continue;
+        };
+        match command.find_subcommand(name) {
+            Some(c) => {
+                command = c;
+                path.push((i, c));
+            }
+            None => break,
+        }
+    }
+    let Some(sub) = path.last().map(|(_, c)| c.get_name().to_owned()) else {
         return Ok(argv);
     };
-    let flags: Vec<(String, String)> = command
-        .get_arguments()
-        .filter_map(|a| Some((a.get_env()?.to_str()?.to_owned(), a.get_long()?.to_owned())))
+    let flags: Vec<(String, String, usize)> = path
+        .iter()
+        .flat_map(|(at, c)| c.get_arguments().map(move |a| (*at, a)))
+        .filter_map(|(at, a)| {
+            Some((
+                a.get_env()?.to_str()?.to_owned(),
+                a.get_long()?.to_owned(),
+                at,
+            ))
+        })
         .collect();
-    let mut known: Vec<&str> = flags.iter().map(|(e, _)| e.as_str()).collect();
+    let mut known: Vec<&str> = flags.iter().map(|(e, _, _)| e.as_str()).collect();
     known.extend(bins::loop_cmd::SECRET_ENV_NAMES);
     let mut extra = Vec::new();
     for (key, value) in pairs {
@@ -302,7 +344,7 @@ fn with_env_file(mut argv: Vec<std::ffi::OsString>) -> Result<Vec<std::ffi::OsSt
         if std::env::var_os(&key).is_some() {
             continue;
         }
-        let Some((_, long)) = flags.iter().find(|(env, _)| *env == key) else {
+        let Some((_, long, owner_at)) = flags.iter().find(|(env, _, _)| *env == key) else {
             if key.starts_with("AFK_") {
                 let near = afk_adapters::settings::nearest_key(&key, &known);
                 eprintln!(
@@ -321,10 +363,17 @@ fn with_env_file(mut argv: Vec<std::ffi::OsString>) -> Result<Vec<std::ffi::OsSt
                 .is_some_and(|s| s == format!("--{long}") || s.starts_with(&format!("--{long}=")))
         });
         if !given {
-            extra.push(std::ffi::OsString::from(format!("--{long}={value}")));
+            extra.push((
+                *owner_at,
+                std::ffi::OsString::from(format!("--{long}={value}")),
+            ));
         }
     }
-    argv.splice(sub_at + 1..sub_at + 1, extra);
+    // From the last position back, so the earlier ones stay where they are.
+    extra.sort_by_key(|(at, _)| std::cmp::Reverse(*at));
+    for (at, flag) in extra {
+        argv.insert(at + 1, flag);
+    }
     Ok(argv)
 }
 
@@ -358,6 +407,19 @@ fn tokio(multi_thread: bool) -> Result<tokio::runtime::Runtime, Error> {
         .enable_all()
         .build()
         .map_err(|e| Error::failed(format!("cannot start the async runtime: {e}")))
+}
+
+/// `afk setup labels`.
+fn setup_labels(check: bool, settings: &bins::loop_cmd::LoopArgs) -> Result<(String, u8), Error> {
+    enrolled(settings, "afk setup labels")?;
+    let config = settings.policy().map_err(|e| Error::input(e.to_string()))?;
+    let github = settings.github().map_err(|e| Error::input(e.to_string()))?;
+    let http = afk_adapters::http::Http::new(&settings.http(None))
+        .map_err(|e| Error::failed(e.to_string()))?;
+    let tracker = afk_adapters::github::GitHubTracker::new(http, github);
+    let rows = tokio(false)?.block_on(afk_adapters::setup::labels(&tracker, &config, check));
+    let (text, failed) = afk_adapters::setup::render(&rows);
+    Ok((text, if failed { exit::PARTIAL } else { exit::OK }))
 }
 
 fn runs(
@@ -513,6 +575,11 @@ fn run(cli: Cli) -> Result<(String, u8), Error> {
             ..
         } => runs(command, json, &settings),
         Command::Demo => demo(),
+        Command::Setup {
+            what: SetupCommand::Labels {
+                check, settings, ..
+            },
+        } => setup_labels(check, &settings),
         Command::Loop { every, settings } => {
             Ok((String::new(), bins::loop_cmd::run_loop(&settings, every)))
         }
