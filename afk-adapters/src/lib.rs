@@ -11,6 +11,7 @@
 //! wire structs are private to their module.
 //!
 //! - [`http`]: the shared client, secrets, retries, request counting;
+//! - [`files`]: files kept between ticks, each replaced whole;
 //! - [`t3`]: the T3 Code executor;
 //! - [`github`]: the GitHub tracker and the build stage (checks, statuses);
 //! - [`woodpecker`]: the deploy stage;
@@ -24,6 +25,7 @@
 //! - [`state`]: what afk remembers between ticks (`AFK_STATE_FILE`);
 //! - [`setup`]: `afk setup labels`, the labels afk uses on every enrolled
 //!   repository;
+//! - [`tick`]: what one tick came to;
 //! - [`rounds`]: `afk loop`'s rounds of ticks, and how stop requests end
 //!   them.
 //!
@@ -31,6 +33,7 @@
 //! belong to the `runner` crate and the `afk-process` toolkit, so that
 //! nothing local links the HTTP and Kubernetes clients.
 
+pub mod files;
 pub mod github;
 pub mod http;
 pub mod metrics;
@@ -42,4 +45,5 @@ pub mod settings;
 pub mod setup;
 pub mod state;
 pub mod t3;
+pub mod tick;
 pub mod woodpecker;

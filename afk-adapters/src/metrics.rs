@@ -17,7 +17,7 @@ use afk_core::ports::PortResult;
 use afk_loop::{Level, ReportAction};
 
 use crate::http::Http;
-use crate::services::TickRun;
+use crate::tick::TickRun;
 
 /// One tick, as the metrics see it.
 #[derive(Debug, Clone, Copy)]
@@ -247,22 +247,9 @@ pub fn write_file(path: &Path, sample: &TickSample<'_>) -> Result<(), String> {
         .map(|b| String::from_utf8_lossy(&b).into_owned())
         .unwrap_or_default();
     let text = render(&previous, sample);
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    // Not `*.prom`: the textfile collector must never read it half-written.
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    std::fs::write(&tmp, text)
-        .and_then(|()| std::fs::rename(&tmp, path))
-        .map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            format!("AFK_METRICS_FILE {}: {e}", path.display())
-        })
+    // Replaced whole: the textfile collector never reads it half-written.
+    crate::files::replace_whole(path, text.as_bytes(), 0o644)
+        .map_err(|e| format!("AFK_METRICS_FILE {}: {e}", path.display()))
 }
 
 /// Pushes the tick's metrics to a Pushgateway: `PUT

@@ -53,21 +53,8 @@ pub fn write(path: &Path, repos: &[String]) -> Result<(), String> {
         repos: repos.to_vec(),
     })
     .map_err(|e| e.to_string())?;
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    std::fs::write(&tmp, text)
-        .and_then(|()| std::fs::rename(&tmp, path))
-        .map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            format!("AFK_STATE_FILE {}: {e}", path.display())
-        })
+    crate::files::replace_whole(path, &text, 0o644)
+        .map_err(|e| format!("AFK_STATE_FILE {}: {e}", path.display()))
 }
 
 /// `config` with the repositories the file remembers and the allowlist

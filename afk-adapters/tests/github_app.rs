@@ -482,14 +482,19 @@ impl Keys {
 async fn a_clock_far_off_is_corrected_by_githubs_or_named() {
     let sim = world().await;
     let http = fast_http();
-    // GitHub's clock an hour ahead: every JWT is expired to it. Its Date
-    // header says so, and afk signs again with GitHub's clock.
-    lock(&sim.github).app.as_mut().unwrap().clock_offset = 3600;
+    // GitHub's clock ten minutes ahead: every JWT is expired to it. Its
+    // Date header says so, and afk signs again with GitHub's clock.
+    lock(&sim.github).app.as_mut().unwrap().clock_offset = 600;
     let app = auth(&sim, None);
     app.token(&http).await.unwrap();
-    // An hour behind: the JWT's exp is too far in the future to it.
-    lock(&sim.github).app.as_mut().unwrap().clock_offset = -3600;
+    // Ten minutes behind: the JWT's exp is too far in the future to it.
+    lock(&sim.github).app.as_mut().unwrap().clock_offset = -600;
     auth(&sim, None).token(&http).await.unwrap();
+    // An hour off is past what afk corrects (a proxy's Date must not move
+    // its clock at will): the error names the clock and by how much.
+    lock(&sim.github).app.as_mut().unwrap().clock_offset = 3600;
+    let err = auth(&sim, None).token(&http).await.unwrap_err();
+    says(&err, &["clock", "NTP", "by 3600 s"]);
     // Without GitHub's clock to go by, the error names the clock.
     {
         let mut m = lock(&sim.github);
@@ -585,15 +590,44 @@ print(json.dumps({"alg": header["alg"], "typ": header.get("typ"), **claims}))
 }
 
 #[tokio::test]
-async fn past_500_repositories_the_token_is_asked_for_the_whole_installation() {
+async fn past_500_repositories_the_token_is_refused_never_widened() {
     let sim = world().await;
     let mut s = app_settings(&sim.uri(), &keys().pkcs1, None);
     s.repos = (0..501).map(|n| format!("acme/r{n}")).collect();
     s.installation_id = Some(INSTALLATION);
-    AppAuth::new(s).unwrap().token(&fast_http()).await.unwrap();
-    let m = lock(&sim.github);
-    let grant = m.app.as_ref().unwrap().tokens.values().next().unwrap();
-    assert_eq!(grant.repos, None, "GitHub lists at most 500");
+    let err = AppAuth::new(s)
+        .unwrap()
+        .token(&fast_http())
+        .await
+        .unwrap_err();
+    says(&err, &["501", "500", "shard"]);
+    assert!(lock(&sim.github).app.as_ref().unwrap().tokens.is_empty());
+}
+
+#[tokio::test]
+async fn an_agent_token_is_never_for_another_owner_s_repository() {
+    let sim = world().await;
+    let err = auth(&sim, None)
+        .repo_token(&fast_http(), "elsewhere/infra")
+        .await
+        .unwrap_err();
+    says(&err, &["elsewhere/infra", "acme"]);
+    // Two owners in one App's allowlist is a configuration error.
+    let err = AppSettings::parse(
+        &afk_adapters::github::app::AppArgs {
+            app_id: Some("1"),
+            key_file: Some("/k.pem"),
+            ..Default::default()
+        },
+        false,
+        "https://api.github.com",
+        vec!["acme/a".into(), "other/b".into()],
+    )
+    .unwrap_err();
+    assert!(
+        err.contains("2 owners") && err.contains("acme, other"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -509,7 +509,7 @@ mod tests {
         );
         check_err(
             dispatch(r#"{"config": {"AFK_ALOWLIST": "infra"}, "issues": []}"#),
-            "config.AFK_ALOWLIST: not a policy key (expected one of: AFK_KILL_SWITCH, AFK_ALLOWLIST, AFK_READY_LABEL, AFK_IN_PROGRESS_LABEL, AFK_READY_FOR_HUMAN_LABEL, AFK_STOP_LABEL, AFK_FIX_FORWARD_MAX_ATTEMPTS, AFK_FIX_FORWARD_MAX_SECONDS, AFK_PREPUSH_MAX_SECONDS, AFK_CI_START_MAX_SECONDS, AFK_RATE_FLOOR)",
+            "config.AFK_ALOWLIST: not a policy key (expected one of: AFK_KILL_SWITCH, AFK_ALLOWLIST, AFK_READY_LABEL, AFK_IN_PROGRESS_LABEL, AFK_READY_FOR_HUMAN_LABEL, AFK_STOP_LABEL, AFK_MAX_RUNS, AFK_MAX_DISPATCH_PER_TICK, AFK_FIX_FORWARD_MAX_ATTEMPTS, AFK_FIX_FORWARD_MAX_SECONDS, AFK_PREPUSH_MAX_SECONDS, AFK_CI_START_MAX_SECONDS, AFK_RATE_FLOOR)",
         );
         check_err(
             next_action(r#"{"state": {"thread_status": "errored"}}"#),

@@ -4,6 +4,9 @@
 //! so the two can never drift. The defaults dispatch nothing: the kill switch
 //! is on and the allowlist is empty, and arming needs both gates opened.
 //!
+//! This file is long because every policy key has its parser, its error
+//! and its default here, with the tests that hold each to its word.
+//!
 //! A value that cannot be read is an error naming the key and the value, never
 //! a guess. Every problem in the map is reported at once. Keys this parser does
 //! not know (other settings, unrelated env vars) are ignored: they belong to

@@ -32,8 +32,7 @@
 //!   names the setting or the repository, never the material.
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -67,6 +66,9 @@ pub const LOOP_PERMISSIONS: [(&str, &str); 5] = [
 ];
 /// What an agent's token may do: push to its one repository.
 pub const AGENT_PERMISSIONS: [(&str, &str); 1] = [("contents", "write")];
+/// The most afk corrects its clock by GitHub's (`Date`); past it, the clock
+/// is named as the fault and nothing is signed with it.
+const MAX_SKEW: i64 = 15 * 60;
 /// How long a tick waits for another tick that is minting the same token.
 const MINT_LOCK_WAIT: Duration = Duration::from_secs(20);
 /// The most repositories GitHub scopes one installation token to.
@@ -147,6 +149,19 @@ impl AppSettings {
             }
             (Some(id), Some(key)) => (id, key),
         };
+        let mut owners: Vec<&str> = repos
+            .iter()
+            .filter_map(|r| r.split_once('/').map(|(o, _)| o))
+            .collect();
+        owners.sort_unstable_by_key(|o| o.to_ascii_lowercase());
+        owners.dedup_by(|a, b| a.eq_ignore_ascii_case(b));
+        if owners.len() > 1 {
+            return Err(format!(
+                "AFK_ALLOWLIST names repositories of {} owners ({}): a GitHub App acts as one installation, which belongs to one account; run one deployment per owner (runbook, section 15)",
+                owners.len(),
+                owners.join(", ")
+            ));
+        }
         if token_set {
             return Err("both a token (AFK_GITHUB_TOKEN or AFK_GITHUB_TOKEN_FILE) and a GitHub App (AFK_GITHUB_APP_ID, AFK_GITHUB_APP_PRIVATE_KEY_FILE) are set: afk acts as one identity, unset one".into());
         }
@@ -393,6 +408,11 @@ impl AppAuth {
             return Ok(app.clone());
         }
         let app = std::sync::Arc::new(AppAuth::new(settings)?);
+        // One per App and key: settings that changed replace the old one.
+        apps.retain(|a| {
+            (a.settings.app_id, &a.settings.key_file)
+                != (app.settings.app_id, &app.settings.key_file)
+        });
         apps.push(app.clone());
         Ok(app)
     }
@@ -494,7 +514,7 @@ impl AppAuth {
             if answer.status == 401
                 && clock_refusal(&message(&answer.body))
                 && !corrected
-                && let Some(skew) = skew.filter(|s| s.abs() >= 5)
+                && let Some(skew) = skew.filter(|s| (5..=MAX_SKEW).contains(&s.abs()))
             {
                 tracing::warn!(
                     action = "clock",
@@ -638,12 +658,14 @@ impl AppAuth {
             "permissions": permissions.iter().map(|(k, v)| ((*k).to_owned(), json!(v))).collect::<serde_json::Map<_, _>>(),
         });
         if repos.len() > MAX_TOKEN_REPOS {
-            tracing::info!(
-                action = "token",
-                repos = repos.len(),
-                "more than {MAX_TOKEN_REPOS} repositories: the token is asked for all of the installation's"
-            );
-        } else if !repos.is_empty() {
+            return Err(PortError::Permanent {
+                message: format!(
+                    "AFK_ALLOWLIST names {} repositories: GitHub scopes one installation token to at most {MAX_TOKEN_REPOS}; shard the allowlist across deployments (runbook, section 11)",
+                    repos.len()
+                ),
+            });
+        }
+        if !repos.is_empty() {
             let names: Vec<&str> = repos
                 .iter()
                 .map(|r| r.split_once('/').map_or(*r, |(_, n)| n))
@@ -759,6 +781,15 @@ impl AppAuth {
         format!("{}|{}", repos.join(","), perms.join(","))
     }
 
+    /// GitHub's clock as this process last learned it (unix seconds).
+    fn github_now(&self) -> i64 {
+        now_unix()
+            + *self
+                .skew
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Whether `c` is this App's loop token, still good at `now`.
     fn usable(&self, c: &Cached, now: i64) -> bool {
         c.app_id == self.settings.app_id
@@ -788,7 +819,7 @@ impl AppAuth {
     }
 
     async fn current(&self, http: &Http) -> PortResult<Cached> {
-        let now = now_unix();
+        let now = self.github_now();
         if let Some(c) = self.memory().filter(|c| self.usable(c, now)) {
             return Ok(c);
         }
@@ -814,7 +845,7 @@ impl AppAuth {
         // time (a stuck tick) does not stop this one.
         let guard = lock_beside(&path, MINT_LOCK_WAIT).await;
         if guard.is_some()
-            && let Some(c) = read_cache(&path).filter(|c| self.usable(c, now_unix()))
+            && let Some(c) = read_cache(&path).filter(|c| self.usable(c, self.github_now()))
         {
             self.remember(Some(c.clone()));
             return Ok(c);
@@ -889,6 +920,20 @@ impl AppAuth {
     /// # Errors
     /// What GitHub said, naming the repository.
     pub async fn repo_token(&self, http: &Http, repo: &str) -> PortResult<MintedToken> {
+        // A token is asked by the repository's name within the
+        // installation's account: another owner's repository of the same
+        // name must never be what it reaches.
+        let owner = repo.split_once('/').map_or("", |(o, _)| o);
+        if let Some(allowed) = self.settings.repos.first().and_then(|r| r.split_once('/'))
+            && !allowed.0.eq_ignore_ascii_case(owner)
+        {
+            return Err(PortError::Permanent {
+                message: format!(
+                    "{repo} is not under {}, the account the GitHub App acts for here",
+                    allowed.0
+                ),
+            });
+        }
         let installation = match (self.settings.installation_id, self.memory()) {
             (Some(id), _) => id,
             (None, Some(c)) if c.app_id == self.settings.app_id => c.installation_id,
@@ -933,6 +978,14 @@ fn read_cache(path: &Path) -> Option<Cached> {
     if !meta.is_file() {
         return None;
     }
+    if meta.uid() != current_uid() {
+        tracing::warn!(
+            action = "token",
+            "AFK_GITHUB_TOKEN_CACHE {} belongs to another user: its token is not used",
+            path.display()
+        );
+        return None;
+    }
     if meta.permissions().mode() & 0o077 != 0 {
         tracing::warn!(
             action = "token",
@@ -956,51 +1009,40 @@ fn read_cache(path: &Path) -> Option<Cached> {
     }
 }
 
-/// Writes `bytes` to `path` whole or not at all, mode 0600: a new file
-/// beside it (never an existing one, never through a link), synced, then
-/// renamed over it.
+/// Writes `bytes` to `path` whole or not at all, mode 0600.
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(
-        ".{name}.{}.{}",
-        std::process::id(),
-        uuid::Uuid::new_v4().simple()
-    ));
-    let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    crate::files::replace_whole(path, bytes, 0o600)
+}
+
+/// This process's user id (the owner of the files it trusts), read from
+/// the directory of its own process.
+fn current_uid() -> u32 {
+    std::fs::metadata("/proc/self").map_or(u32::MAX, |m| m.uid())
 }
 
 /// Holds `<path>.lock` (created 0600) for the guard's life, waiting up to
-/// `wait`; `None` when it cannot be had.
+/// `wait`; `None` when it cannot be had, or when what is there is not a
+/// file of this user's (a link planted there is never followed).
 async fn lock_beside(path: &Path, wait: Duration) -> Option<File> {
     let mut lock = path.as_os_str().to_owned();
     lock.push(".lock");
+    let lock = PathBuf::from(lock);
+    if let Ok(meta) = std::fs::symlink_metadata(&lock)
+        && (!meta.is_file() || meta.uid() != current_uid())
+    {
+        tracing::warn!(
+            action = "token",
+            "{} is not this user's lock file: minting without it",
+            lock.display()
+        );
+        return None;
+    }
     let file = OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(false)
         .mode(0o600)
-        .open(PathBuf::from(lock))
+        .open(&lock)
         .ok()?;
     let deadline = std::time::Instant::now() + wait;
     loop {

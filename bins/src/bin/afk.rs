@@ -1,4 +1,8 @@
 //! `afk`: the operator's and policy developer's command line.
+//!
+//! This file is long because it is the one command line of many verbs
+//! (campaigns, findings, runs, stop, halt, setup, policy, the loop), each
+//! with its help text, and the `--env-file` reading they share.
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
