@@ -363,12 +363,8 @@ pub async fn finish_tick(
         && !dry_run
         && (poll || matches!(kind, TickKind::Watch))
     {
-        let path = std::path::Path::new(path);
-        let before = crate::state::read(path);
-        let after = afk_loop::remembered_repos(&before, poll, &run.report);
-        if after != before
-            && let Err(e) = crate::state::write(path, &after)
-        {
+        let remember = |before: &[String]| afk_loop::remembered_repos(before, poll, &run.report);
+        if let Err(e) = crate::state::update(std::path::Path::new(path), remember).await {
             tracing::warn!(
                 action = "config",
                 "cannot remember where runs are in flight: {e}"

@@ -57,6 +57,43 @@ pub fn write(path: &Path, repos: &[String]) -> Result<(), String> {
         .map_err(|e| format!("AFK_STATE_FILE {}: {e}", path.display()))
 }
 
+/// Replaces what the file remembers with `f` of it, under a lock beside it
+/// (`<file>.lock`), so the poller and the watcher, ticking at once, never
+/// lose each other's update. A lock that cannot be had within 20 seconds
+/// is an error (the next tick tries again; what it would add is kept by the
+/// next poll or watch).
+///
+/// # Errors
+/// The lock or the file cannot be had (named).
+pub async fn update(path: &Path, f: impl FnOnce(&[String]) -> Vec<String>) -> Result<(), String> {
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push(".lock");
+    let named = |e: &dyn std::fmt::Display| format!("AFK_STATE_FILE {}: {e}", path.display());
+    let lock = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&lock_path)
+        .map_err(|e| named(&e))?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        match lock.try_lock() {
+            Ok(()) => break,
+            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(e) => return Err(named(&format!("its lock: {e}"))),
+        }
+    }
+    let before = read(path);
+    let after = f(&before);
+    if after != before {
+        write(path, &after)?;
+    }
+    drop(lock);
+    Ok(())
+}
+
 /// `config` with the repositories the file remembers and the allowlist
 /// does not name as winding down.
 pub fn with_state(mut config: afk_core::Config, path: Option<&str>) -> afk_core::Config {
@@ -90,5 +127,28 @@ mod tests {
         assert_eq!(config.winding_down, ["acme/infra"]);
         assert_eq!(config.watched_repos(), ["web", "acme/infra"]);
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn ticks_at_once_never_lose_each_others_update() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let adds: Vec<_> = (0..20)
+            .map(|n| {
+                let path = path.clone();
+                tokio::spawn(async move {
+                    update(&path, |before| {
+                        let mut after = before.to_vec();
+                        after.push(format!("r{n}"));
+                        after
+                    })
+                    .await
+                })
+            })
+            .collect();
+        for a in adds {
+            a.await.unwrap().unwrap();
+        }
+        assert_eq!(read(&path).len(), 20);
     }
 }

@@ -525,13 +525,12 @@ async fn looping(args: &LoopArgs, every: Duration) -> u8 {
             return exit::BAD_INPUT;
         }
     };
-    tracing::info!(
-        action = "start",
-        every_seconds = every.as_secs(),
-        local_dir = %dir.display(),
-        "afk loop started: a poll tick, then a watch tick, every {} s",
-        every.as_secs()
-    );
+    tracing::info!(action = "start", local_dir = %dir.display(), "afk loop started, every {every:?}");
+    // Where runs are in flight is remembered beside the loop's own files.
+    let mut args = args.clone();
+    let state = dir.join("state.json").display().to_string();
+    args.state_file.get_or_insert(state);
+    let args = &args;
     serve_rounds(every, |tick| async move {
         let kind = match tick {
             afk_adapters::rounds::Tick::Poll => TickKind::Poll,

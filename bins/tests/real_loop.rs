@@ -212,6 +212,9 @@ async fn lands_after_fixing_forward(runtime: &str) {
     m.wait("the doorbell", |m| !m.world.slack().is_empty())
         .await;
     stop(afk);
+    // Remembered while in flight, forgotten once landed.
+    let state = std::fs::read_to_string(m.root.join("local/state.json")).unwrap();
+    assert!(!state.contains("infra"), "{state}");
     let pushed = m.pushed();
     assert_eq!(
         pushed,
@@ -407,6 +410,11 @@ async fn a_stopped_loop_leaves_its_agent_running_and_afk_halt_stops_it() {
         .await;
     let sleeping = sleepers_under(&m.root);
     stop(afk);
+    // afk loop remembers where its run is in flight (AFK_STATE_FILE's
+    // default, beside its own files): dropping infra from the allowlist
+    // would not abandon it.
+    let state = std::fs::read_to_string(m.root.join("local/state.json")).unwrap();
+    assert!(state.contains("infra"), "{state}");
     std::thread::sleep(Duration::from_millis(500));
     for pid in &sleeping {
         assert!(
