@@ -903,14 +903,17 @@ impl AppAuth {
     /// Drops the loop's token `token` (GitHub answered 401 with it): from
     /// memory, and from the cache file when it holds that token, so the
     /// next use mints a new one.
-    pub fn drop_token(&self, token: &str) {
+    pub async fn drop_token(&self, token: &str) {
         if self.memory().is_some_and(|c| c.token == token) {
             self.remember(None);
         }
-        if let Some(path) = &self.settings.cache_file
-            && read_cache(path).is_some_and(|c| c.token == token)
-        {
-            let _ = std::fs::remove_file(path);
+        // Under the cache's lock: a token another tick has just minted in
+        // its place is never the one removed.
+        if let Some(path) = &self.settings.cache_file {
+            let _guard = lock_beside(path, MINT_LOCK_WAIT).await;
+            if read_cache(path).is_some_and(|c| c.token == token) {
+                let _ = std::fs::remove_file(path);
+            }
         }
     }
 

@@ -335,7 +335,7 @@ impl GitHubTracker {
                         action = "token",
                         "GitHub answered 401 to the App's token; minting a new one"
                     );
-                    app.drop_token(&token);
+                    app.drop_token(&token).await;
                 }
                 self.request_once(method, url, body, accept, timeout)
                     .await
