@@ -11,7 +11,6 @@
 //! wire structs are private to their module.
 //!
 //! - [`http`]: the shared client, secrets, retries, request counting;
-//! - [`files`]: files kept between ticks, each replaced whole;
 //! - [`t3`]: the T3 Code executor;
 //! - [`github`]: the GitHub tracker and the build stage (checks, statuses);
 //! - [`woodpecker`]: the deploy stage;
@@ -33,7 +32,6 @@
 //! belong to the `runner` crate and the `afk-process` toolkit, so that
 //! nothing local links the HTTP and Kubernetes clients.
 
-pub mod files;
 pub mod github;
 pub mod http;
 pub mod metrics;

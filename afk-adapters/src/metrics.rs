@@ -241,14 +241,12 @@ pub fn render(previous: &str, sample: &TickSample<'_>) -> String {
 /// # Errors
 /// The file cannot be written (named in the message).
 pub fn write_file(path: &Path, sample: &TickSample<'_>) -> Result<(), String> {
-    let previous = std::fs::read(path)
-        .ok()
-        .filter(|b| b.len() < (1 << 20))
+    let previous = afk_process::files::read_small(path, 1 << 20)
         .map(|b| String::from_utf8_lossy(&b).into_owned())
         .unwrap_or_default();
     let text = render(&previous, sample);
     // Replaced whole: the textfile collector never reads it half-written.
-    crate::files::replace_whole(path, text.as_bytes(), 0o644)
+    afk_process::files::replace_whole(path, text.as_bytes(), 0o644)
         .map_err(|e| format!("AFK_METRICS_FILE {}: {e}", path.display()))
 }
 

@@ -359,14 +359,16 @@ pub fn env_file(
                 prompt_safe(key)
             ));
         }
-        match value {
-            Some(v) => out.push((key.to_owned(), v.to_owned())),
-            None => {
-                if let Some(v) = env(key) {
-                    out.push((key.to_owned(), v));
-                }
-            }
-        }
+        let value = match value {
+            Some(v) => v.to_owned(),
+            None => match env(key) {
+                Some(v) => v,
+                None => continue,
+            },
+        };
+        // A key given twice: the later line wins, as kubectl takes it.
+        out.retain(|(k, _): &(String, String)| k != key);
+        out.push((key.to_owned(), value));
     }
     Ok(out)
 }
@@ -514,6 +516,14 @@ mod env_tests {
                 ("AFK_READY_LABEL".to_owned(), "\"ready\"".to_owned()),
                 ("FROM_ENV".to_owned(), "x".to_owned()),
                 ("EMPTY".to_owned(), String::new()),
+            ]
+        );
+        let twice = env_file("A=1\nB=2\nA=3\n", |_| None).unwrap();
+        assert_eq!(
+            twice,
+            [
+                ("B".to_owned(), "2".to_owned()),
+                ("A".to_owned(), "3".to_owned())
             ]
         );
         for (bad, line) in [("=v", "line 1"), ("a\n1X=y", "line 2"), ("A B=c", "line 1")] {

@@ -8,6 +8,9 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+/// How long a tick waits for another one updating the file.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
+
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct State {
     /// Repositories with runs in flight, as the allowlist named them.
@@ -18,7 +21,7 @@ struct State {
 /// that does not read is logged (what it held is lost: the runs it named
 /// are watched again once their repository is enrolled).
 pub fn read(path: &Path) -> Vec<String> {
-    let bytes = match std::fs::read(path) {
+    let bytes = match afk_process::files::read_small(path, 1 << 20) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
         Err(e) => {
@@ -53,7 +56,7 @@ pub fn write(path: &Path, repos: &[String]) -> Result<(), String> {
         repos: repos.to_vec(),
     })
     .map_err(|e| e.to_string())?;
-    crate::files::replace_whole(path, &text, 0o644)
+    afk_process::files::replace_whole(path, &text, 0o644)
         .map_err(|e| format!("AFK_STATE_FILE {}: {e}", path.display()))
 }
 
@@ -69,22 +72,9 @@ pub async fn update(path: &Path, f: impl FnOnce(&[String]) -> Vec<String>) -> Re
     let mut lock_path = path.as_os_str().to_owned();
     lock_path.push(".lock");
     let named = |e: &dyn std::fmt::Display| format!("AFK_STATE_FILE {}: {e}", path.display());
-    let lock = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&lock_path)
+    let lock = afk_process::locks::hold(std::path::Path::new(&lock_path), LOCK_WAIT)
+        .await
         .map_err(|e| named(&e))?;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
-        match lock.try_lock() {
-            Ok(()) => break,
-            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            }
-            Err(e) => return Err(named(&format!("its lock: {e}"))),
-        }
-    }
     let before = read(path);
     let after = f(&before);
     if after != before {

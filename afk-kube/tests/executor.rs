@@ -246,11 +246,7 @@ async fn a_stop_deletes_the_running_job_with_its_pods_and_prompt_and_no_turn_fol
     let s = w.exec.snapshot(&[]).await.unwrap();
     let id = w.exec.ensure_thread(&s, &spec(0)).await.unwrap();
     let first = w.job_name(&id, 0);
-    {
-        let mut m = lock(&w.model);
-        m.run(&first);
-        m.succeed(&first, &claude_result(false, "pushed", 0.1));
-    }
+    w.run_and_succeed(&first, &claude_result(false, "pushed", 0.1));
     let s = w.exec.snapshot(&World::watched(&id)).await.unwrap();
     w.exec
         .send_turn(
@@ -420,11 +416,7 @@ async fn verbs_used(w: World) -> BTreeSet<(String, String, String)> {
     let id = w.exec.ensure_thread(&s, &spec(0)).await.unwrap();
     w.exec.ensure_thread(&s, &spec(0)).await.unwrap();
     let job = w.job_name(&id, 0);
-    {
-        let mut m = lock(&w.model);
-        m.run(&job);
-        m.succeed(&job, &claude_result(false, "ok", 0.1));
-    }
+    w.run_and_succeed(&job, &claude_result(false, "ok", 0.1));
     let s = w.exec.snapshot(&World::watched(&id)).await.unwrap();
     w.exec
         .send_turn(&s, &id, 1, "more", ts("2026-06-10T12:30:00Z"))
@@ -490,11 +482,7 @@ async fn with_an_app_each_turn_pushes_with_a_token_for_its_repository_in_a_secre
     }
     // The next turn gets a token of its own; a stop takes the running
     // turn's Secret with its Job.
-    {
-        let mut m = lock(&w.model);
-        m.run(&name);
-        m.succeed(&name, &claude_result(false, "pushed", 0.1));
-    }
+    w.run_and_succeed(&name, &claude_result(false, "pushed", 0.1));
     let s = w.exec.snapshot(&World::watched(&id)).await.unwrap();
     w.exec
         .send_turn(&s, &id, 1, "fix forward", ts("2026-06-10T12:30:00Z"))

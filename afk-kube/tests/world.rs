@@ -171,6 +171,7 @@ pub async fn world_minting(minter: Arc<Minter>) -> World {
 pub async fn world_from(template: &str, push_tokens: Option<afk_kube::PushTokens>) -> World {
     let clock = FixedClock::at(ts("2026-06-10T12:00:00Z"));
     let model = Arc::new(Mutex::new(K8sModel::new(NS, clock.clone())));
+    lock(&model).apply_agent_secrets();
     let server = K8sServer::start(model.clone()).await;
     let mut config = kube::Config::new(server.uri().parse().unwrap());
     afk_kube::api::bounded(&mut config);
@@ -220,6 +221,13 @@ impl World {
             .max_by_key(|(_, s)| *s)
             .unwrap()
             .0
+    }
+
+    /// The Job `job`'s pod runs, prints `log` and completes.
+    pub fn run_and_succeed(&self, job: &str, log: &str) {
+        let mut m = lock(&self.model);
+        m.run(job);
+        m.succeed(job, log);
     }
 
     pub fn requests(&self) -> u64 {

@@ -45,6 +45,7 @@
 //! It does not decide whether a run succeeded: that is its callers' business
 //! (`runner`, `breakglass`, `afk-gateway`).
 
+pub mod files;
 pub mod lines;
 pub mod locks;
 pub mod reaper;

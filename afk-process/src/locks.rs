@@ -1,4 +1,5 @@
-//! Who holds a file lock (`flock`), read from Linux's `/proc/locks`.
+//! File locks (`flock`): taken with a deadline ([`hold`]), and who holds
+//! one, read from Linux's `/proc/locks` ([`holders`]).
 //!
 //! A lock names its holder beyond doubt: a process holds a lock on one
 //! file (device and inode) only if it took it. So where afk must signal a
@@ -8,6 +9,39 @@
 //! nothing.
 
 use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Holds `path`'s lock (the file created `0600` if it is not there) for the
+/// returned file's life, waiting up to `wait` for another holder to let go.
+///
+/// # Errors
+/// The file cannot be opened; `WouldBlock`, naming the file, when another
+/// process still holds it after `wait`.
+pub async fn hold(path: &Path, wait: Duration) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)?;
+    let deadline = Instant::now() + wait;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::WouldBlock,
+                    format!("{} is held by another afk", path.display()),
+                ));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(e),
+        }
+    }
+}
 
 /// The processes holding a lock on `path` now (a waiting lock is not held);
 /// empty when nobody does, the file is gone, or `/proc/locks` cannot be

@@ -150,21 +150,9 @@ impl Ended {
     }
 }
 
-/// Writes `text` to `path` whole or not at all: a temporary file beside it,
-/// flushed to disk, renamed over it.
+/// Writes `text` to `path` whole or not at all ([`crate::files::replace_whole`]).
 fn write_atomically(path: &std::path::Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    crate::files::replace_whole(path, text.as_bytes(), 0o600)
 }
 
 fn parent() -> u32 {

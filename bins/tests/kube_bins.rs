@@ -67,6 +67,7 @@ async fn armed_on_kubernetes(
 ) -> (K8sServer, Arc<Mutex<K8sModel>>, Vec<(String, String)>) {
     let now = afk_core::Timestamp::from_offset_date_time(time::OffsetDateTime::now_utc());
     let model = Arc::new(Mutex::new(K8sModel::new(NS, FixedClock::at(now))));
+    lock(&model).apply_agent_secrets();
     let server = K8sServer::start(model.clone()).await;
     let template =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/deploy/agent/pod-template.yaml");

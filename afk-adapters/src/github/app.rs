@@ -31,8 +31,8 @@
 //!   [`MintedToken`]'s `Debug` name sources and ids only, and every error
 //!   names the setting or the repository, never the material.
 
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::fs::File;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -271,7 +271,7 @@ impl std::fmt::Debug for AppAuth {
 /// the file's content.
 pub fn read_key(path: &Path) -> Result<EncodingKey, String> {
     let key = "AFK_GITHUB_APP_PRIVATE_KEY_FILE";
-    let bytes = read_small(path, MAX_KEY_BYTES).map_err(|e| {
+    let bytes = afk_process::files::read_small(path, MAX_KEY_BYTES).map_err(|e| {
         format!(
             "{key}: cannot read {}: {}",
             path.display(),
@@ -309,34 +309,6 @@ pub fn read_key(path: &Path) -> Result<EncodingKey, String> {
 const MAX_KEY_BYTES: u64 = 64 * 1024;
 /// The largest token cache read.
 const MAX_CACHE_BYTES: u64 = 64 * 1024;
-
-/// A regular file's content, at most `cap` bytes: a device, a pipe or a
-/// file past the cap is an error, never read on (`/dev/zero` as a key file
-/// must not hang the tick).
-fn read_small(path: &Path, cap: u64) -> std::io::Result<Vec<u8>> {
-    use std::io::Read;
-    // Looked at before it is opened: opening a pipe would wait for a writer.
-    let meta = std::fs::metadata(path)?;
-    if meta.is_dir() {
-        return Err(std::io::Error::from(std::io::ErrorKind::IsADirectory));
-    }
-    if !meta.is_file() {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "it is not a regular file",
-        ));
-    }
-    let file = File::open(path)?;
-    let mut bytes = Vec::new();
-    file.take(cap + 1).read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > cap {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            format!("it is larger than {} KiB", cap / 1024),
-        ));
-    }
-    Ok(bytes)
-}
 
 /// The JWT's claims.
 #[derive(Debug, Serialize)]
@@ -998,7 +970,7 @@ fn read_cache(path: &Path) -> Option<Cached> {
         );
         return None;
     }
-    let bytes = read_small(path, MAX_CACHE_BYTES).ok()?;
+    let bytes = afk_process::files::read_small(path, MAX_CACHE_BYTES).ok()?;
     match serde_json::from_slice::<Cached>(&bytes) {
         Ok(c) if !c.token.chars().any(char::is_control) => Some(c),
         _ => {
@@ -1014,7 +986,7 @@ fn read_cache(path: &Path) -> Option<Cached> {
 
 /// Writes `bytes` to `path` whole or not at all, mode 0600.
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    crate::files::replace_whole(path, bytes, 0o600)
+    afk_process::files::replace_whole(path, bytes, 0o600)
 }
 
 /// This process's user id (the owner of the files it trusts), read from
@@ -1040,23 +1012,7 @@ async fn lock_beside(path: &Path, wait: Duration) -> Option<File> {
         );
         return None;
     }
-    let file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(&lock)
-        .ok()?;
-    let deadline = std::time::Instant::now() + wait;
-    loop {
-        match file.try_lock() {
-            Ok(()) => return Some(file),
-            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(_) => return None,
-        }
-    }
+    afk_process::locks::hold(&lock, wait).await.ok()
 }
 
 #[cfg(test)]
