@@ -22,6 +22,7 @@
 //!   them, and its report logged;
 //! - [`settings`]: the checks of raw settings every binary shares;
 //! - [`state`]: what afk remembers between ticks (`AFK_STATE_FILE`);
+//! - [`health`]: the loop's own health doorbells, once per cause;
 //! - [`setup`]: `afk setup labels`, the labels afk uses on every enrolled
 //!   repository;
 //! - [`tick`]: what one tick came to;
@@ -33,6 +34,7 @@
 //! nothing local links the HTTP and Kubernetes clients.
 
 pub mod github;
+pub mod health;
 pub mod http;
 pub mod metrics;
 pub mod notify;

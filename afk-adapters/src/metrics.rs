@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
+use afk_core::health::Signal;
 use afk_core::ports::PortResult;
 use afk_loop::{Level, ReportAction};
 
@@ -33,7 +34,7 @@ pub struct TickSample<'a> {
 }
 
 /// The series afk writes, with their help and type.
-const SERIES: [(&str, &str, &str); 9] = [
+const SERIES: [(&str, &str, &str); 10] = [
     (
         "afk_ticks_total",
         "counter",
@@ -78,6 +79,11 @@ const SERIES: [(&str, &str, &str); 9] = [
         "afk_github_graphql_remaining",
         "gauge",
         "GitHub's GraphQL points left this hour, as last reported.",
+    ),
+    (
+        "afk_health_failing",
+        "gauge",
+        "1 when the last tick of this kind saw the cause failing (credentials, executor, nothing_enrolled), 0 when it saw it working.",
     ),
 ];
 
@@ -207,6 +213,20 @@ pub fn render(previous: &str, sample: &TickSample<'_>) -> String {
             format!("{{budget=\"{budget}\"}}"),
             b.remaining as f64,
         ));
+    }
+    for cause in afk_core::health::HealthCause::ALL {
+        let seen = report.health.iter().filter_map(|s| match s {
+            Signal::Failing(c, _) if *c == cause => Some(1.0),
+            Signal::Working(c) if *c == cause => Some(0.0),
+            _ => None,
+        });
+        if let Some(v) = seen.reduce(f64::max) {
+            gauges.push((
+                "afk_health_failing".into(),
+                format!("{{tick=\"{tick}\",cause=\"{cause}\"}}"),
+                v,
+            ));
+        }
     }
     let mut out = String::new();
     for (name, kind, help) in SERIES {
@@ -356,6 +376,11 @@ mod tests {
         "#);
         let mut report = TickReport::default();
         report.error(About::TICK, ReportAction::Read, "GitHub failed");
+        report.health = vec![
+            Signal::Working(afk_core::health::HealthCause::Credentials),
+            Signal::Failing(afk_core::health::HealthCause::Executor, "down".into()),
+            Signal::Working(afk_core::health::HealthCause::Executor),
+        ];
         report.info(
             About::run("infra", 7, "t-1"),
             ReportAction::CloseSuccess,
@@ -376,6 +401,8 @@ mod tests {
             "afk_outcomes_total{outcome=\"landed\"} 1",
             "afk_tick_failures{tick=\"watch\"} 1",
             "afk_runs{action=\"close_success\"} 1",
+            "afk_health_failing{tick=\"watch\",cause=\"credentials\"} 0",
+            "afk_health_failing{tick=\"watch\",cause=\"executor\"} 1",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} not in:\n{text}");
         }

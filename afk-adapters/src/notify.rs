@@ -8,7 +8,7 @@
 //! The Slack webhook URL is itself the credential: it is read like a token
 //! (env or file, on every use) and never appears in an error.
 
-use afk_core::doorbell::{Doorbell, Loudness};
+use afk_core::doorbell::{Doorbell, Loudness, Message};
 use afk_core::ports::{PortError, PortResult};
 use afk_loop::ports::Notifier;
 use async_trait::async_trait;
@@ -36,17 +36,17 @@ impl Notifier for SlackNotifier {
         "slack"
     }
 
-    async fn ring(&self, bell: &Doorbell) -> PortResult<()> {
+    async fn deliver(&self, message: &Message) -> PortResult<()> {
         let url = self.webhook.read()?.ok_or_else(|| PortError::Auth {
             message:
                 "no Slack webhook configured (AFK_SLACK_WEBHOOK_URL or AFK_SLACK_WEBHOOK_URL_FILE)"
                     .into(),
         })?;
-        let emoji = match bell.loudness() {
+        let emoji = match message.loudness {
             Loudness::Quiet => ":white_check_mark:",
             Loudness::Loud => ":rotating_light:",
         };
-        let text = format!("{emoji} *{}*\n{}", bell.title(), bell.body());
+        let text = format!("{emoji} *{}*\n{}", message.title, message.body);
         let request = self.http.client().post(url).json(&json!({ "text": text }));
         let response = self.http.send(request).await?;
         let status = response.status().as_u16();
@@ -112,25 +112,25 @@ impl Notifier for NtfyNotifier {
         "ntfy"
     }
 
-    async fn ring(&self, bell: &Doorbell) -> PortResult<()> {
+    async fn deliver(&self, message: &Message) -> PortResult<()> {
         let topic = self.topic.read()?.ok_or_else(|| PortError::Auth {
             message: "no ntfy topic configured (AFK_NTFY_TOPIC)".into(),
         })?;
-        let priority = match bell.loudness() {
+        let priority = match message.loudness {
             Loudness::Quiet => 3,
             Loudness::Loud => 5,
         };
         let mut body = json!({
             "topic": topic,
-            "title": bell.title(),
-            "message": bell.body(),
-            "tags": bell.tags(),
+            "title": message.title,
+            "message": message.body,
+            "tags": message.tags,
             "priority": priority,
         });
         // ntfy opens `click` as a URL; a thread shown as a command or a
         // path (Kubernetes, local) stays in the message only.
-        if let Some(link) = bell
-            .thread_link
+        if let Some(link) = message
+            .link
             .as_ref()
             .filter(|l| l.starts_with("https://") || l.starts_with("http://"))
         {
@@ -177,6 +177,15 @@ pub struct LogNotifier;
 impl Notifier for LogNotifier {
     fn name(&self) -> &str {
         "log"
+    }
+
+    async fn deliver(&self, message: &Message) -> PortResult<()> {
+        if message.loudness == Loudness::Loud {
+            tracing::warn!(target: "afk::doorbell", title = %message.title, body = %message.body, "doorbell");
+        } else {
+            tracing::info!(target: "afk::doorbell", title = %message.title, body = %message.body, "doorbell");
+        }
+        Ok(())
     }
 
     async fn ring(&self, bell: &Doorbell) -> PortResult<()> {

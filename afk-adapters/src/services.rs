@@ -157,21 +157,7 @@ impl Services {
             .map(RolloutStage::in_cluster)
             .transpose()
             .map_err(|e| e.to_string())?;
-        let mut notifiers: Vec<Box<dyn Notifier>> = Vec::new();
-        if let Some(webhook) = settings.slack {
-            notifiers.push(Box::new(SlackNotifier::new(http.clone(), webhook)));
-        }
-        if let Some(n) = settings.ntfy {
-            notifiers.push(Box::new(NtfyNotifier::new(
-                http.clone(),
-                n.url,
-                n.topic,
-                n.token,
-            )));
-        }
-        if notifiers.is_empty() {
-            notifiers.push(Box::new(LogNotifier));
-        }
+        let notifiers = build_notifiers(&http, settings.slack, settings.ntfy);
         Ok(Services {
             build: GitHubBuildStage::new(tracker.clone()),
             tracker,
@@ -343,33 +329,50 @@ AFK_LOG=debug, or AFK_LOG=info,afk_adapters=debug).
 Every line has an action: start, config, disabled, paused, deadline, read,
 untrusted, skip, dispatch, no_record, run, wait, close_success, fix_forward,
 freeze_escalate, escalate_prepush, ring, stop, rate_floor, finish, token,
-clock, metrics, and summary (the last line of every tick).";
+clock, metrics, health (the loop's own health: credentials, executor,
+enrolment), and summary (the last line of every tick).";
 
-/// The end of a tick: its log lines ([`log_tick`]), its metrics
-/// (`metrics`: `AFK_METRICS_FILE`, `AFK_METRICS_PUSH_URL`); whether any part
-/// of it failed.
+/// Where a tick's results go besides its log lines: its metrics
+/// (`AFK_METRICS_FILE`, `AFK_METRICS_PUSH_URL`) and what is remembered for
+/// the next tick (`AFK_STATE_FILE`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TickOutputs<'a> {
+    /// `AFK_METRICS_FILE`.
+    pub metrics_file: Option<&'a str>,
+    /// `AFK_METRICS_PUSH_URL`.
+    pub metrics_push_url: Option<&'a str>,
+    /// `AFK_STATE_FILE`.
+    pub state_file: Option<&'a str>,
+}
+
+/// The end of a tick: its log lines ([`log_tick`]); what is remembered for
+/// the next tick and the health doorbells that rings ([`crate::health`],
+/// with the notifiers `notifiers` builds); its metrics. Whether any part of
+/// it failed.
 pub async fn finish_tick(
     kind: &TickKind,
     run: &TickRun,
     dry_run: bool,
     started: std::time::Instant,
-    metrics: (Option<&str>, Option<&str>),
-    state_file: Option<&str>,
+    outputs: TickOutputs<'_>,
+    notifiers: impl FnOnce() -> Result<Vec<Box<dyn Notifier>>, String>,
 ) -> bool {
     log_tick(kind, run, dry_run, started.elapsed());
-    // Where runs are in flight now, for the next tick (`AFK_STATE_FILE`).
     let poll = matches!(kind, TickKind::Poll);
-    if let Some(path) = state_file.map(str::trim).filter(|p| !p.is_empty())
-        && !dry_run
-        && (poll || matches!(kind, TickKind::Watch))
-    {
-        let remember = |before: &[String]| afk_loop::remembered_repos(before, poll, &run.report);
-        if let Err(e) = crate::state::update(std::path::Path::new(path), remember).await {
-            tracing::warn!(
-                action = "config",
-                "cannot remember where runs are in flight: {e}"
-            );
+    let state = outputs.state_file.map(str::trim).filter(|p| !p.is_empty());
+    match state {
+        // Where runs are in flight now, and the loop's health.
+        Some(path) if !dry_run && (poll || matches!(kind, TickKind::Watch)) => {
+            let (path, now) = (std::path::Path::new(path), SystemClock.now());
+            match crate::health::remember(path, poll, &run.report, now).await {
+                Ok(bells) => crate::health::ring(path, bells, now, notifiers).await,
+                Err(e) => tracing::warn!(
+                    action = "config",
+                    "cannot remember where runs are in flight: {e}"
+                ),
+            }
         }
+        _ => crate::health::warn_unremembered(&run.report),
     }
     let sample = crate::metrics::TickSample {
         tick: kind.as_str(),
@@ -377,8 +380,44 @@ pub async fn finish_tick(
         seconds: started.elapsed().as_secs_f64(),
         now: crate::http::now_unix(),
     };
-    crate::metrics::publish(metrics.0, metrics.1, &sample).await;
+    crate::metrics::publish(outputs.metrics_file, outputs.metrics_push_url, &sample).await;
     run.report.failures().count() > 0
+}
+
+/// The notifiers the settings name: Slack, ntfy, or (neither set) the log.
+///
+/// # Errors
+/// The HTTP client cannot be built.
+pub fn notifiers(
+    http: &HttpSettings,
+    slack: Option<Secret>,
+    ntfy: Option<NtfySettings>,
+) -> Result<Vec<Box<dyn Notifier>>, String> {
+    let http = Http::new(http).map_err(|e| e.to_string())?;
+    Ok(build_notifiers(&http, slack, ntfy))
+}
+
+fn build_notifiers(
+    http: &Http,
+    slack: Option<Secret>,
+    ntfy: Option<NtfySettings>,
+) -> Vec<Box<dyn Notifier>> {
+    let mut notifiers: Vec<Box<dyn Notifier>> = Vec::new();
+    if let Some(webhook) = slack {
+        notifiers.push(Box::new(SlackNotifier::new(http.clone(), webhook)));
+    }
+    if let Some(n) = ntfy {
+        notifiers.push(Box::new(NtfyNotifier::new(
+            http.clone(),
+            n.url,
+            n.topic,
+            n.token,
+        )));
+    }
+    if notifiers.is_empty() {
+        notifiers.push(Box::new(LogNotifier));
+    }
+    notifiers
 }
 
 /// `afk loop`'s rounds ([`crate::rounds`]) under SIGTERM and Ctrl-C, with

@@ -1,12 +1,13 @@
 //! Checks of the loop's raw settings that every binary shares: which
 //! executor runs the agents, whether an owner can be a GitHub login, where a
 //! secret comes from, comma-separated lists. Each error names its setting
-//! and never shows a secret's value.
+//! and never shows a secret's value. This file is long because every
+//! setting an operator can get wrong is checked here, once, with its tests.
 
 use crate::github::GitHubSettings;
 pub use crate::github::app::AppArgs;
 use crate::http::Secret;
-use crate::services::ExecutorSettings;
+use crate::services::{ExecutorSettings, NtfySettings};
 
 /// Which executor runs the agents (`AFK_EXECUTOR`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -313,6 +314,26 @@ pub fn env_secret(
     } else {
         secret(file, env_name, env).map(Some)
     }
+}
+
+/// The doorbells' settings from this process's environment: Slack's
+/// webhook (`files.0`, else `AFK_SLACK_WEBHOOK_URL`), ntfy's server and
+/// topic (`ntfy`) and token (`files.1`, else `AFK_NTFY_TOKEN`).
+///
+/// # Errors
+/// A secret that cannot be used, or ntfy's server without a topic (named).
+pub fn notify_settings(
+    files: (Option<&String>, Option<&String>),
+    ntfy: (Option<String>, Option<String>),
+) -> Result<(Option<Secret>, Option<NtfySettings>), String> {
+    let slack = env_secret(files.0, "AFK_SLACK_WEBHOOK_URL", true)?;
+    let (Some(url), topic) = ntfy else {
+        return Ok((slack, None));
+    };
+    let topic = topic.ok_or("AFK_NTFY_URL is set but AFK_NTFY_TOPIC is not")?;
+    let token = env_secret(files.1, "AFK_NTFY_TOKEN", true)?.unwrap_or(Secret::None);
+    let topic = Secret::Value(topic);
+    Ok((slack, Some(NtfySettings { url, topic, token })))
 }
 
 /// The secrets read straight from the environment (never flags); their

@@ -100,6 +100,35 @@ impl Doorbell {
     }
 }
 
+/// What a notifier sends, whatever rang: a run's doorbell
+/// ([`Doorbell::message`]) or the loop's health (`crate::health::HealthBell`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// One line.
+    pub title: String,
+    /// The rest.
+    pub body: String,
+    /// How loudly.
+    pub loudness: Loudness,
+    /// Routing tags.
+    pub tags: Vec<String>,
+    /// A link to open, when there is one.
+    pub link: Option<String>,
+}
+
+impl Doorbell {
+    /// The message a notifier sends for it.
+    pub fn message(&self) -> Message {
+        Message {
+            title: self.title(),
+            body: self.body(),
+            loudness: self.loudness(),
+            tags: self.tags(),
+            link: self.thread_link.clone(),
+        }
+    }
+}
+
 impl fmt::Display for Doorbell {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.title(), self.reason)

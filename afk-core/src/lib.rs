@@ -23,6 +23,8 @@
 //!   what those reads prove;
 //! - [`ci`]: the CI/deploy stages and their pure fold into one verdict;
 //! - [`doorbell`]: terminal doorbells and fanning them out to notifiers;
+//! - [`health`]: when the loop itself cannot work, which doorbell rings, once
+//!   per cause;
 //! - [`prompt`]: the versioned text afk sends to agents;
 //! - [`visible`]: the text of markdown that renders visibly (what the
 //!   labeller saw is the task);
@@ -36,6 +38,7 @@ pub mod comments;
 pub mod config;
 pub mod dispatch;
 pub mod doorbell;
+pub mod health;
 pub mod machine;
 pub mod ports;
 pub mod prompt;

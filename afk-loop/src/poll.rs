@@ -172,14 +172,19 @@ fn disabled(message: &str) -> TickReport {
 /// The report of a poll tick that the configuration disables (kill switch on,
 /// or nothing enrolled), before any I/O; `None` when the poller is armed.
 pub fn poll_disabled(config: &Config) -> Option<TickReport> {
-    if config.kill_switch {
-        return Some(disabled("the kill switch is on: the poller does nothing"));
-    }
-    // Repositories winding down are watched, never dispatched to.
-    config
-        .allowlist
-        .is_empty()
-        .then(|| disabled("the allowlist is empty: no repository is enrolled"))
+    let mut report = if config.kill_switch {
+        disabled("the kill switch is on: the poller does nothing")
+    } else if config.allowlist.is_empty() {
+        // Repositories winding down are watched, never dispatched to.
+        disabled("the allowlist is empty: no repository is enrolled")
+    } else {
+        return None;
+    };
+    report.health.push(afk_core::health::enrolment_signal(
+        config.kill_switch,
+        config.allowlist.len(),
+    ));
+    Some(report)
 }
 
 /// The report of a watch tick that the configuration disables (nothing
@@ -196,6 +201,10 @@ pub async fn poll_tick(ports: &Ports<'_>, config: &Config, options: &TickOptions
         return report;
     }
     let mut report = TickReport::default();
+    report.health.push(afk_core::health::enrolment_signal(
+        config.kill_switch,
+        config.allowlist.len(),
+    ));
     let mut issues = Vec::new();
     let mut tracked: BTreeMap<(String, u64), TrackedIssue> = BTreeMap::new();
     let mut in_flight = Vec::new();
@@ -214,6 +223,7 @@ pub async fn poll_tick(ports: &Ports<'_>, config: &Config, options: &TickOptions
         return report;
     }
     for (repo, scan) in config.allowlist.iter().zip(scans) {
+        report.saw_tracker(&scan);
         let scan = match scan {
             Ok(s) => s,
             Err(e) => {
@@ -264,6 +274,7 @@ pub async fn poll_tick(ports: &Ports<'_>, config: &Config, options: &TickOptions
             }
             Err(e) => {
                 uncounted = true;
+                report.saw_tracker_error(&e);
                 report.error(
                     About::repo(repo),
                     ReportAction::Read,
@@ -296,7 +307,9 @@ pub async fn poll_tick(ports: &Ports<'_>, config: &Config, options: &TickOptions
     let mut snapshot: Option<ExecutorSnapshot> = None;
     let mut decisions = start;
     if !decisions.is_empty() && !options.dry_run {
-        match ports.executor.snapshot(&[]).await {
+        let read = ports.executor.snapshot(&[]).await;
+        report.saw_executor(&read);
+        match read {
             Ok(s) => {
                 let (start, wait) = hold_for_capacity(decisions, s.capacity);
                 for d in &wait {

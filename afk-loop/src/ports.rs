@@ -14,7 +14,7 @@
 
 use afk_core::Timestamp;
 use afk_core::ci::{CiVerdict, CommitRef, Stage, StageReport, StageVerdict, fold};
-use afk_core::doorbell::Doorbell;
+use afk_core::doorbell::{Doorbell, Message};
 use afk_core::ports::{
     ApprovedComment, Closure, Comment, ExecutorSnapshot, PortError, PortResult, PushedCommit,
     RateBudget, RepoScan, ThreadSpec, TrackedIssue, Trust, WatchedThread,
@@ -267,11 +267,19 @@ pub trait Notifier: Send + Sync {
     /// A short name for logs (`slack`, `ntfy`, `log`).
     fn name(&self) -> &str;
 
-    /// Delivers the doorbell.
+    /// Sends one message.
+    ///
+    /// # Errors
+    /// Any failure to deliver.
+    async fn deliver(&self, message: &Message) -> PortResult<()>;
+
+    /// Delivers a run's doorbell (its [`Doorbell::message`]).
     ///
     /// # Errors
     /// Any failure to deliver; the caller tries again next tick.
-    async fn ring(&self, bell: &Doorbell) -> PortResult<()>;
+    async fn ring(&self, bell: &Doorbell) -> PortResult<()> {
+        self.deliver(&bell.message()).await
+    }
 }
 
 /// What ringing every notifier came to.

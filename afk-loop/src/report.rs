@@ -203,6 +203,9 @@ pub struct TickReport {
     pub skipped: usize,
     /// Every decision, action, warning and failure, in order.
     pub entries: Vec<Entry>,
+    /// What the tick saw of the loop's own health (credentials, executor,
+    /// enrolment), for `afk_core::health::health_decide`.
+    pub health: Vec<afk_core::health::Signal>,
 }
 
 impl TickReport {
@@ -232,6 +235,24 @@ impl TickReport {
             action,
             message: message.into(),
         });
+    }
+
+    /// Notes what a tracker answer says of the credentials
+    /// (`afk_core::health::tracker_signal`).
+    pub fn saw_tracker<T>(&mut self, answer: &afk_core::ports::PortResult<T>) {
+        self.health.extend(afk_core::health::tracker_signal(answer));
+    }
+
+    /// Notes what a failed tracker call says of the credentials.
+    pub fn saw_tracker_error(&mut self, e: &afk_core::ports::PortError) {
+        self.health
+            .extend(afk_core::health::tracker_error_signal(e));
+    }
+
+    /// Notes what an executor read says of the executor
+    /// (`afk_core::health::executor_signal`).
+    pub fn saw_executor<T>(&mut self, answer: &afk_core::ports::PortResult<T>) {
+        self.health.push(afk_core::health::executor_signal(answer));
     }
 
     /// Adds a decision or action.

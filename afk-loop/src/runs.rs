@@ -47,6 +47,7 @@ pub async fn find_runs(
     let repos = config.watched_repos();
     let scans = tracker.scan(&repos, None, &config.in_progress_label).await;
     for (repo, scan) in repos.iter().zip(scans) {
+        report.saw_tracker(&scan);
         let issues = match scan {
             Ok(s) => s.locked,
             Err(e) => {
@@ -60,7 +61,9 @@ pub async fn find_runs(
         };
         for issue in issues {
             let about = About::issue(repo, issue.number);
-            match tracker.progress_comment(repo, issue.number).await {
+            let comment = tracker.progress_comment(repo, issue.number).await;
+            report.saw_tracker(&comment);
+            match comment {
                 Ok(Some(comment)) => match checklist::extract_record(&comment.body) {
                     Ok(Some(record)) => runs.push(Run {
                         issue,

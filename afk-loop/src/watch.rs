@@ -42,7 +42,9 @@ pub async fn watch_tick(ports: &Ports<'_>, config: &Config, options: &TickOption
     }
     let watched: Vec<WatchedThread> = runs.iter().map(Run::watched).collect();
     // One executor read for all runs.
-    let snapshot = match ports.executor.snapshot(&watched).await {
+    let read = ports.executor.snapshot(&watched).await;
+    report.saw_executor(&read);
+    let snapshot = match read {
         Ok(s) => Some(s),
         Err(e) => {
             report.error(

@@ -16,7 +16,7 @@ use afk_adapters::http::{HttpSettings, RetryPolicy, Secret};
 use afk_adapters::rollout::RolloutTargets;
 pub use afk_adapters::services::TickKind;
 use afk_adapters::services::{ExecutorSettings, NtfySettings, ServiceSettings, SystemClock};
-use afk_adapters::services::{TickStart, finish_tick, run_tick, serve_rounds};
+use afk_adapters::services::{TickOutputs, TickStart, finish_tick, run_tick, serve_rounds};
 use afk_adapters::settings::{self, ExecutorKind, LocalArgs};
 use afk_adapters::t3::T3Settings;
 use afk_adapters::woodpecker::WoodpeckerSettings;
@@ -373,17 +373,7 @@ impl LoopArgs {
             .map_err(BadConfig)?,
             ExecutorKind::T3 => ExecutorSettings::T3(self.t3()?),
         };
-        let ntfy = match some(&self.ntfy_url) {
-            None => None,
-            Some(url) => Some(NtfySettings {
-                url,
-                topic: Secret::Value(some(&self.ntfy_topic).ok_or_else(|| {
-                    BadConfig("AFK_NTFY_URL is set but AFK_NTFY_TOPIC is not".into())
-                })?),
-                token: optional_secret(self.ntfy_token_file.as_ref(), "AFK_NTFY_TOKEN")?
-                    .unwrap_or(Secret::None),
-            }),
-        };
+        let (slack, ntfy) = self.notify()?;
         Ok(ServiceSettings {
             http: self.http(Some(deadline)),
             github,
@@ -400,12 +390,19 @@ impl LoopArgs {
                 .map(|t| RolloutTargets::parse(&t))
                 .transpose()
                 .map_err(BadConfig)?,
-            slack: optional_secret(
-                self.slack_webhook_url_file.as_ref(),
-                "AFK_SLACK_WEBHOOK_URL",
-            )?,
+            slack,
             ntfy,
         })
+    }
+
+    /// The doorbells' settings (Slack, ntfy), checked.
+    fn notify(&self) -> Result<(Option<Secret>, Option<NtfySettings>), BadConfig> {
+        let ntfy = (some(&self.ntfy_url), some(&self.ntfy_topic));
+        let files = (
+            self.slack_webhook_url_file.as_ref(),
+            self.ntfy_token_file.as_ref(),
+        );
+        settings::notify_settings(files, ntfy).map_err(BadConfig)
     }
 
     /// The T3 executor's settings.
@@ -428,11 +425,6 @@ fn secret(file: Option<&String>, env_name: &str) -> Result<Secret, BadConfig> {
     settings::env_secret(file, env_name, false)
         .map(|s| s.unwrap_or(Secret::None))
         .map_err(BadConfig)
-}
-
-/// An optional service's secret (`afk_adapters::settings::optional_secret`).
-fn optional_secret(file: Option<&String>, env_name: &str) -> Result<Option<Secret>, BadConfig> {
-    settings::env_secret(file, env_name, true).map_err(BadConfig)
 }
 
 pub use afk_adapters::settings::SECRET_ENV_NAMES;
@@ -477,12 +469,16 @@ pub async fn run(kind: TickKind, args: &LoopArgs) -> u8 {
     let settings = || args.services(deadline).map_err(|e| e.0);
     match run_tick(&kind, &config, &options, settings).await {
         Ok(tick) => {
-            let metrics = (
-                args.metrics_file.as_deref(),
-                args.metrics_push_url.as_deref(),
-            );
-            let state = args.state_file.as_deref();
-            let failed = finish_tick(&kind, &tick, args.dry_run, started, metrics, state).await;
+            let outputs = TickOutputs {
+                metrics_file: args.metrics_file.as_deref(),
+                metrics_push_url: args.metrics_push_url.as_deref(),
+                state_file: args.state_file.as_deref(),
+            };
+            let notifiers = || {
+                let (slack, ntfy) = args.notify().map_err(|e| e.0)?;
+                afk_adapters::services::notifiers(&args.http(Some(deadline)), slack, ntfy)
+            };
+            let failed = finish_tick(&kind, &tick, args.dry_run, started, outputs, notifiers).await;
             if failed { exit::PARTIAL } else { exit::OK }
         }
         Err(TickStart::BadSettings(e)) => {

@@ -1042,7 +1042,7 @@ fn help_and_the_runbook_name_afk_log_and_every_log_action() {
         A::Finish,
     ];
     let mut names: Vec<&str> = actions.iter().map(|a| a.as_str()).collect();
-    names.extend(["summary", "config", "token", "clock", "metrics"]);
+    names.extend(["summary", "config", "token", "clock", "metrics", "health"]);
     assert!(help.contains("AFK_LOG sets") && runbook.contains("`AFK_LOG` sets"));
     for name in names {
         assert!(
@@ -1180,5 +1180,101 @@ async fn afk_setup_labels_creates_them_on_every_enrolled_repository() {
     assert!(
         err.contains("afk setup labels needs AFK_ALLOWLIST"),
         "{err}"
+    );
+}
+
+/// The loop's own health rings a doorbell once per cause (AFK_STATE_FILE
+/// remembers what rang), a quiet one when it recovers, and none at all
+/// without a state file (a warning line instead: it would ring every tick).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_rings_once_per_cause_and_once_when_it_recovers() {
+    let w = World::new(&["infra"], &[]).await.unwrap();
+    w.ready("infra", 7, "", "alice");
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    let health = |w: &World, what: &str| {
+        w.slack()
+            .iter()
+            .filter(|m| m.contains(&format!("[AFK-HEALTH] {what}")))
+            .count()
+    };
+    let tick = |bin: &'static str, env: Vec<(&'static str, String)>| {
+        tokio::task::spawn_blocking(move || run(bin, &env, &[]))
+    };
+    let mut env = armed(&w);
+    env.push(("AFK_STATE_FILE", state.display().to_string()));
+    // A refused token, without a state file: warned at every tick, never rung.
+    let mut refused = env.clone();
+    refused.retain(|(k, _)| !matches!(*k, "AFK_GITHUB_TOKEN" | "AFK_STATE_FILE"));
+    refused.push(("AFK_GITHUB_TOKEN", "revoked-token".into()));
+    let mut unreadable = refused.clone();
+    unreadable.retain(|(k, _)| *k != "AFK_GITHUB_TOKEN");
+    let missing = dir.path().join("no-such-token");
+    unreadable.push(("AFK_GITHUB_TOKEN_FILE", missing.display().to_string()));
+    for env in [refused.clone(), unreadable] {
+        let r = tick("afk-poller", env).await.unwrap();
+        assert_eq!(r.code, 1, "{}", r.stdout);
+        let warned = r
+            .lines
+            .iter()
+            .find(|l| l["action"] == "health" && l["cause"] == "credentials")
+            .unwrap_or_else(|| panic!("no health line in {}", r.stdout));
+        assert!(
+            warned["message"]
+                .as_str()
+                .unwrap()
+                .contains("AFK_STATE_FILE")
+        );
+        assert!(!r.stdout.contains("revoked-token"), "a secret in the logs");
+    }
+    assert_eq!(health(&w, "credentials failing"), 0);
+    // With the state file: one doorbell for three refused ticks of either kind.
+    refused.push(("AFK_STATE_FILE", state.display().to_string()));
+    for bin in ["afk-poller", "afk-watcher", "afk-poller"] {
+        let r = tick(bin, refused.clone()).await.unwrap();
+        assert_eq!(r.code, 1, "{}", r.stdout);
+    }
+    assert_eq!(health(&w, "credentials failing"), 1, "{:?}", w.slack());
+    let bell = w
+        .slack()
+        .into_iter()
+        .find(|m| m.contains("AFK-HEALTH"))
+        .unwrap();
+    assert!(bell.contains("Bad credentials"), "{bell}");
+    assert!(!bell.contains("revoked-token"), "a secret in a doorbell");
+    // The token works again: one quiet recovery, then silence.
+    for _ in 0..2 {
+        let r = tick("afk-watcher", env.clone()).await.unwrap();
+        assert_eq!(r.code, 0, "{}", r.stdout);
+    }
+    assert_eq!(health(&w, "credentials recovered"), 1, "{:?}", w.slack());
+    // Armed with nothing enrolled: a disabled tick, and one doorbell.
+    let mut empty = env.clone();
+    empty.retain(|(k, _)| *k != "AFK_ALLOWLIST");
+    empty.push(("AFK_ALLOWLIST", String::new()));
+    for _ in 0..3 {
+        let r = tick("afk-poller", empty.clone()).await.unwrap();
+        assert_eq!(r.code, 0, "{}", r.stdout);
+    }
+    assert_eq!(health(&w, "nothing_enrolled failing"), 1);
+    // The executor unreachable: it rings on the third tick in a row.
+    let mut dead = env.clone();
+    dead.retain(|(k, _)| *k != "AFK_T3_URL");
+    dead.push(("AFK_T3_URL", "http://127.0.0.1:9".into()));
+    for n in 1..=4 {
+        let r = tick("afk-poller", dead.clone()).await.unwrap();
+        assert_eq!(r.code, 1, "{}", r.stdout);
+        let rung = health(&w, "executor failing");
+        assert_eq!(rung, usize::from(n >= 3), "after tick {n}");
+    }
+    let text = std::fs::read_to_string(&state).unwrap();
+    let kept: Value = serde_json::from_str(&text).unwrap();
+    assert!(
+        kept["health"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["cause"] == "executor" && c["rung"] == true),
+        "{text}"
     );
 }
