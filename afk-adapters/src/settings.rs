@@ -9,6 +9,106 @@ pub use crate::github::app::AppArgs;
 use crate::http::Secret;
 use crate::services::{ExecutorSettings, NtfySettings};
 
+/// The policy settings as flags and env vars: each key of
+/// `afk_core::config::KEYS` (and the retired ones, refused by name), read
+/// by the core's one parser.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct PolicyArgs {
+    /// Master off switch (true/false). Default: true — the loop ships disabled.
+    #[arg(long, env = "AFK_KILL_SWITCH", hide_env_values = true)]
+    pub kill_switch: Option<String>,
+    /// Comma-separated repositories that may be automated. Default: empty.
+    #[arg(long, env = "AFK_ALLOWLIST", hide_env_values = true)]
+    pub allowlist: Option<String>,
+    /// The label that arms an issue. Default: ready-for-agent.
+    #[arg(long, env = "AFK_READY_LABEL", hide_env_values = true)]
+    pub ready_label: Option<String>,
+    /// The per-repository lock label. Default: agent-in-progress.
+    #[arg(long, env = "AFK_IN_PROGRESS_LABEL", hide_env_values = true)]
+    pub in_progress_label: Option<String>,
+    /// The label stamped when a run is handed back. Default: ready-for-human.
+    #[arg(long, env = "AFK_READY_FOR_HUMAN_LABEL", hide_env_values = true)]
+    pub ready_for_human_label: Option<String>,
+    /// The label that stops a run, whoever applies it. Default: afk-stop.
+    #[arg(long, env = "AFK_STOP_LABEL", hide_env_values = true)]
+    pub stop_label: Option<String>,
+    /// Corrective turns after a red CI. Default: 5.
+    #[arg(long, env = "AFK_FIX_FORWARD_MAX_ATTEMPTS", hide_env_values = true)]
+    pub fix_forward_max_attempts: Option<String>,
+    /// Seconds of fixing forward from the first red verdict. Default: 3600.
+    #[arg(long, env = "AFK_FIX_FORWARD_MAX_SECONDS", hide_env_values = true)]
+    pub fix_forward_max_seconds: Option<String>,
+    /// Seconds after which a run that pushed nothing is stalled. Default: 14400.
+    #[arg(long, env = "AFK_PREPUSH_MAX_SECONDS", hide_env_values = true)]
+    pub prepush_max_seconds: Option<String>,
+    /// Seconds after which a pushed commit with no CI signal is escalated. Default: 900.
+    #[arg(long, env = "AFK_CI_START_MAX_SECONDS", hide_env_values = true)]
+    pub ci_start_max_seconds: Option<String>,
+    /// Below this many GitHub requests or GraphQL points left, the poller
+    /// starts nothing new (the watcher carries on). Default: 500.
+    #[arg(long, env = "AFK_RATE_FLOOR", hide_env_values = true)]
+    pub rate_floor: Option<String>,
+    /// At most this many runs in flight at once, across every repository. Default: no limit.
+    #[arg(long, env = "AFK_MAX_RUNS", hide_env_values = true)]
+    pub max_runs: Option<String>,
+    /// At most this many new runs started by one poll tick. Default: no limit.
+    #[arg(long, env = "AFK_MAX_DISPATCH_PER_TICK", hide_env_values = true)]
+    pub max_dispatch_per_tick: Option<String>,
+    /// Retired (T3 v0.0.27 takes no spend cap); setting it is an error.
+    #[arg(long, env = "AFK_BUDGET_USD", hide = true, hide_env_values = true)]
+    pub budget_usd: Option<String>,
+    /// The label put on a run's pull request waiting for a human's review. Default: ready-for-review.
+    #[arg(long, env = "AFK_READY_FOR_REVIEW_LABEL", hide_env_values = true)]
+    pub ready_for_review_label: Option<String>,
+    /// How changes land: push (to the default branch) or pull-request. Default: push.
+    #[arg(long, env = "AFK_LAND", hide_env_values = true)]
+    pub land: Option<String>,
+    /// Per-repository AFK_LAND, e.g. infra=pull-request,web=push.
+    #[arg(long, env = "AFK_LAND_REPOS", hide_env_values = true)]
+    pub land_repos: Option<String>,
+    /// How afk merges a run's pull request: squash, merge or rebase. Default: squash.
+    #[arg(long, env = "AFK_MERGE_METHOD", hide_env_values = true)]
+    pub merge_method: Option<String>,
+}
+
+impl PolicyArgs {
+    /// The policy, through the one parser of `afk-core`.
+    ///
+    /// # Errors
+    /// Every key that cannot be used, named.
+    pub fn config(&self) -> Result<afk_core::Config, String> {
+        let pairs = [
+            ("AFK_KILL_SWITCH", &self.kill_switch),
+            ("AFK_ALLOWLIST", &self.allowlist),
+            ("AFK_READY_LABEL", &self.ready_label),
+            ("AFK_IN_PROGRESS_LABEL", &self.in_progress_label),
+            ("AFK_READY_FOR_HUMAN_LABEL", &self.ready_for_human_label),
+            ("AFK_STOP_LABEL", &self.stop_label),
+            ("AFK_READY_FOR_REVIEW_LABEL", &self.ready_for_review_label),
+            (
+                "AFK_FIX_FORWARD_MAX_ATTEMPTS",
+                &self.fix_forward_max_attempts,
+            ),
+            ("AFK_FIX_FORWARD_MAX_SECONDS", &self.fix_forward_max_seconds),
+            ("AFK_PREPUSH_MAX_SECONDS", &self.prepush_max_seconds),
+            ("AFK_CI_START_MAX_SECONDS", &self.ci_start_max_seconds),
+            ("AFK_RATE_FLOOR", &self.rate_floor),
+            ("AFK_MAX_RUNS", &self.max_runs),
+            ("AFK_MAX_DISPATCH_PER_TICK", &self.max_dispatch_per_tick),
+            ("AFK_LAND", &self.land),
+            ("AFK_LAND_REPOS", &self.land_repos),
+            ("AFK_MERGE_METHOD", &self.merge_method),
+            ("AFK_BUDGET_USD", &self.budget_usd),
+        ];
+        afk_core::Config::from_pairs(
+            pairs
+                .iter()
+                .filter_map(|(k, v)| v.as_ref().map(|v| (*k, v.as_str()))),
+        )
+        .map_err(|e| format!("bad configuration: {e}"))
+    }
+}
+
 /// Which executor runs the agents (`AFK_EXECUTOR`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExecutorKind {
@@ -181,7 +281,16 @@ pub fn github(args: GitHubArgs<'_>, policy: &afk_core::Config) -> Result<GitHubS
             (None, Some(o)) => format!("{o}/{r}"),
         })
         .collect();
+    let lands = policy.land == afk_core::land::LandMode::PullRequest
+        || policy
+            .land_repos
+            .iter()
+            .any(|(_, m)| *m == afk_core::land::LandMode::PullRequest);
     let app = AppSettings::parse(&args.app, args.token.is_configured(), args.api_url, repos)?
+        .map(|s| AppSettings {
+            lands_pull_requests: lands,
+            ..s
+        })
         .map(AppAuth::shared)
         .transpose()?;
     if app.is_none() && !args.token.is_configured() {

@@ -41,6 +41,11 @@ pub fn afk_labels(config: &Config) -> Vec<LabelSpec> {
             color: "b60205",
             description: "afk: stop the agent working on this issue",
         },
+        LabelSpec {
+            name: config.ready_for_review_label.clone(),
+            color: "1d76db",
+            description: "afk: this run's pull request waits for a human's review",
+        },
     ]
 }
 

@@ -784,6 +784,179 @@ async fn not_found_within_the_bound_is_an_error_never_none(w: &dyn World) {
     assert_eq!(t.progress_comment("infra", 4).await, Ok(None));
 }
 
+/// A run's pull request: opened once (a second open answers the one that
+/// exists), found by its branch, read with its mergeability, merged only
+/// with the head it was judged on; the merge lands on the default branch
+/// and closes the issue its body names.
+async fn a_pull_request_is_opened_once_and_merged_with_its_head(w: &dyn World) {
+    use afk_core::land::{MergeMethod, Mergeable, PullState};
+    use afk_core::ports::{MergeOutcome, NewPull};
+    const BRANCH: &str = "afk/7-rotate";
+    {
+        let mut m = w.model();
+        m.push_commit(REPO, "base1", "Initial", "2026-06-01T00:00:00Z");
+        m.add_issue(REPO, 7, "Rotate", "", &[]);
+        m.push_to_branch(
+            REPO,
+            BRANCH,
+            "feat1",
+            "Rotate\n\nRefs #7\nAFK-Issue: infra#7",
+            "2026-06-10T12:10:00Z",
+        );
+        m.set_checks(REPO, "feat1", &[("test", "completed", Some("success"))]);
+    }
+    let t = w.tracker();
+    assert_eq!(t.pull_for_branch("infra", BRANCH).await, Ok(None));
+    let on_branch = t
+        .commits_with_trailer("infra", BRANCH, ts("2026-06-10T12:00:00Z"), 7)
+        .await
+        .unwrap();
+    assert_eq!(on_branch.len(), 1);
+    let new = NewPull {
+        head: BRANCH.into(),
+        base: "master".into(),
+        title: "Rotate".into(),
+        body: "Closes #7".into(),
+    };
+    let pr = t.create_pull("infra", &new).await.unwrap();
+    assert_eq!(
+        (pr.head_branch.as_str(), pr.base_branch.as_str()),
+        (BRANCH, "master")
+    );
+    assert_eq!(pr.head_sha, "feat1");
+    assert_eq!(pr.state, PullState::Open);
+    // Opened again (a tick that died before recording it): the same one.
+    let again = t.create_pull("infra", &new).await.unwrap();
+    assert_eq!(again.number, pr.number);
+    assert_eq!(w.model().pulls_from(REPO, BRANCH).len(), 1);
+    let found = t.pull_for_branch("infra", BRANCH).await.unwrap().unwrap();
+    assert_eq!(found.number, pr.number);
+    let read = t.pull_request("infra", pr.number).await.unwrap();
+    assert_eq!(read.mergeable, Mergeable::Clean);
+    assert!(
+        read.link
+            .as_deref()
+            .is_some_and(|l| l.ends_with(&format!("/pull/{}", pr.number)))
+    );
+    // A moved head is not merged.
+    assert_eq!(
+        t.merge_pull("infra", pr.number, "0000000", MergeMethod::Squash)
+            .await,
+        Ok(MergeOutcome::HeadMoved)
+    );
+    let merged = t
+        .merge_pull("infra", pr.number, "feat1", MergeMethod::Squash)
+        .await
+        .unwrap();
+    let MergeOutcome::Merged { sha } = merged else {
+        panic!("not merged: {merged:?}");
+    };
+    let read = t.pull_request("infra", pr.number).await.unwrap();
+    assert_eq!(read.state, PullState::Merged);
+    assert_eq!(read.merge_commit.as_deref(), Some(sha.as_str()));
+    let on_main = t
+        .commits_with_trailer("infra", "master", ts("2026-06-10T12:00:00Z"), 7)
+        .await
+        .unwrap();
+    assert_eq!(on_main.first().map(|c| c.sha.as_str()), Some(sha.as_str()));
+    let closure = t.last_closure("infra", 7).await.unwrap().unwrap();
+    assert!(closure.by_change, "{closure:?}");
+    // Nothing left to merge from a branch: refused, named.
+    w.model()
+        .push_to_branch(REPO, "afk/9", "base1", "Initial", "2026-06-01T00:00:00Z");
+    let empty = NewPull {
+        head: "afk/9".into(),
+        ..new
+    };
+    let refused = t.create_pull("infra", &empty).await;
+    assert!(
+        matches!(&refused, Err(PortError::Permanent { message }) if message.contains("422")),
+        "{refused:?}"
+    );
+}
+
+/// Branch protection refuses a merge the rules do not allow yet (GitHub's
+/// 405, an answer, not an error), and a review counts for a corrective
+/// turn only when its author may push.
+async fn protection_refuses_a_merge_and_only_writers_reviews_are_trusted(w: &dyn World) {
+    use afk_core::land::{MergeMethod, Mergeable};
+    use afk_core::ports::{MergeOutcome, NewPull, ReviewVerdict};
+    const BRANCH: &str = "afk/8-fix";
+    {
+        let mut m = w.model();
+        m.push_commit(REPO, "base1", "Initial", "2026-06-01T00:00:00Z");
+        m.add_issue(REPO, 8, "Fix", "", &[]);
+        m.push_to_branch(
+            REPO,
+            BRANCH,
+            "fix1",
+            "Fix\n\nAFK-Issue: infra#8",
+            "2026-06-10T12:10:00Z",
+        );
+        m.set_checks(REPO, "fix1", &[("test", "completed", Some("success"))]);
+        m.protect(
+            REPO,
+            afk_sim::github::pulls::Protection {
+                required_checks: vec!["test".into()],
+                required_approvals: 1,
+                strict: false,
+            },
+        );
+    }
+    let t = w.tracker();
+    let new = NewPull {
+        head: BRANCH.into(),
+        base: "master".into(),
+        title: "Fix".into(),
+        body: "Closes #8".into(),
+    };
+    let pr = t.create_pull("infra", &new).await.unwrap();
+    assert_eq!(
+        t.pull_request("infra", pr.number).await.unwrap().mergeable,
+        Mergeable::Blocked
+    );
+    let refused = t
+        .merge_pull("infra", pr.number, "fix1", MergeMethod::Merge)
+        .await;
+    assert!(
+        matches!(&refused, Ok(MergeOutcome::Refused { message }) if message.contains("approving review")),
+        "{refused:?}"
+    );
+    {
+        let mut m = w.model();
+        m.review(
+            REPO,
+            pr.number,
+            "mallory",
+            "CHANGES_REQUESTED",
+            "Drop the tests",
+        );
+        m.review(REPO, pr.number, "alice", "APPROVED", "Ship it");
+    }
+    let reviews = t.reviews("infra", pr.number).await.unwrap();
+    let seen: Vec<(Option<&str>, ReviewVerdict, bool)> = reviews
+        .iter()
+        .map(|r| (r.author.as_deref(), r.verdict, r.trusted))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (Some("mallory"), ReviewVerdict::ChangesRequested, false),
+            (Some("alice"), ReviewVerdict::Approved, true),
+        ]
+    );
+    assert_eq!(reviews[0].body, "Drop the tests");
+    assert_eq!(
+        t.pull_request("infra", pr.number).await.unwrap().mergeable,
+        Mergeable::Clean
+    );
+    assert!(matches!(
+        t.merge_pull("infra", pr.number, "fix1", MergeMethod::Merge)
+            .await,
+        Ok(MergeOutcome::Merged { .. })
+    ));
+}
+
 macro_rules! contract {
     ($($name:ident),+ $(,)?) => {
         /// Every contract case, each on a fresh loopback GitHub: the
@@ -851,4 +1024,6 @@ contract!(
     a_forged_marker_is_never_the_progress_comment,
     not_found_within_the_bound_is_an_error_never_none,
     approved_comments_are_the_trusted_among_the_newest_500,
+    a_pull_request_is_opened_once_and_merged_with_its_head,
+    protection_refuses_a_merge_and_only_writers_reviews_are_trusted,
 );

@@ -1,5 +1,8 @@
 //! The JSON formats of `afk policy`, the policy developer's tool.
 //!
+//! This file is long because each command reads and checks its own input
+//! shape, with a test per mistake a policy developer can make.
+//!
 //! Each command reads one JSON document, calls one pure function of
 //! `afk-core` or `checklist`, and prints the answer. It exists so that a rule
 //! change can be tried on a hand-written case without a cluster. The JSON
@@ -48,11 +51,16 @@ next-action — what the watcher does next with one run
         \"seconds_since_dispatch\": n, \"seconds_since_push_seen\": n,
         \"corrective_turn_for_this_commit\": bool, \"thread_gone\": bool,
         \"kill_switch\": bool, \"stop_requested\": bool, \"outcome_recorded\": bool,
-        \"attempt\": n, \"thread_turns\": n}}
+        \"attempt\": n, \"thread_turns\": n,
+        \"pull\": {\"opened\": bool, \"state\": \"open\"|\"merged\"|\"closed\",
+                 \"mergeable\": \"clean\"|\"conflicting\"|\"behind\"|\"blocked\"|\"unknown\",
+                 \"review\": \"none\"|\"approved\"|\"changes_requested\"|\"required\",
+                 \"handed_over\": bool} (a run landing through a pull request)}}
        absent state fields are null / false / 0; corrective_turn_running is
        read as corrective_turn_for_this_commit.
   out: {\"action\": \"wait\"|\"close_success\"|\"fix_forward\"|\"freeze_escalate\"|
-        \"escalate_prepush\"|\"stop\"|\"finish\", \"reason\": \"…\", \"rule\": 1..13,
+        \"escalate_prepush\"|\"stop\"|\"finish\"|\"open_pull_request\"|\"merge\"|
+        \"hand_over_review\", \"reason\": \"…\", \"rule\": 1..24,
         \"turn\": {\"thread\": \"same\", \"step\": n} | {\"thread\": \"new\", \"attempt\": n}
         (fix_forward only)}
 
@@ -318,6 +326,73 @@ struct StateInput {
     attempt: u32,
     #[serde(default)]
     thread_turns: u32,
+    #[serde(default)]
+    pull: Option<PullInput>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PullInput {
+    #[serde(default)]
+    opened: bool,
+    #[serde(default)]
+    state: Option<String>,
+    #[serde(default)]
+    mergeable: Option<String>,
+    #[serde(default)]
+    review: Option<String>,
+    #[serde(default)]
+    handed_over: bool,
+}
+
+impl PullInput {
+    fn facts(&self) -> Result<afk_core::land::PullFacts, InputError> {
+        use afk_core::land::{Mergeable as M, PullFacts, PullState as P, ReviewState as R};
+        let bad = |field: &str, value: &str, expected: &str| InputError {
+            path: format!("state.pull.{field}"),
+            message: format!("{value:?} is not one of {expected}"),
+        };
+        let state = match self.state.as_deref().unwrap_or("open") {
+            "open" => P::Open,
+            "merged" => P::Merged,
+            "closed" => P::ClosedUnmerged,
+            other => return Err(bad("state", other, "open, merged, closed")),
+        };
+        let mergeable = match self.mergeable.as_deref().unwrap_or("unknown") {
+            "clean" => M::Clean,
+            "conflicting" => M::Conflicting,
+            "behind" => M::Behind,
+            "blocked" => M::Blocked,
+            "unknown" => M::Unknown,
+            other => {
+                return Err(bad(
+                    "mergeable",
+                    other,
+                    "clean, conflicting, behind, blocked, unknown",
+                ));
+            }
+        };
+        let review = match self.review.as_deref().unwrap_or("none") {
+            "none" => R::None,
+            "approved" => R::Approved,
+            "changes_requested" => R::ChangesRequested,
+            "required" => R::Required,
+            other => {
+                return Err(bad(
+                    "review",
+                    other,
+                    "none, approved, changes_requested, required",
+                ));
+            }
+        };
+        Ok(PullFacts {
+            opened: self.opened,
+            state,
+            mergeable,
+            review,
+            handed_over: self.handed_over,
+        })
+    }
 }
 
 /// Unknown keys are ignored here (a run record can be pasted whole).
@@ -432,6 +507,7 @@ pub fn next_action(input: &str) -> Result<String, InputError> {
         seconds_since_first_red: s.seconds_since_first_red,
         seconds_since_dispatch: s.seconds_since_dispatch,
         seconds_since_push_seen: s.seconds_since_push_seen,
+        pull: s.pull.as_ref().map(PullInput::facts).transpose()?,
     };
     let (rule, action) = next_action_with_rule(&run, &config);
     let mut answer = json!({
@@ -509,7 +585,7 @@ mod tests {
         );
         check_err(
             dispatch(r#"{"config": {"AFK_ALOWLIST": "infra"}, "issues": []}"#),
-            "config.AFK_ALOWLIST: not a policy key (expected one of: AFK_KILL_SWITCH, AFK_ALLOWLIST, AFK_READY_LABEL, AFK_IN_PROGRESS_LABEL, AFK_READY_FOR_HUMAN_LABEL, AFK_STOP_LABEL, AFK_MAX_RUNS, AFK_MAX_DISPATCH_PER_TICK, AFK_FIX_FORWARD_MAX_ATTEMPTS, AFK_FIX_FORWARD_MAX_SECONDS, AFK_PREPUSH_MAX_SECONDS, AFK_CI_START_MAX_SECONDS, AFK_RATE_FLOOR)",
+            "config.AFK_ALOWLIST: not a policy key (expected one of: AFK_KILL_SWITCH, AFK_ALLOWLIST, AFK_READY_LABEL, AFK_IN_PROGRESS_LABEL, AFK_READY_FOR_HUMAN_LABEL, AFK_STOP_LABEL, AFK_READY_FOR_REVIEW_LABEL, AFK_MAX_RUNS, AFK_MAX_DISPATCH_PER_TICK, AFK_FIX_FORWARD_MAX_ATTEMPTS, AFK_FIX_FORWARD_MAX_SECONDS, AFK_PREPUSH_MAX_SECONDS, AFK_CI_START_MAX_SECONDS, AFK_RATE_FLOOR, AFK_LAND, AFK_LAND_REPOS, AFK_MERGE_METHOD)",
         );
         check_err(
             next_action(r#"{"state": {"thread_status": "errored"}}"#),

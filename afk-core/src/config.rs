@@ -14,6 +14,8 @@
 
 use std::fmt;
 
+use crate::land::{LandMode, MergeMethod};
+
 /// One policy setting: its env name, default and meaning. The binaries print
 /// these in `--help` and the docs list them, so the table lives in one place.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +61,11 @@ pub const KEYS: &[KeySpec] = &[
         meaning: "stops a run: the agent is interrupted and a human owns the issue",
     },
     KeySpec {
+        key: "AFK_READY_FOR_REVIEW_LABEL",
+        default: "ready-for-review",
+        meaning: "put on a run's pull request that waits for a human's review",
+    },
+    KeySpec {
         key: "AFK_MAX_RUNS",
         default: "",
         meaning: "at most this many runs in flight at once, across every repository and executor (empty: no limit)",
@@ -93,6 +100,21 @@ pub const KEYS: &[KeySpec] = &[
         default: "500",
         meaning: "below this many GitHub requests (or GraphQL points) left, the poller starts nothing new",
     },
+    KeySpec {
+        key: "AFK_LAND",
+        default: "push",
+        meaning: "how changes land: push (to the default branch) or pull-request (afk opens and merges a pull request)",
+    },
+    KeySpec {
+        key: "AFK_LAND_REPOS",
+        default: "",
+        meaning: "per-repository AFK_LAND, e.g. infra=pull-request,web=push",
+    },
+    KeySpec {
+        key: "AFK_MERGE_METHOD",
+        default: "squash",
+        meaning: "how afk merges a pull request: squash, merge or rebase",
+    },
 ];
 
 /// Keys afk no longer reads. Setting one is an error rather than silence:
@@ -117,6 +139,8 @@ pub struct Config {
     pub ready_for_human_label: String,
     /// The label that stops a run (whoever applies it).
     pub stop_label: String,
+    /// The label on a run's pull request that waits for a human's review.
+    pub ready_for_review_label: String,
     /// Corrective turns allowed after a red CI verdict.
     pub fix_forward_max_attempts: u32,
     /// Seconds allowed for fixing forward, from the first red verdict.
@@ -135,6 +159,12 @@ pub struct Config {
     /// At most this many new runs started by one poll tick; `None`: no
     /// limit.
     pub max_dispatch_per_tick: Option<u32>,
+    /// How changes land, unless `land_repos` says otherwise.
+    pub land: LandMode,
+    /// Per-repository exceptions to `land`.
+    pub land_repos: Vec<(String, LandMode)>,
+    /// How afk merges a pull request.
+    pub merge_method: MergeMethod,
     /// Repositories no longer on the allowlist whose runs in flight are
     /// still watched to their end (afk remembers where it has runs: the
     /// adapters fill this from `AFK_STATE_FILE`). Never dispatched to.
@@ -151,6 +181,7 @@ impl Default for Config {
             in_progress_label: "agent-in-progress".to_owned(),
             ready_for_human_label: "ready-for-human".to_owned(),
             stop_label: "afk-stop".to_owned(),
+            ready_for_review_label: "ready-for-review".to_owned(),
             fix_forward_max_attempts: 5,
             fix_forward_max_seconds: 3600,
             prepush_max_seconds: 14_400,
@@ -158,6 +189,9 @@ impl Default for Config {
             rate_floor: 500,
             max_runs: None,
             max_dispatch_per_tick: None,
+            land: LandMode::Push,
+            land_repos: Vec::new(),
+            merge_method: MergeMethod::Squash,
             winding_down: Vec::new(),
         }
     }
@@ -204,6 +238,10 @@ const COUNT_EXPECTED: &str = "a whole number from 0 to 4294967295";
 const LIMIT_EXPECTED: &str = "a whole number from 1 to 4294967295, or empty for no limit (to start nothing, turn the kill switch on)";
 const SECONDS_EXPECTED: &str = "a whole number of seconds, 0 or more";
 const LABEL_EXPECTED: &str = "a label name of at most 50 characters, without commas or control characters, and not '.' or '..'";
+const LAND_EXPECTED: &str = "push or pull-request";
+const LAND_REPOS_EXPECTED: &str =
+    "comma-separated repo=mode pairs, each mode push or pull-request (e.g. infra=pull-request)";
+const MERGE_EXPECTED: &str = "squash, merge or rebase";
 const ALLOWLIST_EXPECTED: &str = "comma-separated repositories, each `name` or `owner/name` of letters, digits, '.', '-' and '_' (not '.' or '..')";
 
 impl Config {
@@ -275,6 +313,9 @@ impl Config {
                 "AFK_STOP_LABEL" => parse_label(value)
                     .map(|v| config.stop_label = v)
                     .ok_or_else(|| bad(LABEL_EXPECTED)),
+                "AFK_READY_FOR_REVIEW_LABEL" => parse_label(value)
+                    .map(|v| config.ready_for_review_label = v)
+                    .ok_or_else(|| bad(LABEL_EXPECTED)),
                 "AFK_FIX_FORWARD_MAX_ATTEMPTS" => value
                     .parse::<u32>()
                     .map(|v| config.fix_forward_max_attempts = v)
@@ -297,6 +338,15 @@ impl Config {
                 "AFK_MAX_DISPATCH_PER_TICK" => parse_limit(value)
                     .map(|v| config.max_dispatch_per_tick = Some(v))
                     .ok_or_else(|| bad(LIMIT_EXPECTED)),
+                "AFK_LAND" => LandMode::parse(value)
+                    .map(|v| config.land = v)
+                    .ok_or_else(|| bad(LAND_EXPECTED)),
+                "AFK_LAND_REPOS" => parse_land_repos(value)
+                    .map(|v| config.land_repos = v)
+                    .map_err(|_| bad(LAND_REPOS_EXPECTED)),
+                "AFK_MERGE_METHOD" => MergeMethod::parse(value)
+                    .map(|v| config.merge_method = v)
+                    .ok_or_else(|| bad(MERGE_EXPECTED)),
                 "AFK_RATE_FLOOR" => value
                     .parse::<u32>()
                     .map(|v| config.rate_floor = u64::from(v))
@@ -319,6 +369,24 @@ impl Config {
     /// enrolled. Either gate alone leaves the loop inert.
     pub fn is_armed(&self) -> bool {
         !self.kill_switch && !self.allowlist.is_empty()
+    }
+
+    /// How `repo`'s changes land: its `AFK_LAND_REPOS` entry, else
+    /// `AFK_LAND`. An entry without an owner names the repository of that
+    /// name whatever its owner (`infra` is `acme/infra`); one with an owner
+    /// names that repository only, and wins over one without.
+    pub fn land_mode(&self, repo: &str) -> LandMode {
+        let name = |r: &str| r.rsplit('/').next().unwrap_or(r).to_owned();
+        let exact = self.land_repos.iter().find(|(r, _)| {
+            crate::types::same_repo(r, repo) && (r.contains('/') || !repo.contains('/'))
+        });
+        let by_name = || {
+            self.land_repos.iter().find(|(r, _)| {
+                (!r.contains('/') || !repo.contains('/'))
+                    && crate::types::same_repo(&name(r), &name(repo))
+            })
+        };
+        exact.or_else(by_name).map_or(self.land, |(_, m)| *m)
     }
 
     /// Every repository whose runs in flight are watched: the allowlist,
@@ -368,6 +436,27 @@ fn parse_list(value: &str) -> Vec<String> {
 /// Whether `repo` can name a GitHub repository: `name` or `owner/name`,
 /// each part of the characters GitHub allows and neither `.` nor `..` (a
 /// dot segment would change the URL it is put in).
+/// Reads `AFK_LAND_REPOS`: comma-separated `repo=mode` pairs
+/// (`infra=pull-request,acme/web=push`). `Err` names the first entry that
+/// does not read.
+fn parse_land_repos(text: &str) -> Result<Vec<(String, LandMode)>, String> {
+    let mut out: Vec<(String, LandMode)> = Vec::new();
+    for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let parsed = entry.split_once('=').and_then(|(repo, mode)| {
+            let repo = repo.trim();
+            repo_name_ok(repo)
+                .then_some(())
+                .and(LandMode::parse(mode).map(|m| (repo.to_owned(), m)))
+        });
+        let Some((repo, mode)) = parsed else {
+            return Err(entry.to_owned());
+        };
+        out.retain(|(r, _)| !crate::types::same_repo(r, &repo));
+        out.push((repo, mode));
+    }
+    Ok(out)
+}
+
 fn repo_name_ok(repo: &str) -> bool {
     let part_ok = |p: &str| {
         !p.is_empty()
@@ -406,6 +495,7 @@ fn distinct_labels(config: &Config) -> Vec<ConfigError> {
         ("AFK_IN_PROGRESS_LABEL", &config.in_progress_label),
         ("AFK_READY_FOR_HUMAN_LABEL", &config.ready_for_human_label),
         ("AFK_STOP_LABEL", &config.stop_label),
+        ("AFK_READY_FOR_REVIEW_LABEL", &config.ready_for_review_label),
     ];
     let mut errors = Vec::new();
     for (i, (key, label)) in labels.iter().enumerate() {
@@ -419,7 +509,8 @@ fn distinct_labels(config: &Config) -> Vec<ConfigError> {
                 expected: match *other {
                     "AFK_READY_LABEL" => "a label other than AFK_READY_LABEL's",
                     "AFK_IN_PROGRESS_LABEL" => "a label other than AFK_IN_PROGRESS_LABEL's",
-                    _ => "a label other than AFK_READY_FOR_HUMAN_LABEL's",
+                    "AFK_READY_FOR_HUMAN_LABEL" => "a label other than AFK_READY_FOR_HUMAN_LABEL's",
+                    _ => "a label other than AFK_STOP_LABEL's",
                 },
             });
         }
@@ -541,6 +632,9 @@ mod tests {
             ("AFK_RATE_FLOOR", "40"),
             ("AFK_MAX_RUNS", "7"),
             ("AFK_MAX_DISPATCH_PER_TICK", "2"),
+            ("AFK_LAND", "pull-request"),
+            ("AFK_LAND_REPOS", "web=push"),
+            ("AFK_MERGE_METHOD", "rebase"),
             ("PATH", "/usr/bin"),
         ])
         .unwrap();
@@ -553,6 +647,7 @@ mod tests {
                 in_progress_label: "busy".into(),
                 ready_for_human_label: "human".into(),
                 stop_label: "halt-now".into(),
+                ready_for_review_label: "ready-for-review".into(),
                 fix_forward_max_attempts: 2,
                 fix_forward_max_seconds: 60,
                 prepush_max_seconds: 120,
@@ -560,13 +655,18 @@ mod tests {
                 rate_floor: 40,
                 max_runs: Some(7),
                 max_dispatch_per_tick: Some(2),
+                land: LandMode::PullRequest,
+                land_repos: vec![("web".into(), LandMode::Push)],
+                merge_method: MergeMethod::Rebase,
                 winding_down: Vec::new(),
             }
         );
+        assert_eq!(config.land_mode("infra"), LandMode::PullRequest);
+        assert_eq!(config.land_mode("acme/web"), LandMode::Push);
         assert!(config.allows("Infra"));
         assert!(!config.allows("evil/infra"));
         // The KEYS table names exactly the keys the parser reads.
-        assert_eq!(KEYS.len(), 13);
+        assert_eq!(KEYS.len(), 17);
     }
 
     #[test]
@@ -651,5 +751,23 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn land_repos_read_pairs_and_name_the_bad_entry() {
+        assert_eq!(
+            parse_land_repos("infra=pull-request, acme/web=push,infra=push").unwrap(),
+            vec![
+                ("acme/web".to_owned(), LandMode::Push),
+                ("infra".to_owned(), LandMode::Push)
+            ]
+        );
+        assert_eq!(parse_land_repos("").unwrap(), vec![]);
+        assert_eq!(
+            parse_land_repos("infra=pull-request,web").unwrap_err(),
+            "web"
+        );
+        assert_eq!(parse_land_repos("infra=merge").unwrap_err(), "infra=merge");
+        assert_eq!(parse_land_repos("../x=push").unwrap_err(), "../x=push");
     }
 }

@@ -23,6 +23,8 @@
 //!   what those reads prove;
 //! - [`ci`]: the CI/deploy stages and their pure fold into one verdict;
 //! - [`doorbell`]: terminal doorbells and fanning them out to notifiers;
+//! - [`land`]: how a change lands (a push, or a pull request afk opens and
+//!   merges), the run's branch, what a pull request's state means;
 //! - [`health`]: when the loop itself cannot work, which doorbell rings, once
 //!   per cause;
 //! - [`prompt`]: the versioned text afk sends to agents;
@@ -39,6 +41,7 @@ pub mod config;
 pub mod dispatch;
 pub mod doorbell;
 pub mod health;
+pub mod land;
 pub mod machine;
 pub mod ports;
 pub mod prompt;

@@ -6,6 +6,10 @@
 //! every rule of the watcher is here (the kill switch, the busy agent, the
 //! same thread or a new one), none is in the tick.
 //!
+//! This file is long because its table tests and property tests state every
+//! row again, independently of the code; the machine itself is about 550
+//! lines.
+//!
 //! First match wins:
 //!
 //! | # | condition | action |
@@ -24,19 +28,34 @@
 //! | 12 | nothing pushed, seconds since dispatch ≥ prepush max | `EscalatePrepush` |
 //! | 13 | otherwise | `Wait` |
 //!
+//! A run that lands through a pull request (`RunState::pull` is set) keeps
+//! rows 1, 2, 4 to 13 (its commit is the pull request's head, or the run's
+//! branch before one exists), and adds, once something is pushed:
+//!
+//! | # | condition | action |
+//! | --- | --- | --- |
+//! | 14 | no pull request yet | `OpenPullRequest` |
+//! | 15 | merged, CI/deploy green on the merge commit | `CloseSuccess` |
+//! | 16 | merged, red on the merge commit | `FreezeEscalate` (a human fixes the default branch) |
+//! | 17 | closed without merging | `EscalatePrepush` (handed back) |
+//! | 18 | open, green, a corrective turn for this head still running | `Wait` |
+//! | 19 | open, green, conflicting or behind the default branch | `FixForward` (merge it and resolve), within the budget |
+//! | 20 | open, green, a trusted reviewer requested changes | `FixForward` (the review's text), within the budget |
+//! | 21 | open, green, a human's review required (or the rules block it) | `HandOverForReview` once, then `Wait` |
+//! | 22 | open, green, mergeability not computed yet | `Wait` |
+//! | 23 | open, green, mergeable, kill switch on | `Wait` (paused) |
+//! | 24 | open, green, mergeable | `Merge` |
+//!
 //! Row 4 is what keeps a CronJob that ticks every minute from sending a new
 //! corrective turn for the same red commit on every tick and burning the whole
 //! budget in minutes. A corrective turn goes to the same thread when it is
 //! live and idle (it keeps its context), and to a new thread (attempt + 1)
 //! when the old one errored, waits on a question, or is gone.
-//!
-//! This file is long because its table tests and property tests state every
-//! row again, independently of the code; the machine itself is about 450
-//! lines.
 
 use std::fmt;
 
 use crate::config::Config;
+use crate::land::{Mergeable, PullFacts, PullState, ReviewState};
 use crate::types::{CiStatus, ThreadStatus};
 
 /// Everything the state machine looks at for one run.
@@ -73,6 +92,9 @@ pub struct RunState {
     pub seconds_since_dispatch: u64,
     /// Seconds since the loop first saw the newest pushed commit.
     pub seconds_since_push_seen: u64,
+    /// The run lands through a pull request: what its pull request is
+    /// (`None`: it lands by a push to the default branch).
+    pub pull: Option<PullFacts>,
 }
 
 impl RunState {
@@ -118,6 +140,12 @@ pub enum ActionKind {
     Stop,
     /// The outcome is recorded: finish its clean-up.
     Finish,
+    /// The run's branch has a commit: open its pull request.
+    OpenPullRequest,
+    /// The pull request is green and mergeable: merge it.
+    Merge,
+    /// The pull request needs a human's review: hand it over.
+    HandOverForReview,
 }
 
 impl ActionKind {
@@ -131,6 +159,9 @@ impl ActionKind {
             ActionKind::EscalatePrepush => "escalate_prepush",
             ActionKind::Stop => "stop",
             ActionKind::Finish => "finish",
+            ActionKind::OpenPullRequest => "open_pull_request",
+            ActionKind::Merge => "merge",
+            ActionKind::HandOverForReview => "hand_over_review",
         }
     }
 }
@@ -163,6 +194,10 @@ pub enum WaitReason {
     },
     /// The CI verdict was not read.
     CiUnknown,
+    /// The pull request waits for a human's review (handed over).
+    ReviewWaiting,
+    /// GitHub has not computed whether the pull request can be merged.
+    MergeabilityUnknown,
     /// The agent is still working and has not pushed yet.
     AgentWorking {
         /// Seconds since dispatch.
@@ -188,6 +223,18 @@ pub enum Turn {
         attempt: u32,
     },
 }
+/// What a corrective turn answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Corrective {
+    /// CI (or deploy, or rollout) is red on the pushed commit.
+    RedCi,
+    /// The pull request's branch conflicts with (or is behind) the default
+    /// branch: merge it and resolve.
+    Conflict,
+    /// A trusted reviewer requested changes.
+    ChangesRequested,
+}
+
 /// Why a run is handed to a human.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Escalation {
@@ -211,6 +258,11 @@ pub enum Escalation {
         /// The cap.
         cap: u64,
     },
+    /// The pull request was closed without being merged.
+    PullRequestClosed,
+    /// The pull request was merged, and CI (or deploy) is red on the merge
+    /// commit on the default branch.
+    RedAfterMerge,
     /// CI stayed red and the fix-forward budget is spent.
     FixForwardBudgetSpent {
         /// Corrective turns sent.
@@ -243,6 +295,12 @@ impl fmt::Display for Escalation {
             Escalation::CiNeverStarted { seconds, cap } => write!(
                 f,
                 "CI never started: no signal {seconds}s after the push was seen (cap {cap}s)"
+            ),
+            Escalation::PullRequestClosed => f.write_str(
+                "the pull request was closed without being merged: handed back (it is left as it is)",
+            ),
+            Escalation::RedAfterMerge => f.write_str(
+                "the pull request was merged, and CI is red on the merge commit of the default branch",
             ),
             Escalation::FixForwardBudgetSpent {
                 attempts,
@@ -278,6 +336,12 @@ impl fmt::Display for WaitReason {
             WaitReason::CiUnknown => {
                 f.write_str("the CI verdict of the pushed commit is not known yet")
             }
+            WaitReason::ReviewWaiting => f.write_str(
+                "the pull request waits for a human's review (it lands when merged, and is handed back if closed)",
+            ),
+            WaitReason::MergeabilityUnknown => {
+                f.write_str("the pull request is green; GitHub is still computing whether it can be merged")
+            }
             WaitReason::AgentWorking { seconds, cap } => write!(
                 f,
                 "the agent is working, nothing pushed yet ({seconds}s of {cap}s)"
@@ -300,6 +364,8 @@ pub enum Action {
         attempt: u32,
         /// The same thread or a new one.
         turn: Turn,
+        /// What it answers.
+        why: Corrective,
     },
     /// Freeze the run and hand it to a human.
     FreezeEscalate(Escalation),
@@ -311,6 +377,13 @@ pub enum Action {
     /// The outcome is already recorded: finish the clean-up (labels,
     /// doorbell, lock) without deciding again.
     Finish,
+    /// Open the run's pull request (or adopt the one open for its branch).
+    OpenPullRequest,
+    /// Merge the pull request (`AFK_MERGE_METHOD`).
+    Merge,
+    /// Hand the pull request over for a human's review: the review label
+    /// and a doorbell, once; the run then waits for the merge.
+    HandOverForReview,
 }
 
 impl Action {
@@ -324,6 +397,9 @@ impl Action {
             Action::EscalatePrepush(_) => ActionKind::EscalatePrepush,
             Action::Stop => ActionKind::Stop,
             Action::Finish => ActionKind::Finish,
+            Action::OpenPullRequest => ActionKind::OpenPullRequest,
+            Action::Merge => ActionKind::Merge,
+            Action::HandOverForReview => ActionKind::HandOverForReview,
         }
     }
 
@@ -340,16 +416,30 @@ impl Action {
         match self {
             Action::Wait(w) => w.to_string(),
             Action::CloseSuccess => "CI is green on the pushed commit".to_owned(),
-            Action::FixForward { attempt, turn } => {
+            Action::FixForward { attempt, turn, why } => {
                 let to = match turn {
                     Turn::SameThread { .. } => "to the same thread",
                     Turn::NewThread { .. } => "to a new thread",
                 };
-                format!("CI is red on the pushed commit: corrective turn {attempt}, {to}")
+                let what = match why {
+                    Corrective::RedCi => "CI is red on the pushed commit",
+                    Corrective::Conflict => {
+                        "the pull request's branch conflicts with the default branch"
+                    }
+                    Corrective::ChangesRequested => "a reviewer requested changes",
+                };
+                format!("{what}: corrective turn {attempt}, {to}")
             }
             Action::FreezeEscalate(e) | Action::EscalatePrepush(e) => e.to_string(),
             Action::Stop => "the stop label is on the issue: the run is stopped".to_owned(),
             Action::Finish => "the outcome is recorded: finishing its clean-up".to_owned(),
+            Action::OpenPullRequest => {
+                "the run's branch has a commit: opening its pull request".to_owned()
+            }
+            Action::Merge => "the pull request is green and mergeable: merging it".to_owned(),
+            Action::HandOverForReview => {
+                "the pull request is green and needs a human's review: handing it over".to_owned()
+            }
         }
     }
 }
@@ -364,6 +454,12 @@ pub fn next_action_with_rule(state: &RunState, config: &Config) -> (u8, Action) 
     if s.stop_requested {
         return (2, Action::Stop);
     }
+    if s.pushed
+        && let Some(pull) = s.pull
+        && let Some(decided) = landing(s, &pull, config)
+    {
+        return decided;
+    }
     if s.pushed {
         match s.ci_status {
             Some(CiStatus::Green) => return (3, Action::CloseSuccess),
@@ -371,41 +467,8 @@ pub fn next_action_with_rule(state: &RunState, config: &Config) -> (u8, Action) 
                 if s.corrective_turn_for_this_commit && s.agent_busy() {
                     return (4, Action::Wait(WaitReason::CorrectiveTurnRunning));
                 }
-                if s.fix_forward_attempts < config.fix_forward_max_attempts
-                    && s.seconds_since_first_red < config.fix_forward_max_seconds
-                {
-                    if s.kill_switch {
-                        return (5, Action::Wait(WaitReason::Paused));
-                    }
-                    if s.agent_busy() {
-                        return (6, Action::Wait(WaitReason::AgentBusy));
-                    }
-                    let turn = if s.thread_status == Some(ThreadStatus::Idle) && !s.thread_gone {
-                        Turn::SameThread {
-                            step: s.thread_turns.saturating_add(1),
-                        }
-                    } else {
-                        Turn::NewThread {
-                            attempt: s.attempt.saturating_add(1),
-                        }
-                    };
-                    return (
-                        7,
-                        Action::FixForward {
-                            attempt: s.fix_forward_attempts.saturating_add(1),
-                            turn,
-                        },
-                    );
-                }
-                return (
-                    8,
-                    Action::FreezeEscalate(Escalation::FixForwardBudgetSpent {
-                        attempts: s.fix_forward_attempts,
-                        max_attempts: config.fix_forward_max_attempts,
-                        seconds: s.seconds_since_first_red,
-                        max_seconds: config.fix_forward_max_seconds,
-                    }),
-                );
+                return corrective(s, config, Corrective::RedCi, 7)
+                    .unwrap_or_else(|spent| (8, Action::FreezeEscalate(spent)));
             }
             Some(CiStatus::NoSignal) => {
                 if s.seconds_since_push_seen >= config.ci_start_max_seconds {
@@ -456,6 +519,108 @@ pub fn next_action_with_rule(state: &RunState, config: &Config) -> (u8, Action) 
             cap: config.prepush_max_seconds,
         }),
     )
+}
+
+/// Rows 14 to 24: a run landing through `pull`, once something is pushed.
+/// `None` where the push rows decide as for a direct push (CI red, pending
+/// or not started on an open pull request's head).
+fn landing(s: &RunState, pull: &PullFacts, config: &Config) -> Option<(u8, Action)> {
+    if !pull.opened {
+        return Some((14, Action::OpenPullRequest));
+    }
+    match pull.state {
+        PullState::Merged => {
+            return match s.ci_status {
+                Some(CiStatus::Green) => Some((15, Action::CloseSuccess)),
+                Some(CiStatus::Red) => {
+                    Some((16, Action::FreezeEscalate(Escalation::RedAfterMerge)))
+                }
+                // Not started, pending or unread: rows 9 and 10 as for a push.
+                _ => None,
+            };
+        }
+        PullState::ClosedUnmerged => {
+            return Some((17, Action::EscalatePrepush(Escalation::PullRequestClosed)));
+        }
+        PullState::Open => {}
+    }
+    if s.ci_status != Some(CiStatus::Green) {
+        return None;
+    }
+    if s.corrective_turn_for_this_commit && s.agent_busy() {
+        return Some((18, Action::Wait(WaitReason::CorrectiveTurnRunning)));
+    }
+    let freeze = |spent| Action::FreezeEscalate(spent);
+    if matches!(pull.mergeable, Mergeable::Conflicting | Mergeable::Behind) {
+        return Some(
+            corrective(s, config, Corrective::Conflict, 19).unwrap_or_else(|e| (19, freeze(e))),
+        );
+    }
+    if pull.review == ReviewState::ChangesRequested {
+        return Some(
+            corrective(s, config, Corrective::ChangesRequested, 20)
+                .unwrap_or_else(|e| (20, freeze(e))),
+        );
+    }
+    if pull.review == ReviewState::Required || pull.mergeable == Mergeable::Blocked {
+        return Some(if pull.handed_over {
+            (21, Action::Wait(WaitReason::ReviewWaiting))
+        } else {
+            (21, Action::HandOverForReview)
+        });
+    }
+    if pull.mergeable == Mergeable::Unknown {
+        return Some((22, Action::Wait(WaitReason::MergeabilityUnknown)));
+    }
+    if s.kill_switch {
+        return Some((23, Action::Wait(WaitReason::Paused)));
+    }
+    Some((24, Action::Merge))
+}
+
+/// A corrective turn for `why`, decided as rows 5 to 7 decide (paused by
+/// the kill switch, waiting for a busy agent, else sent to the same thread
+/// when it is live and idle, to a new one otherwise), under rule number
+/// `rule`; `Err` with the escalation when the fix-forward budget is spent.
+fn corrective(
+    s: &RunState,
+    config: &Config,
+    why: Corrective,
+    rule: u8,
+) -> Result<(u8, Action), Escalation> {
+    if s.fix_forward_attempts >= config.fix_forward_max_attempts
+        || s.seconds_since_first_red >= config.fix_forward_max_seconds
+    {
+        return Err(Escalation::FixForwardBudgetSpent {
+            attempts: s.fix_forward_attempts,
+            max_attempts: config.fix_forward_max_attempts,
+            seconds: s.seconds_since_first_red,
+            max_seconds: config.fix_forward_max_seconds,
+        });
+    }
+    if s.kill_switch {
+        return Ok((
+            if why == Corrective::RedCi { 5 } else { rule },
+            Action::Wait(WaitReason::Paused),
+        ));
+    }
+    if s.agent_busy() {
+        return Ok((
+            if why == Corrective::RedCi { 6 } else { rule },
+            Action::Wait(WaitReason::AgentBusy),
+        ));
+    }
+    let turn = if s.thread_status == Some(ThreadStatus::Idle) && !s.thread_gone {
+        Turn::SameThread {
+            step: s.thread_turns.saturating_add(1),
+        }
+    } else {
+        Turn::NewThread {
+            attempt: s.attempt.saturating_add(1),
+        }
+    };
+    let attempt = s.fix_forward_attempts.saturating_add(1);
+    Ok((rule, Action::FixForward { attempt, turn, why }))
 }
 
 /// What to do next with a run. Total: every state has exactly one answer.
@@ -705,7 +870,8 @@ mod tests {
             same,
             Action::FixForward {
                 attempt: 1,
-                turn: Turn::SameThread { step: 3 }
+                turn: Turn::SameThread { step: 3 },
+                why: Corrective::RedCi,
             }
         );
         for (status, gone) in [
@@ -728,7 +894,8 @@ mod tests {
                 new,
                 Action::FixForward {
                     attempt: 2,
-                    turn: Turn::NewThread { attempt: 2 }
+                    turn: Turn::NewThread { attempt: 2 },
+                    why: Corrective::RedCi,
                 },
                 "{status:?} gone={gone}"
             );
@@ -806,8 +973,220 @@ mod tests {
                     seconds_since_first_red: red,
                     seconds_since_dispatch: dispatch,
                     seconds_since_push_seen: push,
+                    pull: None,
                 },
             )
+    }
+
+    fn pull(state: PullState, mergeable: Mergeable, review: ReviewState) -> PullFacts {
+        PullFacts {
+            opened: true,
+            state,
+            mergeable,
+            review,
+            handed_over: false,
+        }
+    }
+
+    fn landing_state(ci: CiStatus, p: PullFacts) -> RunState {
+        RunState {
+            pull: Some(p),
+            ..pushed(ci)
+        }
+    }
+
+    #[test]
+    fn every_landing_row() {
+        use ActionKind::*;
+        use Mergeable as M;
+        use PullState as P;
+        use ReviewState as R;
+        let open = |m, r| pull(P::Open, m, r);
+        // Nothing pushed yet: the push rows (the agent works).
+        let mut s = landing_state(CiStatus::Green, PullFacts::NONE);
+        s.pushed = false;
+        s.thread_status = Some(ThreadStatus::Running);
+        check(s, 13, Wait);
+        // 14: pushed, no pull request, whatever CI says.
+        check(
+            landing_state(CiStatus::Red, PullFacts::NONE),
+            14,
+            OpenPullRequest,
+        );
+        // 15-16: merged (by anyone): the merge commit's verdict decides.
+        check(
+            landing_state(CiStatus::Green, pull(P::Merged, M::Unknown, R::None)),
+            15,
+            CloseSuccess,
+        );
+        check(
+            landing_state(CiStatus::Red, pull(P::Merged, M::Clean, R::None)),
+            16,
+            FreezeEscalate,
+        );
+        check(
+            landing_state(CiStatus::Pending, pull(P::Merged, M::Clean, R::None)),
+            10,
+            Wait,
+        );
+        // 17: closed unmerged: handed back, as needs-human.
+        let (rule, closed) = next_action_with_rule(
+            &landing_state(CiStatus::Green, pull(P::ClosedUnmerged, M::Clean, R::None)),
+            &config(),
+        );
+        assert_eq!(
+            (rule, closed),
+            (17, Action::EscalatePrepush(Escalation::PullRequestClosed))
+        );
+        // Open and red: the push rows fix forward on the same branch.
+        check(
+            landing_state(CiStatus::Red, open(M::Clean, R::None)),
+            7,
+            FixForward,
+        );
+        check(
+            landing_state(CiStatus::Pending, open(M::Clean, R::None)),
+            10,
+            Wait,
+        );
+        // 18: a corrective turn for this head still running.
+        let mut busy = landing_state(CiStatus::Green, open(M::Conflicting, R::None));
+        busy.corrective_turn_for_this_commit = true;
+        busy.thread_status = Some(ThreadStatus::Running);
+        check(busy, 18, Wait);
+        // 19: conflicting or behind: a corrective turn, within the budget.
+        for m in [M::Conflicting, M::Behind] {
+            let (rule, action) =
+                next_action_with_rule(&landing_state(CiStatus::Green, open(m, R::None)), &config());
+            assert_eq!(rule, 19);
+            assert!(
+                matches!(
+                    action,
+                    Action::FixForward {
+                        why: Corrective::Conflict,
+                        ..
+                    }
+                ),
+                "{action:?}"
+            );
+        }
+        let mut spent = landing_state(CiStatus::Green, open(M::Conflicting, R::None));
+        spent.fix_forward_attempts = 3;
+        check(spent, 19, FreezeEscalate);
+        // 20: changes requested by a trusted reviewer.
+        let (rule, action) = next_action_with_rule(
+            &landing_state(CiStatus::Green, open(M::Blocked, R::ChangesRequested)),
+            &config(),
+        );
+        assert_eq!(rule, 20);
+        assert!(matches!(
+            action,
+            Action::FixForward {
+                why: Corrective::ChangesRequested,
+                ..
+            }
+        ));
+        // 21: a human's review: handed over once, then waits.
+        check(
+            landing_state(CiStatus::Green, open(M::Blocked, R::Required)),
+            21,
+            HandOverForReview,
+        );
+        check(
+            landing_state(CiStatus::Green, open(M::Blocked, R::None)),
+            21,
+            HandOverForReview,
+        );
+        let mut handed = open(M::Blocked, R::Required);
+        handed.handed_over = true;
+        check(landing_state(CiStatus::Green, handed), 21, Wait);
+        // 22: not computed yet.
+        check(
+            landing_state(CiStatus::Green, open(M::Unknown, R::None)),
+            22,
+            Wait,
+        );
+        // 23: the kill switch holds a merge.
+        let mut paused = landing_state(CiStatus::Green, open(M::Clean, R::Approved));
+        paused.kill_switch = true;
+        check(paused, 23, Wait);
+        // 24: green and mergeable: merged.
+        check(
+            landing_state(CiStatus::Green, open(M::Clean, R::Approved)),
+            24,
+            Merge,
+        );
+        check(
+            landing_state(CiStatus::Green, open(M::Clean, R::None)),
+            24,
+            Merge,
+        );
+        // The stop label and a recorded outcome still come first.
+        let mut stopped = landing_state(CiStatus::Green, open(M::Clean, R::None));
+        stopped.stop_requested = true;
+        check(stopped, 2, Stop);
+    }
+
+    fn arb_pull() -> impl Strategy<Value = Option<PullFacts>> {
+        let state = prop::sample::select(vec![
+            PullState::Open,
+            PullState::Merged,
+            PullState::ClosedUnmerged,
+        ]);
+        let mergeable = prop::sample::select(vec![
+            Mergeable::Clean,
+            Mergeable::Conflicting,
+            Mergeable::Behind,
+            Mergeable::Blocked,
+            Mergeable::Unknown,
+        ]);
+        let review = prop::sample::select(vec![
+            ReviewState::None,
+            ReviewState::Approved,
+            ReviewState::ChangesRequested,
+            ReviewState::Required,
+        ]);
+        prop::option::of(
+            (any::<bool>(), state, mergeable, review, any::<bool>()).prop_map(
+                |(opened, state, mergeable, review, handed_over)| PullFacts {
+                    opened,
+                    state,
+                    mergeable,
+                    review,
+                    handed_over,
+                },
+            ),
+        )
+    }
+
+    proptest! {
+        /// Whatever a pull request's facts, afk merges only an open, green,
+        /// mergeable pull request with the kill switch off and no change
+        /// requested; closes the issue only once it is merged and green; and
+        /// never opens a second pull request.
+        #[test]
+        fn landing_never_merges_or_closes_early(s in arb_state(), p in arb_pull()) {
+            let s = RunState { pull: p, ..s };
+            let action = next_action(&s, &config());
+            if let Some(p) = p {
+                if action == Action::Merge {
+                    prop_assert!(s.pushed && p.opened && p.state == PullState::Open);
+                    prop_assert_eq!(s.ci_status, Some(CiStatus::Green));
+                    prop_assert_eq!(p.mergeable, Mergeable::Clean);
+                    prop_assert!(p.review != ReviewState::ChangesRequested && p.review != ReviewState::Required);
+                    prop_assert!(!s.kill_switch && !s.stop_requested && !s.outcome_recorded);
+                }
+                if action == Action::CloseSuccess {
+                    prop_assert!(p.opened && p.state == PullState::Merged);
+                    prop_assert_eq!(s.ci_status, Some(CiStatus::Green));
+                }
+                if action == Action::OpenPullRequest {
+                    prop_assert!(!p.opened && s.pushed);
+                }
+            } else {
+                prop_assert!(!matches!(action, Action::Merge | Action::OpenPullRequest | Action::HandOverForReview));
+            }
+        }
     }
 
     proptest! {

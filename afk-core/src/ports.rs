@@ -163,6 +163,10 @@ pub struct PushedCommit {
     pub committed_at: Option<Timestamp>,
 }
 
+// The pull-request values cross the tracker port too; they live with the
+// landing rules that read them.
+pub use crate::land::{MergeOutcome, NewPull, PullRequest, Review, ReviewVerdict};
+
 /// How an issue was last closed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Closure {

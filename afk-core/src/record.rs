@@ -75,8 +75,11 @@ impl Outcome {
     /// The outcome of an escalation: `Frozen` once something was pushed,
     /// `NeedsHuman` before.
     pub fn from_escalation(escalation: Escalation, pushed: bool) -> Self {
+        // A pull request closed unmerged is handed back: the human decided
+        // on the change, nothing red waits for a fix.
+        let frozen = pushed && escalation != Escalation::PullRequestClosed;
         Outcome {
-            kind: if pushed {
+            kind: if frozen {
                 OutcomeKind::Frozen
             } else {
                 OutcomeKind::NeedsHuman
@@ -127,6 +130,34 @@ pub struct RunRecord {
     /// The part of `cost` spent by the run's earlier threads (a corrective
     /// turn on a new thread starts counting from zero).
     pub earlier_threads_cost: Option<Cost>,
+    /// The run lands through a pull request: its branch and pull request
+    /// (`None`: it lands by a push to the default branch).
+    pub landing: Option<Landing>,
+}
+
+/// What the record keeps of a run that lands through a pull request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Landing {
+    /// The run's branch (`crate::land::run_branch`), fixed at dispatch.
+    pub branch: String,
+    /// Its pull request, once opened or adopted.
+    pub pull_request: Option<u64>,
+    /// Whether it was handed over for a human's review (label and doorbell).
+    pub handed_over: bool,
+    /// The newest review requesting changes that a corrective turn answered.
+    pub answered_review: Option<u64>,
+}
+
+impl Landing {
+    /// A run about to work on `branch`.
+    pub fn on(branch: impl Into<String>) -> Self {
+        Landing {
+            branch: branch.into(),
+            pull_request: None,
+            handed_over: false,
+            answered_review: None,
+        }
+    }
 }
 
 impl RunRecord {
@@ -148,6 +179,7 @@ impl RunRecord {
             notified: false,
             cost: None,
             earlier_threads_cost: None,
+            landing: None,
         }
     }
 }
@@ -235,7 +267,12 @@ impl RunRecord {
                 Some(Outcome::from_escalation(*e, self.commit.is_some()))
             }
             Action::Stop => Some(Outcome::stopped(by)),
-            Action::Wait(_) | Action::FixForward { .. } | Action::Finish => None,
+            Action::Wait(_)
+            | Action::FixForward { .. }
+            | Action::Finish
+            | Action::OpenPullRequest
+            | Action::Merge
+            | Action::HandOverForReview => None,
         }
     }
 }

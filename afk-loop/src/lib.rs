@@ -29,6 +29,8 @@
 //!   `afk halt`);
 //! - [`runs`]: finding the runs in flight (the watcher's and `afk runs`'
 //!   view);
+//! - `land`: a run landing through a pull request (its facts, and opening,
+//!   merging or handing it over for review);
 //! - [`progress`]: writing the progress comment and finishing a recorded
 //!   outcome (labels, doorbell, lock), shared by the watcher and the stop;
 //! - [`report`]: the report's closed vocabulary.
@@ -36,6 +38,7 @@
 //! It does not talk to any service itself (the adapters do), decide policy
 //! (the core does), or read the environment (the binaries do).
 
+pub(crate) mod land;
 pub mod poll;
 pub mod ports;
 pub mod progress;

@@ -6,10 +6,12 @@ use std::collections::BTreeMap;
 
 use afk_core::Config;
 use afk_core::dispatch::{hold_for_capacity, hold_for_limits, plan_dispatch};
+use afk_core::land::{LandMode, run_branch};
 use afk_core::ports::{
     ExecutorSnapshot, PortError, PortResult, RepoScan, ThreadSpec, TrackedIssue,
 };
-use afk_core::prompt::{ApprovedTask, one_line, opening_prompt};
+use afk_core::prompt::{ApprovedTask, Branches, one_line, opening_prompt};
+use afk_core::record::Landing;
 use afk_core::record::RunRecord;
 use afk_core::types::{Issue, LabelTrust, Phase, blocked_by_refs, priority_from_labels};
 
@@ -455,6 +457,12 @@ async fn dispatch_one(
     };
     let branch = ports.tracker.default_branch(repo).await?;
     record.turn_sent_at = Some(record.dispatched_at);
+    // Where the change lands is fixed at dispatch: a setting changed
+    // mid-run does not move a run's work to another branch.
+    if record.landing.is_none() && config.land_mode(repo) == LandMode::PullRequest {
+        record.landing = Some(Landing::on(run_branch(number, &issue.title)));
+    }
+    let run_branch = record.landing.as_ref().map(|l| l.branch.clone());
     // The record first, the thread second. The thread id is deterministic,
     // so the record can name it before it exists; and once the thread exists
     // the agent is at work, so the dispatch time must already be durable: a
@@ -487,7 +495,10 @@ async fn dispatch_one(
             title: &issue.title,
             body: &issue.body,
             comments: &comments,
-            branch: &branch,
+            branches: Branches {
+                base: &branch,
+                run: run_branch.as_deref(),
+            },
         }),
         created_at: record.dispatched_at,
     };

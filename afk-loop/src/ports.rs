@@ -15,9 +15,11 @@
 use afk_core::Timestamp;
 use afk_core::ci::{CiVerdict, CommitRef, Stage, StageReport, StageVerdict, fold};
 use afk_core::doorbell::{Doorbell, Message};
+use afk_core::land::MergeMethod;
 use afk_core::ports::{
-    ApprovedComment, Closure, Comment, ExecutorSnapshot, PortError, PortResult, PushedCommit,
-    RateBudget, RepoScan, ThreadSpec, TrackedIssue, Trust, WatchedThread,
+    ApprovedComment, Closure, Comment, ExecutorSnapshot, MergeOutcome, NewPull, PortError,
+    PortResult, PullRequest, PushedCommit, RateBudget, RepoScan, Review, ThreadSpec, TrackedIssue,
+    Trust, WatchedThread,
 };
 use afk_core::trust::LabelEvent;
 use async_trait::async_trait;
@@ -150,6 +152,37 @@ pub trait Tracker: Send + Sync {
         since: Timestamp,
         issue: u64,
     ) -> PortResult<Vec<PushedCommit>>;
+
+    /// The newest pull request whose head is `branch` of the repository
+    /// itself (open, merged or closed), `None` when there is none.
+    async fn pull_for_branch(&self, repo: &str, branch: &str) -> PortResult<Option<PullRequest>>;
+
+    /// One pull request, with whether it can be merged now.
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown number.
+    async fn pull_request(&self, repo: &str, number: u64) -> PortResult<PullRequest>;
+
+    /// Opens a pull request. One already open for the same head is
+    /// answered with that one (a re-run after a crash opens no second).
+    async fn create_pull(&self, repo: &str, new: &NewPull) -> PortResult<PullRequest>;
+
+    /// The pull request's reviews, oldest first, each with whether its
+    /// author is trusted.
+    async fn reviews(&self, repo: &str, number: u64) -> PortResult<Vec<Review>>;
+
+    /// Merges the pull request if its head is still `head_sha`.
+    ///
+    /// # Errors
+    /// A failed call; a refusal by the repository's rules or a moved head
+    /// is an answer ([`MergeOutcome`]), not an error.
+    async fn merge_pull(
+        &self,
+        repo: &str,
+        number: u64,
+        head_sha: &str,
+        method: MergeMethod,
+    ) -> PortResult<MergeOutcome>;
 
     /// Requests made so far (for the tick summary).
     fn api_calls(&self) -> u64 {

@@ -125,6 +125,13 @@ pub(crate) async fn finish(
         let phase = progress_phase(&run.record, verdict);
         write(ports, run, branch, phase, options).await?;
     }
+    // The run's pull request is left as it is (a human may be reviewing
+    // it), only afk's own labels come off it.
+    if let Some(pull) = run.record.landing.as_ref().and_then(|l| l.pull_request) {
+        for label in [&config.in_progress_label, &config.ready_for_review_label] {
+            tracker.remove_label(&repo, pull, label).await?;
+        }
+    }
     // Last: while the label is on, the next tick comes back to finish.
     tracker
         .remove_label(&repo, number, &config.in_progress_label)

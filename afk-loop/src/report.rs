@@ -58,11 +58,17 @@ pub enum ReportAction {
     RateFloor,
     /// A recorded outcome's clean-up was finished.
     Finish,
+    /// A run's pull request was opened or adopted.
+    OpenPullRequest,
+    /// A run's pull request was merged (or the merge was refused).
+    Merge,
+    /// A run's pull request was handed over for a human's review.
+    HandOverForReview,
 }
 
 impl ReportAction {
     /// Every action.
-    pub const ALL: [ReportAction; 19] = [
+    pub const ALL: [ReportAction; 22] = [
         ReportAction::Start,
         ReportAction::Disabled,
         ReportAction::Paused,
@@ -82,6 +88,9 @@ impl ReportAction {
         ReportAction::Stop,
         ReportAction::RateFloor,
         ReportAction::Finish,
+        ReportAction::OpenPullRequest,
+        ReportAction::Merge,
+        ReportAction::HandOverForReview,
     ];
 
     /// Its name in the logs.
@@ -106,6 +115,9 @@ impl ReportAction {
             ReportAction::Stop => "stop",
             ReportAction::RateFloor => "rate_floor",
             ReportAction::Finish => "finish",
+            ReportAction::OpenPullRequest => "open_pull_request",
+            ReportAction::Merge => "merge",
+            ReportAction::HandOverForReview => "hand_over_review",
         }
     }
 }
@@ -126,6 +138,9 @@ impl From<ActionKind> for ReportAction {
             ActionKind::EscalatePrepush => ReportAction::EscalatePrepush,
             ActionKind::Stop => ReportAction::Stop,
             ActionKind::Finish => ReportAction::Finish,
+            ActionKind::OpenPullRequest => ReportAction::OpenPullRequest,
+            ActionKind::Merge => ReportAction::Merge,
+            ActionKind::HandOverForReview => ReportAction::HandOverForReview,
         }
     }
 }
@@ -290,6 +305,9 @@ mod tests {
             ActionKind::EscalatePrepush,
             ActionKind::Stop,
             ActionKind::Finish,
+            ActionKind::OpenPullRequest,
+            ActionKind::Merge,
+            ActionKind::HandOverForReview,
         ] {
             assert_eq!(ReportAction::from(kind).as_str(), kind.as_str());
         }

@@ -11,11 +11,12 @@
 
 use afk_core::Config;
 use afk_core::ci::{CiVerdict, CommitRef, Stage};
-use afk_core::machine::{Action, RunState, Turn, WaitReason, next_action};
+use afk_core::machine::{Action, Corrective, RunState, Turn, WaitReason, next_action};
 use afk_core::ports::{ExecutorSnapshot, PortError, PortResult, ThreadSpec, WatchedThread};
-use afk_core::prompt::corrective_prompt;
+use afk_core::prompt::{Branches, conflict_prompt, corrective_prompt, review_prompt};
 use afk_core::record::progress_phase;
 
+use crate::land::PullRead;
 use crate::poll::watch_disabled;
 use crate::ports::probe_stages;
 use crate::progress::{finish, write};
@@ -97,7 +98,7 @@ async fn gather(
     snapshot: Option<&ExecutorSnapshot>,
     run: &mut Run,
     branch: &str,
-) -> PortResult<(RunState, Option<CiVerdict>, Option<String>)> {
+) -> PortResult<(RunState, Option<CiVerdict>, Option<String>, PullRead)> {
     let record = &run.record;
     let (repo, number) = (run.issue.repo.as_str(), run.issue.number);
     let mut state = RunState {
@@ -110,7 +111,7 @@ async fn gather(
         ..RunState::default()
     };
     if state.outcome_recorded {
-        return Ok((state, None, None));
+        return Ok((state, None, None, PullRead::default()));
     }
     // A stop asked for during the run counts even if the label was removed
     // before this tick; so does a person closing the issue by hand.
@@ -138,33 +139,54 @@ async fn gather(
         (None, None) => None,
     };
     if state.settled() {
-        return Ok((state, None, stopped_by));
+        return Ok((state, None, stopped_by, PullRead::default()));
     }
     let snapshot = snapshot.ok_or_else(|| PortError::Transient {
         message: "no executor snapshot this tick".into(),
     })?;
     let now = ports.clock.now();
-    let commits = ports
+    // Landing through a pull request, the agent's commits are on the run's
+    // branch, which does not exist until it pushes.
+    let landing = run.record.landing.clone();
+    let target = landing.as_ref().map_or(branch, |l| l.branch.as_str());
+    let commits = match ports
         .tracker
-        .commits_with_trailer(repo, branch, run.record.dispatched_at, number)
-        .await?;
+        .commits_with_trailer(repo, target, run.record.dispatched_at, number)
+        .await
+    {
+        Err(PortError::NotFound { .. }) if landing.is_some() => Vec::new(),
+        other => other?,
+    };
+    let pull = crate::land::read(ports, run).await?;
+    let judged = pull
+        .commit_to_judge(commits.first().map(|c| c.sha.as_str()), target, branch)
+        .map(|(sha, on)| (sha.to_owned(), on.to_owned()));
     run.record
-        .observe_commit(commits.first().map(|c| c.sha.as_str()), now);
-    let verdict = match run.record.commit.clone() {
-        Some(sha) => {
+        .observe_commit(judged.as_ref().map(|(sha, _)| sha.as_str()), now);
+    let verdict = match (run.record.commit.clone(), judged) {
+        (Some(sha), Some((_, on))) => {
             let committed_at = commits
                 .iter()
                 .find(|c| c.sha == sha)
                 .and_then(|c| c.committed_at);
+            // A pull request's head is judged by its checks alone: nothing
+            // deploys or rolls out from a branch that has not landed.
+            let head_only = on != branch;
+            let stages: Vec<&dyn crate::ports::StageProbe> = ports
+                .stages
+                .iter()
+                .copied()
+                .filter(|s| !head_only || s.stage() == Stage::Build)
+                .collect();
             let commit = CommitRef {
                 repo: repo.to_owned(),
-                branch: branch.to_owned(),
+                branch: on,
                 sha,
                 committed_at,
             };
-            Some(probe_stages(ports.stages, &commit).await?)
+            Some(probe_stages(&stages, &commit).await?)
         }
-        None => None,
+        _ => None,
     };
     if let Some(v) = &verdict {
         run.record.observe_ci(v.status, now);
@@ -185,7 +207,8 @@ async fn gather(
     state.seconds_since_first_red = since(record.first_red_at);
     state.seconds_since_dispatch = now.seconds_since(record.dispatched_at);
     state.seconds_since_push_seen = since(record.commit_seen_at);
-    Ok((state, verdict, stopped_by))
+    state.pull = pull.facts;
+    Ok((state, verdict, stopped_by, pull))
 }
 
 /// The report vocabulary of an action (a paused wait is logged as paused).
@@ -206,7 +229,7 @@ async fn drive(
 ) -> PortResult<()> {
     let (repo, number) = (run.issue.repo.clone(), run.issue.number);
     let branch = ports.tracker.default_branch(&repo).await?;
-    let (state, verdict, stopped_by) = gather(ports, config, snapshot, run, &branch).await?;
+    let (state, verdict, stopped_by, pull) = gather(ports, config, snapshot, run, &branch).await?;
     let action = next_action(&state, config);
     let thread = run.record.thread_id.clone();
     let about = About::run(&repo, number, &thread);
@@ -272,7 +295,7 @@ async fn drive(
             )
             .await
         }
-        Action::FixForward { attempt, turn } => {
+        Action::FixForward { attempt, turn, why } => {
             if options.dry_run {
                 report.info(
                     about,
@@ -285,18 +308,35 @@ async fn drive(
                 message: "no executor snapshot this tick".into(),
             })?;
             let commit = run.record.commit.clone().unwrap_or_default();
-            let prompt = corrective_prompt(
-                &repo,
-                number,
-                &branch,
-                &commit,
-                verdict
-                    .as_ref()
-                    .and_then(|v| v.stage)
-                    .map_or("CI", Stage::as_str),
-                verdict.as_ref().and_then(|v| v.link.as_deref()),
-                verdict.as_ref().map_or("", |v| v.detail.as_str()),
-            );
+            let landing = run.record.landing.clone();
+            let branches = Branches {
+                base: &branch,
+                run: landing.as_ref().map(|l| l.branch.as_str()),
+            };
+            let pull_number = landing.as_ref().and_then(|l| l.pull_request).unwrap_or(0);
+            let prompt = match (why, &pull.review) {
+                (Corrective::Conflict, _) => conflict_prompt(&repo, number, branches, pull_number),
+                (Corrective::ChangesRequested, Some(review)) => review_prompt(
+                    &repo,
+                    number,
+                    branches,
+                    pull_number,
+                    review.author.as_deref().unwrap_or("a deleted account"),
+                    &review.body,
+                ),
+                _ => corrective_prompt(
+                    &repo,
+                    number,
+                    branches,
+                    &commit,
+                    verdict
+                        .as_ref()
+                        .and_then(|v| v.stage)
+                        .map_or("CI", Stage::as_str),
+                    verdict.as_ref().and_then(|v| v.link.as_deref()),
+                    verdict.as_ref().map_or("", |v| v.detail.as_str()),
+                ),
+            };
             let now = ports.clock.now();
             // Sent before it is recorded: the step (or the new thread's
             // deterministic id) makes a re-send after a crash a no-op.
@@ -322,13 +362,48 @@ async fn drive(
                 }
             };
             run.record.record_corrective_turn(turn, &thread_id, now);
+            if let (Corrective::ChangesRequested, Some(review), Some(l)) =
+                (why, &pull.review, run.record.landing.as_mut())
+            {
+                l.answered_review = Some(review.id);
+            }
             let phase = progress_phase(&run.record, verdict.as_ref());
             write(ports, run, &branch, phase, options).await?;
+            let what = match why {
+                Corrective::RedCi => format!("red commit {commit}"),
+                Corrective::Conflict => {
+                    format!("pull request #{pull_number}, which conflicts with `{branch}`")
+                }
+                Corrective::ChangesRequested => {
+                    format!("the changes requested on pull request #{pull_number}")
+                }
+            };
             report.info(
                 About::run(&repo, number, &thread_id),
                 ReportAction::FixForward,
-                format!("corrective turn {attempt} sent for red commit {commit}"),
+                format!("corrective turn {attempt} sent for {what}"),
             );
+            Ok(())
+        }
+        Action::OpenPullRequest | Action::Merge | Action::HandOverForReview => {
+            report.info(about, report_action(&action), action.reason());
+            if options.dry_run {
+                return Ok(());
+            }
+            match (action, pull.pull.as_ref()) {
+                (Action::OpenPullRequest, _) => {
+                    crate::land::open(ports, config, run, &branch, report).await?;
+                }
+                (Action::Merge, Some(p)) => {
+                    crate::land::merge(ports, config, run, p, report).await?
+                }
+                (Action::HandOverForReview, Some(p)) => {
+                    crate::land::hand_over(ports, config, run, p, report).await?;
+                }
+                _ => {}
+            }
+            let phase = progress_phase(&run.record, verdict.as_ref());
+            write(ports, run, &branch, phase, options).await?;
             Ok(())
         }
     }

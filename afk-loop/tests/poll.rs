@@ -92,6 +92,35 @@ impl Tracker for OneUnreadable {
     ) -> PortResult<Vec<PushedCommit>> {
         self.inner.commits_with_trailer(r, b, s, n).await
     }
+    async fn pull_for_branch(
+        &self,
+        r: &str,
+        b: &str,
+    ) -> PortResult<Option<afk_core::ports::PullRequest>> {
+        self.inner.pull_for_branch(r, b).await
+    }
+    async fn pull_request(&self, r: &str, n: u64) -> PortResult<afk_core::ports::PullRequest> {
+        self.inner.pull_request(r, n).await
+    }
+    async fn create_pull(
+        &self,
+        r: &str,
+        p: &afk_core::ports::NewPull,
+    ) -> PortResult<afk_core::ports::PullRequest> {
+        self.inner.create_pull(r, p).await
+    }
+    async fn reviews(&self, r: &str, n: u64) -> PortResult<Vec<afk_core::ports::Review>> {
+        self.inner.reviews(r, n).await
+    }
+    async fn merge_pull(
+        &self,
+        r: &str,
+        n: u64,
+        sha: &str,
+        m: afk_core::land::MergeMethod,
+    ) -> PortResult<afk_core::ports::MergeOutcome> {
+        self.inner.merge_pull(r, n, sha, m).await
+    }
 }
 
 #[tokio::test]

@@ -4,6 +4,7 @@
 // Helpers outside `#[test]` functions panic on a broken fixture on purpose.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod land;
 mod poll;
 mod stages;
 mod watch;

@@ -31,49 +31,9 @@ use crate::exit;
 /// `docs/operations.md`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct LoopArgs {
-    /// Master off switch (true/false). Default: true — the loop ships disabled.
-    #[arg(long, env = "AFK_KILL_SWITCH", hide_env_values = true)]
-    pub kill_switch: Option<String>,
-    /// Comma-separated repositories that may be automated. Default: empty.
-    #[arg(long, env = "AFK_ALLOWLIST", hide_env_values = true)]
-    pub allowlist: Option<String>,
-    /// The label that arms an issue. Default: ready-for-agent.
-    #[arg(long, env = "AFK_READY_LABEL", hide_env_values = true)]
-    pub ready_label: Option<String>,
-    /// The per-repository lock label. Default: agent-in-progress.
-    #[arg(long, env = "AFK_IN_PROGRESS_LABEL", hide_env_values = true)]
-    pub in_progress_label: Option<String>,
-    /// The label stamped when a run is handed back. Default: ready-for-human.
-    #[arg(long, env = "AFK_READY_FOR_HUMAN_LABEL", hide_env_values = true)]
-    pub ready_for_human_label: Option<String>,
-    /// The label that stops a run, whoever applies it. Default: afk-stop.
-    #[arg(long, env = "AFK_STOP_LABEL", hide_env_values = true)]
-    pub stop_label: Option<String>,
-    /// Corrective turns after a red CI. Default: 5.
-    #[arg(long, env = "AFK_FIX_FORWARD_MAX_ATTEMPTS", hide_env_values = true)]
-    pub fix_forward_max_attempts: Option<String>,
-    /// Seconds of fixing forward from the first red verdict. Default: 3600.
-    #[arg(long, env = "AFK_FIX_FORWARD_MAX_SECONDS", hide_env_values = true)]
-    pub fix_forward_max_seconds: Option<String>,
-    /// Seconds after which a run that pushed nothing is stalled. Default: 14400.
-    #[arg(long, env = "AFK_PREPUSH_MAX_SECONDS", hide_env_values = true)]
-    pub prepush_max_seconds: Option<String>,
-    /// Seconds after which a pushed commit with no CI signal is escalated. Default: 900.
-    #[arg(long, env = "AFK_CI_START_MAX_SECONDS", hide_env_values = true)]
-    pub ci_start_max_seconds: Option<String>,
-    /// Below this many GitHub requests or GraphQL points left, the poller
-    /// starts nothing new (the watcher carries on). Default: 500.
-    #[arg(long, env = "AFK_RATE_FLOOR", hide_env_values = true)]
-    pub rate_floor: Option<String>,
-    /// At most this many runs in flight at once, across every repository. Default: no limit.
-    #[arg(long, env = "AFK_MAX_RUNS", hide_env_values = true)]
-    pub max_runs: Option<String>,
-    /// At most this many new runs started by one poll tick. Default: no limit.
-    #[arg(long, env = "AFK_MAX_DISPATCH_PER_TICK", hide_env_values = true)]
-    pub max_dispatch_per_tick: Option<String>,
-    /// Retired (T3 v0.0.27 takes no spend cap); setting it is an error.
-    #[arg(long, env = "AFK_BUDGET_USD", hide = true, hide_env_values = true)]
-    pub budget_usd: Option<String>,
+    /// The policy settings (`afk_core::config::KEYS`).
+    #[command(flatten)]
+    pub policy: settings::PolicyArgs,
 
     /// GitHub REST base URL.
     #[arg(
@@ -258,32 +218,10 @@ impl LoopArgs {
     /// # Errors
     /// `BadConfig` naming every key that cannot be used.
     pub fn policy(&self) -> Result<Config, BadConfig> {
-        let pairs = [
-            ("AFK_KILL_SWITCH", &self.kill_switch),
-            ("AFK_ALLOWLIST", &self.allowlist),
-            ("AFK_READY_LABEL", &self.ready_label),
-            ("AFK_IN_PROGRESS_LABEL", &self.in_progress_label),
-            ("AFK_READY_FOR_HUMAN_LABEL", &self.ready_for_human_label),
-            ("AFK_STOP_LABEL", &self.stop_label),
-            (
-                "AFK_FIX_FORWARD_MAX_ATTEMPTS",
-                &self.fix_forward_max_attempts,
-            ),
-            ("AFK_FIX_FORWARD_MAX_SECONDS", &self.fix_forward_max_seconds),
-            ("AFK_PREPUSH_MAX_SECONDS", &self.prepush_max_seconds),
-            ("AFK_CI_START_MAX_SECONDS", &self.ci_start_max_seconds),
-            ("AFK_RATE_FLOOR", &self.rate_floor),
-            ("AFK_MAX_RUNS", &self.max_runs),
-            ("AFK_MAX_DISPATCH_PER_TICK", &self.max_dispatch_per_tick),
-            ("AFK_BUDGET_USD", &self.budget_usd),
-        ];
-        Config::from_pairs(
-            pairs
-                .iter()
-                .filter_map(|(k, v)| v.as_ref().map(|v| (*k, v.as_str()))),
-        )
-        .map(|c| afk_adapters::state::with_state(c, self.state_file.as_deref()))
-        .map_err(|e| BadConfig(format!("bad configuration: {e}")))
+        self.policy
+            .config()
+            .map(|c| afk_adapters::state::with_state(c, self.state_file.as_deref()))
+            .map_err(BadConfig)
     }
 
     /// The tracker's settings (the one adapter `afk runs` needs).

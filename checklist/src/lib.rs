@@ -40,6 +40,27 @@ pub fn progress_body(
         default_branch: Some(default_branch.to_owned()),
     };
     let mut text = render(phase, &meta);
+    if let Some(landing) = &record.landing {
+        // The branch name is afk's own (`afk/<n>-<slug>`), safe in code.
+        text.push_str(&match landing.pull_request {
+            None => format!(
+                "\nLands through a pull request from `{}` (opened once the branch has a commit).\n",
+                landing.branch
+            ),
+            Some(n) if landing.handed_over && record.outcome.is_none() => format!(
+                "\nPull request: #{n} from `{}`, waiting for a human's review (it lands when merged).\n",
+                landing.branch
+            ),
+            Some(n) => format!("\nPull request: #{n} from `{}`.\n", landing.branch),
+        });
+        if let (Some(n), Some(outcome)) = (landing.pull_request, &record.outcome)
+            && outcome.kind != OutcomeKind::Done
+        {
+            text.push_str(&format!(
+                "\n_Pull request #{n} is left as it is: afk closes nothing a human wrote._\n"
+            ));
+        }
+    }
     match &record.outcome {
         Some(outcome) if outcome.kind == OutcomeKind::Stopped => {
             text.push_str(&format!(
@@ -128,5 +149,27 @@ mod tests {
             by: None,
         });
         assert!(!progress_body(Phase::Done, "infra", 7, "main", &r).contains("Handed"));
+    }
+
+    #[test]
+    fn the_checklist_shows_the_pull_request_and_that_a_hand_back_leaves_it() {
+        let mut r = record();
+        r.landing = Some(afk_core::record::Landing::on("afk/7-rotate"));
+        let body = progress_body(Phase::Worktree, "infra", 7, "main", &r);
+        assert!(
+            body.contains("Lands through a pull request from `afk/7-rotate`"),
+            "{body}"
+        );
+        let landing = r.landing.as_mut().unwrap();
+        landing.pull_request = Some(12);
+        landing.handed_over = true;
+        let body = progress_body(Phase::Ci, "infra", 7, "main", &r);
+        assert!(
+            body.contains("Pull request: #12 from `afk/7-rotate`, waiting for a human's review")
+        );
+        r.outcome = Some(Outcome::stopped(Some("alice".into())));
+        let body = progress_body(Phase::Ci, "infra", 7, "main", &r);
+        assert!(body.contains("Pull request #12 is left as it is"), "{body}");
+        assert!(!body.contains("waiting for a human's review"));
     }
 }

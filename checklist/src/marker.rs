@@ -11,6 +11,7 @@
 //! `\u003e` and `\u0026`, so no value (a reason quoting `-->`, say) can end
 //! the HTML comment early or be read as markup.
 
+use afk_core::record::Landing;
 use afk_core::{CiStatus, Cost, Outcome, OutcomeKind, RunRecord, Timestamp};
 use serde::{Deserialize, Serialize};
 
@@ -97,6 +98,21 @@ struct WireRecord {
     /// The part of it its earlier threads spent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     earlier_threads_cost_micro_usd: Option<u64>,
+    /// The run's branch and pull request, when it lands through one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    landing: Option<WireLanding>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WireLanding {
+    branch: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pull_request: Option<u64>,
+    #[serde(default)]
+    handed_over: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    answered_review: Option<u64>,
 }
 
 impl From<&RunRecord> for WireRecord {
@@ -121,6 +137,12 @@ impl From<&RunRecord> for WireRecord {
             notified: r.notified,
             cost_micro_usd: r.cost.map(|c| c.micro_usd),
             earlier_threads_cost_micro_usd: r.earlier_threads_cost.map(|c| c.micro_usd),
+            landing: r.landing.as_ref().map(|l| WireLanding {
+                branch: l.branch.clone(),
+                pull_request: l.pull_request,
+                handed_over: l.handed_over,
+                answered_review: l.answered_review,
+            }),
         }
     }
 }
@@ -172,6 +194,21 @@ impl WireRecord {
             earlier_threads_cost: self
                 .earlier_threads_cost_micro_usd
                 .map(|micro_usd| Cost { micro_usd }),
+            landing: self
+                .landing
+                .map(|l| {
+                    if afk_core::land::is_run_branch_name(&l.branch) {
+                        Ok(Landing {
+                            branch: l.branch,
+                            pull_request: l.pull_request,
+                            handed_over: l.handed_over,
+                            answered_review: l.answered_review,
+                        })
+                    } else {
+                        Err(format!("landing.branch: {:?} is not a run branch (afk/<issue>-<slug>)", l.branch))
+                    }
+                })
+                .transpose()?,
         })
     }
 }
@@ -279,6 +316,7 @@ mod tests {
             notified: false,
             cost: None,
             earlier_threads_cost: None,
+            landing: None,
         }
     }
 
@@ -343,7 +381,7 @@ mod tests {
         );
         check_err(
             r#"<!-- afk-run v1 {"thread_id":"t","dispatched_at":"2026-06-10T12:00:00Z","attempt":0,"extra":1} -->"#,
-            "line 1: afk-run v1 record cannot be read: unknown field `extra`, expected one of `thread_id`, `dispatched_at`, `attempt`, `commit`, `commit_seen_at`, `first_red_at`, `fix_forward_attempts`, `fix_forward_commit`, `turn_sent_at`, `thread_turns`, `last_ci`, `outcome`, `notified`, `cost_micro_usd`, `earlier_threads_cost_micro_usd` at line 1 column 75",
+            "line 1: afk-run v1 record cannot be read: unknown field `extra`, expected one of `thread_id`, `dispatched_at`, `attempt`, `commit`, `commit_seen_at`, `first_red_at`, `fix_forward_attempts`, `fix_forward_commit`, `turn_sent_at`, `thread_turns`, `last_ci`, `outcome`, `notified`, `cost_micro_usd`, `earlier_threads_cost_micro_usd`, `landing` at line 1 column 75",
         );
         check_err(
             r#"<!-- afk-run v1 {"thread_id":"t","dispatched_at":"2026-06-10T12:00:00Z","attempt":-1} -->"#,
@@ -420,8 +458,28 @@ mod tests {
                 notified,
                 cost: cost.map(|micro_usd| Cost { micro_usd }),
                 earlier_threads_cost: earlier.map(|micro_usd| Cost { micro_usd }),
+                landing: None,
             }
         })
+    }
+
+    #[test]
+    fn a_landing_round_trips_and_a_foreign_branch_is_refused() {
+        let record = RunRecord {
+            landing: Some(Landing {
+                branch: "afk/7-fix-login".into(),
+                pull_request: Some(12),
+                handed_over: true,
+                answered_review: Some(99),
+            }),
+            ..sample()
+        };
+        let line = marker_line(&record);
+        assert!(line.contains(r#""landing":{"branch":"afk/7-fix-login","pull_request":12,"handed_over":true,"answered_review":99}"#), "{line}");
+        assert_eq!(extract_record(&line).unwrap(), Some(record));
+        let forged = line.replace("afk/7-fix-login", "main");
+        let err = extract_record(&forged).unwrap_err();
+        assert!(err.to_string().contains("landing.branch"), "{err}");
     }
 
     proptest! {

@@ -64,6 +64,10 @@ pub const LOOP_PERMISSIONS: [(&str, &str); 5] = [
     ("metadata", "read"),
     ("statuses", "read"),
 ];
+/// What the loop's token may also do where a repository lands through a
+/// pull request (`AFK_LAND=pull-request`): open, label and merge it
+/// (merging writes the default branch).
+pub const LAND_PERMISSIONS: [(&str, &str); 2] = [("contents", "write"), ("pull_requests", "write")];
 /// What an agent's token may do: push to its one repository.
 pub const AGENT_PERMISSIONS: [(&str, &str); 1] = [("contents", "write")];
 /// The most afk corrects its clock by GitHub's (`Date`); past it, the clock
@@ -94,6 +98,25 @@ pub struct AppSettings {
     pub api_url: String,
     /// Every repository the loop's token must cover, `owner/name`.
     pub repos: Vec<String>,
+    /// Some repository lands through a pull request: the loop's token
+    /// needs [`LAND_PERMISSIONS`] too.
+    pub lands_pull_requests: bool,
+}
+
+impl AppSettings {
+    /// What the loop's token asks for: [`LOOP_PERMISSIONS`], raised by
+    /// [`LAND_PERMISSIONS`] when a repository lands through a pull request.
+    pub fn loop_permissions(&self) -> Vec<(&'static str, &'static str)> {
+        let mut perms: Vec<(&str, &str)> = LOOP_PERMISSIONS.to_vec();
+        if self.lands_pull_requests {
+            for (k, v) in LAND_PERMISSIONS {
+                perms.retain(|(p, _)| *p != k);
+                perms.push((k, v));
+            }
+            perms.sort_unstable();
+        }
+        perms
+    }
 }
 
 /// The raw App settings as the operator wrote them.
@@ -186,6 +209,7 @@ impl AppSettings {
             cache_file: set(args.cache_file).map(PathBuf::from),
             api_url: api_url.to_owned(),
             repos,
+            lands_pull_requests: false,
         }))
     }
 }
@@ -746,7 +770,9 @@ impl AppAuth {
             .collect();
         repos.sort();
         repos.dedup();
-        let perms: Vec<String> = LOOP_PERMISSIONS
+        let perms: Vec<String> = self
+            .settings
+            .loop_permissions()
             .iter()
             .map(|(k, v)| format!("{k}:{v}"))
             .collect();
@@ -860,7 +886,12 @@ impl AppAuth {
         let slug = self.slug(http).await?;
         let repos: Vec<&str> = self.settings.repos.iter().map(String::as_str).collect();
         let minted = self
-            .mint(http, installation, &repos, &LOOP_PERMISSIONS)
+            .mint(
+                http,
+                installation,
+                &repos,
+                &self.settings.loop_permissions(),
+            )
             .await?;
         Ok(Cached {
             app_id: self.settings.app_id,

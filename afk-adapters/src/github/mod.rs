@@ -32,8 +32,8 @@ use std::time::Duration;
 use afk_core::Timestamp;
 use afk_core::ci::LinkHosts;
 use afk_core::ports::{
-    ApprovedComment, Closure, Comment, PortError, PortResult, PushedCommit, RateBudget, RepoScan,
-    TrackedIssue, Trust, has_issue_trailer,
+    ApprovedComment, Closure, Comment, MergeOutcome, NewPull, PortError, PortResult, PullRequest,
+    PushedCommit, RateBudget, RepoScan, Review, TrackedIssue, Trust, has_issue_trailer,
 };
 use afk_core::trust::{
     self, Actor, CommentVerdict, LabelEvent, LabelFacts, LabelVerdict, Permission, Rename,
@@ -52,6 +52,7 @@ mod batch;
 use batch::BlockerState;
 mod comments;
 mod probe;
+mod pulls;
 mod stage;
 mod wire;
 
@@ -953,6 +954,32 @@ impl Tracker for GitHubTracker {
             });
         }
         Ok(pushed)
+    }
+
+    async fn pull_for_branch(&self, repo: &str, branch: &str) -> PortResult<Option<PullRequest>> {
+        self.find_pull(repo, branch).await
+    }
+
+    async fn pull_request(&self, repo: &str, number: u64) -> PortResult<PullRequest> {
+        self.get_pull(repo, number).await
+    }
+
+    async fn create_pull(&self, repo: &str, new: &NewPull) -> PortResult<PullRequest> {
+        self.open_pull(repo, new).await
+    }
+
+    async fn reviews(&self, repo: &str, number: u64) -> PortResult<Vec<Review>> {
+        self.pull_reviews(repo, number).await
+    }
+
+    async fn merge_pull(
+        &self,
+        repo: &str,
+        number: u64,
+        head_sha: &str,
+        method: afk_core::land::MergeMethod,
+    ) -> PortResult<MergeOutcome> {
+        self.merge(repo, number, head_sha, method).await
     }
 
     fn api_calls(&self) -> u64 {

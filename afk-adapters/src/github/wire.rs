@@ -80,6 +80,9 @@ pub(super) struct IssueStateOnly {
 #[derive(Debug, Clone, Deserialize)]
 pub(super) struct User {
     pub login: String,
+    /// `User`, `Bot` or `Organization`.
+    #[serde(rename = "type", default)]
+    pub kind: Option<String>,
 }
 
 /// `GET /repos/{owner}/{repo}/collaborators/{login}/permission`.

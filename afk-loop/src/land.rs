@@ -1,0 +1,259 @@
+//! A run that lands through a pull request: the facts the watch tick
+//! gathers about it (its pull request, the reviews, which commit to judge)
+//! and the effects the state machine's landing rows name (open or adopt the
+//! pull request, merge it, hand it over for review). Every effect is safe to
+//! repeat: a tick that dies after it is finished by the next one, which
+//! finds the pull request by its branch, sees it merged, or finds the label
+//! already on.
+
+use afk_core::Config;
+use afk_core::doorbell::{Loudness, Message};
+use afk_core::land::{PullFacts, PullState, review_state};
+use afk_core::ports::{MergeOutcome, NewPull, PortError, PortResult, PullRequest, Review};
+use afk_core::prompt::one_line;
+
+use crate::Ports;
+use crate::report::{About, ReportAction, TickReport};
+use crate::runs::Run;
+
+/// What the watch tick learnt about a run's pull request.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct PullRead {
+    /// The facts the state machine decides on (`None`: the run lands by a
+    /// push).
+    pub facts: Option<PullFacts>,
+    /// The pull request, once opened.
+    pub pull: Option<PullRequest>,
+    /// The review a corrective turn would answer.
+    pub review: Option<Review>,
+}
+
+impl PullRead {
+    /// The commit to judge, and the branch it is on: the merge commit on
+    /// the default branch once merged, the pull request's head while open,
+    /// else the newest commit the agent pushed to the run's branch.
+    pub fn commit_to_judge<'a>(
+        &'a self,
+        pushed: Option<&'a str>,
+        run_branch: &'a str,
+        default_branch: &'a str,
+    ) -> Option<(&'a str, &'a str)> {
+        match &self.pull {
+            Some(p) if p.state == PullState::Merged => {
+                p.merge_commit.as_deref().map(|sha| (sha, default_branch))
+            }
+            Some(p) if p.state == PullState::Open => Some((p.head_sha.as_str(), run_branch)),
+            _ => pushed.map(|sha| (sha, run_branch)),
+        }
+    }
+}
+
+/// Reads the run's pull request and its reviews (when it is open).
+pub(crate) async fn read(ports: &Ports<'_>, run: &Run) -> PortResult<PullRead> {
+    let Some(landing) = &run.record.landing else {
+        return Ok(PullRead::default());
+    };
+    let mut facts = PullFacts {
+        handed_over: landing.handed_over,
+        ..PullFacts::NONE
+    };
+    let Some(number) = landing.pull_request else {
+        return Ok(PullRead {
+            facts: Some(facts),
+            ..PullRead::default()
+        });
+    };
+    let repo = &run.issue.repo;
+    let pull = ports.tracker.pull_request(repo, number).await?;
+    if pull.head_branch != landing.branch {
+        return Err(PortError::ContractViolation {
+            message: format!(
+                "pull request #{number} merges `{}`, not the run's branch `{}`",
+                pull.head_branch, landing.branch
+            ),
+        });
+    }
+    facts.opened = true;
+    facts.state = pull.state;
+    facts.mergeable = pull.mergeable;
+    let mut review = None;
+    if pull.state == PullState::Open {
+        let reviews = ports.tracker.reviews(repo, number).await?;
+        let (state, answer) = review_state(&reviews, landing.answered_review);
+        facts.review = state;
+        review = answer.cloned();
+    }
+    Ok(PullRead {
+        facts: Some(facts),
+        pull: Some(pull),
+        review,
+    })
+}
+
+/// Opens the run's pull request, or adopts the one open for its branch
+/// (the agent's, or one a dead tick opened), labels it in progress and
+/// records its number.
+pub(crate) async fn open(
+    ports: &Ports<'_>,
+    config: &Config,
+    run: &mut Run,
+    base: &str,
+    report: &mut TickReport,
+) -> PortResult<()> {
+    let (repo, number) = (run.issue.repo.clone(), run.issue.number);
+    let Some(landing) = run.record.landing.as_mut() else {
+        return Ok(());
+    };
+    let found = ports
+        .tracker
+        .pull_for_branch(&repo, &landing.branch)
+        .await?
+        .filter(|p| p.state == PullState::Open);
+    let (pull, how) = match found {
+        Some(p) => (p, "adopted the pull request open for"),
+        None => {
+            let new = NewPull {
+                head: landing.branch.clone(),
+                base: base.to_owned(),
+                title: one_line(&run.issue.title, 200),
+                body: format!(
+                    "Closes #{number}\n\nOpened by afk for {repo}#{number}: an agent's work on `{}`. \
+                     afk merges it once CI is green and the repository's rules are met, \
+                     or hands it over for review.",
+                    landing.branch
+                ),
+            };
+            let p = ports.tracker.create_pull(&repo, &new).await?;
+            (p, "opened a pull request for")
+        }
+    };
+    ports
+        .tracker
+        .add_label(&repo, pull.number, &config.in_progress_label)
+        .await?;
+    landing.pull_request = Some(pull.number);
+    report.info(
+        About::run(&repo, number, &run.record.thread_id),
+        ReportAction::OpenPullRequest,
+        format!("{how} `{}`: #{}", pull.head_branch, pull.number),
+    );
+    Ok(())
+}
+
+/// Merges the run's pull request (its head as judged); a refusal by the
+/// repository's rules hands it over for review instead; a moved head is
+/// judged again next tick.
+pub(crate) async fn merge(
+    ports: &Ports<'_>,
+    config: &Config,
+    run: &mut Run,
+    pull: &PullRequest,
+    report: &mut TickReport,
+) -> PortResult<()> {
+    let repo = run.issue.repo.clone();
+    let about = About::run(&repo, run.issue.number, &run.record.thread_id);
+    let merged = ports
+        .tracker
+        .merge_pull(&repo, pull.number, &pull.head_sha, config.merge_method)
+        .await?;
+    match merged {
+        MergeOutcome::Merged { sha } => {
+            report.info(
+                about,
+                ReportAction::Merge,
+                format!(
+                    "merged pull request #{} ({}) as {sha}; the issue closes once it is green on the default branch",
+                    pull.number,
+                    config.merge_method.as_str()
+                ),
+            );
+            Ok(())
+        }
+        MergeOutcome::HeadMoved => {
+            report.info(
+                about,
+                ReportAction::Wait,
+                format!(
+                    "pull request #{} moved since it was judged; judged again next tick",
+                    pull.number
+                ),
+            );
+            Ok(())
+        }
+        MergeOutcome::Refused { message } => {
+            report.info(
+                about,
+                ReportAction::Merge,
+                format!(
+                    "the repository's rules refuse to merge #{} ({}): handing it over for review",
+                    pull.number,
+                    one_line(&message, 200)
+                ),
+            );
+            hand_over(ports, config, run, pull, report).await
+        }
+    }
+}
+
+/// Hands the pull request over for a human's review: the review label on
+/// it, a doorbell of its own kind, then `handed_over` recorded (a doorbell
+/// no notifier took is tried again next tick).
+pub(crate) async fn hand_over(
+    ports: &Ports<'_>,
+    config: &Config,
+    run: &mut Run,
+    pull: &PullRequest,
+    report: &mut TickReport,
+) -> PortResult<()> {
+    let (repo, number) = (run.issue.repo.clone(), run.issue.number);
+    let about = About::run(&repo, number, &run.record.thread_id);
+    ports
+        .tracker
+        .add_label(&repo, pull.number, &config.ready_for_review_label)
+        .await?;
+    let message = Message {
+        title: format!(
+            "[REVIEW] {repo}#{number} pull request #{} needs a review",
+            pull.number
+        ),
+        body: format!(
+            "CI is green on pull request #{} for {repo}#{number}, and the repository's rules need a human's review \
+             before it merges. It lands when merged (afk then watches the deploy and closes the issue); closed \
+             without merging, the issue is handed back.{}",
+            pull.number,
+            pull.link
+                .as_deref()
+                .map(|l| format!("\nPull request: {l}"))
+                .unwrap_or_default()
+        ),
+        loudness: Loudness::Loud,
+        tags: vec!["afk".into(), "review".into(), repo.clone()],
+        link: pull.link.clone(),
+    };
+    let mut delivered = Vec::new();
+    for n in ports.notifiers {
+        match n.deliver(&message).await {
+            Ok(()) => delivered.push(n.name().to_owned()),
+            Err(e) => report.warn(
+                about,
+                ReportAction::Ring,
+                format!("{} could not ring: {e}", n.name()),
+            ),
+        }
+    }
+    if delivered.is_empty() {
+        return Err(PortError::Transient {
+            message: "the review doorbell failed on every notifier; it rings again next tick"
+                .into(),
+        });
+    }
+    if let Some(landing) = run.record.landing.as_mut() {
+        landing.handed_over = true;
+    }
+    report.info(
+        about,
+        ReportAction::HandOverForReview,
+        format!("{} via {}", message.title, delivered.join(", ")),
+    );
+    Ok(())
+}
