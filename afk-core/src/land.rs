@@ -341,9 +341,10 @@ pub fn mergeable_from(state: Option<&str>, mergeable: Option<bool>) -> Mergeable
     match (state, mergeable) {
         (Some("dirty"), _) | (_, Some(false)) => Mergeable::Conflicting,
         (Some("behind"), _) => Mergeable::Behind,
-        (Some("blocked"), _) => Mergeable::Blocked,
+        // A draft merges only once a human marks it ready: theirs to do.
+        (Some("blocked" | "draft"), _) => Mergeable::Blocked,
         (Some("clean" | "unstable" | "has_hooks"), _) => Mergeable::Clean,
-        // `draft`, `unknown`, null, or a word GitHub adds later: not yet.
+        // `unknown`, null, or a word GitHub adds later: not yet.
         _ => Mergeable::Unknown,
     }
 }
