@@ -37,7 +37,15 @@ pub fn progress_body(
         issue: Some(issue),
         thread_id: Some(record.thread_id.clone()),
         fix_forward_attempts: record.fix_forward_attempts,
-        default_branch: Some(default_branch.to_owned()),
+        // The branch the agent pushes to: the run's own when it lands
+        // through a pull request.
+        default_branch: Some(
+            record
+                .landing
+                .as_ref()
+                .map_or(default_branch, |l| l.branch.as_str())
+                .to_owned(),
+        ),
     };
     let mut text = render(phase, &meta);
     if let Some(landing) = &record.landing {
