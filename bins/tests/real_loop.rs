@@ -269,6 +269,79 @@ async fn the_real_opencode_lands_an_issue_after_fixing_forward_on_this_machine()
     lands_after_fixing_forward("opencode").await;
 }
 
+/// CI fails the agent's own commits whose subject says `[red]`; every
+/// other commit (the merge commit, whose subject is the pull request's
+/// title) passes.
+fn red_agent_commits(message: &str) -> Option<&'static str> {
+    let subject = message.lines().next().unwrap_or_default();
+    Some(
+        if subject.starts_with("Change AFK.md") && subject.contains("[red]") {
+            "failure"
+        } else {
+            "success"
+        },
+    )
+}
+
+/// `AFK_LAND=pull-request`: the real CLI pushes its red commit to the run's
+/// branch with real git (never to main), afk opens the pull request, the
+/// corrective turn continues the same branch, and once its head is green
+/// afk merges it; main then holds the seed and the merge only.
+async fn lands_through_a_pull_request(runtime: &str) {
+    let Some(mut m) = machine(runtime, "Add the notes file [red]").await else {
+        return;
+    };
+    m.env.push(("AFK_LAND".into(), "pull-request".into()));
+    m.env.push(("AFK_MERGE_METHOD".into(), "merge".into()));
+    lock(&m.world.sim.github).ci_by_message("acme/infra", red_agent_commits);
+    let afk = m.start_loop(0);
+    m.wait("the issue to close", |m| {
+        m.world.state("infra", 7) == "closed"
+    })
+    .await;
+    m.wait("the doorbell", |m| !m.world.slack().is_empty())
+        .await;
+    stop(afk);
+    let bare = m.root.join("git/acme/infra.git");
+    let branch = "afk/7-add-the-notes-file-red";
+    let on_branch: Vec<String> = git(&bare, &["log", "--format=%s", branch])
+        .lines()
+        .filter(|s| *s != "Seed")
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        on_branch,
+        [
+            "Fix the red stage for infra#7",
+            "Change AFK.md for infra#7 [red]"
+        ],
+        "{}",
+        m.logs()
+    );
+    let main = git(&bare, &["log", "--first-parent", "--format=%s", "main"]);
+    let main: Vec<&str> = main.lines().collect();
+    assert_eq!(main.len(), 2, "the seed and the merge only: {main:?}");
+    assert!(main[0].starts_with("Merge branch 'afk/7-"), "{main:?}");
+    let pulls = lock(&m.world.sim.github).pulls_from("acme/infra", branch);
+    assert_eq!(pulls.len(), 1, "one pull request");
+    let comment = m.world.progress_comments("infra", 7).pop().unwrap();
+    let record = checklist::extract_record(&comment).unwrap().unwrap();
+    assert_eq!(record.landing.and_then(|l| l.pull_request), Some(pulls[0]));
+    assert_eq!(record.fix_forward_attempts, 1, "{comment}");
+    assert!(m.world.slack()[0].contains("[DONE] infra#7 landed"));
+    assert!(sleepers_under(&m.root).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_real_claude_lands_through_a_pull_request_on_a_real_branch() {
+    lands_through_a_pull_request("claude").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_real_opencode_lands_through_a_pull_request_on_a_real_branch() {
+    lands_through_a_pull_request("opencode").await;
+}
+
 /// The stop label while the agent's shell tool runs a long command (and a
 /// `setsid` one): the run is stopped, and no process of its tree is left.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
