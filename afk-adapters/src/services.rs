@@ -328,7 +328,8 @@ AFK_LOG sets the level filter, as RUST_LOG does (default: info; e.g.
 AFK_LOG=debug, or AFK_LOG=info,afk_adapters=debug).
 Every line has an action: start, config, disabled, paused, deadline, read,
 untrusted, skip, dispatch, no_record, run, wait, close_success, fix_forward,
-freeze_escalate, escalate_prepush, ring, stop, rate_floor, finish, token,
+freeze_escalate, escalate_prepush, ring, stop, rate_floor, finish,
+open_pull_request, merge, hand_over_review, token,
 clock, metrics, health (the loop's own health: credentials, executor,
 enrolment), and summary (the last line of every tick).";
 

@@ -139,8 +139,7 @@ pub fn app_settings(api_url: &str, key: &Path, cache: Option<&Path>) -> AppSetti
         cache_file: cache.map(Path::to_owned),
         api_url: api_url.to_owned(),
         repos: vec!["acme/infra".into()],
-        // The tracker's contract runs its pull-request cases as the App too.
-        lands_pull_requests: true,
+        lands_pull_requests: false,
     }
 }
 

@@ -54,19 +54,19 @@ pub async fn setup_exchanges() -> (
 async fn missing_labels_are_created_and_existing_ones_left_alone() {
     let sim = world().await;
     let seen = script(&sim).await;
-    // --check: seven missing, nothing created.
+    // --check: nine missing, nothing created.
     assert!(seen[0].starts_with("true "), "{}", seen[0]);
-    assert_eq!(seen[0].matches("MISSING").count(), 7, "{}", seen[0]);
+    assert_eq!(seen[0].matches("MISSING").count(), 9, "{}", seen[0]);
     // The first run creates them, the ready label on infra (another case) stays.
     assert!(seen[1].starts_with("false "), "{}", seen[1]);
-    assert_eq!(seen[1].matches(": created").count(), 7, "{}", seen[1]);
+    assert_eq!(seen[1].matches(": created").count(), 9, "{}", seen[1]);
     assert!(
         seen[1].contains("acme/infra: ready-for-agent: exists")
             || seen[1].contains("infra: ready-for-agent: exists"),
         "{}",
         seen[1]
     );
-    assert_eq!(seen[2].matches(": exists").count(), 8, "{}", seen[2]);
+    assert_eq!(seen[2].matches(": exists").count(), 10, "{}", seen[2]);
     let m = lock(&sim.github);
     let web = &m.repos["acme/web"].labels;
     assert_eq!(web["afk-stop"].0, "b60205");

@@ -80,11 +80,12 @@ pub async fn app_world() -> Http {
         seed(&mut m);
         m.enable_app(crate::github_app::sim_app());
     }
-    let app = afk_adapters::github::app::AppAuth::new(crate::github_app::app_settings(
-        &sim.uri(),
-        &crate::github_app::keys().pkcs1,
-        None,
-    ))
+    let app = afk_adapters::github::app::AppAuth::new(afk_adapters::github::app::AppSettings {
+        // The pull-request cases run as the App too: its token asks for
+        // what landing through a pull request needs.
+        lands_pull_requests: true,
+        ..crate::github_app::app_settings(&sim.uri(), &crate::github_app::keys().pkcs1, None)
+    })
     .unwrap();
     let tracker = crate::github_app::app_tracker(&sim.uri(), Arc::new(app));
     Http { sim, tracker }

@@ -154,13 +154,24 @@ pub enum PullState {
 }
 
 impl PullState {
-    /// Its name in the progress comment.
+    /// Its name in the run record and the progress comment.
     pub fn as_str(self) -> &'static str {
         match self {
             PullState::Open => "open",
             PullState::Merged => "merged",
-            PullState::ClosedUnmerged => "closed without merging",
+            PullState::ClosedUnmerged => "closed",
         }
+    }
+
+    /// Reads [`Self::as_str`] back.
+    pub fn parse(text: &str) -> Option<Self> {
+        [
+            PullState::Open,
+            PullState::Merged,
+            PullState::ClosedUnmerged,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == text)
     }
 }
 
@@ -471,7 +482,7 @@ mod tests {
         assert_eq!(mergeable_from(None, None), Mergeable::Unknown);
         assert_eq!(
             mergeable_from(Some("draft"), Some(true)),
-            Mergeable::Unknown
+            Mergeable::Blocked
         );
         assert_eq!(
             mergeable_from(Some("new-word"), Some(true)),

@@ -146,6 +146,8 @@ pub struct Landing {
     pub handed_over: bool,
     /// The newest review requesting changes that a corrective turn answered.
     pub answered_review: Option<u64>,
+    /// Where the pull request stood when the watcher last read it.
+    pub pull_state: Option<crate::land::PullState>,
 }
 
 impl Landing {
@@ -156,6 +158,7 @@ impl Landing {
             pull_request: None,
             handed_over: false,
             answered_review: None,
+            pull_state: None,
         }
     }
 }

@@ -158,6 +158,9 @@ async fn gather(
         other => other?,
     };
     let pull = crate::land::read(ports, run).await?;
+    if let (Some(p), Some(landing)) = (&pull.pull, run.record.landing.as_mut()) {
+        landing.pull_state = Some(p.state);
+    }
     let judged = pull
         .commit_to_judge(commits.first().map(|c| c.sha.as_str()), target, branch)
         .map(|(sha, on)| (sha.to_owned(), on.to_owned()));

@@ -189,7 +189,7 @@ async fn a_run_lands_through_its_pull_request_and_closes_once_green_on_the_defau
     assert!(
         w.tracker_comment()
             .unwrap()
-            .contains(&format!("Pull request: #{pr} from `{BRANCH}`"))
+            .contains(&format!("Pull request: #{pr} (open) from `{BRANCH}`"))
     );
     // Its head is green and nothing blocks it: merged (squash by default).
     let thread = w.executor.thread_id("infra", 7, 0);

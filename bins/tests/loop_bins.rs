@@ -1040,6 +1040,9 @@ fn help_and_the_runbook_name_afk_log_and_every_log_action() {
         A::Stop,
         A::RateFloor,
         A::Finish,
+        A::OpenPullRequest,
+        A::Merge,
+        A::HandOverForReview,
     ];
     let mut names: Vec<&str> = actions.iter().map(|a| a.as_str()).collect();
     names.extend(["summary", "config", "token", "clock", "metrics", "health"]);
@@ -1154,7 +1157,7 @@ async fn afk_setup_labels_creates_them_on_every_enrolled_repository() {
     .await
     .unwrap();
     assert_eq!(code, 1, "{out}{err}");
-    assert_eq!(out.matches("MISSING").count(), 8, "{out}");
+    assert_eq!(out.matches("MISSING").count(), 10, "{out}");
     assert!(
         out.contains("web: halt-agent: MISSING"),
         "the settings' names: {out}"
@@ -1166,7 +1169,7 @@ async fn afk_setup_labels_creates_them_on_every_enrolled_repository() {
             .await
             .unwrap();
     assert_eq!(code, 0, "{out}{err}");
-    assert_eq!(out.matches(": created").count(), 8, "{out}");
+    assert_eq!(out.matches(": created").count(), 10, "{out}");
     assert!(
         lock(&w.sim.github).repos["acme/infra"]
             .labels

@@ -56,10 +56,15 @@ pub fn progress_body(
                 landing.branch
             ),
             Some(n) if landing.handed_over && record.outcome.is_none() => format!(
-                "\nPull request: #{n} from `{}`, waiting for a human's review (it lands when merged).\n",
+                "\nPull request: #{n} ({}) from `{}`, waiting for a human's review (it lands when merged).\n",
+                landing.pull_state.map_or("open", |s| s.as_str()),
                 landing.branch
             ),
-            Some(n) => format!("\nPull request: #{n} from `{}`.\n", landing.branch),
+            Some(n) => format!(
+                "\nPull request: #{n} ({}) from `{}`.\n",
+                landing.pull_state.map_or("open", |s| s.as_str()),
+                landing.branch
+            ),
         });
         if let (Some(n), Some(outcome)) = (landing.pull_request, &record.outcome)
             && outcome.kind != OutcomeKind::Done
@@ -172,9 +177,9 @@ mod tests {
         landing.pull_request = Some(12);
         landing.handed_over = true;
         let body = progress_body(Phase::Ci, "infra", 7, "main", &r);
-        assert!(
-            body.contains("Pull request: #12 from `afk/7-rotate`, waiting for a human's review")
-        );
+        assert!(body.contains(
+            "Pull request: #12 (open) from `afk/7-rotate`, waiting for a human's review"
+        ));
         r.outcome = Some(Outcome::stopped(Some("alice".into())));
         let body = progress_body(Phase::Ci, "infra", 7, "main", &r);
         assert!(body.contains("Pull request #12 is left as it is"), "{body}");

@@ -113,6 +113,8 @@ struct WireLanding {
     handed_over: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     answered_review: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pull_state: Option<String>,
 }
 
 impl From<&RunRecord> for WireRecord {
@@ -142,6 +144,7 @@ impl From<&RunRecord> for WireRecord {
                 pull_request: l.pull_request,
                 handed_over: l.handed_over,
                 answered_review: l.answered_review,
+                pull_state: l.pull_state.map(|p| p.as_str().to_owned()),
             }),
         }
     }
@@ -197,12 +200,21 @@ impl WireRecord {
             landing: self
                 .landing
                 .map(|l| {
+                    let pull_state = l
+                        .pull_state
+                        .map(|p| {
+                            afk_core::land::PullState::parse(&p).ok_or_else(|| {
+                                format!("landing.pull_state: {p:?} is not open, merged or closed")
+                            })
+                        })
+                        .transpose()?;
                     if afk_core::land::is_run_branch_name(&l.branch) {
                         Ok(Landing {
                             branch: l.branch,
                             pull_request: l.pull_request,
                             handed_over: l.handed_over,
                             answered_review: l.answered_review,
+                            pull_state,
                         })
                     } else {
                         Err(format!("landing.branch: {:?} is not a run branch (afk/<issue>-<slug>)", l.branch))
@@ -471,11 +483,12 @@ mod tests {
                 pull_request: Some(12),
                 handed_over: true,
                 answered_review: Some(99),
+                pull_state: Some(afk_core::land::PullState::Open),
             }),
             ..sample()
         };
         let line = marker_line(&record);
-        assert!(line.contains(r#""landing":{"branch":"afk/7-fix-login","pull_request":12,"handed_over":true,"answered_review":99}"#), "{line}");
+        assert!(line.contains(r#""landing":{"branch":"afk/7-fix-login","pull_request":12,"handed_over":true,"answered_review":99,"pull_state":"open"}"#), "{line}");
         assert_eq!(extract_record(&line).unwrap(), Some(record));
         let forged = line.replace("afk/7-fix-login", "main");
         let err = extract_record(&forged).unwrap_err();
