@@ -55,7 +55,8 @@ next-action — what the watcher does next with one run
         \"pull\": {\"opened\": bool, \"state\": \"open\"|\"merged\"|\"closed\",
                  \"mergeable\": \"clean\"|\"conflicting\"|\"behind\"|\"blocked\"|\"unknown\",
                  \"review\": \"none\"|\"approved\"|\"changes_requested\"|\"required\",
-                 \"handed_over\": bool} (a run landing through a pull request)}}
+                 \"handed_over\": bool, \"retargeted\": bool, \"foreign\": bool}
+        (a run landing through a pull request)}}
        absent state fields are null / false / 0; corrective_turn_running is
        read as corrective_turn_for_this_commit.
   out: {\"action\": \"wait\"|\"close_success\"|\"fix_forward\"|\"freeze_escalate\"|
@@ -343,6 +344,10 @@ struct PullInput {
     review: Option<String>,
     #[serde(default)]
     handed_over: bool,
+    #[serde(default)]
+    retargeted: bool,
+    #[serde(default)]
+    foreign: bool,
 }
 
 impl PullInput {
@@ -391,6 +396,8 @@ impl PullInput {
             mergeable,
             review,
             handed_over: self.handed_over,
+            retargeted: self.retargeted,
+            foreign: self.foreign,
         })
     }
 }

@@ -220,6 +220,13 @@ pub struct PullFacts {
     pub review: ReviewState,
     /// Whether it was already handed over for a human's review.
     pub handed_over: bool,
+    /// It now merges into another branch than the default one (a human
+    /// retargeted it): never merged there.
+    pub retargeted: bool,
+    /// The run's branch has an open pull request someone other than afk
+    /// opened: never adopted (its author controls its title, body and
+    /// state).
+    pub foreign: bool,
 }
 
 impl PullFacts {
@@ -230,6 +237,8 @@ impl PullFacts {
         mergeable: Mergeable::Unknown,
         review: ReviewState::None,
         handed_over: false,
+        retargeted: false,
+        foreign: false,
     };
 }
 
@@ -255,6 +264,10 @@ pub struct PullRequest {
     pub draft: bool,
     /// A link a human can open.
     pub link: Option<String>,
+    /// Who opened it (`None`: a deleted account).
+    pub author: Option<String>,
+    /// afk's own identity opened it (`crate::trust::is_own`).
+    pub by_afk: bool,
 }
 
 /// What a pull request review says.
@@ -321,7 +334,8 @@ pub enum MergeOutcome {
 /// answered), with the review to answer when it is [`ReviewState::ChangesRequested`].
 /// Only trusted reviews count, and each reviewer's latest verdict (an
 /// approval after a request for changes withdraws it; a comment changes
-/// nothing).
+/// nothing). A request already answered is [`ReviewState::Required`]: the
+/// reviewer looks again before anything merges.
 pub fn review_state(reviews: &[Review], answered: Option<u64>) -> (ReviewState, Option<&Review>) {
     use ReviewVerdict as V;
     let mut latest: Vec<&Review> = Vec::new();
@@ -338,6 +352,11 @@ pub fn review_state(reviews: &[Review], answered: Option<u64>) -> (ReviewState, 
         .max_by_key(|r| r.id);
     if let Some(r) = open_request {
         return (ReviewState::ChangesRequested, Some(r));
+    }
+    // Answered, but its reviewer has not looked again: theirs to approve,
+    // never merged over their request.
+    if latest.iter().any(|r| r.verdict == V::ChangesRequested) {
+        return (ReviewState::Required, None);
     }
     if latest.iter().any(|r| r.verdict == V::Approved) {
         (ReviewState::Approved, None)
@@ -440,7 +459,7 @@ mod tests {
             (state, review.map(|r| r.id)),
             (ReviewState::ChangesRequested, Some(1))
         );
-        assert_eq!(review_state(&reviews, Some(1)).0, ReviewState::None);
+        assert_eq!(review_state(&reviews, Some(1)).0, ReviewState::Required);
         // Approving afterwards withdraws it; a new request asks again.
         let reviews = [
             r(1, "alice", V::ChangesRequested, true),

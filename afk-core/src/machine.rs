@@ -37,7 +37,7 @@
 //! | 14 | no pull request yet | `OpenPullRequest` |
 //! | 15 | merged, CI/deploy green on the merge commit | `CloseSuccess` |
 //! | 16 | merged, red on the merge commit | `FreezeEscalate` (a human fixes the default branch) |
-//! | 17 | closed without merging | `EscalatePrepush` (handed back) |
+//! | 17 | closed without merging, retargeted to another branch, or opened by someone else | `EscalatePrepush` (handed back) |
 //! | 18 | open, green, a corrective turn for this head still running | `Wait` |
 //! | 19 | open, green, conflicting or behind the default branch | `FixForward` (merge it and resolve), within the budget |
 //! | 20 | open, green, a trusted reviewer requested changes | `FixForward` (the review's text), within the budget |
@@ -260,6 +260,11 @@ pub enum Escalation {
     },
     /// The pull request was closed without being merged.
     PullRequestClosed,
+    /// The pull request was retargeted to another branch than the default
+    /// one.
+    PullRequestRetargeted,
+    /// Someone other than afk opened a pull request for the run's branch.
+    ForeignPullRequest,
     /// The pull request was merged, and CI (or deploy) is red on the merge
     /// commit on the default branch.
     RedAfterMerge,
@@ -298,6 +303,12 @@ impl fmt::Display for Escalation {
             ),
             Escalation::PullRequestClosed => f.write_str(
                 "the pull request was closed without being merged: handed back (it is left as it is)",
+            ),
+            Escalation::PullRequestRetargeted => f.write_str(
+                "the pull request now merges into another branch than the default one: handed back (it is left as it is)",
+            ),
+            Escalation::ForeignPullRequest => f.write_str(
+                "someone other than afk opened a pull request for the run's branch: handed back (afk adopts only its own)",
             ),
             Escalation::RedAfterMerge => f.write_str(
                 "the pull request was merged, and CI is red on the merge commit of the default branch",
@@ -525,8 +536,17 @@ pub fn next_action_with_rule(state: &RunState, config: &Config) -> (u8, Action) 
 /// `None` where the push rows decide as for a direct push (CI red, pending
 /// or not started on an open pull request's head).
 fn landing(s: &RunState, pull: &PullFacts, config: &Config) -> Option<(u8, Action)> {
+    if pull.foreign {
+        return Some((17, Action::EscalatePrepush(Escalation::ForeignPullRequest)));
+    }
     if !pull.opened {
         return Some((14, Action::OpenPullRequest));
+    }
+    if pull.retargeted && pull.state == PullState::Open {
+        return Some((
+            17,
+            Action::EscalatePrepush(Escalation::PullRequestRetargeted),
+        ));
     }
     match pull.state {
         PullState::Merged => {
@@ -588,8 +608,10 @@ fn corrective(
     why: Corrective,
     rule: u8,
 ) -> Result<(u8, Action), Escalation> {
+    // The time window runs from the first red verdict: it bounds fixing
+    // CI, not answering a reviewer or a moved default branch.
     if s.fix_forward_attempts >= config.fix_forward_max_attempts
-        || s.seconds_since_first_red >= config.fix_forward_max_seconds
+        || (why == Corrective::RedCi && s.seconds_since_first_red >= config.fix_forward_max_seconds)
     {
         return Err(Escalation::FixForwardBudgetSpent {
             attempts: s.fix_forward_attempts,
@@ -985,6 +1007,8 @@ mod tests {
             mergeable,
             review,
             handed_over: false,
+            retargeted: false,
+            foreign: false,
         }
     }
 
@@ -1121,6 +1145,33 @@ mod tests {
             24,
             Merge,
         );
+        // Retargeted, or opened by someone else: handed back, never merged.
+        let mut retargeted = open(M::Clean, R::Approved);
+        retargeted.retargeted = true;
+        let (rule, action) =
+            next_action_with_rule(&landing_state(CiStatus::Green, retargeted), &config());
+        assert_eq!(
+            (rule, action),
+            (
+                17,
+                Action::EscalatePrepush(Escalation::PullRequestRetargeted)
+            )
+        );
+        let foreign = PullFacts {
+            foreign: true,
+            ..PullFacts::NONE
+        };
+        let (rule, action) =
+            next_action_with_rule(&landing_state(CiStatus::Green, foreign), &config());
+        assert_eq!(
+            (rule, action),
+            (17, Action::EscalatePrepush(Escalation::ForeignPullRequest))
+        );
+        // A review or a conflict is answered past the time window of a red
+        // verdict long fixed (the attempts still bound it).
+        let mut late = landing_state(CiStatus::Green, open(M::Conflicting, R::None));
+        late.seconds_since_first_red = 100_000;
+        check(late, 19, FixForward);
         // The stop label and a recorded outcome still come first.
         let mut stopped = landing_state(CiStatus::Green, open(M::Clean, R::None));
         stopped.stop_requested = true;
@@ -1146,17 +1197,18 @@ mod tests {
             ReviewState::ChangesRequested,
             ReviewState::Required,
         ]);
-        prop::option::of(
-            (any::<bool>(), state, mergeable, review, any::<bool>()).prop_map(
-                |(opened, state, mergeable, review, handed_over)| PullFacts {
-                    opened,
-                    state,
-                    mergeable,
-                    review,
-                    handed_over,
-                },
-            ),
-        )
+        let flags = (any::<bool>(), any::<bool>(), any::<bool>());
+        prop::option::of((any::<bool>(), state, mergeable, review, flags).prop_map(
+            |(opened, state, mergeable, review, (handed_over, retargeted, foreign))| PullFacts {
+                opened,
+                state,
+                mergeable,
+                review,
+                handed_over,
+                retargeted,
+                foreign,
+            },
+        ))
     }
 
     proptest! {
@@ -1171,6 +1223,7 @@ mod tests {
             if let Some(p) = p {
                 if action == Action::Merge {
                     prop_assert!(s.pushed && p.opened && p.state == PullState::Open);
+                    prop_assert!(!p.retargeted && !p.foreign);
                     prop_assert_eq!(s.ci_status, Some(CiStatus::Green));
                     prop_assert_eq!(p.mergeable, Mergeable::Clean);
                     prop_assert!(p.review != ReviewState::ChangesRequested && p.review != ReviewState::Required);

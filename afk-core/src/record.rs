@@ -77,7 +77,13 @@ impl Outcome {
     pub fn from_escalation(escalation: Escalation, pushed: bool) -> Self {
         // A pull request closed unmerged is handed back: the human decided
         // on the change, nothing red waits for a fix.
-        let frozen = pushed && escalation != Escalation::PullRequestClosed;
+        let frozen = pushed
+            && !matches!(
+                escalation,
+                Escalation::PullRequestClosed
+                    | Escalation::PullRequestRetargeted
+                    | Escalation::ForeignPullRequest
+            );
         Outcome {
             kind: if frozen {
                 OutcomeKind::Frozen
@@ -148,6 +154,9 @@ pub struct Landing {
     pub answered_review: Option<u64>,
     /// Where the pull request stood when the watcher last read it.
     pub pull_state: Option<crate::land::PullState>,
+    /// An open pull request for the run's branch that someone other than
+    /// afk opened: never adopted, the run is handed back.
+    pub foreign_pull: Option<u64>,
 }
 
 impl Landing {
@@ -159,6 +168,7 @@ impl Landing {
             handed_over: false,
             answered_review: None,
             pull_state: None,
+            foreign_pull: None,
         }
     }
 }

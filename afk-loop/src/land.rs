@@ -49,12 +49,21 @@ impl PullRead {
 }
 
 /// Reads the run's pull request and its reviews (when it is open).
-pub(crate) async fn read(ports: &Ports<'_>, run: &Run) -> PortResult<PullRead> {
+pub(crate) async fn read(ports: &Ports<'_>, run: &Run, base: &str) -> PortResult<PullRead> {
     let Some(landing) = &run.record.landing else {
         return Ok(PullRead::default());
     };
+    if !afk_core::land::is_run_branch(&landing.branch, run.issue.number) {
+        return Err(PortError::ContractViolation {
+            message: format!(
+                "the run record names branch `{}`, which is not a run branch of #{}",
+                landing.branch, run.issue.number
+            ),
+        });
+    }
     let mut facts = PullFacts {
         handed_over: landing.handed_over,
+        foreign: landing.foreign_pull.is_some(),
         ..PullFacts::NONE
     };
     let Some(number) = landing.pull_request else {
@@ -73,6 +82,8 @@ pub(crate) async fn read(ports: &Ports<'_>, run: &Run) -> PortResult<PullRead> {
             ),
         });
     }
+    // Retargeted by a human: never merged into another branch.
+    facts.retargeted = pull.base_branch != base;
     facts.opened = true;
     facts.state = pull.state;
     facts.mergeable = pull.mergeable;
@@ -104,18 +115,38 @@ pub(crate) async fn open(
     let Some(landing) = run.record.landing.as_mut() else {
         return Ok(());
     };
+    // Only an open pull request into the default branch is the run's; one
+    // retargeted elsewhere is left alone and a new one opened. One that
+    // someone else opened is never adopted: its author controls its title,
+    // body and state. The run is handed back (the next decision).
     let found = ports
         .tracker
         .pull_for_branch(&repo, &landing.branch)
         .await?
-        .filter(|p| p.state == PullState::Open);
+        .filter(|p| p.state == PullState::Open && p.base_branch == base);
+    if let Some(p) = found.as_ref().filter(|p| !p.by_afk) {
+        landing.foreign_pull = Some(p.number);
+        report.warn(
+            About::run(&repo, number, &run.record.thread_id),
+            ReportAction::OpenPullRequest,
+            format!(
+                "pull request #{} for `{}` was opened by {}, not afk: not adopted, the run is handed back",
+                p.number,
+                p.head_branch,
+                p.author.as_deref().unwrap_or("a deleted account")
+            ),
+        );
+        return Ok(());
+    }
     let (pull, how) = match found {
         Some(p) => (p, "adopted the pull request open for"),
         None => {
             let new = NewPull {
                 head: landing.branch.clone(),
                 base: base.to_owned(),
-                title: one_line(&run.issue.title, 200),
+                // No `#`: a title an issue's author edited after dispatch
+                // cannot make the merge commit close another issue.
+                title: one_line(&run.issue.title.replace('#', ""), 200),
                 body: format!(
                     "Closes #{number}\n\nOpened by afk for {repo}#{number}: an agent's work on `{}`. \
                      afk merges it once CI is green and the repository's rules are met, \
@@ -176,6 +207,20 @@ pub(crate) async fn merge(
                 format!(
                     "pull request #{} moved since it was judged; judged again next tick",
                     pull.number
+                ),
+            );
+            Ok(())
+        }
+        MergeOutcome::Refused { message }
+            if run.record.landing.as_ref().is_some_and(|l| l.handed_over) =>
+        {
+            report.info(
+                about,
+                ReportAction::Wait,
+                format!(
+                    "the repository's rules still refuse to merge #{} ({}); it waits for its review",
+                    pull.number,
+                    one_line(&message, 200)
                 ),
             );
             Ok(())

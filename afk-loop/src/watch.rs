@@ -157,7 +157,7 @@ async fn gather(
         Err(PortError::NotFound { .. }) if landing.is_some() => Vec::new(),
         other => other?,
     };
-    let pull = crate::land::read(ports, run).await?;
+    let pull = crate::land::read(ports, run, branch).await?;
     if let (Some(p), Some(landing)) = (&pull.pull, run.record.landing.as_mut()) {
         landing.pull_state = Some(p.state);
     }

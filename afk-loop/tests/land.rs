@@ -5,6 +5,9 @@
 //! required, answers a conflict or a trusted reviewer's request with a
 //! corrective turn, and hands a run back when a human closes the pull
 //! request, never closing anything a human wrote.
+//!
+//! This file is long because each way a pull request can go (merged,
+//! reviewed, refused, closed, retargeted, someone else's) is its own case.
 
 use std::sync::{Arc, Mutex};
 
@@ -395,13 +398,80 @@ async fn a_trusted_reviewers_request_for_changes_is_one_corrective_turn_quoting_
     assert!(text.contains("Rename the helper to rotate_all."));
     assert!(!text.contains("Delete the tests"));
     assert!(text.contains(&format!("push to `{BRANCH}`")));
-    // Answered once: the same request sends nothing more.
+    // Answered once: the same request sends nothing more, and the pull
+    // request goes back to its reviewer, never merged over the request.
     let thread = w.executor.thread_id("infra", 7, 0);
     w.executor.set_status(&thread, Some(ThreadStatus::Idle));
     let report = w.tick(false, &config).await;
     assert!(
         entries(&report, ReportAction::FixForward).is_empty(),
         "{report:?}"
+    );
+    assert!(
+        entries(&report, ReportAction::Merge).is_empty(),
+        "{report:?}"
+    );
+    assert!(
+        entries(&report, ReportAction::Wait)
+            .iter()
+            .any(|m| m.contains("waits for a human's review")),
+        "{report:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_answered_request_waits_for_its_reviewer_even_where_no_review_is_required() {
+    let w = World::new();
+    let config = World::config(&[]);
+    let pr = w.opened(&config).await;
+    lock(&w.model).review(REPO, pr, "alice", "CHANGES_REQUESTED", "Add a test.");
+    let report = w.tick(false, &config).await;
+    assert!(
+        !entries(&report, ReportAction::FixForward).is_empty(),
+        "{report:?}"
+    );
+    let thread = w.executor.thread_id("infra", 7, 0);
+    w.executor.set_status(&thread, Some(ThreadStatus::Idle));
+    for _ in 0..2 {
+        let report = w.tick(false, &config).await;
+        assert!(
+            entries(&report, ReportAction::Merge).is_empty(),
+            "{report:?}"
+        );
+    }
+    lock(&w.model).review(REPO, pr, "alice", "APPROVED", "Thanks.");
+    let report = w.tick(false, &config).await;
+    assert!(
+        !entries(&report, ReportAction::Merge).is_empty(),
+        "{report:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_pull_request_retargeted_away_from_the_default_branch_is_never_merged() {
+    let w = World::new();
+    let config = World::config(&[]);
+    let pr = w.opened(&config).await;
+    lock(&w.model).repo(REPO).pulls.get_mut(&pr).unwrap().base = "release".into();
+    let report = w.tick(false, &config).await;
+    assert!(
+        !entries(&report, ReportAction::EscalatePrepush).is_empty(),
+        "{report:?}"
+    );
+    let outcome = w.record().outcome.unwrap();
+    assert_eq!(outcome.kind, OutcomeKind::NeedsHuman);
+    assert!(
+        outcome.reason.contains("another branch"),
+        "{}",
+        outcome.reason
+    );
+    assert!(
+        lock(&w.model)
+            .pull_snapshot(REPO, pr)
+            .unwrap()
+            .pull
+            .merged_at
+            .is_none()
     );
 }
 
@@ -454,15 +524,16 @@ async fn a_conflict_is_a_corrective_turn_within_the_fix_forward_budget() {
 }
 
 #[tokio::test]
-async fn a_pull_request_already_open_for_the_branch_is_adopted_never_duplicated() {
+async fn afks_own_pull_request_is_adopted_never_duplicated_and_anyone_elses_hands_back() {
     let w = World::new();
     let config = World::config(&[]);
     let report = w.tick(true, &config).await;
     assert_eq!(report.dispatched, ["infra#7"]);
     w.agent_pushes("feat001", "Rotate them");
-    // The agent opened one itself (or a tick died after opening it).
-    let agents = lock(&w.model)
-        .open_pull(REPO, BRANCH, "main", "Agent's PR", "", "agent-user")
+    // A tick that died after opening it (or the agent, pushing with afk's
+    // own token) left one open: adopted.
+    let own = lock(&w.model)
+        .open_pull(REPO, BRANCH, "main", "Rotate", "Closes #7", "afk-bot")
         .unwrap();
     let report = w.tick(false, &config).await;
     assert!(
@@ -471,8 +542,40 @@ async fn a_pull_request_already_open_for_the_branch_is_adopted_never_duplicated(
             .any(|m| m.contains("adopted")),
         "{report:?}"
     );
-    assert_eq!(lock(&w.model).pulls_from(REPO, BRANCH), vec![agents]);
-    assert_eq!(w.record().landing.unwrap().pull_request, Some(agents));
+    assert_eq!(lock(&w.model).pulls_from(REPO, BRANCH), vec![own]);
+    assert_eq!(w.record().landing.unwrap().pull_request, Some(own));
+}
+
+#[tokio::test]
+async fn a_pull_request_someone_else_opened_for_the_branch_is_never_adopted() {
+    let w = World::new();
+    let config = World::config(&[]);
+    let report = w.tick(true, &config).await;
+    assert_eq!(report.dispatched, ["infra#7"]);
+    w.agent_pushes("feat001", "Rotate them");
+    let theirs = lock(&w.model)
+        .open_pull(REPO, BRANCH, "main", "Closes #99", "Fixes #99", "mallory")
+        .unwrap();
+    let report = w.tick(false, &config).await;
+    assert!(
+        entries(&report, ReportAction::OpenPullRequest)
+            .iter()
+            .any(|m| m.contains("opened by mallory, not afk")),
+        "{report:?}"
+    );
+    let report = w.tick(false, &config).await;
+    assert!(
+        !entries(&report, ReportAction::EscalatePrepush).is_empty(),
+        "{report:?}"
+    );
+    let record = w.record();
+    assert_eq!(record.outcome.unwrap().kind, OutcomeKind::NeedsHuman);
+    assert_eq!(record.landing.unwrap().pull_request, None);
+    // Theirs is left as it is: open, unlabelled, unmerged.
+    let mut m = lock(&w.model);
+    let snap = m.pull_snapshot(REPO, theirs).unwrap();
+    assert_eq!(snap.state, "open");
+    assert!(snap.labels.is_empty(), "{:?}", snap.labels);
 }
 
 #[tokio::test]

@@ -115,6 +115,8 @@ struct WireLanding {
     answered_review: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pull_state: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    foreign_pull: Option<u64>,
 }
 
 impl From<&RunRecord> for WireRecord {
@@ -145,6 +147,7 @@ impl From<&RunRecord> for WireRecord {
                 handed_over: l.handed_over,
                 answered_review: l.answered_review,
                 pull_state: l.pull_state.map(|p| p.as_str().to_owned()),
+                foreign_pull: l.foreign_pull,
             }),
         }
     }
@@ -215,6 +218,7 @@ impl WireRecord {
                             handed_over: l.handed_over,
                             answered_review: l.answered_review,
                             pull_state,
+                            foreign_pull: l.foreign_pull,
                         })
                     } else {
                         Err(format!("landing.branch: {:?} is not a run branch (afk/<issue>-<slug>)", l.branch))
@@ -484,6 +488,7 @@ mod tests {
                 handed_over: true,
                 answered_review: Some(99),
                 pull_state: Some(afk_core::land::PullState::Open),
+                foreign_pull: None,
             }),
             ..sample()
         };

@@ -36,6 +36,8 @@ struct Pull {
     #[serde(default)]
     draft: Option<bool>,
     html_url: Option<String>,
+    #[serde(default)]
+    user: Option<wire::User>,
     head: Ref,
     base: Ref,
 }
@@ -88,8 +90,16 @@ struct Merged {
 
 impl Pull {
     /// The port's view; `full` says whether the answer carries
-    /// `mergeable_state` (a single read) or not (a listing).
-    fn into_port(self, full: bool) -> PullRequest {
+    /// `mergeable_state` (a single read) or not (a listing); `own` is afk's
+    /// own login.
+    fn into_port(self, full: bool, own: &str) -> PullRequest {
+        let author = self.user.as_ref().map(|u| Actor {
+            login: u.login.clone(),
+            typed_bot: u.kind.as_deref() == Some("Bot"),
+        });
+        let by_afk = author
+            .as_ref()
+            .is_some_and(|a| afk_core::trust::is_own(a, own));
         let merged = self.merged.unwrap_or(false) || self.merged_at.is_some();
         let state = match (self.state.as_str(), merged) {
             (_, true) => PullState::Merged,
@@ -110,6 +120,8 @@ impl Pull {
             },
             draft: self.draft.unwrap_or(false),
             link: self.html_url,
+            author: author.map(|a| a.login),
+            by_afk,
         }
     }
 }
@@ -129,6 +141,7 @@ impl GitHubTracker {
             &[("head", &head), ("state", "all"), ("per_page", "100")],
         )?;
         let items: Vec<Pull> = self.list(url, "pull requests listing").await?;
+        let own = self.own_login().await?;
         let full_name = format!("{owner}/{name}");
         Ok(items
             .into_iter()
@@ -140,14 +153,15 @@ impl GitHubTracker {
                         .is_some_and(|r| r.full_name.eq_ignore_ascii_case(&full_name))
             })
             .max_by_key(|p| p.number)
-            .map(|p| p.into_port(false)))
+            .map(|p| p.into_port(false, &own)))
     }
 
     /// One pull request, with its mergeability.
     pub(super) async fn get_pull(&self, repo: &str, number: u64) -> PortResult<PullRequest> {
         let url = self.repo_url(repo, &["pulls", &number.to_string()], &[])?;
         let page = self.get(url, &[]).await?;
-        Ok(decode::<Pull>("pull request", page.body)?.into_port(true))
+        let own = self.own_login().await?;
+        Ok(decode::<Pull>("pull request", page.body)?.into_port(true, &own))
     }
 
     /// Opens a pull request; one already open for the head is answered.
@@ -164,7 +178,8 @@ impl GitHubTracker {
         // next tick finds it by its branch.
         let page = self.request(Method::POST, url, Some(&body), &[422]).await?;
         if page.status != 422 {
-            return Ok(decode::<Pull>("created pull request", page.body)?.into_port(true));
+            let own = self.own_login().await?;
+            return Ok(decode::<Pull>("created pull request", page.body)?.into_port(true, &own));
         }
         // GitHub's 422 says "Validation Failed"; what failed is in `errors`.
         let refusal: Refusal = serde_json::from_value(page.body).unwrap_or_default();
