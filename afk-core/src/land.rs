@@ -331,12 +331,13 @@ pub enum MergeOutcome {
 
 /// What the reviews add up to (`reviews` oldest first; `answered`: the
 /// newest review requesting changes that a corrective turn already
-/// answered), with the review to answer when it is [`ReviewState::ChangesRequested`].
+/// answered), with the reviews to answer (every trusted reviewer's open
+/// request, oldest first) when it is [`ReviewState::ChangesRequested`].
 /// Only trusted reviews count, and each reviewer's latest verdict (an
 /// approval after a request for changes withdraws it; a comment changes
 /// nothing). A request already answered is [`ReviewState::Required`]: the
 /// reviewer looks again before anything merges.
-pub fn review_state(reviews: &[Review], answered: Option<u64>) -> (ReviewState, Option<&Review>) {
+pub fn review_state(reviews: &[Review], answered: Option<u64>) -> (ReviewState, Vec<&Review>) {
     use ReviewVerdict as V;
     let mut latest: Vec<&Review> = Vec::new();
     for r in reviews
@@ -346,22 +347,24 @@ pub fn review_state(reviews: &[Review], answered: Option<u64>) -> (ReviewState, 
         latest.retain(|l| l.author != r.author);
         latest.push(r);
     }
-    let open_request = latest
+    let mut open: Vec<&Review> = latest
         .iter()
+        .copied()
         .filter(|r| r.verdict == V::ChangesRequested && answered.is_none_or(|a| r.id > a))
-        .max_by_key(|r| r.id);
-    if let Some(r) = open_request {
-        return (ReviewState::ChangesRequested, Some(r));
+        .collect();
+    open.sort_by_key(|r| r.id);
+    if !open.is_empty() {
+        return (ReviewState::ChangesRequested, open);
     }
     // Answered, but its reviewer has not looked again: theirs to approve,
     // never merged over their request.
     if latest.iter().any(|r| r.verdict == V::ChangesRequested) {
-        return (ReviewState::Required, None);
+        return (ReviewState::Required, Vec::new());
     }
     if latest.iter().any(|r| r.verdict == V::Approved) {
-        (ReviewState::Approved, None)
+        (ReviewState::Approved, Vec::new())
     } else {
-        (ReviewState::None, None)
+        (ReviewState::None, Vec::new())
     }
 }
 
@@ -454,11 +457,9 @@ mod tests {
             r(1, "alice", V::ChangesRequested, true),
             r(2, "bob", V::Other, true),
         ];
-        let (state, review) = review_state(&reviews, None);
-        assert_eq!(
-            (state, review.map(|r| r.id)),
-            (ReviewState::ChangesRequested, Some(1))
-        );
+        let (state, open) = review_state(&reviews, None);
+        let ids: Vec<u64> = open.iter().map(|r| r.id).collect();
+        assert_eq!((state, ids), (ReviewState::ChangesRequested, vec![1]));
         assert_eq!(review_state(&reviews, Some(1)).0, ReviewState::Required);
         // Approving afterwards withdraws it; a new request asks again.
         let reviews = [
@@ -471,11 +472,17 @@ mod tests {
             r(4, "carol", V::Approved, true),
             r(5, "alice", V::ChangesRequested, true),
         ];
-        let (state, review) = review_state(&reviews, Some(1));
-        assert_eq!(
-            (state, review.map(|r| r.id)),
-            (ReviewState::ChangesRequested, Some(5))
-        );
+        let (state, open) = review_state(&reviews, Some(1));
+        let ids: Vec<u64> = open.iter().map(|r| r.id).collect();
+        assert_eq!((state, ids), (ReviewState::ChangesRequested, vec![5]));
+        // Two reviewers at once: both requests reach the agent, in one turn.
+        let reviews = [
+            r(5, "alice", V::ChangesRequested, true),
+            r(6, "bob", V::ChangesRequested, true),
+        ];
+        let (_, open) = review_state(&reviews, None);
+        let ids: Vec<u64> = open.iter().map(|r| r.id).collect();
+        assert_eq!(ids, vec![5, 6]);
     }
 
     #[test]

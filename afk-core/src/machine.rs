@@ -39,7 +39,7 @@
 //! | 16 | merged, red on the merge commit | `FreezeEscalate` (a human fixes the default branch) |
 //! | 17 | closed without merging, retargeted to another branch, or opened by someone else | `EscalatePrepush` (handed back) |
 //! | 18 | open, green, a corrective turn for this head still running | `Wait` |
-//! | 19 | open, green, conflicting or behind the default branch | `FixForward` (merge it and resolve), within the budget |
+//! | 19 | open and conflicting (whatever CI says: no pull-request CI runs on a conflict), or green and behind the default branch | `FixForward` (merge it and resolve), within the budget |
 //! | 20 | open, green, a trusted reviewer requested changes | `FixForward` (the review's text), within the budget |
 //! | 21 | open, green, a human's review required (or the rules block it) | `HandOverForReview` once, then `Wait` |
 //! | 22 | open, green, mergeability not computed yet | `Wait` |
@@ -564,14 +564,25 @@ fn landing(s: &RunState, pull: &PullFacts, config: &Config) -> Option<(u8, Actio
         }
         PullState::Open => {}
     }
+    let freeze = |spent| Action::FreezeEscalate(spent);
+    // A conflict first, whatever CI says: GitHub runs no pull-request
+    // checks on a branch that conflicts, so its CI never starts until the
+    // conflict is resolved.
+    if pull.mergeable == Mergeable::Conflicting {
+        if s.corrective_turn_for_this_commit && s.agent_busy() {
+            return Some((18, Action::Wait(WaitReason::CorrectiveTurnRunning)));
+        }
+        return Some(
+            corrective(s, config, Corrective::Conflict, 19).unwrap_or_else(|e| (19, freeze(e))),
+        );
+    }
     if s.ci_status != Some(CiStatus::Green) {
         return None;
     }
     if s.corrective_turn_for_this_commit && s.agent_busy() {
         return Some((18, Action::Wait(WaitReason::CorrectiveTurnRunning)));
     }
-    let freeze = |spent| Action::FreezeEscalate(spent);
-    if matches!(pull.mergeable, Mergeable::Conflicting | Mergeable::Behind) {
+    if pull.mergeable == Mergeable::Behind {
         return Some(
             corrective(s, config, Corrective::Conflict, 19).unwrap_or_else(|e| (19, freeze(e))),
         );
@@ -1145,6 +1156,12 @@ mod tests {
             24,
             Merge,
         );
+        // A conflict is answered before any CI verdict (none comes).
+        for ci in [CiStatus::NoSignal, CiStatus::Red, CiStatus::Pending] {
+            let mut c = landing_state(ci, open(M::Conflicting, R::None));
+            c.seconds_since_push_seen = 100_000;
+            check(c, 19, FixForward);
+        }
         // Retargeted, or opened by someone else: handed back, never merged.
         let mut retargeted = open(M::Clean, R::Approved);
         retargeted.retargeted = true;

@@ -24,8 +24,8 @@ pub(crate) struct PullRead {
     pub facts: Option<PullFacts>,
     /// The pull request, once opened.
     pub pull: Option<PullRequest>,
-    /// The review a corrective turn would answer.
-    pub review: Option<Review>,
+    /// The reviews a corrective turn would answer, oldest first.
+    pub reviews: Vec<Review>,
 }
 
 impl PullRead {
@@ -87,17 +87,17 @@ pub(crate) async fn read(ports: &Ports<'_>, run: &Run, base: &str) -> PortResult
     facts.opened = true;
     facts.state = pull.state;
     facts.mergeable = pull.mergeable;
-    let mut review = None;
+    let mut open = Vec::new();
     if pull.state == PullState::Open {
         let reviews = ports.tracker.reviews(repo, number).await?;
         let (state, answer) = review_state(&reviews, landing.answered_review);
         facts.review = state;
-        review = answer.cloned();
+        open = answer.into_iter().cloned().collect();
     }
     Ok(PullRead {
         facts: Some(facts),
         pull: Some(pull),
-        review,
+        reviews: open,
     })
 }
 

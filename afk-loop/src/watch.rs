@@ -317,16 +317,21 @@ async fn drive(
                 run: landing.as_ref().map(|l| l.branch.as_str()),
             };
             let pull_number = landing.as_ref().and_then(|l| l.pull_request).unwrap_or(0);
-            let prompt = match (why, &pull.review) {
-                (Corrective::Conflict, _) => conflict_prompt(&repo, number, branches, pull_number),
-                (Corrective::ChangesRequested, Some(review)) => review_prompt(
-                    &repo,
-                    number,
-                    branches,
-                    pull_number,
-                    review.author.as_deref().unwrap_or("a deleted account"),
-                    &review.body,
-                ),
+            let reviews: Vec<(&str, &str)> = pull
+                .reviews
+                .iter()
+                .map(|r| {
+                    (
+                        r.author.as_deref().unwrap_or("a deleted account"),
+                        r.body.as_str(),
+                    )
+                })
+                .collect();
+            let prompt = match why {
+                Corrective::Conflict => conflict_prompt(&repo, number, branches, pull_number),
+                Corrective::ChangesRequested if !reviews.is_empty() => {
+                    review_prompt(&repo, number, branches, pull_number, &reviews)
+                }
                 _ => corrective_prompt(
                     &repo,
                     number,
@@ -365,10 +370,12 @@ async fn drive(
                 }
             };
             run.record.record_corrective_turn(turn, &thread_id, now);
-            if let (Corrective::ChangesRequested, Some(review), Some(l)) =
-                (why, &pull.review, run.record.landing.as_mut())
-            {
-                l.answered_review = Some(review.id);
+            if let (Corrective::ChangesRequested, Some(newest), Some(l)) = (
+                why,
+                pull.reviews.iter().map(|r| r.id).max(),
+                run.record.landing.as_mut(),
+            ) {
+                l.answered_review = Some(newest);
             }
             let phase = progress_phase(&run.record, verdict.as_ref());
             write(ports, run, &branch, phase, options).await?;

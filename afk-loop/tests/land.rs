@@ -392,7 +392,7 @@ async fn a_trusted_reviewers_request_for_changes_is_one_corrective_turn_quoting_
         thread.turns.values().last().unwrap().0.clone()
     };
     assert!(
-        text.contains("alice, a trusted reviewer, requested changes"),
+        text.contains("alice, trusted reviewer(s), requested changes"),
         "{text}"
     );
     assert!(text.contains("Rename the helper to rotate_all."));
