@@ -173,6 +173,16 @@ impl PullState {
         .into_iter()
         .find(|s| s.as_str() == text)
     }
+
+    /// What the tracker's words mean: GitHub's `state` (`open`, `closed`)
+    /// and whether it was merged (a merged pull request is `closed`).
+    pub fn from_tracker(state: &str, merged: bool) -> Self {
+        match (state, merged) {
+            (_, true) => PullState::Merged,
+            ("open", false) => PullState::Open,
+            _ => PullState::ClosedUnmerged,
+        }
+    }
 }
 
 /// Whether the pull request can be merged now, as the tracker computes it.
@@ -279,6 +289,19 @@ pub enum ReviewVerdict {
     ChangesRequested,
     /// Anything else (`COMMENTED`, `DISMISSED`, `PENDING`).
     Other,
+}
+
+impl ReviewVerdict {
+    /// What a review's `state` says (GitHub's `APPROVED`,
+    /// `CHANGES_REQUESTED`; anything else, `COMMENTED`, `DISMISSED`,
+    /// `PENDING` or a word added later, decides nothing).
+    pub fn from_tracker(state: &str) -> Self {
+        match state {
+            "APPROVED" => ReviewVerdict::Approved,
+            "CHANGES_REQUESTED" => ReviewVerdict::ChangesRequested,
+            _ => ReviewVerdict::Other,
+        }
+    }
 }
 
 /// One review of a pull request.
@@ -483,6 +506,42 @@ mod tests {
         let (_, open) = review_state(&reviews, None);
         let ids: Vec<u64> = open.iter().map(|r| r.id).collect();
         assert_eq!(ids, vec![5, 6]);
+    }
+
+    #[test]
+    fn the_trackers_words_for_state_and_verdict() {
+        assert_eq!(PullState::from_tracker("closed", true), PullState::Merged);
+        assert_eq!(PullState::from_tracker("open", false), PullState::Open);
+        assert_eq!(
+            PullState::from_tracker("closed", false),
+            PullState::ClosedUnmerged
+        );
+        assert_eq!(
+            PullState::from_tracker("locked?", false),
+            PullState::ClosedUnmerged
+        );
+        assert_eq!(
+            ReviewVerdict::from_tracker("APPROVED"),
+            ReviewVerdict::Approved
+        );
+        assert_eq!(
+            ReviewVerdict::from_tracker("CHANGES_REQUESTED"),
+            ReviewVerdict::ChangesRequested
+        );
+        for other in ["COMMENTED", "DISMISSED", "PENDING", "approved", ""] {
+            assert_eq!(
+                ReviewVerdict::from_tracker(other),
+                ReviewVerdict::Other,
+                "{other}"
+            );
+        }
+        for s in [
+            PullState::Open,
+            PullState::Merged,
+            PullState::ClosedUnmerged,
+        ] {
+            assert_eq!(PullState::parse(s.as_str()), Some(s));
+        }
     }
 
     #[test]

@@ -101,11 +101,7 @@ impl Pull {
             .as_ref()
             .is_some_and(|a| afk_core::trust::is_own(a, own));
         let merged = self.merged.unwrap_or(false) || self.merged_at.is_some();
-        let state = match (self.state.as_str(), merged) {
-            (_, true) => PullState::Merged,
-            ("open", false) => PullState::Open,
-            _ => PullState::ClosedUnmerged,
-        };
+        let state = PullState::from_tracker(&self.state, merged);
         PullRequest {
             number: self.number,
             head_branch: self.head.name,
@@ -234,11 +230,7 @@ impl GitHubTracker {
             reviews.push(Review {
                 id: r.id,
                 author: author.map(|a| a.login),
-                verdict: match r.state.as_str() {
-                    "APPROVED" => ReviewVerdict::Approved,
-                    "CHANGES_REQUESTED" => ReviewVerdict::ChangesRequested,
-                    _ => ReviewVerdict::Other,
-                },
+                verdict: ReviewVerdict::from_tracker(&r.state),
                 body: r.body.unwrap_or_default(),
                 trusted,
             });
