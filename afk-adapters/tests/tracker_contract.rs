@@ -958,6 +958,33 @@ async fn protection_refuses_a_merge_and_only_writers_reviews_are_trusted(w: &dyn
     ));
 }
 
+/// A token that may not touch pull requests: every pull-request call is an
+/// authorisation error naming GitHub's answer, never "none".
+async fn a_refused_pull_request_call_is_an_auth_error(w: &dyn World) {
+    use afk_core::ports::NewPull;
+    w.model().broken_pulls = Some((403, "Resource not accessible by integration".into()));
+    let t = w.tracker();
+    let found = t.pull_for_branch("infra", "afk/7").await;
+    assert!(
+        matches!(&found, Err(PortError::Auth { message }) if message.contains("403")),
+        "{found:?}"
+    );
+    let new = NewPull {
+        head: "afk/7".into(),
+        base: "master".into(),
+        title: "t".into(),
+        body: "Closes #7".into(),
+    };
+    assert!(matches!(
+        t.create_pull("infra", &new).await,
+        Err(PortError::Auth { .. })
+    ));
+    assert!(matches!(
+        t.reviews("infra", 1).await,
+        Err(PortError::Auth { .. })
+    ));
+}
+
 macro_rules! contract {
     ($($name:ident),+ $(,)?) => {
         /// Every contract case, each on a fresh loopback GitHub: the
@@ -1027,4 +1054,5 @@ contract!(
     approved_comments_are_the_trusted_among_the_newest_500,
     a_pull_request_is_opened_once_and_merged_with_its_head,
     protection_refuses_a_merge_and_only_writers_reviews_are_trusted,
+    a_refused_pull_request_call_is_an_auth_error,
 );

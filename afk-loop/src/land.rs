@@ -16,6 +16,15 @@ use crate::Ports;
 use crate::report::{About, ReportAction, TickReport};
 use crate::runs::Run;
 
+/// `e`, noted for the loop's health first: a token that may not open,
+/// label or merge a pull request (a 403) is afk's credentials failing, and
+/// a human hears it once (`afk_core::health`), not a run that errors at
+/// every tick in silence.
+fn noted(report: &mut TickReport, e: PortError) -> PortError {
+    report.saw_tracker_error(&e);
+    e
+}
+
 /// What the watch tick learnt about a run's pull request.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct PullRead {
@@ -122,7 +131,8 @@ pub(crate) async fn open(
     let found = ports
         .tracker
         .pull_for_branch(&repo, &landing.branch)
-        .await?
+        .await
+        .map_err(|e| noted(report, e))?
         .filter(|p| p.state == PullState::Open && p.base_branch == base);
     if let Some(p) = found.as_ref().filter(|p| !p.by_afk) {
         landing.foreign_pull = Some(p.number);
@@ -154,14 +164,19 @@ pub(crate) async fn open(
                     landing.branch
                 ),
             };
-            let p = ports.tracker.create_pull(&repo, &new).await?;
+            let p = ports
+                .tracker
+                .create_pull(&repo, &new)
+                .await
+                .map_err(|e| noted(report, e))?;
             (p, "opened a pull request for")
         }
     };
     ports
         .tracker
         .add_label(&repo, pull.number, &config.in_progress_label)
-        .await?;
+        .await
+        .map_err(|e| noted(report, e))?;
     landing.pull_request = Some(pull.number);
     report.info(
         About::run(&repo, number, &run.record.thread_id),
@@ -186,7 +201,8 @@ pub(crate) async fn merge(
     let merged = ports
         .tracker
         .merge_pull(&repo, pull.number, &pull.head_sha, config.merge_method)
-        .await?;
+        .await
+        .map_err(|e| noted(report, e))?;
     match merged {
         MergeOutcome::Merged { sha } => {
             report.info(
@@ -255,7 +271,8 @@ pub(crate) async fn hand_over(
     ports
         .tracker
         .add_label(&repo, pull.number, &config.ready_for_review_label)
-        .await?;
+        .await
+        .map_err(|e| noted(report, e))?;
     let message = Message {
         title: format!(
             "[REVIEW] {repo}#{number} pull request #{} needs a review",

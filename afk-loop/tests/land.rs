@@ -618,3 +618,26 @@ async fn red_ci_on_the_head_fixes_forward_on_the_same_branch() {
         "nothing reached main"
     );
 }
+
+#[tokio::test]
+async fn a_token_that_may_not_open_a_pull_request_is_a_health_failure_not_silence() {
+    let w = World::new();
+    let config = World::config(&[]);
+    let report = w.tick(true, &config).await;
+    assert_eq!(report.dispatched, ["infra#7"]);
+    w.agent_pushes("feat001", "Rotate them");
+    // GitHub answers 403 to the pull request calls (a token without
+    // pull_requests: write).
+    lock(&w.model).broken_pulls = Some((403, "Resource not accessible by integration".into()));
+    let report = w.tick(false, &config).await;
+    assert!(report.failed(), "{report:?}");
+    assert!(
+        report.health.iter().any(|s| matches!(
+            s,
+            afk_core::health::Signal::Failing(afk_core::health::HealthCause::Credentials, m)
+                if m.contains("403")
+        )),
+        "{:?}",
+        report.health
+    );
+}
