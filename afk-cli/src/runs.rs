@@ -29,16 +29,30 @@ pub struct RunRow {
     pub last_ci: Option<String>,
     /// The newest commit pushed for it.
     pub commit: Option<String>,
+    /// Its pull request and where it stands (`#12 open`), when it lands
+    /// through one.
+    pub pull_request: Option<String>,
 }
 
 /// Summarises a run at `now`.
 pub fn row(run: &Run, now: Timestamp) -> RunRow {
     let r = &run.record;
-    let phase = match (&r.outcome, &r.commit) {
-        (Some(o), _) if r.notified => format!("{}: cleaning up", o.kind.as_str()),
-        (Some(o), _) => format!("{}: doorbell pending", o.kind.as_str()),
-        (None, None) => "agent working, nothing pushed".to_owned(),
-        (None, Some(_)) => format!(
+    let pull = r.landing.as_ref().and_then(|l| {
+        l.pull_request.map(|n| {
+            let state = l.pull_state.map_or("open", |s| s.as_str());
+            (n, state, l.handed_over)
+        })
+    });
+    let phase = match (&r.outcome, &r.commit, pull) {
+        (Some(o), _, _) if r.notified => format!("{}: cleaning up", o.kind.as_str()),
+        (Some(o), _, _) => format!("{}: doorbell pending", o.kind.as_str()),
+        (None, _, Some((n, "open", true))) => format!("PR #{n} waiting for review"),
+        (None, _, Some((n, state, _))) => format!(
+            "PR #{n} {state}, CI {}",
+            r.last_ci.map_or("not read yet", |c| c.as_str())
+        ),
+        (None, None, None) => "agent working, nothing pushed".to_owned(),
+        (None, Some(_), None) => format!(
             "pushed, CI {}",
             r.last_ci.map_or("not read yet", |c| c.as_str())
         ),
@@ -52,6 +66,7 @@ pub fn row(run: &Run, now: Timestamp) -> RunRow {
         fix_forward_attempts: r.fix_forward_attempts,
         last_ci: r.last_ci.map(|c| c.as_str().to_owned()),
         commit: r.commit.clone(),
+        pull_request: pull.map(|(n, state, _)| format!("#{n} {state}")),
     }
 }
 
@@ -93,7 +108,7 @@ pub fn to_json(rows: &[RunRow], problems: &[Entry]) -> Value {
         "runs": rows.iter().map(|r| json!({
             "run": r.key, "phase": r.phase, "thread_id": r.thread_id, "age_seconds": r.age_seconds,
             "attempt": r.attempt, "fix_forward_attempts": r.fix_forward_attempts,
-            "last_ci": r.last_ci, "commit": r.commit,
+            "last_ci": r.last_ci, "commit": r.commit, "pull_request": r.pull_request,
         })).collect::<Vec<_>>(),
         "problems": problems.iter().map(|e| json!({
             "level": match e.level { Level::Info => "info", Level::Warn => "warn", Level::Error => "error" },
@@ -129,4 +144,56 @@ pub fn show(run: &Run) -> String {
         if run.issue.open { "open" } else { "closed" },
         checklist.trim_end()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use afk_core::ports::{Comment, TrackedIssue};
+    use afk_core::record::Landing;
+    use afk_core::{CiStatus, RunRecord};
+
+    fn run(record: RunRecord) -> Run {
+        Run {
+            issue: TrackedIssue {
+                repo: "infra".into(),
+                number: 7,
+                title: "Rotate".into(),
+                body: String::new(),
+                labels: vec![],
+                open: true,
+            },
+            comment: Comment {
+                id: 1,
+                body: String::new(),
+            },
+            record,
+        }
+    }
+
+    #[test]
+    fn a_run_landing_through_a_pull_request_shows_it() {
+        let at = Timestamp::from_unix_seconds(1_800_000_000).unwrap_or_else(|| unreachable!());
+        let mut record = RunRecord::dispatched("t-1", at);
+        assert_eq!(
+            row(&run(record.clone()), at).phase,
+            "agent working, nothing pushed"
+        );
+        record.commit = Some("abc".into());
+        record.last_ci = Some(CiStatus::Green);
+        let mut landing = Landing::on("afk/7-rotate");
+        landing.pull_request = Some(12);
+        record.landing = Some(landing.clone());
+        let r = row(&run(record.clone()), at);
+        assert_eq!(r.phase, "PR #12 open, CI green");
+        assert_eq!(r.pull_request.as_deref(), Some("#12 open"));
+        landing.handed_over = true;
+        record.landing = Some(landing);
+        assert_eq!(
+            row(&run(record.clone()), at).phase,
+            "PR #12 waiting for review"
+        );
+        let json = to_json(&[row(&run(record), at)], &[]);
+        assert_eq!(json["runs"][0]["pull_request"], "#12 open");
+    }
 }
