@@ -55,21 +55,18 @@ pub async fn ring(
         tracing::warn!(action = "health", "cannot build the notifiers: {e}");
         Vec::new()
     });
+    let notifiers: Vec<&dyn Notifier> = notifiers.iter().map(AsRef::as_ref).collect();
     for bell in bells {
         let message = bell.message();
-        let mut delivered = Vec::new();
-        for n in &notifiers {
-            match n.deliver(&message).await {
-                Ok(()) => delivered.push(n.name().to_owned()),
-                Err(e) => tracing::warn!(
-                    action = "health",
-                    cause = bell.cause.as_str(),
-                    "{} could not send the health doorbell: {e}",
-                    n.name()
-                ),
-            }
+        let rung = afk_loop::ports::deliver_all(&notifiers, &message).await;
+        for (name, e) in &rung.failed {
+            tracing::warn!(
+                action = "health",
+                cause = bell.cause.as_str(),
+                "{name} could not send the health doorbell: {e}"
+            );
         }
-        let delivered = delivered.join(",");
+        let delivered = rung.delivered.join(",");
         if bell.failing {
             tracing::error!(action = "health", cause = bell.cause.as_str(), delivered = %delivered,
                 "{}: {}", message.title, bell.detail);

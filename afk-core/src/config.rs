@@ -358,6 +358,15 @@ impl Config {
             }
         }
         errors.extend(distinct_labels(&config));
+        // An entry the allowlist does not name (`acme/infra` beside
+        // `infra`) would silently change nothing.
+        if let Some((r, _)) = config.land_repos.iter().find(|(r, _)| !config.allows(r)) {
+            errors.push(ConfigError {
+                key: "AFK_LAND_REPOS",
+                value: r.clone(),
+                expected: "repositories named as AFK_ALLOWLIST names them",
+            });
+        }
         if errors.is_empty() {
             Ok(config)
         } else {
@@ -371,22 +380,13 @@ impl Config {
         !self.kill_switch && !self.allowlist.is_empty()
     }
 
-    /// How `repo`'s changes land: its `AFK_LAND_REPOS` entry, else
-    /// `AFK_LAND`. An entry without an owner names the repository of that
-    /// name whatever its owner (`infra` is `acme/infra`); one with an owner
-    /// names that repository only, and wins over one without.
+    /// How `repo` (named as the allowlist names it) lands: its
+    /// `AFK_LAND_REPOS` entry, else `AFK_LAND`.
     pub fn land_mode(&self, repo: &str) -> LandMode {
-        let name = |r: &str| r.rsplit('/').next().unwrap_or(r).to_owned();
-        let exact = self.land_repos.iter().find(|(r, _)| {
-            crate::types::same_repo(r, repo) && (r.contains('/') || !repo.contains('/'))
-        });
-        let by_name = || {
-            self.land_repos.iter().find(|(r, _)| {
-                (!r.contains('/') || !repo.contains('/'))
-                    && crate::types::same_repo(&name(r), &name(repo))
-            })
-        };
-        exact.or_else(by_name).map_or(self.land, |(_, m)| *m)
+        self.land_repos
+            .iter()
+            .find(|(r, _)| crate::types::same_repo(r, repo))
+            .map_or(self.land, |(_, m)| *m)
     }
 
     /// Every repository whose runs in flight are watched: the allowlist,
@@ -633,7 +633,7 @@ mod tests {
             ("AFK_MAX_RUNS", "7"),
             ("AFK_MAX_DISPATCH_PER_TICK", "2"),
             ("AFK_LAND", "pull-request"),
-            ("AFK_LAND_REPOS", "web=push"),
+            ("AFK_LAND_REPOS", "acme/web=push"),
             ("AFK_MERGE_METHOD", "rebase"),
             ("PATH", "/usr/bin"),
         ])
@@ -656,13 +656,24 @@ mod tests {
                 max_runs: Some(7),
                 max_dispatch_per_tick: Some(2),
                 land: LandMode::PullRequest,
-                land_repos: vec![("web".into(), LandMode::Push)],
+                land_repos: vec![("acme/web".into(), LandMode::Push)],
                 merge_method: MergeMethod::Rebase,
                 winding_down: Vec::new(),
             }
         );
         assert_eq!(config.land_mode("infra"), LandMode::PullRequest);
         assert_eq!(config.land_mode("acme/web"), LandMode::Push);
+        // An entry the allowlist does not name is an error, never a no-op.
+        let err = Config::from_pairs([
+            ("AFK_ALLOWLIST", "infra"),
+            ("AFK_LAND_REPOS", "acme/infra=pull-request"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("AFK_LAND_REPOS") && err.contains("acme/infra"),
+            "{err}"
+        );
         assert!(config.allows("Infra"));
         assert!(!config.allows("evil/infra"));
         // The KEYS table names exactly the keys the parser reads.

@@ -172,18 +172,6 @@ pub struct HealthMemory {
     pub causes: Vec<CauseMemory>,
 }
 
-impl HealthMemory {
-    /// What is remembered of `cause`.
-    pub fn get(&self, cause: HealthCause) -> Option<&CauseMemory> {
-        self.causes.iter().find(|c| c.cause == cause)
-    }
-
-    /// The causes failing now (seen failing on the last tick that saw them).
-    pub fn failing(&self) -> impl Iterator<Item = &CauseMemory> {
-        self.causes.iter().filter(|c| c.failing_ticks > 0)
-    }
-}
-
 /// A health doorbell.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HealthBell {
@@ -513,7 +501,12 @@ mod tests {
         assert_eq!(bells.len(), 1);
         // Another tick's doorbell (a later time) is not undone.
         undelivered(&mut memory, HealthCause::Credentials, at(5));
-        assert!(memory.get(HealthCause::Credentials).is_some_and(|m| m.rung));
+        assert!(
+            memory
+                .causes
+                .iter()
+                .any(|m| m.cause == HealthCause::Credentials && m.rung)
+        );
         undelivered(&mut memory, HealthCause::Credentials, at(0));
         let (memory, bells) = health_decide(&memory, &signals, at(1));
         assert_eq!(bells.len(), 1);

@@ -292,18 +292,15 @@ pub(crate) async fn hand_over(
         tags: vec!["afk".into(), "review".into(), repo.clone()],
         link: pull.link.clone(),
     };
-    let mut delivered = Vec::new();
-    for n in ports.notifiers {
-        match n.deliver(&message).await {
-            Ok(()) => delivered.push(n.name().to_owned()),
-            Err(e) => report.warn(
-                about,
-                ReportAction::Ring,
-                format!("{} could not ring: {e}", n.name()),
-            ),
-        }
+    let rung = crate::ports::deliver_all(ports.notifiers, &message).await;
+    for (name, e) in &rung.failed {
+        report.warn(
+            about,
+            ReportAction::Ring,
+            format!("{name} could not ring: {e}"),
+        );
     }
-    if delivered.is_empty() {
+    if !rung.rung() {
         return Err(PortError::Transient {
             message: "the review doorbell failed on every notifier; it rings again next tick"
                 .into(),
@@ -315,7 +312,7 @@ pub(crate) async fn hand_over(
     report.info(
         about,
         ReportAction::HandOverForReview,
-        format!("{} via {}", message.title, delivered.join(", ")),
+        format!("{} via {}", message.title, rung.delivered.join(", ")),
     );
     Ok(())
 }

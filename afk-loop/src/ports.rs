@@ -331,6 +331,19 @@ impl RingOutcome {
     }
 }
 
+/// Sends `message` on every notifier in turn ([`ring_all`] for any message:
+/// a review's or the loop's health).
+pub async fn deliver_all(notifiers: &[&dyn Notifier], message: &Message) -> RingOutcome {
+    let mut outcome = RingOutcome::default();
+    for n in notifiers {
+        match n.deliver(message).await {
+            Ok(()) => outcome.delivered.push(n.name().to_owned()),
+            Err(e) => outcome.failed.push((n.name().to_owned(), e)),
+        }
+    }
+    outcome
+}
+
 /// Tries every notifier in turn; one failing does not stop the others.
 pub async fn ring_all(notifiers: &[&dyn Notifier], bell: &Doorbell) -> RingOutcome {
     let mut outcome = RingOutcome::default();

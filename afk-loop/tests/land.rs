@@ -116,6 +116,23 @@ impl World {
         pulls[0]
     }
 
+    /// Protects main: one approving review by a writer, and (`check`) a
+    /// green `test` check.
+    fn protect(&self, check: bool) {
+        lock(&self.model).protect(
+            REPO,
+            Protection {
+                required_checks: if check {
+                    vec!["test".into()]
+                } else {
+                    Vec::new()
+                },
+                required_approvals: 1,
+                strict: false,
+            },
+        );
+    }
+
     fn record(&self) -> afk_core::RunRecord {
         let body = self
             .tracker_comment()
@@ -244,14 +261,7 @@ async fn a_run_lands_through_its_pull_request_and_closes_once_green_on_the_defau
 #[tokio::test]
 async fn a_required_review_is_handed_over_once_and_the_run_lands_when_approved() {
     let w = World::new();
-    lock(&w.model).protect(
-        REPO,
-        Protection {
-            required_checks: vec!["test".into()],
-            required_approvals: 1,
-            strict: false,
-        },
-    );
+    w.protect(true);
     let config = World::config(&[("AFK_MERGE_METHOD", "merge")]);
     let pr = w.opened(&config).await;
     let report = w.tick(false, &config).await;
@@ -305,14 +315,7 @@ async fn a_required_review_is_handed_over_once_and_the_run_lands_when_approved()
 #[tokio::test]
 async fn a_pull_request_closed_unmerged_hands_the_run_back_and_is_left_closed() {
     let w = World::new();
-    lock(&w.model).protect(
-        REPO,
-        Protection {
-            required_checks: Vec::new(),
-            required_approvals: 1,
-            strict: false,
-        },
-    );
+    w.protect(false);
     let config = World::config(&[]);
     let pr = w.opened(&config).await;
     lock(&w.model).close_pull(REPO, pr);
@@ -356,14 +359,7 @@ async fn a_stop_leaves_the_pull_request_open() {
 #[tokio::test]
 async fn a_trusted_reviewers_request_for_changes_is_one_corrective_turn_quoting_it() {
     let w = World::new();
-    lock(&w.model).protect(
-        REPO,
-        Protection {
-            required_checks: Vec::new(),
-            required_approvals: 1,
-            strict: false,
-        },
-    );
+    w.protect(false);
     let config = World::config(&[]);
     let pr = w.opened(&config).await;
     // A stranger's request is never a task.
