@@ -55,7 +55,8 @@ next-action — what the watcher does next with one run
         \"pull\": {\"opened\": bool, \"state\": \"open\"|\"merged\"|\"closed\",
                  \"mergeable\": \"clean\"|\"conflicting\"|\"behind\"|\"blocked\"|\"unknown\",
                  \"review\": \"none\"|\"approved\"|\"changes_requested\"|\"required\",
-                 \"handed_over\": bool, \"retargeted\": bool, \"foreign\": bool}
+                 \"handed_over\": bool, \"retargeted\": bool, \"foreign\": bool,
+                 \"merge_refused\": bool}
         (a run landing through a pull request)}}
        absent state fields are null / false / 0; corrective_turn_running is
        read as corrective_turn_for_this_commit.
@@ -348,6 +349,8 @@ struct PullInput {
     retargeted: bool,
     #[serde(default)]
     foreign: bool,
+    #[serde(default)]
+    merge_refused: bool,
 }
 
 impl PullInput {
@@ -398,6 +401,7 @@ impl PullInput {
             handed_over: self.handed_over,
             retargeted: self.retargeted,
             foreign: self.foreign,
+            merge_refused: self.merge_refused,
         })
     }
 }

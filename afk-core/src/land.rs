@@ -7,6 +7,10 @@
 //! `AFK_MERGE_METHOD` are read by `crate::config`), the run's branch name ([`run_branch`]), and the
 //! facts about a pull request the state machine (`crate::machine`) decides
 //! on ([`PullFacts`]). Effects (creating, merging) are the watch tick's.
+//!
+//! This file is long because each rule that reads what GitHub says of a
+//! pull request (its state, mergeability, reviews, the commit to judge) is
+//! table-tested here beside it.
 
 use std::fmt;
 
@@ -237,6 +241,10 @@ pub struct PullFacts {
     /// opened: never adopted (its author controls its title, body and
     /// state).
     pub foreign: bool,
+    /// The repository's rules refused a merge afk asked for although
+    /// GitHub called it mergeable (a rule its mergeability does not
+    /// show): a human's review decides.
+    pub merge_refused: bool,
 }
 
 impl PullFacts {
@@ -249,7 +257,28 @@ impl PullFacts {
         handed_over: false,
         retargeted: false,
         foreign: false,
+        merge_refused: false,
     };
+}
+
+/// The commit a landing run is judged by, and the branch it is on: the
+/// merge commit on the default branch once `pull` merged, its head while
+/// it is open, else the newest commit the agent pushed to the run's branch
+/// (`pushed`). `None`: nothing to judge yet (merged without a merge commit
+/// reported, or nothing pushed).
+pub fn commit_to_judge<'a>(
+    pull: Option<&'a PullRequest>,
+    pushed: Option<&'a str>,
+    run_branch: &'a str,
+    default_branch: &'a str,
+) -> Option<(&'a str, &'a str)> {
+    match pull {
+        Some(p) if p.state == PullState::Merged => {
+            p.merge_commit.as_deref().map(|sha| (sha, default_branch))
+        }
+        Some(p) if p.state == PullState::Open => Some((p.head_sha.as_str(), run_branch)),
+        _ => pushed.map(|sha| (sha, run_branch)),
+    }
 }
 
 /// A pull request, as the tracker reports it.
@@ -408,6 +437,50 @@ pub fn mergeable_from(state: Option<&str>, mergeable: Option<bool>) -> Mergeable
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_commit_judged_follows_the_pull_request() {
+        let pull = |state, merge_commit: Option<&str>| PullRequest {
+            number: 12,
+            head_branch: "afk/7-x".into(),
+            head_sha: "head1".into(),
+            base_branch: "main".into(),
+            state,
+            merge_commit: merge_commit.map(str::to_owned),
+            mergeable: Mergeable::Clean,
+            draft: false,
+            link: None,
+            author: Some("afk-bot".into()),
+            by_afk: true,
+        };
+        fn judge<'a>(
+            p: Option<&'a PullRequest>,
+            pushed: Option<&'a str>,
+        ) -> Option<(&'a str, &'a str)> {
+            commit_to_judge(p, pushed, "afk/7-x", "main")
+        }
+        assert_eq!(judge(None, None), None);
+        assert_eq!(judge(None, Some("push1")), Some(("push1", "afk/7-x")));
+        let open = pull(PullState::Open, None);
+        assert_eq!(
+            judge(Some(&open), Some("push1")),
+            Some(("head1", "afk/7-x"))
+        );
+        let merged = pull(PullState::Merged, Some("merge1"));
+        assert_eq!(
+            judge(Some(&merged), Some("push1")),
+            Some(("merge1", "main"))
+        );
+        // Merged, its merge commit not reported yet: nothing is judged
+        // (never the branch's head in its place).
+        let unreported = pull(PullState::Merged, None);
+        assert_eq!(judge(Some(&unreported), Some("push1")), None);
+        let closed = pull(PullState::ClosedUnmerged, None);
+        assert_eq!(
+            judge(Some(&closed), Some("push1")),
+            Some(("push1", "afk/7-x"))
+        );
+    }
 
     #[test]
     fn modes_and_methods_read_their_setting_values_only() {

@@ -41,7 +41,7 @@
 //! | 18 | open, green, a corrective turn for this head still running | `Wait` |
 //! | 19 | open and conflicting (whatever CI says: no pull-request CI runs on a conflict), or green and behind the default branch | `FixForward` (merge it and resolve), within the budget |
 //! | 20 | open, green, a trusted reviewer requested changes | `FixForward` (the review's text), within the budget |
-//! | 21 | open, green, a human's review required (or the rules block it) | `HandOverForReview` once, then `Wait` |
+//! | 21 | open, green, a human's review required (or the rules block it, or refused afk's merge) | `HandOverForReview` once, then `Wait` |
 //! | 22 | open, green, mergeability not computed yet | `Wait` |
 //! | 23 | open, green, mergeable, kill switch on | `Wait` (paused) |
 //! | 24 | open, green, mergeable | `Merge` |
@@ -593,7 +593,11 @@ fn landing(s: &RunState, pull: &PullFacts, config: &Config) -> Option<(u8, Actio
                 .unwrap_or_else(|e| (20, freeze(e))),
         );
     }
-    if pull.review == ReviewState::Required || pull.mergeable == Mergeable::Blocked {
+    // A merge the rules refused although GitHub called it mergeable is a
+    // human's to review; once handed over, a mergeable pull request is
+    // asked again (their approval may be what the rules waited for).
+    let refused = pull.merge_refused && !pull.handed_over;
+    if pull.review == ReviewState::Required || pull.mergeable == Mergeable::Blocked || refused {
         return Some(if pull.handed_over {
             (21, Action::Wait(WaitReason::ReviewWaiting))
         } else {
@@ -1020,6 +1024,7 @@ mod tests {
             handed_over: false,
             retargeted: false,
             foreign: false,
+            merge_refused: false,
         }
     }
 
@@ -1135,6 +1140,18 @@ mod tests {
         let mut handed = open(M::Blocked, R::Required);
         handed.handed_over = true;
         check(landing_state(CiStatus::Green, handed), 21, Wait);
+        // 21: the rules refused afk's merge of a mergeable pull request:
+        // handed over, then merged again once it may be (never handed over
+        // twice).
+        let mut refused = open(M::Clean, R::None);
+        refused.merge_refused = true;
+        check(
+            landing_state(CiStatus::Green, refused),
+            21,
+            HandOverForReview,
+        );
+        refused.handed_over = true;
+        check(landing_state(CiStatus::Green, refused), 24, Merge);
         // 22: not computed yet.
         check(
             landing_state(CiStatus::Green, open(M::Unknown, R::None)),
@@ -1214,16 +1231,25 @@ mod tests {
             ReviewState::ChangesRequested,
             ReviewState::Required,
         ]);
-        let flags = (any::<bool>(), any::<bool>(), any::<bool>());
+        let flags = (any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>());
         prop::option::of((any::<bool>(), state, mergeable, review, flags).prop_map(
-            |(opened, state, mergeable, review, (handed_over, retargeted, foreign))| PullFacts {
+            |(
                 opened,
                 state,
                 mergeable,
                 review,
-                handed_over,
-                retargeted,
-                foreign,
+                (handed_over, retargeted, foreign, merge_refused),
+            )| {
+                PullFacts {
+                    opened,
+                    state,
+                    mergeable,
+                    review,
+                    handed_over,
+                    retargeted,
+                    foreign,
+                    merge_refused,
+                }
             },
         ))
     }
@@ -1245,6 +1271,12 @@ mod tests {
                     prop_assert_eq!(p.mergeable, Mergeable::Clean);
                     prop_assert!(p.review != ReviewState::ChangesRequested && p.review != ReviewState::Required);
                     prop_assert!(!s.kill_switch && !s.stop_requested && !s.outcome_recorded);
+                    // A refused merge is asked again only after a human
+                    // was told.
+                    prop_assert!(!p.merge_refused || p.handed_over);
+                }
+                if action == Action::HandOverForReview {
+                    prop_assert!(!p.handed_over);
                 }
                 if action == Action::CloseSuccess {
                     prop_assert!(p.opened && p.state == PullState::Merged);

@@ -157,6 +157,9 @@ pub struct Landing {
     /// An open pull request for the run's branch that someone other than
     /// afk opened: never adopted, the run is handed back.
     pub foreign_pull: Option<u64>,
+    /// The repository's rules refused a merge afk asked for: the next
+    /// decision hands the pull request over for review.
+    pub merge_refused: bool,
 }
 
 impl Landing {
@@ -169,6 +172,7 @@ impl Landing {
             answered_review: None,
             pull_state: None,
             foreign_pull: None,
+            merge_refused: false,
         }
     }
 }

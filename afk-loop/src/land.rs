@@ -20,7 +20,7 @@ use crate::runs::Run;
 /// label or merge a pull request (a 403) is afk's credentials failing, and
 /// a human hears it once (`afk_core::health`), not a run that errors at
 /// every tick in silence.
-fn noted(report: &mut TickReport, e: PortError) -> PortError {
+pub(crate) fn noted(report: &mut TickReport, e: PortError) -> PortError {
     report.saw_tracker_error(&e);
     e
 }
@@ -33,32 +33,30 @@ pub(crate) struct PullRead {
     pub facts: Option<PullFacts>,
     /// The pull request, once opened.
     pub pull: Option<PullRequest>,
+    /// afk's own open pull request for the run's branch, not recorded yet
+    /// (a tick that died after opening it, or the agent pushing with
+    /// afk's token): adopted when the machine says to open one.
+    pub unrecorded: Option<PullRequest>,
+    /// An open pull request for the run's branch that someone else
+    /// opened, newly found.
+    pub foreign: Option<u64>,
     /// The reviews a corrective turn would answer, oldest first.
     pub reviews: Vec<Review>,
+    /// What the reading noticed that an operator should see, whatever
+    /// is decided.
+    pub notes: Vec<String>,
 }
 
-impl PullRead {
-    /// The commit to judge, and the branch it is on: the merge commit on
-    /// the default branch once merged, the pull request's head while open,
-    /// else the newest commit the agent pushed to the run's branch.
-    pub fn commit_to_judge<'a>(
-        &'a self,
-        pushed: Option<&'a str>,
-        run_branch: &'a str,
-        default_branch: &'a str,
-    ) -> Option<(&'a str, &'a str)> {
-        match &self.pull {
-            Some(p) if p.state == PullState::Merged => {
-                p.merge_commit.as_deref().map(|sha| (sha, default_branch))
-            }
-            Some(p) if p.state == PullState::Open => Some((p.head_sha.as_str(), run_branch)),
-            _ => pushed.map(|sha| (sha, run_branch)),
-        }
-    }
-}
-
-/// Reads the run's pull request and its reviews (when it is open).
-pub(crate) async fn read(ports: &Ports<'_>, run: &Run, base: &str) -> PortResult<PullRead> {
+/// Reads the run's pull request and its reviews (when it is open); before
+/// one is recorded and once the agent has `pushed`, the open pull request
+/// for its branch, if any (afk's own to adopt, or someone else's: a fact
+/// the machine hands back on).
+pub(crate) async fn read(
+    ports: &Ports<'_>,
+    run: &Run,
+    base: &str,
+    pushed: bool,
+) -> PortResult<PullRead> {
     let Some(landing) = &run.record.landing else {
         return Ok(PullRead::default());
     };
@@ -73,15 +71,39 @@ pub(crate) async fn read(ports: &Ports<'_>, run: &Run, base: &str) -> PortResult
     let mut facts = PullFacts {
         handed_over: landing.handed_over,
         foreign: landing.foreign_pull.is_some(),
+        merge_refused: landing.merge_refused,
         ..PullFacts::NONE
     };
-    let Some(number) = landing.pull_request else {
-        return Ok(PullRead {
-            facts: Some(facts),
-            ..PullRead::default()
-        });
-    };
     let repo = &run.issue.repo;
+    let Some(number) = landing.pull_request else {
+        let mut read = PullRead::default();
+        if pushed && !facts.foreign {
+            // Only an open pull request into the default branch is the
+            // run's; one retargeted elsewhere is left alone (a new one is
+            // opened). One that someone else opened is never adopted: its
+            // author controls its title, body and state.
+            let found = ports
+                .tracker
+                .pull_for_branch(repo, &landing.branch)
+                .await?
+                .filter(|p| p.state == PullState::Open && p.base_branch == base);
+            match found {
+                Some(p) if !p.by_afk => {
+                    facts.foreign = true;
+                    read.foreign = Some(p.number);
+                    read.notes.push(format!(
+                        "pull request #{} for `{}` was opened by {}, not afk: not adopted",
+                        p.number,
+                        p.head_branch,
+                        p.author.as_deref().unwrap_or("a deleted account")
+                    ));
+                }
+                own => read.unrecorded = own,
+            }
+        }
+        read.facts = Some(facts);
+        return Ok(read);
+    };
     let pull = ports.tracker.pull_request(repo, number).await?;
     if pull.head_branch != landing.branch {
         return Err(PortError::ContractViolation {
@@ -107,49 +129,28 @@ pub(crate) async fn read(ports: &Ports<'_>, run: &Run, base: &str) -> PortResult
         facts: Some(facts),
         pull: Some(pull),
         reviews: open,
+        ..PullRead::default()
     })
 }
 
-/// Opens the run's pull request, or adopts the one open for its branch
-/// (the agent's, or one a dead tick opened), labels it in progress and
-/// records its number.
+/// Opens the run's pull request, or adopts `unrecorded`, afk's own already
+/// open for its branch (the create is safe to repeat either way: GitHub's
+/// "already exists" is answered with the open one); labels it in progress
+/// and records its number.
 pub(crate) async fn open(
     ports: &Ports<'_>,
     config: &Config,
     run: &mut Run,
     base: &str,
+    unrecorded: Option<&PullRequest>,
     report: &mut TickReport,
 ) -> PortResult<()> {
     let (repo, number) = (run.issue.repo.clone(), run.issue.number);
     let Some(landing) = run.record.landing.as_mut() else {
         return Ok(());
     };
-    // Only an open pull request into the default branch is the run's; one
-    // retargeted elsewhere is left alone and a new one opened. One that
-    // someone else opened is never adopted: its author controls its title,
-    // body and state. The run is handed back (the next decision).
-    let found = ports
-        .tracker
-        .pull_for_branch(&repo, &landing.branch)
-        .await
-        .map_err(|e| noted(report, e))?
-        .filter(|p| p.state == PullState::Open && p.base_branch == base);
-    if let Some(p) = found.as_ref().filter(|p| !p.by_afk) {
-        landing.foreign_pull = Some(p.number);
-        report.warn(
-            About::run(&repo, number, &run.record.thread_id),
-            ReportAction::OpenPullRequest,
-            format!(
-                "pull request #{} for `{}` was opened by {}, not afk: not adopted, the run is handed back",
-                p.number,
-                p.head_branch,
-                p.author.as_deref().unwrap_or("a deleted account")
-            ),
-        );
-        return Ok(());
-    }
-    let (pull, how) = match found {
-        Some(p) => (p, "adopted the pull request open for"),
+    let (pull, how) = match unrecorded {
+        Some(p) => (p.clone(), "adopted the pull request open for"),
         None => {
             let new = NewPull {
                 head: landing.branch.clone(),
@@ -187,8 +188,8 @@ pub(crate) async fn open(
 }
 
 /// Merges the run's pull request (its head as judged); a refusal by the
-/// repository's rules hands it over for review instead; a moved head is
-/// judged again next tick.
+/// repository's rules is recorded (the machine hands it over for review);
+/// a moved head is judged again next tick.
 pub(crate) async fn merge(
     ports: &Ports<'_>,
     config: &Config,
@@ -227,31 +228,29 @@ pub(crate) async fn merge(
             );
             Ok(())
         }
-        MergeOutcome::Refused { message }
-            if run.record.landing.as_ref().is_some_and(|l| l.handed_over) =>
-        {
-            report.info(
-                about,
-                ReportAction::Wait,
-                format!(
-                    "the repository's rules still refuse to merge #{} ({}); it waits for its review",
-                    pull.number,
-                    one_line(&message, 200)
-                ),
-            );
-            Ok(())
-        }
         MergeOutcome::Refused { message } => {
+            // Recorded, not acted on here: the machine hands it over for
+            // review next (once), or, handed over already, it waits.
+            let landing = run.record.landing.as_mut();
+            let handed_over = landing.as_ref().is_some_and(|l| l.handed_over);
+            if let Some(l) = landing {
+                l.merge_refused = true;
+            }
             report.info(
                 about,
                 ReportAction::Merge,
                 format!(
-                    "the repository's rules refuse to merge #{} ({}): handing it over for review",
+                    "the repository's rules refuse to merge #{} ({}){}",
                     pull.number,
-                    one_line(&message, 200)
+                    one_line(&message, 200),
+                    if handed_over {
+                        "; it waits for its review"
+                    } else {
+                        ": it is handed over for review"
+                    }
                 ),
             );
-            hand_over(ports, config, run, pull, report).await
+            Ok(())
         }
     }
 }

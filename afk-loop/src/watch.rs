@@ -98,6 +98,7 @@ async fn gather(
     snapshot: Option<&ExecutorSnapshot>,
     run: &mut Run,
     branch: &str,
+    report: &mut TickReport,
 ) -> PortResult<(RunState, Option<CiVerdict>, Option<String>, PullRead)> {
     let record = &run.record;
     let (repo, number) = (run.issue.repo.as_str(), run.issue.number);
@@ -157,12 +158,17 @@ async fn gather(
         Err(PortError::NotFound { .. }) if landing.is_some() => Vec::new(),
         other => other?,
     };
-    let pull = crate::land::read(ports, run, branch).await?;
-    if let (Some(p), Some(landing)) = (&pull.pull, run.record.landing.as_mut()) {
-        landing.pull_state = Some(p.state);
+    let pushed = commits.first().map(|c| c.sha.as_str());
+    let pull = crate::land::read(ports, run, branch, pushed.is_some())
+        .await
+        .map_err(|e| crate::land::noted(report, e))?;
+    if let Some(landing) = run.record.landing.as_mut() {
+        if let Some(p) = &pull.pull {
+            landing.pull_state = Some(p.state);
+        }
+        landing.foreign_pull = landing.foreign_pull.or(pull.foreign);
     }
-    let judged = pull
-        .commit_to_judge(commits.first().map(|c| c.sha.as_str()), target, branch)
+    let judged = afk_core::land::commit_to_judge(pull.pull.as_ref(), pushed, target, branch)
         .map(|(sha, on)| (sha.to_owned(), on.to_owned()));
     run.record
         .observe_commit(judged.as_ref().map(|(sha, _)| sha.as_str()), now);
@@ -232,10 +238,14 @@ async fn drive(
 ) -> PortResult<()> {
     let (repo, number) = (run.issue.repo.clone(), run.issue.number);
     let branch = ports.tracker.default_branch(&repo).await?;
-    let (state, verdict, stopped_by, pull) = gather(ports, config, snapshot, run, &branch).await?;
+    let (state, verdict, stopped_by, pull) =
+        gather(ports, config, snapshot, run, &branch, report).await?;
     let action = next_action(&state, config);
     let thread = run.record.thread_id.clone();
     let about = About::run(&repo, number, &thread);
+    for note in &pull.notes {
+        report.warn(about, report_action(&action), note.clone());
+    }
     match action {
         Action::Finish => {
             // Decided before (a tick died during clean-up): finish it.
@@ -329,10 +339,12 @@ async fn drive(
                 .collect();
             let prompt = match why {
                 Corrective::Conflict => conflict_prompt(&repo, number, branches, pull_number),
-                Corrective::ChangesRequested if !reviews.is_empty() => {
+                // The machine asks for changes only with reviews to answer
+                // (`afk_core::land::review_state`).
+                Corrective::ChangesRequested => {
                     review_prompt(&repo, number, branches, pull_number, &reviews)
                 }
-                _ => corrective_prompt(
+                Corrective::RedCi => corrective_prompt(
                     &repo,
                     number,
                     branches,
@@ -402,7 +414,8 @@ async fn drive(
             }
             match (action, pull.pull.as_ref()) {
                 (Action::OpenPullRequest, _) => {
-                    crate::land::open(ports, config, run, &branch, report).await?;
+                    let found = pull.unrecorded.as_ref();
+                    crate::land::open(ports, config, run, &branch, found, report).await?;
                 }
                 (Action::Merge, Some(p)) => {
                     crate::land::merge(ports, config, run, p, report).await?

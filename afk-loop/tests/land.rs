@@ -313,6 +313,53 @@ async fn a_required_review_is_handed_over_once_and_the_run_lands_when_approved()
 }
 
 #[tokio::test]
+async fn a_merge_the_rules_refuse_is_handed_over_by_the_next_decision_then_merged_once_allowed() {
+    let w = World::new();
+    let config = World::config(&[]);
+    let pr = w.opened(&config).await;
+    lock(&w.model).hidden_merge_rule = Some("Commits must have verified signatures.".into());
+    // The merge is tried and refused: recorded, nothing else done in that
+    // effect.
+    let report = w.tick(false, &config).await;
+    assert!(
+        entries(&report, ReportAction::Merge)
+            .iter()
+            .any(|m| m.contains("verified signatures")),
+        "{report:?}"
+    );
+    assert!(entries(&report, ReportAction::HandOverForReview).is_empty());
+    assert!(w.record().landing.unwrap().merge_refused);
+    assert!(lock(&w.notifier.messages).is_empty());
+    // The machine hands it over next, once.
+    let report = w.tick(false, &config).await;
+    assert!(
+        !entries(&report, ReportAction::HandOverForReview).is_empty(),
+        "{report:?}"
+    );
+    assert!(w.issue_labels(pr).contains(&"ready-for-review".to_owned()));
+    assert_eq!(lock(&w.notifier.messages).len(), 1);
+    // Still refused: it waits, rings no second time.
+    let report = w.tick(false, &config).await;
+    assert!(!report.failed(), "{report:?}");
+    assert!(entries(&report, ReportAction::HandOverForReview).is_empty());
+    assert_eq!(lock(&w.notifier.messages).len(), 1);
+    // A human satisfies the rule: merged, then closed once green.
+    lock(&w.model).hidden_merge_rule = None;
+    let report = w.tick(false, &config).await;
+    assert!(
+        entries(&report, ReportAction::Merge)
+            .iter()
+            .any(|m| m.starts_with("merged pull request")),
+        "{report:?}"
+    );
+    let report = w.tick(false, &config).await;
+    assert!(
+        !entries(&report, ReportAction::CloseSuccess).is_empty(),
+        "{report:?}"
+    );
+}
+
+#[tokio::test]
 async fn a_pull_request_closed_unmerged_hands_the_run_back_and_is_left_closed() {
     let w = World::new();
     w.protect(false);
@@ -552,21 +599,24 @@ async fn a_pull_request_someone_else_opened_for_the_branch_is_never_adopted() {
     let theirs = lock(&w.model)
         .open_pull(REPO, BRANCH, "main", "Closes #99", "Fixes #99", "mallory")
         .unwrap();
+    // Read as a fact and decided by the machine in the same tick: handed
+    // back, saying whose pull request it is.
     let report = w.tick(false, &config).await;
+    let said = entries(&report, ReportAction::EscalatePrepush);
     assert!(
-        entries(&report, ReportAction::OpenPullRequest)
-            .iter()
-            .any(|m| m.contains("opened by mallory, not afk")),
+        said.iter()
+            .any(|m| m.contains(&format!("#{theirs}")) && m.contains("opened by mallory, not afk")),
         "{report:?}"
     );
-    let report = w.tick(false, &config).await;
     assert!(
-        !entries(&report, ReportAction::EscalatePrepush).is_empty(),
+        entries(&report, ReportAction::OpenPullRequest).is_empty(),
         "{report:?}"
     );
     let record = w.record();
     assert_eq!(record.outcome.unwrap().kind, OutcomeKind::NeedsHuman);
-    assert_eq!(record.landing.unwrap().pull_request, None);
+    let landing = record.landing.unwrap();
+    assert_eq!(landing.pull_request, None);
+    assert_eq!(landing.foreign_pull, Some(theirs));
     // Theirs is left as it is: open, unlabelled, unmerged.
     let mut m = lock(&w.model);
     let snap = m.pull_snapshot(REPO, theirs).unwrap();

@@ -221,6 +221,31 @@ fn next_action_names_every_action() {
             "escalate_prepush",
         ),
         (r#"{"thread_status": null, "ci_status": null}"#, "wait"),
+        // A run landing through a pull request.
+        (
+            r#"{"pushed": true, "ci_status": "green", "pull": {}}"#,
+            "open_pull_request",
+        ),
+        (
+            r#"{"pushed": true, "ci_status": "green", "pull": {"opened": true, "mergeable": "clean"}}"#,
+            "merge",
+        ),
+        (
+            r#"{"pushed": true, "ci_status": "green", "pull": {"opened": true, "mergeable": "clean", "merge_refused": true}}"#,
+            "hand_over_review",
+        ),
+        (
+            r#"{"pushed": true, "ci_status": "green", "pull": {"opened": true, "mergeable": "blocked", "handed_over": true}}"#,
+            "wait",
+        ),
+        (
+            r#"{"pushed": true, "ci_status": "green", "pull": {"foreign": true}}"#,
+            "escalate_prepush",
+        ),
+        (
+            r#"{"pushed": true, "ci_status": "green", "pull": {"opened": true, "state": "merged"}}"#,
+            "close_success",
+        ),
     ];
     for (state, expected) in cases {
         let out = afk(
@@ -295,6 +320,11 @@ fn bad_input_exits_2_naming_the_field() {
             &["policy", "next-action"],
             r#"{"state": {"seconds_since_dispatch": -5}}"#,
             "afk: bad input: state.seconds_since_dispatch: invalid value: integer `-5`, expected u64",
+        ),
+        (
+            &["policy", "next-action"],
+            r#"{"state": {"pull": {"mergeable": "maybe"}}}"#,
+            "afk: bad input: state.pull.mergeable: \"maybe\" is not one of clean, conflicting, behind, blocked, unknown",
         ),
         (
             &["policy", "checklist"],

@@ -117,6 +117,8 @@ struct WireLanding {
     pull_state: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     foreign_pull: Option<u64>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    merge_refused: bool,
 }
 
 impl From<&RunRecord> for WireRecord {
@@ -148,6 +150,7 @@ impl From<&RunRecord> for WireRecord {
                 answered_review: l.answered_review,
                 pull_state: l.pull_state.map(|p| p.as_str().to_owned()),
                 foreign_pull: l.foreign_pull,
+                merge_refused: l.merge_refused,
             }),
         }
     }
@@ -219,6 +222,7 @@ impl WireRecord {
                             answered_review: l.answered_review,
                             pull_state,
                             foreign_pull: l.foreign_pull,
+                            merge_refused: l.merge_refused,
                         })
                     } else {
                         Err(format!("landing.branch: {:?} is not a run branch (afk/<issue>-<slug>)", l.branch))
@@ -489,11 +493,12 @@ mod tests {
                 answered_review: Some(99),
                 pull_state: Some(afk_core::land::PullState::Open),
                 foreign_pull: None,
+                merge_refused: true,
             }),
             ..sample()
         };
         let line = marker_line(&record);
-        assert!(line.contains(r#""landing":{"branch":"afk/7-fix-login","pull_request":12,"handed_over":true,"answered_review":99,"pull_state":"open"}"#), "{line}");
+        assert!(line.contains(r#""landing":{"branch":"afk/7-fix-login","pull_request":12,"handed_over":true,"answered_review":99,"pull_state":"open","merge_refused":true}"#), "{line}");
         assert_eq!(extract_record(&line).unwrap(), Some(record));
         let forged = line.replace("afk/7-fix-login", "main");
         let err = extract_record(&forged).unwrap_err();
