@@ -238,8 +238,11 @@ async fn main() {
         claude.exists(),
         "the real CLI is missing: npm install --prefix fixtures/real-cli --no-package-lock"
     );
-    let dir = std::env::temp_dir().join(format!("afk-gateway-bench-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let tmp = tempfile::Builder::new()
+        .prefix("afk-gateway-bench-")
+        .tempdir()
+        .unwrap();
+    let dir = tmp.path().to_path_buf();
     std::fs::create_dir_all(dir.join("home/.claude")).unwrap();
     std::fs::write(dir.join("home/.claude/settings.json"), "{}").unwrap();
     std::fs::write(

@@ -127,6 +127,27 @@ pub fn user_message(text: &str) -> String {
     line
 }
 
+/// The line that primes a process waiting for its turn: a blank user
+/// message. Claude Code answers a blank prompt itself, without the model
+/// ("Blank prompt — the message was only whitespace, so nothing was sent
+/// to the model.", then a `result` with `num_turns: 0`), keeps nothing of
+/// it in the conversation or its transcript, and has by then done the
+/// work it otherwise does on its first message. Measured against Claude
+/// Code 2.1.332 (docs/gateway.md): a primed process asks the model about
+/// 40 % sooner.
+pub const PRIME: &str = "{\"type\":\"user\",\"message\":{\"role\":\"user\",\"content\":\" \"}}\n";
+
+/// Whether `outcome` answered [`PRIME`] as a blank prompt: no error and no
+/// model turn. Anything else (a CLI that sent it to the model) means the
+/// process must not serve a turn.
+pub fn answered_blank(outcome: &Outcome) -> bool {
+    !outcome.is_error
+        && serde_json::from_str::<Value>(&outcome.line)
+            .ok()
+            .and_then(|v| v["num_turns"].as_u64())
+            == Some(0)
+}
+
 /// Tokens the CLI reports for a turn.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Usage {
@@ -282,6 +303,28 @@ mod tests {
         assert_eq!(dash["message"]["content"], "-p");
         // Non-ASCII text is written as it is.
         assert!(user_message("Grüß").contains("Grüß"));
+    }
+
+    #[test]
+    fn the_prime_is_a_blank_message_and_only_a_blank_answer_counts() {
+        let v: Value = serde_json::from_str(PRIME.trim_end()).unwrap();
+        assert_eq!(v["type"], "user");
+        assert!(v["message"]["content"].as_str().unwrap().trim().is_empty());
+        assert!(PRIME.ends_with('\n') && PRIME.matches('\n').count() == 1);
+        // What Claude Code 2.1.332 printed for a blank prompt (trimmed of
+        // fields afk does not read), and for a turn it sent to the model.
+        let blank = r#"{"type":"result","subtype":"success","is_error":false,"duration_api_ms":0,"num_turns":0,"result":"","session_id":"8dab609a-648b-4917-a8c1-21e660573982","total_cost_usd":0,"usage":{"input_tokens":0,"output_tokens":0}}"#;
+        let asked = blank.replace(r#""num_turns":0"#, r#""num_turns":1"#);
+        let failed = blank.replace(r#""is_error":false"#, r#""is_error":true"#);
+        let outcome = |line: &str| match parse(line) {
+            Line::Result(o) => o,
+            other => panic!("{other:?}"),
+        };
+        assert!(answered_blank(&outcome(blank)));
+        assert!(!answered_blank(&outcome(&asked)));
+        assert!(!answered_blank(&outcome(&failed)));
+        let unsaid = blank.replace(r#""num_turns":0,"#, "");
+        assert!(!answered_blank(&outcome(&unsaid)));
     }
 
     #[test]

@@ -13,6 +13,14 @@
 //!   [`crate::settings::Warm::conversations`] of them, the oldest giving
 //!   way.
 //!
+//! - **Primed**: a process started ahead is sent a blank message first,
+//!   which the CLI answers itself without the model and keeps nothing of
+//!   (`crate::cli::PRIME`), so its turn does not pay for the CLI's
+//!   first-message work. A CLI that does not answer it so (one that asks
+//!   the model, errs or stays silent) has that process killed, and
+//!   priming is off for the rest of the gateway's life: the waiting
+//!   processes are then unprimed, as a cold start is.
+//!
 //! A process is taken out of the pool for exactly one turn and never goes
 //! back: two turns never share one. A waiting process that has died, or is
 //! older than [`crate::settings::Warm::max_age`], is killed and replaced
@@ -22,7 +30,9 @@
 //! It does not run turns (`turn` does) or know about HTTP.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use uuid::Uuid;
 
@@ -66,8 +76,18 @@ struct State {
     starting: HashMap<(String, Kind), usize>,
     wanted: HashSet<(String, Kind)>,
     resumed: VecDeque<(Uuid, Process)>,
+    /// Conversations whose resuming process is being started and primed,
+    /// with the ticket of that start: a turn taken, or the conversation
+    /// forgotten, meanwhile withdraws it, so a process that read the
+    /// session before that turn never waits for the next one.
+    pending: HashMap<Uuid, u64>,
+    tickets: u64,
     closed: bool,
 }
+
+/// How long a started process may take to answer the prime (its start
+/// included).
+const PRIME_WITHIN: Duration = Duration::from_secs(30);
 
 /// The waiting processes.
 #[derive(Debug)]
@@ -75,6 +95,9 @@ pub struct Pool {
     launch: Arc<Launch>,
     warm: Warm,
     state: Mutex<State>,
+    /// Whether started processes are primed (off for good once the CLI
+    /// does not answer the prime as a blank prompt).
+    priming: AtomicBool,
 }
 
 /// One waiting process, as [`Pool::waiting`] shows it.
@@ -93,6 +116,62 @@ impl Pool {
             launch,
             warm,
             state: Mutex::new(State::default()),
+            priming: AtomicBool::new(true),
+        }
+    }
+
+    /// Whether processes started ahead are primed.
+    pub fn priming(&self) -> bool {
+        self.priming.load(Ordering::SeqCst)
+    }
+
+    /// A process for the pool: started, then primed while priming is on;
+    /// `None` when it could not be (logged; a failed prime turns priming
+    /// off and kills the process).
+    async fn start_ahead(&self, model: &str, session: Session) -> Option<Process> {
+        let kind = match session {
+            Session::None => "chat",
+            Session::New(_) => "conversation",
+            Session::Resume(_) => "resume",
+        };
+        let mut process = match Process::start(&self.launch, model, session) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, model, "cannot start a waiting agent CLI");
+                return None;
+            }
+        };
+        if !self.priming() {
+            tracing::info!(
+                model,
+                kind,
+                pid = process.pid(),
+                primed = false,
+                "an agent CLI waits for its turn"
+            );
+            return Some(process);
+        }
+        match process.prime(PRIME_WITHIN).await {
+            Ok(()) => {
+                tracing::info!(
+                    model,
+                    kind,
+                    pid = process.pid(),
+                    primed = true,
+                    "an agent CLI waits for its turn"
+                );
+                Some(process)
+            }
+            Err(e) => {
+                if self.priming.swap(false, Ordering::SeqCst) {
+                    tracing::warn!(
+                        error = %e,
+                        model,
+                        "priming waiting agent CLIs is off from now on; they wait unprimed"
+                    );
+                }
+                None
+            }
         }
     }
 
@@ -155,6 +234,7 @@ impl Pool {
     pub fn resume(&self, model: &str, id: Uuid) -> Result<(Process, Warmth), StartError> {
         let waiting = {
             let mut state = self.lock();
+            state.pending.remove(&id);
             let at = state.resumed.iter().position(|(s, _)| *s == id);
             at.and_then(|at| state.resumed.remove(at))
                 .map(|(_, p)| p)
@@ -171,7 +251,7 @@ impl Pool {
 
     /// Starts waiting processes for `kind` on `model` up to the number
     /// kept (counting those being started), unless the pool is closed.
-    pub fn refill(&self, model: &str, kind: Kind) {
+    pub async fn refill(&self, model: &str, kind: Kind) {
         let key = (model.to_owned(), kind);
         let missing = {
             let mut state = self.lock();
@@ -189,12 +269,9 @@ impl Pool {
         }
         let mut started = Vec::with_capacity(missing);
         for _ in 0..missing {
-            match Process::start(&self.launch, model, Self::session(kind)) {
-                Ok(p) => started.push(p),
-                Err(e) => {
-                    tracing::warn!(error = %e, model, "cannot start a waiting agent CLI");
-                    break;
-                }
+            match self.start_ahead(model, Self::session(kind)).await {
+                Some(p) => started.push(p),
+                None => break,
             }
         }
         let mut state = self.lock();
@@ -212,7 +289,7 @@ impl Pool {
     }
 
     /// Keeps `kind` on `model` warm from now on, and fills it.
-    pub fn want(&self, model: &str, kind: Kind) {
+    pub async fn want(&self, model: &str, kind: Kind) {
         {
             let mut state = self.lock();
             if state.closed {
@@ -220,28 +297,36 @@ impl Pool {
             }
             state.wanted.insert((model.to_owned(), kind));
         }
-        self.refill(model, kind);
+        self.refill(model, kind).await;
     }
 
     /// Starts a process resuming session `id` on `model`, to wait for the
     /// conversation's next turn (the oldest waiting one gives way past the
     /// number kept).
-    pub fn keep_warm(&self, model: &str, id: Uuid) {
+    pub async fn keep_warm(&self, model: &str, id: Uuid) {
         if self.warm.conversations == 0 {
             return;
         }
         self.forget(id);
-        if self.lock().closed {
-            return;
-        }
-        let process = match Process::start(&self.launch, model, Session::Resume(id)) {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::warn!(error = %e, model, "cannot start a waiting agent CLI");
+        let ticket = {
+            let mut state = self.lock();
+            if state.closed {
                 return;
             }
+            state.tickets += 1;
+            let ticket = state.tickets;
+            state.pending.insert(id, ticket);
+            ticket
         };
+        let process = self.start_ahead(model, Session::Resume(id)).await;
         let mut state = self.lock();
+        if state.pending.get(&id) != Some(&ticket) {
+            // A turn of the conversation was taken (or it was forgotten)
+            // meanwhile: this process read the session before it.
+            return;
+        }
+        state.pending.remove(&id);
+        let Some(process) = process else { return };
         if state.closed {
             return;
         }
@@ -255,6 +340,7 @@ impl Pool {
     pub fn forget(&self, id: Uuid) {
         let gone = {
             let mut state = self.lock();
+            state.pending.remove(&id);
             let at = state.resumed.iter().position(|(s, _)| *s == id);
             at.and_then(|at| state.resumed.remove(at))
         };
@@ -263,7 +349,7 @@ impl Pool {
 
     /// Kills every waiting process that died or grew stale, then refills
     /// the kinds kept warm.
-    pub fn sweep(&self) {
+    pub async fn sweep(&self) {
         let wanted: Vec<(String, Kind)> = {
             let mut state = self.lock();
             if state.closed {
@@ -276,7 +362,7 @@ impl Pool {
             state.wanted.iter().cloned().collect()
         };
         for (model, kind) in wanted {
-            self.refill(&model, kind);
+            self.refill(&model, kind).await;
         }
     }
 

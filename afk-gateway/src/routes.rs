@@ -232,7 +232,8 @@ pub(crate) async fn chat(State(app): State<Arc<App>>, request: Request) -> Respo
     let finish: Finish = Box::new(move |outcome| {
         drop(permit);
         log_turn(&finishing, "chat", &model, warmth, started, outcome);
-        finishing.pool.refill(&model, Kind::Chat);
+        let app = finishing.clone();
+        tokio::spawn(async move { app.pool.refill(&model, Kind::Chat).await });
     });
     let turn = turn::run(
         process,
@@ -429,17 +430,25 @@ pub(crate) async fn conversational(State(app): State<Arc<App>>, request: Request
             started,
             outcome,
         );
-        if outcome.is_ok() {
-            if let Session::New(id) = session {
-                state.session = Some(id);
-            }
-            if let Some(id) = state.session {
-                finishing.pool.keep_warm(&model, id);
-            }
+        if outcome.is_ok()
+            && let Session::New(id) = session
+        {
+            state.session = Some(id);
         }
-        if matches!(session, Session::New(_)) {
-            finishing.pool.refill(&model, Kind::Conversation);
-        }
+        // Started and primed in the background: the conversation's next
+        // turn may start at once (it then starts its own process, and the
+        // pool drops the one it was priming).
+        let resume = state.session.filter(|_| outcome.is_ok());
+        let fresh = matches!(session, Session::New(_));
+        let app = finishing.clone();
+        tokio::spawn(async move {
+            if let Some(id) = resume {
+                app.pool.keep_warm(&model, id).await;
+            }
+            if fresh {
+                app.pool.refill(&model, Kind::Conversation).await;
+            }
+        });
         // The conversation's next turn may start now.
         drop(state);
     });

@@ -36,6 +36,14 @@ pub enum SettingsError {
     /// Both ways of giving the token are set.
     #[error("set AFK_GATEWAY_TOKEN or AFK_GATEWAY_TOKEN_FILE, not both")]
     TwoTokens,
+    /// The token is not one line of printable characters (never shown).
+    #[error("{key}: {problem}")]
+    BadToken {
+        /// The setting that gave it.
+        key: &'static str,
+        /// What is wrong with it.
+        problem: afk_edge::auth::BadToken,
+    },
     /// The token file cannot be read.
     #[error("cannot read AFK_GATEWAY_TOKEN_FILE {path}: {source}")]
     TokenFile {
@@ -271,14 +279,20 @@ pub fn read(raw: &Raw) -> Result<(SocketAddr, Settings), SettingsError> {
     let given = raw.token.as_deref().filter(|t| !t.trim().is_empty());
     let token = match (given, &raw.token_file) {
         (Some(_), Some(_)) => return Err(SettingsError::TwoTokens),
-        (Some(t), None) => Bearer::new(Some(t)),
+        (Some(t), None) => Bearer::parse(Some(t)).map_err(|problem| SettingsError::BadToken {
+            key: "AFK_GATEWAY_TOKEN",
+            problem,
+        })?,
         (None, Some(path)) => {
             let text =
                 std::fs::read_to_string(path).map_err(|source| SettingsError::TokenFile {
                     path: path.clone(),
                     source,
                 })?;
-            Bearer::new(Some(&text))
+            Bearer::parse(Some(&text)).map_err(|problem| SettingsError::BadToken {
+                key: "AFK_GATEWAY_TOKEN_FILE",
+                problem,
+            })?
         }
         (None, None) => Bearer::new(None),
     };
@@ -334,14 +348,12 @@ pub fn read(raw: &Raw) -> Result<(SocketAddr, Settings), SettingsError> {
 mod tests {
     use super::*;
 
-    fn scratch(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!(
-            "afk-gateway-settings-{}-{name}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        let _ = std::fs::create_dir_all(&dir);
-        dir
+    /// A test's own directory, removed when dropped.
+    fn scratch(name: &str) -> tempfile::TempDir {
+        tempfile::Builder::new()
+            .prefix(&format!("afk-gateway-settings-{name}-"))
+            .tempdir()
+            .unwrap_or_else(|e| panic!("a temporary directory: {e}"))
     }
 
     fn raw(dir: &std::path::Path) -> Raw {
@@ -374,8 +386,9 @@ mod tests {
 
     #[test]
     fn good_settings_read_and_the_token_comes_from_env_or_file() {
-        let dir = scratch("good");
-        let (listen, s) = read(&raw(&dir)).unwrap_or_else(|e| panic!("{e}"));
+        let tmp = scratch("good");
+        let dir = tmp.path();
+        let (listen, s) = read(&raw(dir)).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(listen.to_string(), "127.0.0.1:8090");
         assert_eq!(s.models.list(), ["sonnet", "haiku"]);
         assert_eq!(s.models.default_model(), "sonnet");
@@ -383,7 +396,7 @@ mod tests {
         assert!(!s.token.is_configured(), "no token: every request refused");
         let with = Raw {
             token: Some("s3cret-token".into()),
-            ..raw(&dir)
+            ..raw(dir)
         };
         let (_, s) = read(&with).unwrap_or_else(|e| panic!("{e}"));
         assert!(s.token.is_configured());
@@ -392,7 +405,7 @@ mod tests {
         let _ = std::fs::write(&file, "s3cret-from-file\n");
         let (_, s) = read(&Raw {
             token_file: Some(file),
-            ..raw(&dir)
+            ..raw(dir)
         })
         .unwrap_or_else(|e| panic!("{e}"));
         assert!(s.token.is_configured());
@@ -400,8 +413,9 @@ mod tests {
 
     #[test]
     fn every_bad_setting_is_named() {
-        let dir = scratch("bad");
-        let base = raw(&dir);
+        let tmp = scratch("bad");
+        let dir = tmp.path();
+        let base = raw(dir);
         refused(
             &Raw {
                 listen: "localhost".into(),
@@ -424,6 +438,36 @@ mod tests {
             },
             "cannot read AFK_GATEWAY_TOKEN_FILE",
         );
+        // A token with a line break inside can never match: refused,
+        // naming where it came from and never showing it. A token file's
+        // last newline is no part of the token.
+        let err = read(&Raw {
+            token: Some("s3cret-part\nsecond-line".into()),
+            ..base.clone()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.starts_with("AFK_GATEWAY_TOKEN: "), "{err}");
+        assert!(
+            !err.contains("s3cret") && !err.contains("second-line"),
+            "{err}"
+        );
+        std::fs::write(dir.join("bad-token"), "s3cret-part\r\nsecond-line\n").unwrap();
+        let err = read(&Raw {
+            token_file: Some(dir.join("bad-token")),
+            ..base.clone()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.starts_with("AFK_GATEWAY_TOKEN_FILE: "), "{err}");
+        assert!(!err.contains("s3cret"), "{err}");
+        std::fs::write(dir.join("good-token"), "s3cret-whole-token\n").unwrap();
+        let (_, settings) = read(&Raw {
+            token_file: Some(dir.join("good-token")),
+            ..base.clone()
+        })
+        .unwrap();
+        assert!(settings.token.is("s3cret-whole-token"));
         refused(
             &Raw {
                 agent_bin: " ".into(),
@@ -474,7 +518,7 @@ mod tests {
         );
         refused(
             &Raw {
-                instructions_file: Some(dir.clone()),
+                instructions_file: Some(dir.to_path_buf()),
                 ..base.clone()
             },
             "AFK_GATEWAY_INSTRUCTIONS_FILE",

@@ -120,8 +120,11 @@ impl App {
             run_dir: work,
         });
         let default = app.settings.models.default_model().to_owned();
-        app.pool.want(&default, Kind::Chat);
-        app.pool.want(&default, Kind::Conversation);
+        let starting = app.clone();
+        tokio::spawn(async move {
+            starting.pool.want(&default, Kind::Chat).await;
+            starting.pool.want(&default, Kind::Conversation).await;
+        });
         tokio::spawn(sweep(Arc::downgrade(&app)));
         Ok(app)
     }
@@ -200,7 +203,7 @@ async fn sweep(app: Weak<App>) {
         if app.draining() {
             return;
         }
-        app.pool.sweep();
+        app.pool.sweep().await;
     }
 }
 

@@ -170,6 +170,82 @@ impl Process {
     }
 }
 
+/// Why a waiting process could not be primed ([`Process::prime`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PrimeError {
+    /// The CLI sent the blank message to the model instead of answering
+    /// it itself: its conversation now holds a turn nobody asked for.
+    #[error("the agent CLI sent the blank priming message to the model")]
+    Asked,
+    /// Anything else: no answer in time, its output ended, an error.
+    #[error("the agent CLI did not answer the blank priming message: {0}")]
+    Failed(String),
+}
+
+/// The most lines a process may print in answer to the prime.
+const PRIME_LINES_MAX: usize = 64;
+
+impl Process {
+    /// Sends [`cli::PRIME`] and reads the CLI's answer, within `within`:
+    /// afterwards the process waits for its turn having done its
+    /// first-message work, and nothing of the prime is left unread.
+    ///
+    /// # Errors
+    /// [`PrimeError`]: the process must not serve a turn (dropping it
+    /// kills it).
+    pub async fn prime(&mut self, within: Duration) -> Result<(), PrimeError> {
+        let failed = |why: &str| PrimeError::Failed(why.to_owned());
+        let (Some(stdin), Some(stdout)) = (self.stdin.as_mut(), self.stdout.take()) else {
+            return Err(failed("it lost its pipes"));
+        };
+        let work = async move {
+            stdin
+                .write_all(cli::PRIME.as_bytes())
+                .await
+                .map_err(|e| PrimeError::Failed(e.to_string()))?;
+            stdin
+                .flush()
+                .await
+                .map_err(|e| PrimeError::Failed(e.to_string()))?;
+            let mut out = BufReader::with_capacity(64 * 1024, stdout);
+            let mut buf = Vec::new();
+            for _ in 0..PRIME_LINES_MAX {
+                match afk_process::lines::read_line_capped(&mut out, &mut buf, LINE_MAX).await {
+                    Ok(Some(0)) => {}
+                    Ok(Some(_)) => continue,
+                    Ok(None) => return Err(failed("its output ended")),
+                    Err(e) => return Err(PrimeError::Failed(e.to_string())),
+                }
+                let Line::Result(outcome) = cli::parse(&String::from_utf8_lossy(&buf)) else {
+                    continue;
+                };
+                if !cli::answered_blank(&outcome) {
+                    return Err(if outcome.is_error {
+                        failed("it answered with an error")
+                    } else {
+                        PrimeError::Asked
+                    });
+                }
+                // Its turn's output is read from here on: nothing of the
+                // prime may be left in a buffer that is dropped.
+                if !out.buffer().is_empty() {
+                    return Err(failed("it wrote past its answer"));
+                }
+                return Ok(out.into_inner());
+            }
+            Err(failed("no answer within its first lines"))
+        };
+        match tokio::time::timeout(within, work).await {
+            Ok(Ok(stdout)) => {
+                self.stdout = Some(stdout);
+                Ok(())
+            }
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(failed(&format!("no answer within {} s", within.as_secs()))),
+        }
+    }
+}
+
 /// A turn's answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {

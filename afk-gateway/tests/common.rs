@@ -18,16 +18,26 @@ pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-pub fn scratch(name: &str) -> PathBuf {
-    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "afk-gateway-test-{}-{name}-{}",
-        std::process::id(),
-        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A test's own directory (`tempfile`), removed with everything in it when
+/// dropped; it reads as its path.
+#[derive(Debug)]
+pub struct Scratch(tempfile::TempDir);
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+pub fn scratch(name: &str) -> Scratch {
+    Scratch(
+        tempfile::Builder::new()
+            .prefix(&format!("afk-gateway-test-{name}-"))
+            .tempdir()
+            .unwrap(),
+    )
 }
 
 /// A script that runs `program` with these variables set (the gateway's
@@ -67,13 +77,13 @@ pub fn settings(dir: &Path) -> Settings {
 pub struct Gateway {
     pub url: String,
     pub app: Arc<App>,
-    pub dir: PathBuf,
+    pub dir: Scratch,
     pub http: reqwest::Client,
     stop: tokio::sync::watch::Sender<bool>,
     task: std::sync::Mutex<Option<tokio::task::JoinHandle<std::io::Result<()>>>>,
 }
 
-pub async fn start_with(dir: PathBuf, settings: Settings) -> Gateway {
+pub async fn start_with(dir: Scratch, settings: Settings) -> Gateway {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let app = App::start(settings).unwrap();

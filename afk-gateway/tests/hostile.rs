@@ -237,6 +237,9 @@ async fn half_sent_requests_cannot_lock_out_the_owner() {
     s.limits.header_timeout = Duration::from_secs(1);
     s.limits.max_connections = 16;
     let gateway = start_with(dir, s).await;
+    // The owner's client has a connection open, proven by its token.
+    let (status, _) = json(gateway.chat(ask("vorher")).await).await;
+    assert_eq!(status, 200);
     let mut attackers = Vec::new();
     for _ in 0..160 {
         if let Ok(mut c) = TcpStream::connect(address(&gateway.url)).await {
@@ -248,4 +251,26 @@ async fn half_sent_requests_cannot_lock_out_the_owner() {
     }
     let (status, _) = json(gateway.chat(ask("hallo")).await).await;
     assert_eq!(status, 200, "the owner's turn runs during the attack");
+    // A new connection is never left hanging: refused at once with
+    // Retry-After while the half-sent heads hold the room (none of them is
+    // cut short), and let in once their header timeout has closed them.
+    let fresh = || async {
+        reqwest::Client::new()
+            .post(format!("{}/v1/chat/completions", gateway.url))
+            .bearer_auth(crate::common::TOKEN)
+            .json(&ask("neu"))
+            .timeout(Duration::from_secs(20))
+            .send()
+            .await
+            .unwrap()
+    };
+    let during = fresh().await;
+    if during.status() == 503 {
+        assert!(during.headers().contains_key("retry-after"), "{during:?}");
+    } else {
+        assert_eq!(during.status(), 200);
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(fresh().await.status(), 200, "room again after the timeout");
+    drop(attackers);
 }

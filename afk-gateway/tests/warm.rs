@@ -8,7 +8,8 @@ use std::time::Duration;
 use afk_gateway::pool::Waiting;
 
 use crate::common::{
-    Gateway, all_dead, ask, dead, json, scratch, settings, start, start_with, wait_until,
+    Gateway, all_dead, ask, dead, json, pid, repo, scratch, settings, start, start_with,
+    wait_until, wrapper,
 };
 
 /// The pid waiting as `what`, once one is.
@@ -215,6 +216,88 @@ async fn shutting_down_kills_every_waiting_process_and_removes_only_its_own_dire
     gateway
         .app
         .pool()
-        .refill("sonnet", afk_gateway::pool::Kind::Chat);
+        .refill("sonnet", afk_gateway::pool::Kind::Chat)
+        .await;
     assert!(gateway.app.pool().waiting().is_empty());
+}
+
+/// What process `pid` was told, in order: `blank` for the prime, else the
+/// message.
+fn told(gateway: &Gateway, of: u32) -> Vec<String> {
+    gateway
+        .calls()
+        .iter()
+        .filter(|c| pid(c) == Some(of))
+        .filter_map(|c| {
+            if c.get("blank").is_some() {
+                Some("blank".to_owned())
+            } else {
+                c["message"].as_str().map(str::to_owned)
+            }
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_waiting_process_is_primed_with_a_blank_message_before_its_turn() {
+    let gateway = start("primed").await;
+    let chat = waiting(&gateway, "chat sonnet").await;
+    assert!(gateway.app.pool().priming());
+    assert_eq!(told(&gateway, chat), ["blank"], "primed while it waits");
+    let (status, body) = json(gateway.chat(ask("eins")).await).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body["choices"][0]["message"]["content"],
+        "Hallo! Du sagtest: User: eins — Runde 1 👋"
+    );
+    assert_eq!(told(&gateway, chat), ["blank", "User: eins"]);
+    // A resumed conversation's process is primed too, and its turn still
+    // continues the conversation (the prime is no turn of it).
+    let (status, _) = json(gateway.say("c", "eins").await).await;
+    assert_eq!(status, 200);
+    let resume = wait_resume(&gateway).await;
+    assert_eq!(told(&gateway, resume.pid), ["blank"]);
+    let (_, body) = json(gateway.say("c", "zwei").await).await;
+    assert_eq!(body["reply"], "Hallo! Du sagtest: zwei — Runde 2 👋");
+    assert_eq!(told(&gateway, resume.pid), ["blank", "zwei"]);
+}
+
+#[tokio::test]
+async fn a_cli_that_sends_the_prime_to_the_model_never_serves_a_turn_and_priming_stops() {
+    let dir = scratch("prime-asked");
+    let mut s = settings(&dir);
+    let home = dir.join("home");
+    s.agent_bin = wrapper(
+        &dir,
+        &repo().join("fixtures/gateway/fake-claude.py"),
+        &[
+            ("HOME", home.display().to_string()),
+            ("FAKE_CLAUDE_BLANK", "model".to_owned()),
+        ],
+    )
+    .display()
+    .to_string();
+    let gateway = start_with(dir, s).await;
+    wait_until("priming to be turned off", || !gateway.app.pool().priming()).await;
+    let chat = waiting(&gateway, "chat sonnet").await;
+    let (status, body) = json(gateway.chat(ask("eins")).await).await;
+    assert_eq!(status, 200, "{body}");
+    // Every process that got the prime as a turn was killed unused; the
+    // one that answered waited unprimed.
+    let primed: Vec<u32> = gateway
+        .calls()
+        .iter()
+        .filter(|c| c["message"].as_str() == Some(" "))
+        .filter_map(pid)
+        .collect();
+    assert!(!primed.is_empty());
+    all_dead(&primed).await;
+    let answered: Vec<u32> = gateway
+        .messages()
+        .into_iter()
+        .filter(|(_, m)| m == "User: eins")
+        .map(|(p, _)| p)
+        .collect();
+    assert_eq!(answered, [chat]);
+    assert!(!primed.contains(&chat));
 }

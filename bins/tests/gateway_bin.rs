@@ -10,6 +10,7 @@ use std::process::{Command, Stdio};
 use serde_json::{Value, json};
 
 use crate::processes::{dead, wait_until};
+use crate::scratch::Scratch;
 
 const BIN: &str = env!("CARGO_BIN_EXE_afk-gateway");
 const TOKEN: &str = "gateway-bin-token-5e1f";
@@ -19,9 +20,8 @@ fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/gateway/fake-claude.py")
 }
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("afk-gateway-bin-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+fn scratch(name: &str) -> Scratch {
+    let dir = Scratch::new(&format!("gateway-bin-{name}"));
     std::fs::create_dir_all(dir.join("home")).unwrap();
     std::fs::write(dir.join("agent.md"), "Antworte kurz.\n").unwrap();
     dir
@@ -203,7 +203,7 @@ fn sigterm_drains_running_turns_and_kills_what_outlives_the_grace() {
         let first = slow.chunk().await.unwrap().unwrap();
         assert!(String::from_utf8_lossy(&first).contains("assistant"));
         let hanging = tokio::spawn(post(chat("HANG", false)));
-        let home = dir.clone();
+        let home = dir.to_path_buf();
         let tree = tokio::task::spawn_blocking(move || hung_tree(&home))
             .await
             .unwrap();

@@ -8,13 +8,14 @@
 //! Without the CLI (or the Python client) these tests say so and pass,
 //! except under `CI=true`, where a missing one fails them.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
 use crate::real_agents::{agent_env, cli};
+use crate::scratch::Scratch;
 
 const BIN: &str = env!("CARGO_BIN_EXE_afk-gateway");
 const TOKEN: &str = "real-gateway-token-77ab";
@@ -23,7 +24,7 @@ const INSTRUCTIONS: &str =
 
 struct Rig {
     model: afk_sim::anthropic::Model,
-    dir: PathBuf,
+    dir: Scratch,
     url: String,
     child: tokio::process::Child,
     logs: Arc<Mutex<Vec<String>>>,
@@ -38,9 +39,7 @@ impl Drop for Rig {
 async fn rig(name: &str) -> Option<Rig> {
     let bin = cli("claude")?;
     let model = afk_sim::anthropic::Model::start_voice(Duration::ZERO).await;
-    let dir = std::env::temp_dir().join(format!("afk-real-gateway-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = Scratch::new(&format!("real-gateway-{name}"));
     let env = agent_env("claude", &bin, &dir.join("home"), &model.uri());
     std::fs::write(dir.join("agent.md"), INSTRUCTIONS).unwrap();
     let mut child = tokio::process::Command::new(BIN)
@@ -227,7 +226,23 @@ async fn the_real_claude_behind_the_gateway_reads_no_file_and_runs_no_tool() {
         "/clear".to_owned(),
         "-p --dangerously-skip-permissions".to_owned(),
     ];
-    for message in &messages {
+    // How many CLIs of `kind` have been started ahead to wait, as logged.
+    let waiting = |kind: &str| {
+        let kind = format!(r#""kind":"{kind}""#);
+        rig.logs
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains("waits for its turn") && l.contains(&kind))
+            .count()
+    };
+    for (i, message) in messages.iter().enumerate() {
+        // Each turn takes a process that waited: the first-turn one, then
+        // the one resuming the conversation after each turn.
+        match i {
+            0 => wait_for_more(&|| waiting("conversation"), 0).await,
+            _ => wait_for_more(&|| waiting("resume"), i - 1).await,
+        };
         let answer = say(message.clone()).await.unwrap();
         let status = answer.status();
         let body: Value = answer.json().await.unwrap();
@@ -252,6 +267,47 @@ async fn the_real_claude_behind_the_gateway_reads_no_file_and_runs_no_tool() {
     for (i, body) in bodies.iter().enumerate().skip(1) {
         let texts = user_texts(body).join("\n");
         assert!(texts.contains("Hallo, wer bist du?"), "turn {i}: {texts}");
+    }
+    // Every turn ran on a primed process, and the blank prime reached
+    // neither the model (one request per turn, above) nor the
+    // conversation.
+    let logs = rig.logs.lock().unwrap().clone();
+    let turns: Vec<&String> = logs
+        .iter()
+        .filter(|l| l.contains("turn answered"))
+        .collect();
+    assert_eq!(turns.len(), messages.len(), "{logs:#?}");
+    assert!(
+        turns.iter().all(|l| l.contains(r#""process":"warm""#)),
+        "{turns:#?}"
+    );
+    assert!(
+        logs.iter()
+            .filter(|l| l.contains("waits for its turn"))
+            .all(|l| l.contains(r#""primed":true"#)),
+        "{logs:#?}"
+    );
+    for body in &bodies {
+        assert!(
+            user_texts(body).iter().all(|t| !t.trim().is_empty()),
+            "a blank message reached the model: {body}"
+        );
+    }
+}
+
+/// Waits (up to a minute) until `count` says more than `than`; the count.
+async fn wait_for_more(count: &impl Fn() -> usize, than: usize) -> usize {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let now = count();
+        if now > than {
+            return now;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nothing more than {than} within a minute"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -281,6 +337,16 @@ fn processes_under(dir: &Path) -> Vec<(u32, String)> {
 async fn a_client_gone_mid_turn_stops_the_real_claude_and_its_tree() {
     let Some(rig) = rig("gone").await else { return };
     let work = rig.dir.join("work");
+    // Primed and in the pool (a process still priming is not taken).
+    let chat_waits = || {
+        rig.logs
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains("waits for its turn") && l.contains(r#""kind":"chat""#))
+            .count()
+    };
+    wait_for_more(&chat_waits, 0).await;
     // The chat process waiting for the next turn is the one that will run it.
     let mut waiting = 0;
     let w = work.clone();
