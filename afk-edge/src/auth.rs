@@ -3,11 +3,16 @@
 //!
 //! An unconfigured token (none, or only whitespace) accepts nobody: a server
 //! that forgot its secret refuses everything rather than serving everyone.
-//! The token never appears in `Debug` output, logs or errors.
+//! A token is one line of printable characters: surrounding whitespace (a
+//! token file's final newline) is trimmed, and a line break or another
+//! control character inside it is [`BadToken`], because no request could
+//! ever send it in a header. The token never appears in `Debug` output,
+//! logs or errors.
 //!
 //! It does not decide what a server does without a token (breakglass
-//! refuses to start, the gateway refuses every request); identity headers
-//! from an SSO proxy are breakglass's own business.
+//! refuses to start, the gateway refuses every request), nor name the
+//! setting a bad token came from (the caller knows its keys); identity
+//! headers from an SSO proxy are breakglass's own business.
 
 use std::fmt;
 
@@ -37,16 +42,43 @@ pub fn constant_time_eq(given: &[u8], secret: &[u8]) -> bool {
     diff == 0
 }
 
+/// A configured token that can never match: a line break or another
+/// control character inside it. It says nothing of the token itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BadToken;
+
+impl fmt::Display for BadToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(
+            "the token has a line break or another control character inside it (a token is one line of printable characters)",
+        )
+    }
+}
+
+impl std::error::Error for BadToken {}
+
 impl Bearer {
     /// The token, trimmed; `None`, empty or whitespace means none (nobody
     /// is accepted).
-    pub fn new(token: Option<&str>) -> Bearer {
-        Bearer {
-            token: token
-                .map(str::trim)
-                .filter(|t| !t.is_empty())
-                .map(|t| t.as_bytes().to_vec()),
+    ///
+    /// # Errors
+    /// [`BadToken`] when a control character (a line break, a tab, …) is
+    /// left inside it after trimming.
+    pub fn parse(token: Option<&str>) -> Result<Bearer, BadToken> {
+        let token = token.map(str::trim).filter(|t| !t.is_empty());
+        if token.is_some_and(|t| t.chars().any(char::is_control)) {
+            return Err(BadToken);
         }
+        Ok(Bearer {
+            token: token.map(|t| t.as_bytes().to_vec()),
+        })
+    }
+
+    /// [`Bearer::parse`] for a caller that does not report a bad token: one
+    /// accepts nobody, like no token at all. A server reading its settings
+    /// calls `parse` instead, to refuse to start and name the setting.
+    pub fn new(token: Option<&str>) -> Bearer {
+        Bearer::parse(token).unwrap_or_default()
     }
 
     /// Whether a token is configured.
@@ -135,6 +167,52 @@ mod tests {
         assert!(!shown.contains("s3cret"), "{shown}");
         assert!(!Bearer::new(None).is(""));
         assert_eq!(Bearer::new(None).redact("a b"), "a b");
+    }
+
+    /// A token is one line of printable characters: one with a line break
+    /// or another control character inside can never be sent in a header,
+    /// so it is a configuration error (never shown), and a server that
+    /// builds its token without asking accepts nobody with it. Surrounding
+    /// whitespace (a token file's final newline) is not part of it.
+    #[test]
+    fn a_token_with_a_control_character_inside_is_refused_and_never_shown() {
+        for bad in [
+            "first-half\nsecond-half",
+            "first-half\r\nsecond-half\n",
+            "first-half\tsecond-half",
+            "first-half\u{0}second-half",
+            "first-half\u{7f}second-half",
+            "first-half\u{85}second-half",
+        ] {
+            let refused = Bearer::parse(Some(bad));
+            let shown = format!(
+                "{refused:?} {}",
+                refused
+                    .as_ref()
+                    .err()
+                    .map_or(String::new(), ToString::to_string)
+            );
+            assert!(refused.is_err(), "{bad:?} was accepted");
+            assert!(
+                !shown.contains("first-half") && !shown.contains("second-half"),
+                "{shown}"
+            );
+            assert!(
+                !Bearer::new(Some(bad)).is_configured(),
+                "{bad:?} is a token"
+            );
+        }
+        for (good, sent) in [
+            ("s3cret-token", "Bearer s3cret-token"),
+            ("s3cret-token\n", "Bearer s3cret-token"),
+            ("  s3cret-token\r\n", "Bearer s3cret-token"),
+        ] {
+            let bearer = Bearer::parse(Some(good)).unwrap_or_else(|e| panic!("{good:?}: {e}"));
+            check(&bearer, Some(sent), true);
+        }
+        for unset in [None, Some(""), Some(" \n")] {
+            assert!(Bearer::parse(unset).is_ok_and(|b| !b.is_configured()));
+        }
     }
 
     #[test]

@@ -11,10 +11,20 @@
 //! - **Connection limit with room for authenticated work**
 //!   ([`Limits::max_connections`]): connections that have not yet proven
 //!   themselves (no authenticated request) may use what authenticated ones
-//!   leave of the limit, and always a reserve of an eighth of it; past that,
-//!   a new connection evicts the oldest unproven one. A flood of
-//!   unauthenticated connections cannot lock out the owner, and a crowd of
-//!   authenticated ones cannot lock out `/health` or a new login.
+//!   leave of the limit, and always a reserve of an eighth of it. Past that,
+//!   a new connection takes the place of the oldest unproven one that is
+//!   doing nothing: idle between requests on a kept-alive connection, or
+//!   connected and silent for longer than [`FIRST_BYTES_GRACE`]. Churn
+//!   never evicts a connection whose request head is arriving (it keeps its
+//!   place until its head deadline) nor one whose request is being
+//!   answered: with no connection doing nothing, the new one is answered
+//!   `503` with `Retry-After: 1` and closed. An authenticated connection is
+//!   never evicted, so a crowd of unauthenticated connections cannot take
+//!   the owner's kept-alive connection, and a crowd of authenticated ones
+//!   cannot lock out `/health` or a new login. The price, chosen: while a
+//!   flood of half-sent heads fills the unproven room, a *new* connection
+//!   (a new login, `/health`) gets `503` until those heads reach their
+//!   deadline; a slow head is never cut short to make room for it.
 //! - **Bounded shutdown** ([`Limits::shutdown_grace`]): on stop, new
 //!   connections are refused, the server's own `stopping` hook runs (breakglass
 //!   kills its turns; the gateway stops admitting and lets running turns
@@ -34,11 +44,11 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Sleep;
@@ -51,7 +61,8 @@ pub struct Limits {
     pub header_timeout: Duration,
     /// A write that makes no progress for this long ends the connection.
     pub write_timeout: Duration,
-    /// Open connections at most.
+    /// Open connections at most (authenticated ones beyond it only when
+    /// unauthenticated ones keep their reserve of an eighth).
     pub max_connections: usize,
     /// How long connections may take to finish after a stop.
     pub shutdown_grace: Duration,
@@ -84,10 +95,19 @@ impl Connection {
     }
 }
 
+/// A new connection that has sent nothing yet is left alone this long: its
+/// first bytes may be on their way, not yet read. After it, a silent
+/// connection counts as doing nothing (the head deadline drops it anyway).
+pub const FIRST_BYTES_GRACE: Duration = Duration::from_secs(1);
+
 #[derive(Debug)]
 struct Slot {
     id: u64,
     proven: AtomicBool,
+    /// When it was admitted.
+    admitted: Instant,
+    /// A byte has arrived on it: it is no longer a fresh connection.
+    heard: AtomicBool,
     /// Bytes of a request head arrived and the request is not yet handed
     /// over: never evicted then (the header timeout bounds it).
     receiving: AtomicBool,
@@ -97,12 +117,17 @@ struct Slot {
 }
 
 impl Slot {
-    /// Unproven and doing nothing: connected but silent, or idle between
-    /// requests. Only such a connection is evicted to make room.
-    fn evictable(&self) -> bool {
+    /// Unproven and doing nothing at `now`: idle between requests on a
+    /// kept-alive connection, or silent since it connected longer than
+    /// [`FIRST_BYTES_GRACE`]. Only such a connection is evicted to make
+    /// room: never one whose request head is arriving or whose request is
+    /// being answered.
+    fn evictable(&self, now: Instant) -> bool {
         !self.proven.load(Ordering::SeqCst)
             && !self.receiving.load(Ordering::SeqCst)
             && self.in_request.load(Ordering::SeqCst) == 0
+            && (self.heard.load(Ordering::SeqCst)
+                || now.saturating_duration_since(self.admitted) >= FIRST_BYTES_GRACE)
     }
 }
 
@@ -120,15 +145,15 @@ impl Table {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// A slot for a new connection. Unproven connections may hold what the
-    /// authenticated ones leave of `max`, and never less than a reserve of
-    /// `max / 8` (at least 1); past that the oldest unproven connection that
-    /// is doing nothing is evicted to make room: never one whose request
-    /// head is arriving or whose request is being answered (churn must not
-    /// cut a request short; the header timeout bounds a slow head). When
-    /// every unproven connection is busy, the newest is still admitted, up
-    /// to twice `max` in all; past that it is refused (`None`).
-    fn admit(&self, max: usize) -> Option<(Arc<Slot>, watch::Receiver<bool>)> {
+    /// A slot for a connection arriving at `now`. Unproven connections may
+    /// hold what the authenticated ones leave of `max`, and never less than
+    /// a reserve of `max / 8` (at least 1). Past that the oldest unproven
+    /// connection that is doing nothing ([`Slot::evictable`]) is evicted
+    /// to make room; with none doing nothing the new connection is refused
+    /// (`None`): a request whose head is arriving or that is being
+    /// answered is never cut short for it (the header timeout bounds a
+    /// slow head, and its room returns then).
+    fn admit(&self, max: usize, now: Instant) -> Option<(Arc<Slot>, watch::Receiver<bool>)> {
         let mut open = self.lock();
         let max = max.max(1);
         let proven = open
@@ -138,29 +163,17 @@ impl Table {
         let unproven = open.len() - proven;
         let room = max.saturating_sub(proven).max((max / 8).max(1));
         if unproven >= room {
-            // The oldest idle one first (churn: connections that come and
-            // go); only when none is idle, the oldest whose head is still
-            // arriving (a flood of half-sent heads must not lock out the
-            // owner). A request being answered is never cut.
-            let victim = open.iter().position(|s| s.evictable()).or_else(|| {
-                open.iter().position(|s| {
-                    !s.proven.load(Ordering::SeqCst) && s.in_request.load(Ordering::SeqCst) == 0
-                })
-            });
-            match victim {
-                Some(oldest) => {
-                    if let Some(evicted) = open.remove(oldest) {
-                        let _ = evicted.evict.send(true);
-                    }
-                }
-                None if open.len() >= max.saturating_mul(2) => return None,
-                None => {}
+            let oldest_idle = open.iter().position(|s| s.evictable(now))?;
+            if let Some(evicted) = open.remove(oldest_idle) {
+                let _ = evicted.evict.send(true);
             }
         }
         let (evict, evicted) = watch::channel(false);
         let slot = Arc::new(Slot {
             id: self.next.fetch_add(1, Ordering::Relaxed),
             proven: AtomicBool::new(false),
+            admitted: now,
+            heard: AtomicBool::new(false),
             receiving: AtomicBool::new(false),
             in_request: AtomicU64::new(0),
             evict,
@@ -226,10 +239,12 @@ impl<S: AsyncRead + Unpin> AsyncRead for WriteDeadline<S> {
         let read = Pin::new(&mut self.inner).poll_read(cx, buf);
         if buf.filled().len() > before
             && let Some(slot) = &self.slot
-            && slot.in_request.load(Ordering::SeqCst) == 0
         {
-            // The bytes of a request head: busy until it is handed over.
-            slot.receiving.store(true, Ordering::SeqCst);
+            slot.heard.store(true, Ordering::SeqCst);
+            if slot.in_request.load(Ordering::SeqCst) == 0 {
+                // The bytes of a request head: busy until it is handed over.
+                slot.receiving.store(true, Ordering::SeqCst);
+            }
         }
         read
     }
@@ -284,6 +299,8 @@ where
     F: Future<Output = ()>,
 {
     let table = Arc::new(Table::default());
+    // The refusals still lingering, oldest first.
+    let mut refusals: VecDeque<tokio::task::AbortHandle> = VecDeque::new();
     let (closing_tx, closing) = watch::channel(false);
     let mut connections = JoinSet::new();
     tokio::pin!(stop);
@@ -301,7 +318,17 @@ where
                         continue;
                     }
                 };
-                let Some((slot, evicted)) = table.admit(limits.max_connections) else {
+                let Some((slot, evicted)) = table.admit(limits.max_connections, Instant::now()) else {
+                    // At most as many refusals linger as connections may
+                    // be open: the oldest is closed for the newest, so the
+                    // newest is always answered.
+                    refusals.retain(|r| !r.is_finished());
+                    if refusals.len() >= limits.max_connections.max(1)
+                        && let Some(oldest) = refusals.pop_front()
+                    {
+                        oldest.abort();
+                    }
+                    refusals.push_back(connections.spawn(refuse(tcp)));
                     continue;
                 };
                 let _ = tcp.set_nodelay(true);
@@ -335,6 +362,51 @@ where
         connections.abort_all();
     }
     Ok(())
+}
+
+/// The answer to a connection refused at the limit.
+const BUSY_BODY: &str = "too many connections are sending requests; try again in a moment\n";
+
+/// How long a refused connection is given to send its request head and
+/// read its `503`; one that takes longer is closed unanswered.
+const REFUSAL_LINGER: Duration = Duration::from_secs(1);
+
+/// At most this much of a refused connection's request is read.
+const REFUSAL_READ: usize = 16 * 1024;
+
+/// Reads the request head (a client answered before it has sent its request
+/// takes the answer for garbage), answers `503` with `Retry-After: 1`, and
+/// closes; the rest of what the client sends is read and dropped, a little
+/// for a moment, so closing does not reset the connection before the client
+/// has read the answer. All of it within [`REFUSAL_LINGER`].
+async fn refuse(mut tcp: tokio::net::TcpStream) {
+    let answer = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{BUSY_BODY}",
+        BUSY_BODY.len()
+    );
+    let _ = tokio::time::timeout(REFUSAL_LINGER, async {
+        let mut buf = [0u8; 1024];
+        let mut head = Vec::new();
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = tcp.read(&mut buf).await?;
+            if n == 0 || head.len() >= REFUSAL_READ {
+                return Ok(());
+            }
+            head.extend_from_slice(&buf[..n]);
+        }
+        tcp.write_all(answer.as_bytes()).await?;
+        tcp.shutdown().await?;
+        let mut left = REFUSAL_READ;
+        while left > 0 {
+            let n = tcp.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            left = left.saturating_sub(n);
+        }
+        Ok::<(), std::io::Error>(())
+    })
+    .await;
 }
 
 /// Marks a request answered when its handling ends, however it ends.
@@ -399,71 +471,112 @@ async fn connection(
 mod tests {
     use super::*;
 
-    #[test]
-    fn unauthenticated_connections_make_room_and_a_reserve_stays_open() {
-        let table = Table::default();
-        let admit = |t: &Table| t.admit(8).unwrap_or_else(|| panic!("always room"));
-        // Eight unproven connections fill the limit; the ninth evicts the
-        // oldest unproven one.
-        let first: Vec<_> = (0..8).map(|_| admit(&table)).collect();
-        let (_, _) = admit(&table);
-        assert!(
-            *first[0].1.borrow(),
-            "the oldest unproven connection made room"
-        );
-        assert_eq!(table.len(), 8);
-        // Seven authenticate: unproven ones keep the reserve (one slot here).
-        for (slot, _) in &first[1..8] {
-            slot.proven.store(true, Ordering::SeqCst);
-        }
-        let (newest, newest_evicted) = admit(&table);
-        let (_, _) = admit(&table);
-        assert!(
-            *newest_evicted.borrow(),
-            "past the reserve the oldest unproven goes"
-        );
-        assert!(
-            first[1..8].iter().all(|(_, e)| !*e.borrow()),
-            "authenticated connections are never evicted"
-        );
-        table.close(newest.id);
+    /// A connection's state, as the accept loop's reader and service mark it.
+    #[derive(Debug, Clone, Copy)]
+    enum Doing {
+        /// Connected, nothing read yet.
+        Silent,
+        /// Part of a request head has arrived.
+        HeadArriving,
+        /// Its request is with the router.
+        Answered,
+        /// Between requests on a kept-alive connection.
+        KeptAliveIdle,
+        /// It made an authenticated request.
+        Proven,
     }
 
-    /// Connection churn never evicts a connection whose request head is
-    /// arriving, nor one being answered: the oldest idle one goes instead,
-    /// and with none idle the newest is still admitted, up to twice the
-    /// limit.
+    fn mark(slot: &Slot, doing: Doing) {
+        let heard = !matches!(doing, Doing::Silent);
+        slot.heard.store(heard, Ordering::SeqCst);
+        slot.receiving
+            .store(matches!(doing, Doing::HeadArriving), Ordering::SeqCst);
+        slot.in_request.store(
+            u64::from(matches!(doing, Doing::Answered)),
+            Ordering::SeqCst,
+        );
+        slot.proven
+            .store(matches!(doing, Doing::Proven), Ordering::SeqCst);
+    }
+
+    /// Fills a table of limit 8 with connections doing `doing` (admitted at
+    /// `t0`), admits one more at `at`, and says which were evicted (by
+    /// position) and whether the newcomer got in.
+    fn check(doing: &[Doing], at: Duration, want_evicted: &[usize], want_admitted: bool) {
+        let table = Table::default();
+        let t0 = Instant::now();
+        let mut open = Vec::new();
+        for d in doing {
+            let admitted = table
+                .admit(8, t0)
+                .unwrap_or_else(|| panic!("room for {doing:?}"));
+            mark(&admitted.0, *d);
+            open.push(admitted);
+        }
+        let newcomer = table.admit(8, t0 + at);
+        let evicted: Vec<usize> = open
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, e))| *e.borrow())
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(evicted, want_evicted, "{doing:?} at {at:?}");
+        assert_eq!(newcomer.is_some(), want_admitted, "{doing:?} at {at:?}");
+        let held = doing.len() - evicted.len() + usize::from(newcomer.is_some());
+        assert_eq!(table.len(), held);
+    }
+
+    /// Churn evicts only a connection doing nothing (idle between requests,
+    /// or silent past its grace), the oldest first; never one whose head is
+    /// arriving or whose request is being answered: then the newcomer is
+    /// refused.
     #[test]
-    fn churn_never_evicts_a_request_in_flight() {
-        let table = Table::default();
-        let admit = |t: &Table| t.admit(8);
-        let first: Vec<_> = (0..8).map(|_| admit(&table).unwrap()).collect();
-        // The oldest is receiving a head, the second is being answered.
-        first[0].0.receiving.store(true, Ordering::SeqCst);
-        first[1].0.in_request.store(1, Ordering::SeqCst);
-        let _ninth = admit(&table).unwrap();
-        assert!(!*first[0].1.borrow(), "a head that is arriving was cut");
-        assert!(!*first[1].1.borrow(), "a request being answered was cut");
-        assert!(*first[2].1.borrow(), "the oldest idle one made room");
-        // With none idle, the oldest head still arriving goes (a flood of
-        // half-sent heads); never a request being answered.
-        for (slot, _) in &first[3..] {
-            slot.receiving.store(true, Ordering::SeqCst);
-        }
-        _ninth.0.receiving.store(true, Ordering::SeqCst);
-        let _tenth = admit(&table).unwrap();
-        assert!(*first[0].1.borrow(), "the oldest half-sent head made room");
-        assert!(!*first[1].1.borrow(), "a request being answered was cut");
-        // Every unproven connection being answered: still admitted, to
-        // twice the limit, then refused.
-        let table = Table::default();
-        let mut all = Vec::new();
-        while let Some(admitted) = admit(&table) {
-            admitted.0.in_request.store(1, Ordering::SeqCst);
-            all.push(admitted);
-            assert!(table.len() <= 16, "past twice the limit");
-        }
-        assert_eq!(table.len(), 16);
-        assert!(all.iter().all(|(_, e)| !*e.borrow()));
+    fn churn_evicts_only_a_connection_doing_nothing() {
+        use Doing::{Answered, HeadArriving as Head, KeptAliveIdle as Idle, Silent};
+        let now = Duration::ZERO;
+        let later = FIRST_BYTES_GRACE;
+        // Room left: nobody goes.
+        check(&[Head, Head, Silent], now, &[], true);
+        // Full of heads arriving and requests answered: refused, whenever.
+        let busy = [Head, Answered, Head, Head, Answered, Head, Head, Head];
+        check(&busy, now, &[], false);
+        check(&busy, Duration::from_secs(3600), &[], false);
+        // An idle kept-alive connection makes room, the oldest first.
+        check(
+            &[Head, Answered, Idle, Head, Idle, Head, Head, Head],
+            now,
+            &[2],
+            true,
+        );
+        // A fresh silent connection (its head may be on its way) is left
+        // alone; past its grace it makes room.
+        let silent = [Head, Head, Silent, Head, Head, Silent, Head, Head];
+        check(&silent, now, &[], false);
+        check(&silent, later, &[2], true);
+        // An idle connection goes before an older silent one that is still
+        // in its grace.
+        check(
+            &[Silent, Head, Head, Head, Head, Head, Head, Idle],
+            now,
+            &[7],
+            true,
+        );
+    }
+
+    #[test]
+    fn authenticated_connections_are_never_evicted_and_a_reserve_stays_open() {
+        use Doing::{HeadArriving as Head, KeptAliveIdle as Idle, Proven};
+        let now = Duration::ZERO;
+        // Seven authenticated: unproven ones keep a reserve of one slot (an
+        // eighth of the limit), which an idle one gives up.
+        let mut doing = vec![Proven; 7];
+        doing.push(Idle);
+        check(&doing, now, &[7], true);
+        // The reserve holds a head arriving: refused; the authenticated
+        // ones stay.
+        doing[7] = Head;
+        check(&doing, now, &[], false);
+        // All eight authenticated: the reserve is free.
+        check(&[Proven; 8], now, &[], true);
     }
 }

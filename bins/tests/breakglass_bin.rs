@@ -144,6 +144,47 @@ fn bad_settings_are_refused_before_listening() {
     assert!(help.contains("[default: 127.0.0.1:8080]"), "{help}");
 }
 
+/// A token with a line break (or another control character) inside can
+/// never match a request: it is refused at start, exit 2, with the key
+/// named and the token nowhere in the output. A token file's final newline
+/// is fine (the serving tests use one).
+#[test]
+fn a_token_with_a_newline_inside_is_refused_naming_its_key() {
+    let dir = crate::scratch::Scratch::new("breakglass-bad-token");
+    let file = dir.join("token");
+    std::fs::write(&file, "first-half\nsecond-half\n").unwrap();
+    let file = file.display().to_string();
+    for (key, value) in [
+        ("BREAKGLASS_TOKEN", "first-half\nsecond-half"),
+        ("BREAKGLASS_TOKEN", "first-half\u{1}second-half"),
+        ("BREAKGLASS_TOKEN_FILE", file.as_str()),
+    ] {
+        // An address no machine here owns: a server that wrongly accepts
+        // the token fails to listen (exit 1) instead of serving forever.
+        let out = Command::new(BIN)
+            .env_clear()
+            .env(key, value)
+            .env("BREAKGLASS_LISTEN", "192.0.2.1:9")
+            .output()
+            .unwrap();
+        let output = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.status.code(), Some(2), "{key}: {output}");
+        assert!(output.contains(key), "{key} is not named: {output}");
+        assert!(
+            output.contains("control character"),
+            "the problem is not said: {output}"
+        );
+        assert!(
+            !output.contains("first-half") && !output.contains("second-half"),
+            "the token is shown: {output}"
+        );
+    }
+}
+
 #[test]
 fn it_serves_logs_without_the_token_and_stops_cleanly() {
     let secret = "bin-test-secret-token-42";

@@ -6,7 +6,8 @@
 //! header (e.g. `X-authentik-username`), trusted only on connections from the
 //! configured proxy addresses ([`Proxies`]): anyone else who sends the header
 //! is refused. With neither configured the server refuses to start; an
-//! identity header without proxy addresses is refused too. The token never
+//! identity header without proxy addresses is refused too, and so is a
+//! token with a line break or another control character inside it. The token never
 //! appears in `Debug` output, logs or errors.
 
 use std::fmt;
@@ -31,6 +32,11 @@ pub enum AuthError {
         "BREAKGLASS_IDENTITY_HEADER needs BREAKGLASS_TRUSTED_PROXIES: the addresses of the SSO proxy that sets it (anyone else could send it)"
     )]
     NoProxies,
+    /// The token has a line break or another control character inside it
+    /// (never shown). `Auth::new` is given the token, not where it came
+    /// from, so both keys are named.
+    #[error("BREAKGLASS_TOKEN (or the file BREAKGLASS_TOKEN_FILE names): {0}")]
+    BadToken(afk_edge::auth::BadToken),
     /// A proxy address that does not read.
     #[error(
         "BREAKGLASS_TRUSTED_PROXIES: {0:?} is not an address or network (e.g. 10.0.0.5, 10.42.0.0/16, ::1)"
@@ -118,13 +124,14 @@ impl Auth {
     /// (empty means off) and the proxies that may set it.
     ///
     /// # Errors
-    /// Nothing configured, a bad header name, or a header with no proxies.
+    /// A token with a control character inside, nothing configured, a bad
+    /// header name, or a header with no proxies.
     pub fn new(
         token: Option<&str>,
         identity_header: Option<&str>,
         proxies: Proxies,
     ) -> Result<Auth, AuthError> {
-        let token = Bearer::new(token);
+        let token = Bearer::parse(token).map_err(AuthError::BadToken)?;
         let identity_header = match identity_header.map(str::trim).filter(|h| !h.is_empty()) {
             None => None,
             Some(h) => Some(
@@ -273,5 +280,18 @@ mod tests {
         );
         let auth = Auth::new(Some("s3cret-token"), None, none()).unwrap_or_else(|e| panic!("{e}"));
         assert!(!format!("{auth:?}").contains("s3cret"));
+        // A token with a line break inside, even beside an identity header.
+        let bad = Auth::new(
+            Some("s3cret\ntoken\n"),
+            Some("X-User"),
+            Proxies::parse("::1").unwrap_or_default(),
+        )
+        .unwrap_err();
+        let said = bad.to_string();
+        assert!(said.starts_with("BREAKGLASS_TOKEN"), "{said}");
+        assert!(
+            !said.contains("s3cret") && !format!("{bad:?}").contains("s3cret"),
+            "{said}"
+        );
     }
 }

@@ -5,8 +5,9 @@
 //! power-cycles the VM with no AI in the path. The phone's connection is
 //! unreliable, so the server owns the conversation and clients attach to it:
 //!
-//! - [`session`]: sessions with an append-only event log, broadcast to
-//!   attached subscribers, and at most one detached agent turn;
+//! - [`session`]: sessions with an append-only event log (the newest
+//!   events in memory, every one in the session's file), read by attached
+//!   subscribers, and at most one detached agent turn;
 //! - [`event`]: the event vocabulary and the agent's stream-json translator;
 //! - [`sse`]: the attach stream (replay, `caught-up`, live tail, keepalive);
 //! - [`power`]: the whitelisted VM power verbs over ssh;

@@ -5,15 +5,24 @@
 //! detached turn share one lock and are tested together.
 //!
 //! A [`Session`] has a UUID, an append-only event log with sequential ids
-//! (0, 1, 2, …), a broadcast channel to attached subscribers, and at most one
-//! running turn. Appending and subscribing happen under the same lock, so an
-//! attaching client gets the log's length plus a receiver that starts
-//! exactly after it, and reads the replay a page at a time: no event is
-//! lost or repeated between replay and live tail. Every event is also
-//! written to the session's spill file (`<session dir>/events.jsonl`), and
-//! memory holds only the newest ones (at most 4,096 events or 8 MiB): a
-//! chatty turn does not grow the server, and an old event is read back from
-//! the file.
+//! (0, 1, 2, …), a watch of the log's length for attached clients, and at
+//! most one running turn. An attaching client gets the log's length and a
+//! receiver under the lock appends hold, then reads the log a page at a
+//! time, the replay and the live tail alike: no event is lost or repeated
+//! between them, and a client that falls behind holds nothing but its page
+//! (there is no per-client queue of events). Every event is also written to
+//! the session's spill file (`<session dir>/events.jsonl`), and memory holds
+//! only the newest ones (at most 4,096 events or 8 MiB): a chatty turn does
+//! not grow the server, and an old event is read back from the file.
+//!
+//! When the spill file cannot be written (a full disk) or opened, memory is
+//! capped all the same: the oldest events leave it and are lost, the turn
+//! goes on, an `error` event tells attached clients at once, and a replay
+//! finds one `error` event in place of the lost ones (with the last lost
+//! id). breakglass is what an operator reaches for when the machine is in
+//! trouble, a full disk included: stopping the repair agent because its
+//! transcript cannot be saved would fail them exactly then, and growing
+//! without bound would take the console down with the disk.
 //!
 //! A turn runs detached from any client: the agent (`claude -p
 //! --output-format stream-json --verbose [--model m]`, the prompt on its
@@ -31,7 +40,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use tokio::io::BufReader;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::event::{self, Body};
@@ -60,6 +69,17 @@ pub struct Event {
 }
 
 impl Event {
+    /// Event `id` with `body`: `{"id": id, …body}` on one line.
+    fn new(id: u64, mut body: Body) -> Event {
+        let mut map = serde_json::Map::with_capacity(body.len() + 1);
+        map.insert("id".into(), json!(id));
+        map.append(&mut body);
+        Event {
+            id,
+            json: Value::Object(map).to_string(),
+        }
+    }
+
     /// The SSE frame for it: `id: <n>\ndata: <json>\n\n`.
     pub fn frame(&self) -> String {
         format!("id: {}\ndata: {}\n\n", self.id, self.json)
@@ -81,22 +101,24 @@ const HELD_BYTES: usize = 8 << 20;
 const INDEX_EVERY: u64 = 256;
 
 /// The session's events on disk (`<session dir>/events.jsonl`, one event a
-/// line, every event), so memory holds only the newest ones.
+/// line), so memory holds only the newest ones.
 #[derive(Debug)]
 struct Spill {
     path: PathBuf,
     file: std::fs::File,
+    /// Bytes of whole lines in the file; a failed write's part line after
+    /// them is never read.
     written: u64,
     /// `(event id, byte offset)` of every [`INDEX_EVERY`]th event.
     index: Vec<(u64, u64)>,
-    /// A write failed: nothing more is dropped from memory (the file would
-    /// miss it).
+    /// A write failed: nothing more is written (the file keeps events
+    /// `0..State::spilled`, whole).
     broken: bool,
 }
 
 #[derive(Debug, Default)]
 struct State {
-    /// The newest events (all of them without a spill file).
+    /// The newest events.
     held: std::collections::VecDeque<Arc<Event>>,
     /// The id of `held`'s first event.
     first_held: u64,
@@ -104,6 +126,9 @@ struct State {
     next_id: u64,
     held_bytes: usize,
     spill: Option<Spill>,
+    /// The spill file holds events `0..spilled`; those from `spilled` up to
+    /// `first_held` are lost.
+    spilled: u64,
     turn: Option<Turn>,
     /// The agent announced its session (`system/init`): later turns resume.
     agent_knows_session: bool,
@@ -123,19 +148,18 @@ pub struct Session {
     /// Its id.
     pub id: Uuid,
     state: Mutex<State>,
-    tx: broadcast::Sender<Arc<Event>>,
+    /// The log's length, for attached clients to wait on.
+    appended: watch::Sender<u64>,
     /// When it was last used (an event appended, a client attached).
     last_active: Mutex<std::time::Instant>,
 }
 
-/// How many events a slow subscriber may fall behind before it catches up
-/// from the log instead.
-const CHANNEL: usize = 1024;
-
 impl Session {
-    fn new(id: Uuid, spill_dir: Option<&Path>) -> Session {
-        let (tx, _) = broadcast::channel(CHANNEL);
+    /// A session, its events spilled under `spill_dir` when there is one;
+    /// the error when the file cannot be opened there.
+    fn new(id: Uuid, spill_dir: Option<&Path>) -> (Session, Option<String>) {
         let mut state = State::default();
+        let mut failed = None;
         if let Some(dir) = spill_dir {
             let dir = dir.join(id.to_string());
             let path = dir.join("events.jsonl");
@@ -156,16 +180,21 @@ impl Session {
                     });
                 }
                 Err(e) => {
-                    tracing::warn!(session = %id, error = %e, "no spill file: events stay in memory");
+                    tracing::warn!(session = %id, error = %e, "no spill file: only the newest events are kept");
+                    failed = Some(format!(
+                        "cannot open the session's event file {}: {e}",
+                        path.display()
+                    ));
                 }
             }
         }
-        Session {
+        let session = Session {
             id,
             state: Mutex::new(state),
-            tx,
+            appended: watch::channel(0).0,
             last_active: Mutex::new(std::time::Instant::now()),
-        }
+        };
+        (session, failed)
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -192,19 +221,14 @@ impl Session {
 
     /// Idle: no turn runs and no client is attached, so it may be evicted.
     pub fn idle(&self) -> bool {
-        !self.turn_running() && self.tx.receiver_count() == 0
+        !self.turn_running() && self.appended.receiver_count() == 0
     }
 
-    fn append_locked(&self, state: &mut State, mut body: Body) -> Arc<Event> {
+    fn append_locked(&self, state: &mut State, body: Body) -> Arc<Event> {
         self.touch();
         let id = state.next_id;
-        let mut map = serde_json::Map::with_capacity(body.len() + 1);
-        map.insert("id".into(), json!(id));
-        map.append(&mut body);
-        let event = Arc::new(Event {
-            id,
-            json: Value::Object(map).to_string(),
-        });
+        let event = Arc::new(Event::new(id, body));
+        let mut failed = None;
         if let Some(spill) = state.spill.as_mut().filter(|s| !s.broken) {
             use std::io::Write;
             let line = format!("{}\n", event.json);
@@ -214,79 +238,88 @@ impl Session {
                         spill.index.push((id, spill.written));
                     }
                     spill.written += line.len() as u64;
+                    state.spilled = id + 1;
                 }
                 Err(e) => {
+                    // Not retried: the file stays a whole prefix of the log.
                     spill.broken = true;
-                    tracing::warn!(session = %self.id, error = %e, "the spill file failed: events stay in memory");
+                    tracing::warn!(session = %self.id, error = %e, "the spill file failed: only the newest events are kept");
+                    failed = Some(format!(
+                        "cannot write the session's event file {}: {e}",
+                        spill.path.display()
+                    ));
                 }
             }
         }
         state.next_id += 1;
         state.held_bytes += event.json.len();
         state.held.push_back(event.clone());
-        // Only what the spill file holds may leave memory.
-        if state.spill.as_ref().is_some_and(|s| !s.broken) {
-            while state.held.len() > HELD_EVENTS || state.held_bytes > HELD_BYTES {
-                let Some(old) = state.held.pop_front() else {
-                    break;
-                };
-                state.held_bytes -= old.json.len();
-                state.first_held += 1;
-            }
+        // Memory holds the newest events whatever the file does (the newest
+        // one always, however large): what the file does not hold is lost.
+        while state.held.len() > 1
+            && (state.held.len() > HELD_EVENTS || state.held_bytes > HELD_BYTES)
+        {
+            let Some(old) = state.held.pop_front() else {
+                break;
+            };
+            state.held_bytes -= old.json.len();
+            state.first_held += 1;
         }
-        // No subscriber is fine: the log keeps it for the next attach.
-        let _ = self.tx.send(event.clone());
+        // No client attached is fine: the log keeps it for the next attach.
+        self.appended.send_replace(state.next_id);
+        if let Some(failed) = failed {
+            self.append_locked(state, event::error(&lost_from_now(&failed)));
+        }
         event
     }
 
-    /// Appends an event and broadcasts it.
+    /// Appends an event and wakes attached clients.
     pub fn append(&self, body: Body) -> Arc<Event> {
         let mut state = self.lock();
         self.append_locked(&mut state, body)
     }
 
-    /// The id the next event will get, and a receiver that yields exactly
-    /// the events appended from then on. Everything before it is read with
-    /// [`Session::events_from`].
-    pub fn attach(&self) -> (u64, broadcast::Receiver<Arc<Event>>) {
+    /// The id the next event will get, and a receiver of the log's length
+    /// that wakes on every append from then on. Events are read with
+    /// [`Session::events_from`], from the log: a client that falls behind
+    /// holds no queue of its own.
+    pub fn attach(&self) -> (u64, watch::Receiver<u64>) {
         self.touch();
         let state = self.lock();
-        (state.next_id, self.tx.subscribe())
+        (state.next_id, self.appended.subscribe())
     }
 
     /// The events from id `from` on, in order, at most about `max_bytes` of
     /// them (at least one when there is one): older ones read back from the
-    /// spill file, newer ones from memory. A caller pages on from the last
-    /// id it got.
+    /// spill file, newer ones from memory. Where events were lost (the file
+    /// failed and they left memory), one `error` event with the last lost
+    /// id stands for them. A caller pages on from the last id it got.
     pub fn events_from(&self, from: u64, max_bytes: usize) -> Vec<Arc<Event>> {
-        let (first_held, path, offset) = {
+        let (first_held, path, offset, end) = {
             let state = self.lock();
             if from >= state.first_held {
-                let start = usize::try_from(from - state.first_held).unwrap_or(usize::MAX);
-                let mut out = Vec::new();
-                let mut bytes = 0;
-                for e in state.held.iter().skip(start) {
-                    if bytes >= max_bytes && !out.is_empty() {
-                        break;
-                    }
-                    bytes += e.json.len();
-                    out.push(e.clone());
-                }
-                return out;
+                return held_from(&state, from, max_bytes);
             }
-            let Some(spill) = &state.spill else {
-                return Vec::new();
-            };
-            let offset = spill
-                .index
-                .iter()
-                .rev()
-                .find(|(id, _)| *id <= from)
-                .map_or(0, |(_, o)| *o);
-            (state.first_held, spill.path.clone(), offset)
+            match &state.spill {
+                Some(spill) if from < state.spilled => {
+                    let offset = spill
+                        .index
+                        .iter()
+                        .rev()
+                        .find(|(id, _)| *id <= from)
+                        .map_or(0, |(_, o)| *o);
+                    (state.first_held, spill.path.clone(), offset, spill.written)
+                }
+                _ => return lost_then_held(&state, from, max_bytes),
+            }
         };
         // Outside the lock: appends go on while the file is read.
-        read_spilled(&path, offset, from, first_held, max_bytes)
+        let read = read_spilled(&path, offset, end, from, first_held, max_bytes);
+        if read.is_empty() {
+            // The file is gone or unreadable: what it held is lost too.
+            return lost_then_held(&self.lock(), from, max_bytes);
+        }
+        read
     }
 
     /// How many events the log holds (memory and file).
@@ -521,16 +554,57 @@ async fn run_turn(
     }
 }
 
-/// Events `from..until` of a spill file, reading from byte `offset` (an
-/// index point at or before `from`), at most about `max_bytes`.
+/// The text of the `error` event appended when the spill file fails.
+fn lost_from_now(failed: &str) -> String {
+    format!(
+        "{failed}; from now on only the newest {HELD_EVENTS} events ({} MiB) of this session are kept, and older ones are lost (the turn goes on)",
+        HELD_BYTES >> 20
+    )
+}
+
+/// The held events from `from` (at least `first_held`) on, at most about
+/// `max_bytes` (at least one when there is one).
+fn held_from(state: &State, from: u64, max_bytes: usize) -> Vec<Arc<Event>> {
+    let start = usize::try_from(from.saturating_sub(state.first_held)).unwrap_or(usize::MAX);
+    let mut out = Vec::new();
+    let mut bytes = 0;
+    for e in state.held.range(start.min(state.held.len())..) {
+        if bytes >= max_bytes && !out.is_empty() {
+            break;
+        }
+        bytes += e.json.len();
+        out.push(e.clone());
+    }
+    out
+}
+
+/// For `from` before `first_held` with nothing to read there: one `error`
+/// event standing for the lost events `from..first_held` (it takes the
+/// last lost id, so a client resumes after it), then the held ones.
+fn lost_then_held(state: &State, from: u64, max_bytes: usize) -> Vec<Arc<Event>> {
+    let last = state.first_held.saturating_sub(1);
+    let mut out = vec![Arc::new(Event::new(
+        last,
+        event::error(&format!(
+            "events {from} to {last} of this session are lost: its event file does not hold them, and memory keeps only the newest {HELD_EVENTS}"
+        )),
+    ))];
+    out.extend(held_from(state, state.first_held, max_bytes));
+    out
+}
+
+/// Events `from..until` of a spill file, reading the whole lines between
+/// byte `offset` (an index point at or before `from`) and `end`, at most
+/// about `max_bytes`.
 fn read_spilled(
     path: &Path,
     offset: u64,
+    end: u64,
     from: u64,
     until: u64,
     max_bytes: usize,
 ) -> Vec<Arc<Event>> {
-    use std::io::{BufRead, Seek};
+    use std::io::{BufRead, Read, Seek};
     let Ok(mut file) = std::fs::File::open(path) else {
         return Vec::new();
     };
@@ -539,7 +613,8 @@ fn read_spilled(
     }
     let mut out = Vec::new();
     let mut bytes = 0;
-    for line in std::io::BufReader::new(file).lines() {
+    let whole_lines = file.take(end.saturating_sub(offset));
+    for line in std::io::BufReader::new(whole_lines).lines() {
         let Ok(json) = line else {
             break;
         };
@@ -569,7 +644,7 @@ fn read_spilled(
 pub struct Sessions {
     map: RwLock<HashMap<Uuid, Arc<Session>>>,
     /// Where each session spills its events (`<dir>/<id>/events.jsonl`);
-    /// without one, every event stays in memory.
+    /// without one, only the newest events are kept.
     spill_dir: Option<PathBuf>,
 }
 
@@ -601,7 +676,11 @@ impl Sessions {
             map.shrink_to_fit();
             tracing::info!(session = %evict, "idle session evicted to make room");
         }
-        let session = Arc::new(Session::new(Uuid::new_v4(), self.spill_dir.as_deref()));
+        let (session, failed) = Session::new(Uuid::new_v4(), self.spill_dir.as_deref());
+        let session = Arc::new(session);
+        if let Some(failed) = failed {
+            session.append(event::error(&lost_from_now(&failed)));
+        }
         map.insert(session.id, session.clone());
         Some(session)
     }
@@ -742,5 +821,108 @@ mod tests {
             assert_eq!(next, total);
         }
         assert!(session.events_from(total, 1024).is_empty());
+    }
+
+    /// An attached client that reads nothing pins no event beyond what the
+    /// session holds anyway: it reads from the log when it reads.
+    #[test]
+    fn a_client_that_reads_nothing_holds_no_event_memory_of_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let sessions = Sessions::spilling_to(dir.path());
+        let session = sessions.create(2).unwrap_or_else(|| panic!("room"));
+        let (_, _reads_nothing) = session.attach();
+        let big = "x".repeat(512 << 10);
+        let appended: Vec<std::sync::Weak<Event>> = (0..64)
+            .map(|_| Arc::downgrade(&session.append(event::error(&big))))
+            .collect();
+        let alive: usize = appended
+            .iter()
+            .filter_map(std::sync::Weak::upgrade)
+            .map(|e| e.json.len())
+            .sum();
+        assert!(
+            alive <= HELD_BYTES,
+            "{alive} bytes of events kept alive for a client that reads nothing"
+        );
+        assert_eq!(session.events_from(0, 1).len(), 1, "paged");
+        assert_eq!(session.len(), 64);
+    }
+
+    /// The spill file fails (a full disk): memory stays capped, the turn
+    /// goes on, the attached operator is told at once, and a replay says
+    /// where events were lost, in their place.
+    #[test]
+    fn a_failing_spill_file_keeps_memory_capped_and_says_what_was_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let sessions = Sessions::spilling_to(dir.path());
+        let session = sessions.create(2).unwrap_or_else(|| panic!("room"));
+        for n in 0..100 {
+            session.append(event::error(&format!("before {n}")));
+        }
+        let full = std::fs::OpenOptions::new()
+            .append(true)
+            .open("/dev/full")
+            .unwrap();
+        if let Some(spill) = session.lock().spill.as_mut() {
+            spill.file = full;
+        }
+        // The first event the file misses: the attached operator is told
+        // at once, by the next event.
+        assert_eq!(session.append(event::error("unsaved")).id, 100);
+        let live = session.events_from(101, 1);
+        let live: Value = serde_json::from_str(&live[0].json).unwrap();
+        let live = live["message"].as_str().unwrap_or_default();
+        assert!(
+            live.contains("cannot write the session's event file") && live.contains("turn goes on"),
+            "{live}"
+        );
+        let text = "x".repeat(1000);
+        let total = (HELD_EVENTS * 3) as u64;
+        for _ in 0..total {
+            session.append(event::error(&text));
+        }
+        {
+            let state = session.lock();
+            assert!(state.held.len() <= HELD_EVENTS, "{} held", state.held.len());
+            assert!(
+                state.held_bytes <= HELD_BYTES,
+                "{} bytes held",
+                state.held_bytes
+            );
+        }
+        let told = session.events_from(101, 1);
+        // The live notice (id 101) has left memory since; what a replay
+        // finds there is the notice of the gap, then what memory holds.
+        assert_eq!(told.len(), 2);
+        assert_eq!(told[1].id, session.lock().first_held);
+        let message: Value = serde_json::from_str(&told[0].json).unwrap();
+        assert_eq!(message["type"], "error");
+        let message = message["message"].as_str().unwrap_or_default();
+        assert!(message.contains("are lost"), "{message}");
+        // A replay from the start: the file's events, one notice in place
+        // of the lost ones, then every held event to the end.
+        let mut ids = Vec::new();
+        let mut next = 0;
+        while next < session.len() {
+            let page = session.events_from(next, 64 * 1024);
+            assert!(!page.is_empty(), "from {next}");
+            for e in page {
+                assert!(e.id >= next, "{} after {next}", e.id);
+                ids.push(e.id);
+                next = e.id + 1;
+            }
+        }
+        assert_eq!(&ids[..100], (0..100).collect::<Vec<_>>());
+        let first_held = session.lock().first_held;
+        assert_eq!(ids[100], first_held - 1, "one notice for the gap");
+        assert_eq!(&ids[101..], (first_held..session.len()).collect::<Vec<_>>());
+        let live_notice =
+            std::fs::read_to_string(dir.path().join(session.id.to_string()).join("events.jsonl"))
+                .unwrap();
+        assert_eq!(
+            live_notice.lines().count(),
+            100,
+            "the file keeps what it had"
+        );
     }
 }

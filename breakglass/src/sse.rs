@@ -3,10 +3,11 @@
 //! 1. replay the log (all of it, or after `Last-Event-ID`), each frame
 //!    `id: <n>\ndata: <json>\n\n`, several frames per chunk;
 //! 2. `event: caught-up\ndata: {}\n\n`;
-//! 3. the live tail: never an id twice, never one skipped. The receiver was
-//!    subscribed in the same critical section as the snapshot, so it starts
-//!    right after it; a subscriber that falls behind the broadcast buffer
-//!    catches up from the log;
+//! 3. the live tail: never an id twice, never one skipped. It is read from
+//!    the log a page at a time, like the replay, whenever the session says
+//!    the log grew; a client that falls behind holds no queue of events, only
+//!    the page it is sending (where events were lost to a failed spill
+//!    file, the log's `error` event stands in for them);
 //! 4. `: keepalive` after each quiet interval.
 //!
 //! The stream ends when the server shuts down. It does not authenticate
@@ -21,7 +22,7 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use futures_util::Stream;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::watch;
 
 use crate::session::{Event, Session};
 
@@ -53,7 +54,8 @@ struct Attach {
     session: Arc<Session>,
     phase: Phase,
     pending: VecDeque<Arc<Event>>,
-    rx: broadcast::Receiver<Arc<Event>>,
+    /// The log's length, changed on every append.
+    appended: watch::Receiver<u64>,
     next: u64,
     /// The replay ends before this id (the log's length at the attach).
     replay_end: u64,
@@ -118,27 +120,17 @@ impl Attach {
                         }
                         continue;
                     }
+                    // Seen before reading, so an append right after the
+                    // read still wakes the wait below.
+                    self.appended.borrow_and_update();
+                    let page = self.session.events_from(self.next, 4 * CHUNK);
+                    if !page.is_empty() {
+                        self.pending.extend(page);
+                        continue;
+                    }
                     tokio::select! {
-                        received = self.rx.recv() => match received {
-                            Ok(event) => {
-                                if event.id < self.next {
-                                    continue;
-                                }
-                                if event.id > self.next {
-                                    // A gap cannot come from the channel's
-                                    // order; fill it from the log to be sure.
-                                    self.pending.extend(self.session.events_from(self.next, 4 * CHUNK));
-                                    continue;
-                                }
-                                self.next = event.id + 1;
-                                return Some(event.frame());
-                            }
-                            Err(broadcast::error::RecvError::Lagged(_)) => {
-                                self.pending.extend(self.session.events_from(self.next, 4 * CHUNK));
-                            }
-                            Err(broadcast::error::RecvError::Closed) => {
-                                self.phase = Phase::Done;
-                            }
+                        grew = self.appended.changed() => if grew.is_err() {
+                            self.phase = Phase::Done;
                         },
                         () = tokio::time::sleep(self.keepalive) => return Some(KEEPALIVE.to_owned()),
                         _ = self.shutdown.wait_for(|s| *s) => self.phase = Phase::Done,
@@ -157,13 +149,13 @@ pub fn stream(
     keepalive: Duration,
     shutdown: watch::Receiver<bool>,
 ) -> impl Stream<Item = Result<Bytes, Infallible>> + Send + 'static {
-    let (replay_end, rx) = session.attach();
+    let (replay_end, appended) = session.attach();
     let next = after.map_or(0, |a| a.saturating_add(1));
     let state = Attach {
         session,
         phase: Phase::Replay,
         pending: VecDeque::new(),
-        rx,
+        appended,
         next,
         replay_end,
         keepalive,

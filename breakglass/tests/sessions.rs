@@ -161,7 +161,10 @@ where
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attaching_while_events_pour_in_never_loses_or_repeats_one() {
-    let sessions = Sessions::default();
+    // More events than memory holds: readers that fall behind read the
+    // session's file.
+    let dir = tempfile::tempdir().unwrap();
+    let sessions = Sessions::spilling_to(dir.path());
     let session = sessions.create(1).unwrap();
     let (_stop, shutdown) = tokio::sync::watch::channel(false);
     const N: u64 = 5000;
