@@ -67,6 +67,40 @@ pub fn bounded(config: &mut kube::Config) {
     config.write_timeout = Some(std::time::Duration::from_secs(30));
 }
 
+/// The configuration and the namespace, from what the process found:
+/// `in_cluster` is the service account's configuration when it runs in a
+/// pod (`None` elsewhere); the kubeconfig (`KUBECONFIG`, else
+/// `~/.kube/config`) is read only when there is no in-cluster one. The
+/// namespace is `namespace` (`AFK_K8S_NAMESPACE`) when given, else the
+/// configuration's: in a pod, its own.
+///
+/// # Errors
+/// Neither configuration, with both reasons.
+async fn resolve(
+    namespace: Option<&str>,
+    in_cluster: Option<Result<kube::Config, String>>,
+    kubeconfig: impl std::future::Future<Output = Result<kube::Config, String>>,
+) -> Result<(kube::Config, String), String> {
+    let config = match in_cluster {
+        Some(Ok(config)) => config,
+        in_cluster => {
+            let in_cluster = match in_cluster {
+                Some(Err(e)) => e,
+                _ => "not in a pod".to_owned(),
+            };
+            kubeconfig.await.map_err(|e| {
+                format!(
+                    "no Kubernetes configuration: in-cluster: {in_cluster}; KUBECONFIG (or ~/.kube/config): {e}"
+                )
+            })?
+        }
+    };
+    let namespace = namespace
+        .map(str::to_owned)
+        .unwrap_or_else(|| config.default_namespace.clone());
+    Ok((config, namespace))
+}
+
 impl KubeCluster {
     /// The cluster `client` reaches, in `namespace`.
     pub fn new(client: kube::Client, namespace: &str) -> Self {
@@ -92,25 +126,14 @@ impl KubeCluster {
         // kubeconfig file found in the image); elsewhere KUBECONFIG, else
         // ~/.kube/config.
         let in_pod = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
-        let in_cluster = if in_pod {
-            kube::Config::incluster().map_err(|e| e.to_string())
-        } else {
-            Err("not in a pod".to_owned())
-        };
-        let mut config = match in_cluster {
-            Ok(config) => config,
-            Err(in_cluster) => kube::Config::from_kubeconfig(&kube::config::KubeConfigOptions::default())
+        let in_cluster = in_pod.then(|| kube::Config::incluster().map_err(|e| e.to_string()));
+        let kubeconfig = async {
+            kube::Config::from_kubeconfig(&kube::config::KubeConfigOptions::default())
                 .await
-                .map_err(|e| {
-                    format!(
-                        "no Kubernetes configuration: in-cluster: {in_cluster}; KUBECONFIG (or ~/.kube/config): {e}"
-                    )
-                })?,
+                .map_err(|e| e.to_string())
         };
+        let (mut config, namespace) = resolve(namespace, in_cluster, kubeconfig).await?;
         bounded(&mut config);
-        let namespace = namespace
-            .map(str::to_owned)
-            .unwrap_or_else(|| config.default_namespace.clone());
         let client = kube::Client::try_from(config)
             .map_err(|e| format!("the Kubernetes client cannot be built: {e}"))?;
         Ok(Self::new(client, &namespace))
@@ -277,5 +300,78 @@ impl Cluster for KubeCluster {
 
     fn api_calls(&self) -> u64 {
         self.calls.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn config(default_namespace: &str) -> kube::Config {
+        let mut config = kube::Config::new("https://10.0.0.1".parse().unwrap());
+        default_namespace.clone_into(&mut config.default_namespace);
+        config
+    }
+
+    async fn check(
+        namespace: Option<&str>,
+        in_cluster: Option<Result<kube::Config, String>>,
+        kubeconfig: Result<kube::Config, String>,
+        want: Result<&str, &str>,
+    ) {
+        let got = resolve(namespace, in_cluster, async { kubeconfig })
+            .await
+            .map(|(_, ns)| ns);
+        match (got, want) {
+            (Ok(ns), Ok(want)) => assert_eq!(ns, want),
+            (Err(e), Err(want)) => assert!(e.contains(want), "{e}"),
+            (got, want) => panic!("{got:?}, wanted {want:?}"),
+        }
+    }
+
+    /// In a pod its service account wins over a kubeconfig in the image,
+    /// and the namespace defaults to the pod's own; `AFK_K8S_NAMESPACE`
+    /// wins over both.
+    #[tokio::test]
+    async fn the_service_account_comes_first_and_gives_the_default_namespace() {
+        let pod = || Some(Ok(config("afk")));
+        let file = || Ok(config("from-kubeconfig"));
+        check(None, pod(), file(), Ok("afk")).await;
+        check(Some("afk-agents"), pod(), file(), Ok("afk-agents")).await;
+        check(None, None, file(), Ok("from-kubeconfig")).await;
+        check(Some("afk-agents"), None, file(), Ok("afk-agents")).await;
+        let broken = || Some(Err("no token file".to_owned()));
+        check(None, broken(), file(), Ok("from-kubeconfig")).await;
+        check(
+            None,
+            broken(),
+            Err("no such file".into()),
+            Err("in-cluster: no token file; KUBECONFIG (or ~/.kube/config): no such file"),
+        )
+        .await;
+        check(
+            None,
+            None,
+            Err("no such file".into()),
+            Err("in-cluster: not in a pod"),
+        )
+        .await;
+    }
+
+    /// The kubeconfig is not read at all when the service account's
+    /// configuration is there.
+    #[tokio::test]
+    async fn a_kubeconfig_is_not_read_in_a_pod() {
+        let read = std::sync::atomic::AtomicBool::new(false);
+        let kubeconfig = async {
+            read.store(true, std::sync::atomic::Ordering::SeqCst);
+            Ok(config("from-kubeconfig"))
+        };
+        resolve(None, Some(Ok(config("afk"))), kubeconfig)
+            .await
+            .unwrap();
+        assert!(!read.load(std::sync::atomic::Ordering::SeqCst));
     }
 }

@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapVolumeSource, Container, EmptyDirVolumeSource, EnvVar,
-    EnvVarSource, PodSecurityContext, PodTemplateSpec, SeccompProfile, Secret, SecretKeySelector,
-    SecurityContext, Volume, VolumeMount,
+    EnvVarSource, PodSecurityContext, PodSpec, PodTemplateSpec, SeccompProfile, Secret,
+    SecretKeySelector, SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
@@ -27,8 +27,10 @@ pub const ATTEMPT: &str = "afk.dev/attempt";
 /// The label naming the repository (`owner.name`, cut to a label's 63
 /// characters); the annotation of the same key has it whole.
 pub const REPO: &str = "afk.dev/repo";
-/// The annotation naming the branch the thread works on (later turns
-/// start from it).
+/// The annotation naming the branch the thread works on, for people: a
+/// later turn starts from the branch in the agent's environment (which
+/// nobody can change), and a Job whose annotation differs is distrusted
+/// ([`crate::trust`]).
 pub const BRANCH: &str = "afk.dev/branch";
 /// The annotation in which the executor keeps how a finished turn ended,
 /// read from its pod's log before the pod goes (see [`crate::state`]).
@@ -36,6 +38,11 @@ pub const OUTCOME: &str = "afk.dev/outcome";
 /// The annotation that marks a thread afk stopped: no turn is sent to it
 /// again.
 pub const STOPPED: &str = "afk.dev/stopped-at";
+/// The pod template's annotation holding what the thread's earlier turns
+/// cost (millionths of a dollar) when afk started this one: a Job's pod
+/// template cannot be changed once it ran, so no edit of the outcomes
+/// afk recorded on earlier Jobs lowers the thread's cost below it.
+pub const COST_BEFORE: &str = "afk.dev/cost-before";
 
 /// The container the agent runs in, when the template has more than one.
 pub const AGENT_CONTAINER: &str = "agent";
@@ -261,15 +268,7 @@ pub fn job(turn: &TurnSpec, settings: &JobSettings) -> Job {
     spec.restart_policy = Some("Never".into());
     spec.termination_grace_period_seconds.get_or_insert(10);
     spec.automount_service_account_token.get_or_insert(false);
-    spec.security_context
-        .get_or_insert_with(|| PodSecurityContext {
-            run_as_non_root: Some(true),
-            seccomp_profile: Some(SeccompProfile {
-                type_: "RuntimeDefault".into(),
-                localhost_profile: None,
-            }),
-            ..Default::default()
-        });
+    restrict(spec);
     let volumes = spec.volumes.get_or_insert_with(Vec::new);
     volumes.retain(|v| v.name != "afk-prompt" && v.name != "afk-workspace");
     volumes.push(Volume {
@@ -364,15 +363,103 @@ fn fill_agent(c: &mut Container, turn: &TurnSpec) {
         ]);
         c.args = Some(turn.agent_argv.clone());
     }
-    c.security_context.get_or_insert_with(|| SecurityContext {
-        allow_privilege_escalation: Some(false),
-        run_as_non_root: Some(true),
-        capabilities: Some(Capabilities {
-            drop: Some(vec!["ALL".into()]),
-            add: None,
-        }),
-        ..Default::default()
-    });
+}
+
+fn runtime_default() -> SeccompProfile {
+    SeccompProfile {
+        type_: "RuntimeDefault".into(),
+        localhost_profile: None,
+    }
+}
+
+/// Fills every field of the restricted Pod Security Standard that the
+/// template leaves unset, one field at a time, so that a template setting
+/// one of them (a `runAsUser`) keeps the others: in the pod, non-root and
+/// the runtime's seccomp profile; in every container (init containers and
+/// sidecars too), no privilege escalation and every capability dropped,
+/// and non-root and the seccomp profile where neither it nor the pod says.
+/// What the template sets explicitly stands.
+fn restrict(spec: &mut PodSpec) {
+    let pod = spec
+        .security_context
+        .get_or_insert_with(PodSecurityContext::default);
+    // The pod's own choices, before afk fills them: a container that says
+    // nothing follows what the template's pod says.
+    let pod_says_non_root = pod.run_as_non_root.is_some();
+    let pod_says_seccomp = pod.seccomp_profile.is_some();
+    pod.run_as_non_root.get_or_insert(true);
+    pod.seccomp_profile.get_or_insert_with(runtime_default);
+    let containers = spec
+        .init_containers
+        .iter_mut()
+        .flatten()
+        .chain(spec.containers.iter_mut());
+    for c in containers {
+        let sc = c
+            .security_context
+            .get_or_insert_with(SecurityContext::default);
+        sc.allow_privilege_escalation.get_or_insert(false);
+        sc.capabilities
+            .get_or_insert_with(Capabilities::default)
+            .drop
+            .get_or_insert_with(|| vec!["ALL".into()]);
+        if !pod_says_non_root {
+            sc.run_as_non_root.get_or_insert(true);
+        }
+        if !pod_says_seccomp {
+            sc.seccomp_profile.get_or_insert_with(runtime_default);
+        }
+    }
+}
+
+/// The literal value of `key` in the environment of a Job's agent
+/// container: what afk wrote there when it made the Job (Kubernetes
+/// refuses any change to a Job's pod template's containers).
+pub fn agent_env<'a>(job: &'a Job, key: &str) -> Option<&'a str> {
+    let spec = job.spec.as_ref()?.template.spec.as_ref()?;
+    let agent = &spec.containers[agent_index(&spec.containers).ok()?];
+    agent
+        .env
+        .as_deref()?
+        .iter()
+        .find(|e| e.name == key)?
+        .value
+        .as_deref()
+}
+
+/// Writes what the thread's earlier turns cost, in millionths of a dollar,
+/// into the Job's pod template ([`COST_BEFORE`]), afk's alone: 0 leaves
+/// none (whatever the operator's template said).
+pub fn set_cost_before(job: &mut Job, micro_usd: u64) {
+    let Some(spec) = job.spec.as_mut() else {
+        return;
+    };
+    let annotations = spec
+        .template
+        .metadata
+        .get_or_insert_with(ObjectMeta::default)
+        .annotations
+        .get_or_insert_with(BTreeMap::new);
+    if micro_usd == 0 {
+        annotations.remove(COST_BEFORE);
+    } else {
+        annotations.insert(COST_BEFORE.to_owned(), micro_usd.to_string());
+    }
+}
+
+/// What the thread's earlier turns cost when afk made this Job
+/// ([`COST_BEFORE`]); `None` when it says nothing (an opening turn).
+pub fn cost_before(job: &Job) -> Option<u64> {
+    job.spec
+        .as_ref()?
+        .template
+        .metadata
+        .as_ref()?
+        .annotations
+        .as_ref()?
+        .get(COST_BEFORE)?
+        .parse()
+        .ok()
 }
 
 /// The turn's prompt, in a ConfigMap of the Job's name. It is created
@@ -612,6 +699,149 @@ mod tests {
                 .iter()
                 .any(|e| e.name == "AFK_PROMPT_FILE")
         );
+    }
+
+    /// A template that sets part of a security context keeps what it sets
+    /// and still gets every restricted field it leaves unset, in the pod
+    /// and in every container: init containers and sidecars too.
+    #[test]
+    fn a_partial_security_context_is_completed_field_by_field() {
+        let t = template(
+            "spec:
+  securityContext:
+    runAsUser: 1000
+  initContainers:
+  - name: fetch
+    image: f:1
+  - name: proxy
+    image: p:1
+    restartPolicy: Always
+    securityContext:
+      capabilities:
+        add: [NET_BIND_SERVICE]
+  containers:
+  - name: agent
+    image: agent:1
+    securityContext:
+      runAsUser: 2000
+  - name: sidecar
+    image: s:1
+    securityContext:
+      readOnlyRootFilesystem: true
+",
+        );
+        let settings = JobSettings {
+            template: t,
+            deadline_seconds: 60,
+            ttl_seconds: 60,
+        };
+        let pod = job(&turn("acme/infra", 0), &settings)
+            .spec
+            .unwrap()
+            .template
+            .spec
+            .unwrap();
+        let sc = pod.security_context.unwrap();
+        assert_eq!(sc.run_as_user, Some(1000), "the template's own");
+        assert_eq!(sc.run_as_non_root, Some(true));
+        assert_eq!(sc.seccomp_profile.unwrap().type_, "RuntimeDefault");
+        let containers: Vec<&Container> = pod
+            .init_containers
+            .iter()
+            .flatten()
+            .chain(&pod.containers)
+            .collect();
+        assert_eq!(containers.len(), 4);
+        for c in containers {
+            let sc = c.security_context.clone().unwrap_or_default();
+            assert_eq!(sc.allow_privilege_escalation, Some(false), "{}", c.name);
+            assert_eq!(sc.run_as_non_root, Some(true), "{}", c.name);
+            assert_eq!(
+                sc.seccomp_profile.map(|p| p.type_).as_deref(),
+                Some("RuntimeDefault"),
+                "{}",
+                c.name
+            );
+            let caps = sc.capabilities.unwrap_or_default();
+            assert_eq!(caps.drop, Some(vec!["ALL".to_owned()]), "{}", c.name);
+        }
+        let proxy = &pod.init_containers.as_ref().unwrap()[1];
+        let caps = proxy
+            .security_context
+            .clone()
+            .unwrap()
+            .capabilities
+            .unwrap();
+        assert_eq!(caps.add, Some(vec!["NET_BIND_SERVICE".to_owned()]));
+        let agent = &pod.containers[0];
+        assert_eq!(
+            agent.security_context.as_ref().unwrap().run_as_user,
+            Some(2000)
+        );
+        let sidecar = &pod.containers[1];
+        assert_eq!(
+            sidecar
+                .security_context
+                .as_ref()
+                .unwrap()
+                .read_only_root_filesystem,
+            Some(true)
+        );
+    }
+
+    /// What a template says explicitly of a restricted field stands (the
+    /// operator's choice, and Pod Security admission's to refuse), and a
+    /// pod-level choice stands for the containers that say nothing.
+    #[test]
+    fn a_restricted_field_the_template_sets_is_kept() {
+        let t = template(
+            "spec:
+  securityContext:
+    runAsNonRoot: false
+    seccompProfile:
+      type: Unconfined
+  containers:
+  - name: agent
+    image: agent:1
+    securityContext:
+      allowPrivilegeEscalation: true
+      capabilities:
+        drop: [NET_RAW]
+  - name: sidecar
+    image: s:1
+    securityContext:
+      runAsNonRoot: true
+      seccompProfile:
+        type: Localhost
+        localhostProfile: p.json
+",
+        );
+        let settings = JobSettings {
+            template: t,
+            deadline_seconds: 60,
+            ttl_seconds: 60,
+        };
+        let pod = job(&turn("acme/infra", 0), &settings)
+            .spec
+            .unwrap()
+            .template
+            .spec
+            .unwrap();
+        let sc = pod.security_context.unwrap();
+        assert_eq!(sc.run_as_non_root, Some(false));
+        assert_eq!(sc.seccomp_profile.unwrap().type_, "Unconfined");
+        let agent = pod.containers[0].security_context.clone().unwrap();
+        assert_eq!(agent.allow_privilege_escalation, Some(true));
+        assert_eq!(
+            agent.capabilities.unwrap().drop,
+            Some(vec!["NET_RAW".to_owned()])
+        );
+        assert_eq!(agent.run_as_non_root, None, "the pod's choice stands");
+        assert_eq!(agent.seccomp_profile, None, "the pod's choice stands");
+        let sidecar = pod.containers[1].security_context.clone().unwrap();
+        assert_eq!(sidecar.run_as_non_root, Some(true));
+        assert_eq!(sidecar.seccomp_profile.unwrap().type_, "Localhost");
+        assert_eq!(sidecar.allow_privilege_escalation, Some(false));
     }
 
     #[test]

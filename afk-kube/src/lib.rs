@@ -4,7 +4,12 @@
 //!
 //! - A **thread** is the set of Jobs labelled with its id ([`job::THREAD`]);
 //!   the id is a UUID derived from `(repository, issue, attempt)`, so a
-//!   repeated dispatch finds it.
+//!   repeated dispatch finds it. What afk reads back from those Jobs is
+//!   checked ([`trust`]): a Job is one of the thread's turns only when its
+//!   name and its agent's environment, which nobody can change, derive the
+//!   thread's id; a later turn's repository and branch come from there,
+//!   and a thread with a Job changed or planted under its labels gets no
+//!   more turns (the run is handed back, naming the Job).
 //! - A **turn** is one Job ([`job::job`]), built from the operator's pod
 //!   template, named from `(repository, issue, attempt, step)` so a repeated
 //!   create answers `AlreadyExists` and is accepted only when the Job's
@@ -36,6 +41,7 @@ pub mod cluster;
 pub mod job;
 pub mod settings;
 pub mod state;
+pub mod trust;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -55,6 +61,7 @@ use serde::{Deserialize, Serialize};
 use crate::cluster::{Cluster, Made};
 use crate::job::{JobSettings, TurnSpec};
 use crate::state::TurnState;
+use crate::trust::ThreadJobs;
 
 /// What the Kubernetes executor is configured with.
 #[derive(Debug, Clone)]
@@ -183,26 +190,12 @@ fn transient(message: impl Into<String>) -> PortError {
     }
 }
 
-fn label<'a>(job: &'a Job, key: &str) -> Option<&'a str> {
-    job.metadata.labels.as_ref()?.get(key).map(String::as_str)
-}
-
 fn annotation<'a>(job: &'a Job, key: &str) -> Option<&'a str> {
     job.metadata
         .annotations
         .as_ref()?
         .get(key)
         .map(String::as_str)
-}
-
-fn step_of(job: &Job) -> Option<u32> {
-    label(job, job::STEP)?.parse().ok()
-}
-
-/// The outcome afk recorded on the Job; an annotation that does not read
-/// (edited by hand) counts as not recorded and is read again.
-fn outcome_of(job: &Job) -> Option<Outcome> {
-    serde_json::from_str(annotation(job, job::OUTCOME)?).ok()
 }
 
 fn name_of(job: &Job) -> &str {
@@ -235,18 +228,43 @@ fn ended(job: &Job) -> bool {
     state::job_verdict(job).is_some()
 }
 
-/// A thread's Jobs by step, as listed.
-fn by_thread(jobs: Vec<Job>) -> BTreeMap<String, BTreeMap<u32, Job>> {
-    let mut threads: BTreeMap<String, BTreeMap<u32, Job>> = BTreeMap::new();
+/// The listed Jobs by the thread their label names.
+fn by_thread(jobs: Vec<Job>) -> BTreeMap<String, Vec<Job>> {
+    let mut threads: BTreeMap<String, Vec<Job>> = BTreeMap::new();
     for job in jobs {
-        let (Some(thread), Some(step)) =
-            (label(&job, job::THREAD).map(str::to_owned), step_of(&job))
-        else {
-            continue;
-        };
-        threads.entry(thread).or_default().insert(step, job);
+        let thread = job
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(job::THREAD))
+            .cloned();
+        if let Some(thread) = thread {
+            threads.entry(thread).or_default().push(job);
+        }
     }
     threads
+}
+
+/// What a thread's turns cost (see [`trust::thread_cost`]), the latest's
+/// as `latest_outcome` says (read this tick, perhaps).
+fn cost_of(turns: &ThreadJobs, latest_outcome: Option<&Outcome>) -> Option<Cost> {
+    let latest = turns.turns.keys().next_back().copied();
+    let costs: Vec<_> = turns
+        .turns
+        .iter()
+        .map(|(step, (job, _))| {
+            let outcome = if Some(*step) == latest {
+                latest_outcome.cloned()
+            } else {
+                trust::outcome_of(job)
+            };
+            (
+                job::cost_before(job),
+                outcome.and_then(|o| o.cost_micro_usd),
+            )
+        })
+        .collect();
+    trust::thread_cost(&costs).map(|micro_usd| Cost { micro_usd })
 }
 
 impl<C: Cluster> KubeExecutor<C> {
@@ -277,9 +295,10 @@ impl<C: Cluster> KubeExecutor<C> {
             .map_or(0, |t| now.saturating_sub(t.0.as_second()))
     }
 
-    /// Where a turn stands: what afk recorded of its end, else the rule.
+    /// Where a turn stands: what afk recorded of its end (when Kubernetes
+    /// agrees), else the rule.
     fn state(&self, job: &Job, pods: &[Pod]) -> TurnState {
-        if let Some(o) = outcome_of(job) {
+        if let Some(o) = trust::outcome_of(job) {
             return o.state();
         }
         state::turn_state(
@@ -314,11 +333,14 @@ impl<C: Cluster> KubeExecutor<C> {
             TurnState::Failed(w) | TurnState::NeverStarted(w) => Some(w.clone()),
             TurnState::Running | TurnState::Succeeded => None,
         };
+        // A reading that replaces one written before (unreadable, or not
+        // believed) never lowers what that one said the turn cost.
+        let before = trust::recorded_outcome(job).and_then(|o| o.cost_micro_usd);
         let outcome = Outcome {
             ok: matches!(state, TurnState::Succeeded) && !ending.reported_error,
             why,
             said: ending.said,
-            cost_micro_usd: ending.cost.map(|c| c.micro_usd),
+            cost_micro_usd: ending.cost.map(|c| c.micro_usd).max(before),
         };
         let text = serde_json::to_string(&outcome).unwrap_or_default();
         let mut patch = serde_json::json!({"metadata": {"annotations": {job::OUTCOME: text}}});
@@ -339,6 +361,14 @@ impl<C: Cluster> KubeExecutor<C> {
         let (owner, name) =
             afk_local::canonical_repo(&spec.repo, self.settings.default_owner.as_deref())
                 .map_err(permanent)?;
+        // The repository a turn clones, and its push token is minted for,
+        // is the one the thread's id derives from, and no other.
+        if self.thread_id(&spec.repo, spec.issue, spec.attempt) != thread {
+            return Err(permanent(format!(
+                "thread {thread} is not {owner}/{name}#{} (attempt {})'s; afk starts no turn of it there",
+                spec.issue, spec.attempt
+            )));
+        }
         let session =
             uuid::Uuid::new_v5(&NAMESPACE, format!("{thread}/{step}").as_bytes()).to_string();
         Ok(TurnSpec {
@@ -360,8 +390,10 @@ impl<C: Cluster> KubeExecutor<C> {
     /// them when it is this turn's; then makes the Job the prompt's owner.
     /// The prompt first: the pod never waits for its mount, so the start
     /// timeout measures only the cluster. A crash between the two leaves a
-    /// prompt without a Job, which the repeat uses.
-    async fn start(&self, turn: &TurnSpec) -> PortResult<()> {
+    /// prompt without a Job, which the repeat uses. `cost_before` is what
+    /// the thread's earlier turns cost, written into the new Job's pod
+    /// template ([`job::COST_BEFORE`]).
+    async fn start(&self, turn: &TurnSpec, cost_before: u64) -> PortResult<()> {
         let name = job::job_name(turn);
         let map = match self
             .cluster
@@ -403,11 +435,9 @@ impl<C: Cluster> KubeExecutor<C> {
             Some(tokens) => Some(self.token_secret(turn, tokens).await?),
             None => None,
         };
-        let uid = match self
-            .cluster
-            .create_job(&job::job(turn, &self.settings.job))
-            .await?
-        {
+        let mut made = job::job(turn, &self.settings.job);
+        job::set_cost_before(&mut made, cost_before);
+        let uid = match self.cluster.create_job(&made).await? {
             Made::Created(job) => job.metadata.uid,
             Made::Exists => {
                 let Some(found) = self.cluster.get_job(&name).await? else {
@@ -415,10 +445,13 @@ impl<C: Cluster> KubeExecutor<C> {
                         "Job {name} was there and is gone; the turn is started again next tick"
                     )));
                 };
-                if !job::is_turns(found.metadata.labels.as_ref(), turn) {
+                let made_for_it =
+                    trust::origin(&found, &turn.thread, |r, i, a| self.thread_id(r, i, a))
+                        .is_ok_and(|(step, origin)| step == turn.step && origin.repo == turn.repo);
+                if !made_for_it || !job::is_turns(found.metadata.labels.as_ref(), turn) {
                     return Err(permanent(format!(
-                        "a Job named {name} exists and its labels say it is not this turn's \
-                         (thread {}, step {}); afk does not touch it",
+                        "a Job named {name} exists and is not this turn's (thread {}, step {}); \
+                         afk does not touch it",
                         turn.thread, turn.step
                     )));
                 }
@@ -488,37 +521,21 @@ impl<C: Cluster> KubeExecutor<C> {
         }
     }
 
-    /// The thread's Jobs by step, read now.
-    async fn jobs_of(&self, thread: &str) -> PortResult<BTreeMap<u32, Job>> {
+    /// The thread's Jobs, read now and sorted out.
+    async fn jobs_of(&self, thread: &str) -> PortResult<ThreadJobs> {
         if uuid::Uuid::parse_str(thread).is_err() {
-            return Ok(BTreeMap::new());
+            return Ok(ThreadJobs::default());
         }
         let jobs = self
             .cluster
             .list_jobs(&job::thread_selector(thread))
             .await?;
-        Ok(by_thread(jobs).remove(thread).unwrap_or_default())
+        Ok(self.sort(thread, jobs))
     }
 
-    /// The spec a later turn of an existing thread is built from.
-    fn spec_of(job: &Job, thread: &str) -> PortResult<ThreadSpec> {
-        let broken = || {
-            permanent(format!(
-                "thread {thread}'s Jobs lack afk's labels; afk does not guess"
-            ))
-        };
-        Ok(ThreadSpec {
-            repo: annotation(job, job::REPO).ok_or_else(broken)?.to_owned(),
-            issue: label(job, job::ISSUE)
-                .and_then(|v| v.parse().ok())
-                .ok_or_else(broken)?,
-            attempt: label(job, job::ATTEMPT)
-                .and_then(|v| v.parse().ok())
-                .ok_or_else(broken)?,
-            title: String::new(),
-            branch: annotation(job, job::BRANCH).ok_or_else(broken)?.to_owned(),
-            prompt: String::new(),
-            created_at: Timestamp::from_unix_seconds(0).ok_or_else(broken)?,
+    fn sort(&self, thread: &str, jobs: Vec<Job>) -> ThreadJobs {
+        ThreadJobs::sort(thread, jobs, |repo, issue, attempt| {
+            self.thread_id(repo, issue, attempt)
         })
     }
 }
@@ -537,12 +554,27 @@ impl<C: Cluster> Executor for KubeExecutor<C> {
         let pods = self.cluster.list_pods(&selector).await?;
         let mut threads = BTreeMap::new();
         let mut projects: BTreeMap<String, ProjectInfo> = BTreeMap::new();
-        for (id, turns) in by_thread(jobs) {
-            let Some(latest) = turns.values().next_back() else {
+        for (id, jobs) in by_thread(jobs) {
+            let turns = self.sort(&id, jobs);
+            let distrust = turns.distrust(&id);
+            let Some((latest, origin)) = turns.latest() else {
+                // Only Jobs afk did not make as the thread's turns: the
+                // thread is reported failed, with why, and left alone.
+                threads.insert(
+                    id.clone(),
+                    ThreadInfo {
+                        project_id: String::new(),
+                        deleted: false,
+                        status: Some(ThreadStatus::Error),
+                        message_ids: Vec::new(),
+                        said: distrust,
+                        cost: None,
+                    },
+                );
                 continue;
             };
             let mut state = self.state(latest, &pods);
-            let mut latest_outcome = outcome_of(latest);
+            let mut latest_outcome = trust::outcome_of(latest);
             let is_watched = watched.iter().any(|w| w.thread_id == id);
             let mut unread = None;
             if state.is_final() && latest_outcome.is_none() && is_watched {
@@ -557,7 +589,7 @@ impl<C: Cluster> Executor for KubeExecutor<C> {
             if let Some(o) = &latest_outcome {
                 state = o.state();
             }
-            let status = match state {
+            let mut status = match state {
                 TurnState::Running => ThreadStatus::Running,
                 TurnState::Succeeded => ThreadStatus::Idle,
                 TurnState::Failed(_) | TurnState::NeverStarted(_) => ThreadStatus::Error,
@@ -574,25 +606,24 @@ impl<C: Cluster> Executor for KubeExecutor<C> {
                 }
                 _ => None,
             };
-            let said = match (said, unread) {
+            let mut said = match (said, unread) {
                 (Some(s), Some(e)) => Some(format!("{s} (the agent's log was not read: {e})")),
                 (None, Some(e)) if state.is_final() && !matches!(state, TurnState::Succeeded) => {
                     Some(format!("the agent's log was not read: {e}"))
                 }
                 (said, _) => said,
             };
-            let cost = turns
-                .values()
-                .filter_map(|j| {
-                    if j.metadata.name == latest.metadata.name {
-                        latest_outcome.as_ref().and_then(|o| o.cost_micro_usd)
-                    } else {
-                        outcome_of(j).and_then(|o| o.cost_micro_usd)
-                    }
-                })
-                .map(|micro_usd| Cost { micro_usd })
-                .reduce(Cost::plus);
-            let project = annotation(latest, job::REPO).unwrap_or_default().to_owned();
+            // Jobs changed or planted under the thread's labels: once its
+            // agent is done, the run is handed back with why (a new
+            // thread, if any, is built from the tracker, not from them).
+            if let Some(why) = distrust
+                && state.is_final()
+            {
+                status = ThreadStatus::Error;
+                said = Some(why);
+            }
+            let cost = cost_of(&turns, latest_outcome.as_ref());
+            let project = origin.repo.clone();
             projects
                 .entry(project.clone())
                 .or_insert_with(|| ProjectInfo {
@@ -606,7 +637,11 @@ impl<C: Cluster> Executor for KubeExecutor<C> {
                     project_id: project,
                     deleted: false,
                     status: Some(status),
-                    message_ids: turns.keys().map(|step| format!("{id}:{step}")).collect(),
+                    message_ids: turns
+                        .turns
+                        .keys()
+                        .map(|step| format!("{id}:{step}"))
+                        .collect(),
                     said,
                     cost,
                 },
@@ -629,20 +664,31 @@ impl<C: Cluster> Executor for KubeExecutor<C> {
         let id = self.thread_id(&spec.repo, spec.issue, spec.attempt);
         let turn = self.turn(spec, &id, 0, &spec.prompt)?;
         let jobs = self.jobs_of(&id).await?;
-        if jobs.values().any(|j| annotation(j, job::STOPPED).is_some()) {
+        if let Some(why) = jobs.distrust(&id) {
+            return Err(permanent(why));
+        }
+        if jobs
+            .turns
+            .values()
+            .any(|(j, _)| annotation(j, job::STOPPED).is_some())
+        {
             return Err(permanent(format!(
                 "thread {id} was stopped; its id is never started again"
             )));
         }
-        if !jobs.is_empty() && !jobs.contains_key(&0) {
-            // Jobs under the thread's labels but no opening turn: someone
-            // else's, or an opening Job long expired. Neither is started.
+        if !jobs.turns.is_empty() && !jobs.turns.contains_key(&0) {
+            // The thread's turns but no opening one: an opening Job long
+            // expired. It is not started again.
             return Err(permanent(format!(
                 "thread {id} has Jobs ({}) but no opening turn; afk does not start it again",
-                jobs.values().map(name_of).collect::<Vec<_>>().join(", ")
+                jobs.turns
+                    .values()
+                    .map(|(j, _)| name_of(j))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )));
         }
-        self.start(&turn).await?;
+        self.start(&turn, 0).await?;
         Ok(id)
     }
 
@@ -656,24 +702,42 @@ impl<C: Cluster> Executor for KubeExecutor<C> {
     ) -> PortResult<()> {
         self.count();
         let jobs = self.jobs_of(thread_id).await?;
-        let Some(latest) = jobs.values().next_back() else {
+        // Nothing read back from a Job the thread's id does not vouch for
+        // (or that was changed since afk made it) becomes a turn: no clone
+        // of another repository or branch, no token minted for one.
+        if let Some(why) = jobs.distrust(thread_id) {
+            return Err(permanent(why));
+        }
+        let Some((latest, origin)) = jobs.latest() else {
             return Err(PortError::NotFound {
                 what: format!("thread {thread_id}"),
             });
         };
-        if jobs.values().any(|j| annotation(j, job::STOPPED).is_some()) {
+        if jobs
+            .turns
+            .values()
+            .any(|(j, _)| annotation(j, job::STOPPED).is_some())
+        {
             return Err(PortError::NotFound {
                 what: format!("thread {thread_id} (it was stopped)"),
             });
         }
-        let mut spec = Self::spec_of(latest, thread_id)?;
-        spec.created_at = created_at;
+        let spec = ThreadSpec {
+            repo: origin.repo.clone(),
+            issue: origin.issue,
+            attempt: origin.attempt,
+            title: String::new(),
+            branch: origin.branch.clone(),
+            prompt: String::new(),
+            created_at,
+        };
         let turn = self.turn(&spec, thread_id, step, text)?;
-        if jobs.contains_key(&step) {
+        let cost_before = jobs.cost_before(step).unwrap_or(0);
+        if jobs.turns.contains_key(&step) {
             // A repeat: finish what the first try began.
-            return self.start(&turn).await;
+            return self.start(&turn, cost_before).await;
         }
-        let latest_step = step_of(latest).unwrap_or(0);
+        let latest_step = jobs.turns.keys().next_back().copied().unwrap_or(0);
         if latest_step > step {
             return Err(permanent(format!(
                 "thread {thread_id} already has a later turn than {step}"
@@ -684,12 +748,12 @@ impl<C: Cluster> Executor for KubeExecutor<C> {
         // pod never started was settled (and suspended) by the snapshot
         // that reported it.
         let running = snapshot.status(thread_id) == Some(ThreadStatus::Running);
-        if running || (!ended(latest) && outcome_of(latest).is_none()) {
+        if running || (!ended(latest) && trust::outcome_of(latest).is_none()) {
             return Err(transient(format!(
                 "thread {thread_id}'s agent is still at work; turn {step} waits"
             )));
         }
-        self.start(&turn).await
+        self.start(&turn, cost_before).await
     }
 
     async fn stop_thread(
@@ -699,9 +763,11 @@ impl<C: Cluster> Executor for KubeExecutor<C> {
         at: Timestamp,
     ) -> PortResult<()> {
         self.count();
+        // Only the thread's own turns are deleted: a Job afk did not make
+        // is not afk's to touch.
         let jobs = self.jobs_of(thread_id).await?;
         let mut kept = None;
-        for job in jobs.values() {
+        for (job, _) in jobs.turns.values() {
             // A suspended turn that never started is deleted too: it must
             // not start later.
             if ended(job) {
@@ -713,7 +779,10 @@ impl<C: Cluster> Executor for KubeExecutor<C> {
         // What is left of the thread is marked, so that no turn is sent to
         // it again (once per thread: its latest ended Job).
         if let Some(job) = kept
-            && !jobs.values().any(|j| annotation(j, job::STOPPED).is_some())
+            && !jobs
+                .turns
+                .values()
+                .any(|(j, _)| annotation(j, job::STOPPED).is_some())
         {
             let patch =
                 serde_json::json!({"metadata": {"annotations": {job::STOPPED: at.to_rfc3339()}}});

@@ -104,7 +104,7 @@ impl KubeConfig {
             .as_deref()
             .map(str::trim)
             .filter(|p| !p.is_empty())
-            .ok_or("AFK_K8S_POD_TEMPLATE is not set: name the pod template every agent's Job is built from (docs/deploy/agent-pod-template.yaml is a sample)")?;
+            .ok_or("AFK_K8S_POD_TEMPLATE is not set: name the pod template every agent's Job is built from (docs/deploy/agent/pod-template.yaml is a sample)")?;
         let template = read_template(Path::new(path))?;
         let start_timeout_seconds = match self.start_timeout.as_deref().map(str::trim) {
             None | Some("") => START_TIMEOUT_SECONDS,
@@ -184,13 +184,28 @@ mod tests {
             let e = parse_template(text).unwrap_err();
             assert!(e.contains(want), "{text:?}: {e}");
         }
-        let dir = std::env::temp_dir().join(format!("afk-kube-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let e = read_template(&dir.join("missing.yaml")).unwrap_err();
+        let dir = tempfile::tempdir().unwrap();
+        let e = read_template(&dir.path().join("missing.yaml")).unwrap_err();
         assert!(e.starts_with("AFK_K8S_POD_TEMPLATE="), "{e}");
-        let e = read_template(&dir).unwrap_err();
+        let e = read_template(dir.path()).unwrap_err();
         assert!(e.contains("is not a file"), "{e}");
-        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The sample a missing setting points at is there, and is a template
+    /// afk takes.
+    #[test]
+    fn a_missing_template_names_a_sample_that_exists() {
+        let e = KubeConfig::default().settings("afk-agents").unwrap_err();
+        assert!(e.starts_with("AFK_K8S_POD_TEMPLATE is not set"), "{e}");
+        let sample = e
+            .split_whitespace()
+            .map(|w| w.trim_start_matches('('))
+            .find(|w| w.starts_with("docs/"))
+            .unwrap();
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join(sample);
+        read_template(&path).unwrap();
     }
 
     #[test]

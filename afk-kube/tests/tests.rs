@@ -7,4 +7,5 @@
 
 mod contract;
 mod executor;
+mod forged;
 mod world;
