@@ -304,14 +304,50 @@ pub fn github(args: GitHubArgs<'_>, policy: &afk_core::Config) -> Result<GitHubS
         trusted_bots: list(args.trusted_bots),
         own_login: nonblank(args.login),
         web_url: nonblank(args.web_url),
-        ci_link_hosts: [args.woodpecker_url, args.ci_link_hosts]
+        ci_link_hosts: args
+            .woodpecker_url
             .into_iter()
-            .flatten()
             .flat_map(list)
+            .chain(link_hosts(args.ci_link_hosts.unwrap_or(""))?)
             .collect(),
         ready_label: policy.ready_label.clone(),
         in_progress_label: policy.in_progress_label.clone(),
     })
+}
+
+/// `AFK_CI_LINK_HOSTS`: each entry a host name (`ci.example.com`) or an
+/// http(s) address on one (`https://ci.example.com`), without credentials.
+/// An entry that names no host is refused, not dropped: a log link the
+/// operator meant to pass would otherwise never reach an agent, silently.
+///
+/// # Errors
+/// A message naming the key and the entry (never an entry's credentials).
+fn link_hosts(text: &str) -> Result<Vec<String>, String> {
+    list(text)
+        .into_iter()
+        .map(|entry| {
+            let address = if entry.contains("://") {
+                entry.clone()
+            } else {
+                format!("https://{entry}")
+            };
+            match reqwest::Url::parse(&address) {
+                Ok(url) if !url.username().is_empty() || url.password().is_some() => Err(
+                    "AFK_CI_LINK_HOSTS: an entry carries credentials (user:password@): name the host only"
+                        .to_owned(),
+                ),
+                Ok(url)
+                    if matches!(url.scheme(), "https" | "http")
+                        && url.host_str().is_some_and(|h| !h.is_empty()) =>
+                {
+                    Ok(entry)
+                }
+                _ => Err(format!(
+                    "AFK_CI_LINK_HOSTS: {entry:?} is not a host name (ci.example.com) or an http(s) address on one (https://ci.example.com)"
+                )),
+            }
+        })
+        .collect()
 }
 
 /// `AFK_LOCAL_DIR`, or its default under `$XDG_STATE_HOME` or `$HOME`.
@@ -721,5 +757,59 @@ mod tests {
             assert!(!owner_name_ok(bad), "{bad}");
         }
         assert_eq!(list(" a, ,b ,"), ["a", "b"]);
+    }
+
+    /// The tracker's settings with these CI link settings, the rest minimal.
+    fn with_links(
+        woodpecker_url: Option<&str>,
+        ci_link_hosts: Option<&str>,
+    ) -> Result<GitHubSettings, String> {
+        let args = GitHubArgs {
+            api_url: "https://api.github.com",
+            token: Secret::Value("ghp-test".into()),
+            owner: Some("acme"),
+            login: None,
+            web_url: None,
+            trusted_bots: "",
+            woodpecker_url,
+            ci_link_hosts,
+            app: AppArgs::default(),
+        };
+        github(args, &afk_core::Config::default())
+    }
+
+    #[test]
+    fn ci_links_reach_an_agent_from_the_woodpecker_host_and_the_named_hosts() {
+        let s = with_links(
+            Some("https://ci.example.com/woodpecker"),
+            Some(" logs.example.org, https://build.example.net:8443 ,"),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let hosts = afk_core::ci::LinkHosts::new(&s.ci_link_hosts);
+        for allowed in [
+            "https://ci.example.com/repos/1/pipeline/2",
+            "https://logs.example.org/run/7",
+            "https://build.example.net:8443/job/3",
+        ] {
+            assert!(hosts.allows(allowed), "{allowed} in {:?}", s.ci_link_hosts);
+        }
+        assert!(!hosts.allows("https://evil.example.com/run/7"));
+        // Neither set: no host beyond the tracker's own.
+        let none = with_links(None, None).unwrap_or_else(|e| panic!("{e}"));
+        assert!(none.ci_link_hosts.is_empty(), "{:?}", none.ci_link_hosts);
+    }
+
+    #[test]
+    fn a_ci_link_host_that_names_no_host_is_refused_by_its_key() {
+        for bad in [
+            "logs.example.org, not a host",
+            "ftp://logs.example.org",
+            "https://",
+            "https://user:pass@logs.example.org",
+        ] {
+            let e = with_links(None, Some(bad)).err().unwrap_or_default();
+            assert!(e.starts_with("AFK_CI_LINK_HOSTS: "), "{bad:?}: {e}");
+            assert!(!e.contains("pass@"), "{bad:?}: {e}");
+        }
     }
 }

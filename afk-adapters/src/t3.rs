@@ -825,6 +825,51 @@ mod tests {
         );
     }
 
+    /// A tool's whole output in an activity's payload (MiBs, nested in
+    /// objects and arrays at any depth, beside the request id or instead
+    /// of it) is read past, and the requests still pair; a request id that
+    /// is not a string or a number is no id, never an error.
+    #[test]
+    fn payloads_are_read_past_at_any_depth_and_requests_still_pair() {
+        let big = "x".repeat(3 << 20);
+        let deep =
+            format!(r#"{{"a":[{{"b":[[{{"c":"{big}","d":[1,2.5,-3,true,null,{{}}]}}]]}}]}}"#);
+        let activity = |kind: &str, payload: String| {
+            format!(r#"{{"kind":"{kind}","payload":{payload},"createdAt":"{T}"}}"#)
+        };
+        let parse = |activities: &[String]| -> WireThread {
+            let text = format!(
+                r#"{{"id":"t","projectId":"p","session":{{"status":"running","activeTurnId":"x","updatedAt":"{T}"}},"activities":[{}]}}"#,
+                activities.join(",")
+            );
+            serde_json::from_str(&text).unwrap()
+        };
+        let asked = activity(
+            "user-input.requested",
+            format!(r#"{{"output":{deep},"requestId":"r1","more":{deep}}}"#),
+        );
+        let answered = activity(
+            "user-input.resolved",
+            format!(r#"{{"answers":{deep},"requestId":"r1"}}"#),
+        );
+        let tool = activity("tool.completed", format!(r#"{{"requestId":{deep}}}"#));
+        let since = Some(ts(T));
+        assert_eq!(
+            liveness(&parse(&[asked.clone(), tool.clone()]), since),
+            Some(ThreadStatus::NeedsInput)
+        );
+        assert_eq!(
+            liveness(&parse(&[asked, tool, answered]), since),
+            Some(ThreadStatus::Running)
+        );
+        // An id that is an object or a list names no request.
+        let odd = parse(&[activity(
+            "approval.requested",
+            format!(r#"{{"requestId":[{deep}]}}"#),
+        )]);
+        assert!(odd.activities[0].payload.request_id == RequestId(None));
+    }
+
     #[test]
     fn ids_are_deterministic_and_distinct() {
         let a = thread_id("acme/infra", 7, 0);

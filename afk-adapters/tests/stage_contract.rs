@@ -376,6 +376,52 @@ async fn a_check_run_listing_past_the_page_cap_is_an_error_never_green() {
     assert!(err.to_string().contains("more than 50 pages"), "{err}");
 }
 
+/// Commit statuses likewise, cut short either way: more than afk reads (50
+/// pages of 100), or fewer on the pages than GitHub's `total_count` says
+/// there are. All that was read is green; the verdict must not be.
+#[tokio::test]
+async fn a_status_listing_cut_short_is_an_error_never_green() {
+    let checks = Checks::github().await;
+    let contexts: Vec<String> = (0..5_001).map(|i| format!("ci/{i}")).collect();
+    let statuses: Vec<(&str, &str, Option<&str>)> = contexts
+        .iter()
+        .map(|c| (c.as_str(), "success", None))
+        .collect();
+    lock(&checks.model).set_statuses("acme/infra", SHA, &statuses);
+    let err = checks.stage.probe(&commit("master")).await.unwrap_err();
+    assert!(err.to_string().contains("more than 50 pages"), "{err}");
+
+    // One page of 100 green statuses, no next page, and a count of 250.
+    let server = MockServer::start().await;
+    let base = format!("/repos/acme/infra/commits/{SHA}");
+    Mock::given(wiremock::matchers::path(format!("{base}/check-runs")))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(serde_json::json!({"total_count": 0, "check_runs": []})),
+        )
+        .mount(&server)
+        .await;
+    let page: Vec<serde_json::Value> = (0..100)
+        .map(|i| {
+            serde_json::json!({"context": format!("ci/{i}"), "state": "success", "target_url": null})
+        })
+        .collect();
+    Mock::given(wiremock::matchers::path(format!("{base}/status")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "state": "success", "sha": SHA, "total_count": 250, "statuses": page,
+        })))
+        .mount(&server)
+        .await;
+    let tracker = github(&server.uri(), GITHUB_TOKEN, Some("acme"), Some("afk-bot"));
+    let stage = GitHubBuildStage::new(Arc::new(tracker));
+    let err = stage.probe(&commit("master")).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("counts 250 statuses for commit abc1234def5678 but its pages held 100"),
+        "{err}"
+    );
+}
+
 /// The GitHub build stage's contract over the simulator: the requests it
 /// made and the REST answers it was given, for the conformance test.
 pub async fn github_stage_exchanges() -> (

@@ -222,7 +222,7 @@ pub fn one_line(text: &str, max: usize) -> String {
 /// them (FNV-1a), so it is stable for the same texts and unguessable to
 /// anyone who does not know all of them.
 fn quote_token(texts: &[&str]) -> String {
-    let mut hasher = crate::types::Fnv1a::default();
+    let mut hasher = crate::types::StableHasher::default();
     for t in texts {
         std::hash::Hasher::write(&mut hasher, t.as_bytes());
         std::hash::Hasher::write(&mut hasher, &[0]);

@@ -47,35 +47,16 @@ impl Issue {
     }
 }
 
-/// The 64-bit FNV-1a hash, as a [`std::hash::Hasher`]: small, not meant to
-/// resist chosen collisions, and **stable**: the prompt's quoting tokens
-/// derive from it, so the same texts give the same prompt on every run, every
-/// machine and every build. That is why this is not `rustc-hash`'s
-/// `FxHasher` (the workspace's general-purpose fast hash): FxHash has no
-/// random state, so it is deterministic within one build, but its output
-/// differs between 32- and 64-bit targets and changed between its major
-/// versions (1.x to 2.x); FNV-1a is a published function with published
-/// test vectors, checked below.
-pub(crate) struct Fnv1a(u64);
-
-impl Default for Fnv1a {
-    fn default() -> Self {
-        Fnv1a(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl std::hash::Hasher for Fnv1a {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 ^= u64::from(*b);
-            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-}
+/// The hash the prompt's quoting tokens derive from: the 64-bit FNV-1a of
+/// the `fnv` crate. Not meant to resist chosen collisions, but **stable**:
+/// the same texts give the same prompt on every run, every machine and every
+/// build. That is why this is not `rustc-hash`'s `FxHasher` (the
+/// workspace's general-purpose fast hash): FxHash has no random state, so it
+/// is deterministic within one build, but its output differs between 32- and
+/// 64-bit targets and changed between its major versions (1.x to 2.x);
+/// FNV-1a is a published function with published test vectors, checked
+/// below.
+pub(crate) type StableHasher = fnv::FnvHasher;
 
 /// Whether two repository names denote the same repository. GitHub compares
 /// owner and repository names case-insensitively, and so do we.
@@ -506,7 +487,7 @@ mod tests {
     }
 
     fn check_fnv1a(input: &[u8], expected: u64) {
-        let mut h = Fnv1a::default();
+        let mut h = StableHasher::default();
         std::hash::Hasher::write(&mut h, input);
         assert_eq!(std::hash::Hasher::finish(&h), expected, "{input:?}");
     }

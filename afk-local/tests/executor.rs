@@ -248,6 +248,101 @@ async fn a_clone_that_fails_fails_that_repository_alone() {
     }
 }
 
+/// Pushes a commit to the bare repository's `main` from its seed clone;
+/// the commit's id.
+fn push_upstream(m: &Machine, subject: &str) -> String {
+    let seed = m.root().join("seed-infra");
+    std::fs::write(seed.join("UPSTREAM.md"), format!("{subject}\n")).unwrap();
+    git(&seed, &["add", "UPSTREAM.md"]);
+    git(
+        &seed,
+        &[
+            "-c",
+            "user.name=seed",
+            "-c",
+            "user.email=seed@example.com",
+            "commit",
+            "-qm",
+            subject,
+        ],
+    );
+    let bare = m.root().join("git/acme/infra.git");
+    git(&seed, &["push", "-q", bare.to_str().unwrap(), "main"]);
+    git(&seed, &["rev-parse", "HEAD"]).trim().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workspace_is_cloned_once_then_fetched() {
+    let m = machine();
+    let first = dispatch(&m, "infra", 7, 0).await;
+    m.verdict(&first, 0, "ok");
+    m.wait_end(&first, 0);
+    let ws = m.local_dir().join("workspaces/acme__infra");
+    // A file only this clone's .git holds: a second clone would lose it.
+    let marker = ws.join(".git/afk-test-marker");
+    std::fs::write(&marker, "the first clone\n").unwrap();
+    let upstream = push_upstream(&m, "Upstream change");
+    let second = dispatch(&m, "infra", 7, 1).await;
+    assert_ne!(first, second);
+    assert!(marker.exists(), "the workspace was cloned again");
+    assert_eq!(git(&ws, &["rev-parse", "HEAD"]).trim(), upstream);
+    assert_eq!(
+        std::fs::read_to_string(ws.join("UPSTREAM.md")).unwrap(),
+        "Upstream change\n"
+    );
+    m.verdict(&second, 0, "ok");
+    m.wait_end(&second, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetch_that_fails_fails_that_repository_alone() {
+    let m = machine();
+    bare_repo_named(m.root(), "web");
+    let first = dispatch(&m, "infra", 7, 0).await;
+    m.verdict(&first, 0, "ok");
+    m.wait_end(&first, 0);
+    // The remote goes away after the clone.
+    let bare = m.root().join("git/acme/infra.git");
+    std::fs::rename(&bare, m.root().join("git/acme/infra.git.gone")).unwrap();
+    let s = snap(&m).await;
+    let err = m
+        .exec
+        .ensure_thread(&s, &spec("infra", 7, 1))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, PortError::Transient { message } if message.contains("git fetch failed")),
+        "{err:?}"
+    );
+    assert_eq!(m.starts().len(), 1, "no agent started for the failed turn");
+    // Another repository's turn in the same executor still starts.
+    let other = dispatch(&m, "web", 8, 0).await;
+    m.verdict(&other, 0, "ok");
+    m.wait_end(&other, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_most_two_agents_run_when_the_setting_is_unset() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = |max: Option<&str>| afk_local::settings::LocalConfig {
+        agent: Some("sh".into()),
+        dir: tmp.path().join("local"),
+        max_agents: max.map(str::to_owned),
+        git_url: None,
+        github_api_url: "https://api.github.com".into(),
+        github_web_url: None,
+        default_owner: Some("acme".into()),
+        token: GitToken::None,
+    };
+    for (max, want) in [(None, 2), (Some(""), 2), (Some(" "), 2), (Some("5"), 5)] {
+        let exec = config(max)
+            .build(|k| (k == "PATH").then(|| "/usr/bin:/bin".to_owned()))
+            .unwrap_or_else(|e| panic!("{max:?}: {e}"));
+        let capacity = exec.snapshot(&[]).await.unwrap().capacity.unwrap();
+        assert_eq!(capacity.max, want, "AFK_LOCAL_MAX_AGENTS={max:?}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_the_agent_said_and_what_it_cost_are_read_back() {
     let m = machine();

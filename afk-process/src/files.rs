@@ -91,8 +91,8 @@ mod tests {
 
     #[test]
     fn a_file_is_replaced_whole_and_read_with_a_bound() {
-        let dir = std::env::temp_dir().join(format!("afk-files-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         let path = dir.join("kept.json");
         replace_whole(&path, b"first", 0o600).unwrap();
         replace_whole(&path, b"second", 0o600).unwrap();
@@ -100,7 +100,7 @@ mod tests {
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
         assert_eq!(
-            std::fs::read_dir(&dir).unwrap().count(),
+            std::fs::read_dir(dir).unwrap().count(),
             1,
             "nothing left beside it"
         );
@@ -108,8 +108,7 @@ mod tests {
         assert!(big.to_string().contains("larger than"), "{big}");
         let dev = read_small(Path::new("/dev/zero"), 64).unwrap_err();
         assert!(dev.to_string().contains("not a regular file"), "{dev}");
-        assert!(read_small(&dir, 64).is_err());
+        assert!(read_small(dir, 64).is_err());
         assert!(replace_whole(&dir.join("no/such/dir/x"), b"x", 0o600).is_err());
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -737,6 +737,49 @@ fn every_long_source_file_says_why() {
     );
 }
 
+/// Lines of `source` at which a test says it skipped without a check of
+/// `CI` in the ten lines before: under `CI=true` a skipped test must fail,
+/// never pass silently. Both markers are built from parts, so that this
+/// file does not hold them.
+fn skips_that_pass_under_ci(source: &str) -> Vec<usize> {
+    let said = ["\"skip", "ped: "].concat();
+    let checked = ["var_os(\"C", "I\")"].concat();
+    let lines: Vec<&str> = source.lines().collect();
+    lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| !l.trim_start().starts_with("//") && l.contains(said.as_str()))
+        .filter(|(i, _)| {
+            !lines[i.saturating_sub(10)..*i]
+                .iter()
+                .any(|l| l.contains(checked.as_str()))
+        })
+        .map(|(i, _)| i + 1)
+        .collect()
+}
+
+#[test]
+fn a_skipped_test_fails_under_ci() {
+    let said = ["\"skip", "ped: "].concat();
+    let checked = ["var_os(\"C", "I\")"].concat();
+    let sample = format!(
+        "if !root {{\n    eprintln!({said}needs root\");\n}}\nif !ready {{\n    assert!(std::env::{checked}.is_none(), \"needs root\");\n    eprintln!({said}needs root\");\n}}\n"
+    );
+    assert_eq!(skips_that_pass_under_ci(&sample), [2]);
+    let root = workspace_root();
+    let mut silent = Vec::new();
+    for file in workspace_rust_files() {
+        for line in skips_that_pass_under_ci(&std::fs::read_to_string(&file).unwrap()) {
+            let shown = file.strip_prefix(&root).unwrap_or(&file).display();
+            silent.push(format!("{shown}:{line}"));
+        }
+    }
+    assert!(
+        silent.is_empty(),
+        "tests that skip without failing under CI=true (assert std::env::var_os(\"CI\").is_none() first): {silent:#?}"
+    );
+}
+
 #[test]
 fn the_binaries_stay_wiring() {
     let mut files = Vec::new();
@@ -816,6 +859,85 @@ fn the_runner_writes_whole_files_only_through_atomic_write() {
             .collect()
     });
     assert!(found.is_empty(), "partial writes: {found:#?}");
+}
+
+/// A call that names the system's temporary directory itself. Built from
+/// parts, so that this file does not make one.
+fn temp_dir_call() -> String {
+    ["temp_", "dir("].concat()
+}
+
+/// The files that may name the system's temporary directory, each with why:
+/// runtime defaults and files the program keeps, which `tempfile` would
+/// remove. Everything else (every test) makes its directories with
+/// `tempfile`, which removes them when dropped, a failed test's included.
+const TEMP_DIR_ALLOWED: &[(&str, &str)] = &[
+    (
+        "afk-gateway/src/settings.rs",
+        "the gateway's default work directory (AFK_GATEWAY_WORK_DIR unset), kept across turns",
+    ),
+    (
+        "bins/src/breakglass_cmd.rs",
+        "breakglass's default sessions directory, kept across sessions",
+    ),
+    (
+        "fixtures/afk-sim/src/main.rs",
+        "the kubeconfig the simulator prints for the operator to export: it outlives the process",
+    ),
+    (
+        "breakglass/examples/bench_attach.rs",
+        "a benchmark's sessions directory, which its agent (/bin/false) never writes",
+    ),
+];
+
+/// `(line number, call)` for every line of code in `source` that names the
+/// system's temporary directory.
+fn temp_dir_calls(source: &str) -> Vec<(usize, String)> {
+    let call = temp_dir_call();
+    code_lines(source)
+        .filter(|(_, code)| code.contains(call.as_str()))
+        .map(|(line, _)| (line, call.clone()))
+        .collect()
+}
+
+#[test]
+fn tests_make_temporary_directories_with_tempfile() {
+    let call = temp_dir_call();
+    let sample = format!(
+        "// std::env::{call}) in a comment\nlet dir = std::env::{call}).join(\"x\");\nlet t = tempfile::tempdir();\n"
+    );
+    assert_eq!(temp_dir_calls(&sample), [(2, call.clone())]);
+    let root = workspace_root();
+    let mut found = Vec::new();
+    let mut used = BTreeSet::new();
+    for file in workspace_rust_files() {
+        let shown = file
+            .strip_prefix(&root)
+            .unwrap_or(&file)
+            .display()
+            .to_string();
+        let calls = temp_dir_calls(&std::fs::read_to_string(&file).unwrap());
+        if calls.is_empty() {
+            continue;
+        }
+        if TEMP_DIR_ALLOWED.iter().any(|(path, _)| *path == shown) {
+            used.insert(shown);
+            continue;
+        }
+        found.extend(calls.iter().map(|(line, _)| format!("{shown}:{line}")));
+    }
+    assert!(
+        found.is_empty(),
+        "temporary directories made by hand (use tempfile, which removes them): {found:#?}"
+    );
+    let stale: Vec<_> = TEMP_DIR_ALLOWED
+        .iter()
+        .filter(|(path, _)| !used.contains(*path))
+        .collect();
+    assert!(
+        stale.is_empty(),
+        "allowed but no longer there (drop them): {stale:#?}"
+    );
 }
 
 /// `(port, type)` for every `impl Port for Type` in `source`.
@@ -1129,8 +1251,11 @@ fn named_contracts(text: &str) -> BTreeSet<String> {
         .collect()
 }
 
-/// Every `.rs`, `.md`, `.toml` and `.yaml` file of the workspace, not under
-/// `target/`, `node_modules/` or `.git/`.
+/// Every source, script, manifest, document and data file of the workspace
+/// (`.rs`, `.md`, `.toml`, `.yaml`, `.py`, `.mjs`, `.sh`, `.json`, and
+/// `.ci/run`), not under `target/`, `node_modules/`, `.git/` or the Python
+/// packages CI installs beside the Kubernetes schemas (none of it is the
+/// repository's).
 fn workspace_text_files() -> Vec<PathBuf> {
     fn walk(dir: &Path, into: &mut Vec<PathBuf>) {
         for entry in std::fs::read_dir(dir).unwrap().flatten() {
@@ -1138,12 +1263,15 @@ fn workspace_text_files() -> Vec<PathBuf> {
             let name = entry.file_name();
             let name = name.to_string_lossy();
             if path.is_dir() {
-                if !matches!(name.as_ref(), "target" | "node_modules" | ".git") {
+                if !matches!(name.as_ref(), "target" | "node_modules" | ".git")
+                    && !path.ends_with("fixtures/k8s-api/site")
+                {
                     walk(&path, into);
                 }
-            } else if ["rs", "md", "toml", "yaml"]
+            } else if ["rs", "md", "toml", "yaml", "py", "mjs", "sh", "json"]
                 .iter()
                 .any(|ext| path.extension().is_some_and(|e| e == *ext))
+                || path.ends_with(".ci/run")
             {
                 into.push(path);
             }
@@ -1180,6 +1308,24 @@ fn nothing_points_outside_the_repository() {
                 .iter()
                 .any(|f| f.ends_with("docs/deploy/configmap.yaml")),
         "the scan sees the sources, manifests and documents"
+    );
+    for script in [
+        ".ci/run",
+        "fixtures/gateway/fake-claude.py",
+        "breakglass/e2e/page.test.mjs",
+        "fixtures/agents/complete.sh",
+        "fixtures/real-cli/package.json",
+    ] {
+        assert!(
+            files.iter().any(|f| f.ends_with(script)),
+            "the scan sees the scripts and data files too ({script})"
+        );
+    }
+    assert!(
+        !files
+            .iter()
+            .any(|f| f.components().any(|c| c.as_os_str() == "node_modules")),
+        "installed packages are not the repository's"
     );
     let mut outside = Vec::new();
     for file in files {

@@ -344,9 +344,8 @@ async fn the_real_opencode_lands_through_a_pull_request_on_a_real_branch() {
 
 /// The stop label while the agent's shell tool runs a long command (and a
 /// `setsid` one): the run is stopped, and no process of its tree is left.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_stop_label_mid_turn_leaves_nothing_of_the_real_agent_running() {
-    let Some(m) = machine("claude", "Wait for the system [sleep]").await else {
+async fn stop_label_mid_turn(runtime: &str) {
+    let Some(m) = machine(runtime, "Wait for the system [sleep]").await else {
         return;
     };
     let afk = m.start_loop(0);
@@ -375,11 +374,20 @@ async fn the_stop_label_mid_turn_leaves_nothing_of_the_real_agent_running() {
     assert_eq!(m.world.labels("infra", 7), ["ready-for-human"]);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stop_label_mid_turn_leaves_nothing_of_the_real_claude_running() {
+    stop_label_mid_turn("claude").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stop_label_mid_turn_leaves_nothing_of_the_real_opencode_running() {
+    stop_label_mid_turn("opencode").await;
+}
+
 /// `afk loop` killed (SIGKILL) in the middle of a dispatch, then started
 /// again: one agent ran, once; the issue still lands.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_loop_restarted_runs_one_agent_not_two() {
-    let Some(m) = machine("claude", "Add the notes file").await else {
+async fn killed_loop_restarted(runtime: &str) {
+    let Some(m) = machine(runtime, "Add the notes file").await else {
         return;
     };
     let mut first = m.start_loop(0);
@@ -411,11 +419,20 @@ async fn a_killed_loop_restarted_runs_one_agent_not_two() {
     assert!(!record.contains("\"step\":1"), "one turn: {record}");
 }
 
-/// An agent whose model refuses its key: the run is handed back, and what
-/// claude said reaches the progress comment and the doorbell.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failing_real_agent_says_why_on_the_issue_and_in_the_doorbell() {
-    let Some(m) = machine("claude", "Refused key [api-401]").await else {
+async fn a_killed_loop_restarted_runs_one_claude_not_two() {
+    killed_loop_restarted("claude").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_loop_restarted_runs_one_opencode_not_two() {
+    killed_loop_restarted("opencode").await;
+}
+
+/// An agent whose model refuses its key: the run is handed back, and what
+/// the agent said reaches the progress comment and the doorbell.
+async fn failing_agent_says_why(runtime: &str, said: &str) {
+    let Some(m) = machine(runtime, "Refused key [api-401]").await else {
         return;
     };
     let afk = m.start_loop(0);
@@ -424,10 +441,20 @@ async fn a_failing_real_agent_says_why_on_the_issue_and_in_the_doorbell() {
     stop(afk);
     let slack = m.world.slack();
     assert!(slack[0].contains("[NEEDS-HUMAN] infra#7"), "{}", slack[0]);
-    assert!(slack[0].contains("API Error: 401"), "{}", slack[0]);
+    assert!(slack[0].contains(said), "{}", slack[0]);
     let comment = m.world.progress_comments("infra", 7).pop().unwrap();
-    assert!(comment.contains("API Error: 401"), "{comment}");
+    assert!(comment.contains(said), "{comment}");
     assert!(m.pushed().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_real_claude_says_why_on_the_issue_and_in_the_doorbell() {
+    failing_agent_says_why("claude", "API Error: 401").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_real_opencode_says_why_on_the_issue_and_in_the_doorbell() {
+    failing_agent_says_why("opencode", "scripted authentication_error").await;
 }
 
 /// A second `afk loop` on the same directory refuses, naming the first.
