@@ -185,8 +185,18 @@ impl Machine {
 }
 
 /// Stops `afk loop` as an operator does (SIGTERM) and checks it left.
-fn stop(mut child: std::process::Child) {
-    afk_process::terminate(child.id()).unwrap();
+fn stop(child: std::process::Child) {
+    stop_with(child, "TERM");
+}
+
+/// Stops `afk loop` with `signal` (`TERM`, or `INT`: Ctrl-C at its
+/// terminal) and checks it left, exit 0.
+fn stop_with(mut child: std::process::Child, signal: &str) {
+    let sent = Command::new("kill")
+        .args([&format!("-{signal}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Some(status) = child.try_wait().unwrap() {
@@ -498,8 +508,9 @@ async fn a_second_loop_on_the_same_directory_refuses() {
     stop(idle);
 }
 
-/// SIGTERM to `afk loop` leaves the agent running (its tree is its own);
-/// `afk halt` then stops it, whole, and hands the run to a human.
+/// Ctrl-C (SIGINT) to `afk loop` leaves the agent running (its tree is its
+/// own), as SIGTERM does everywhere else here; `afk halt` then stops it,
+/// whole, and hands the run to a human.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_loop_leaves_its_agent_running_and_afk_halt_stops_it() {
     let Some(m) = machine("claude", "Wait for the system [sleep]").await else {
@@ -509,7 +520,7 @@ async fn a_stopped_loop_leaves_its_agent_running_and_afk_halt_stops_it() {
     m.wait("the agent's sleeps", |m| sleepers_under(&m.root).len() >= 2)
         .await;
     let sleeping = sleepers_under(&m.root);
-    stop(afk);
+    stop_with(afk, "INT");
     // afk loop remembers where its run is in flight (AFK_STATE_FILE's
     // default, beside its own files): dropping infra from the allowlist
     // would not abandon it.
