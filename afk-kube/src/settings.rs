@@ -90,7 +90,63 @@ pub fn parse_template(text: &str) -> Result<PodTemplateSpec, String> {
         format!("is not a pod template (YAML with metadata and spec, as under a Job's spec.template): {e}")
     })?;
     check_template(&template)?;
+    // What the typed template does not hold was dropped as it was read:
+    // a misspelt field (`resouces`) would silently do nothing.
+    let written: serde_json::Value = serde_saphyr::from_str(text)
+        .map_err(|e| format!("is not a pod template (YAML with metadata and spec): {e}"))?;
+    let kept = serde_json::to_value(&template).map_err(|e| format!("cannot be read back: {e}"))?;
+    let mut unknown = Vec::new();
+    not_kept(&written, &kept, String::new(), &mut unknown);
+    if let Some(first) = unknown.first() {
+        return Err(format!(
+            "{first} is not a field of a pod template (misspelt?){}",
+            match unknown.len() {
+                1 => String::new(),
+                n => format!(", nor {} other(s)", n - 1),
+            }
+        ));
+    }
     Ok(template)
+}
+
+/// The paths (`spec.containers[0].resouces`) of what `written` holds and
+/// `kept` does not: fields the typed template has no place for. Nulls and
+/// empty values count as unset.
+fn not_kept(
+    written: &serde_json::Value,
+    kept: &serde_json::Value,
+    at: String,
+    unknown: &mut Vec<String>,
+) {
+    use serde_json::Value;
+    match (written, kept) {
+        (Value::Object(w), Value::Object(k)) => {
+            for (key, value) in w {
+                let unset = match value {
+                    Value::Null => true,
+                    Value::Array(a) => a.is_empty(),
+                    Value::Object(o) => o.is_empty(),
+                    _ => false,
+                };
+                let path = if at.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{at}.{key}")
+                };
+                match k.get(key) {
+                    Some(kept) => not_kept(value, kept, path, unknown),
+                    None if unset => {}
+                    None => unknown.push(path),
+                }
+            }
+        }
+        (Value::Array(w), Value::Array(k)) => {
+            for (i, (value, kept)) in w.iter().zip(k).enumerate() {
+                not_kept(value, kept, format!("{at}[{i}]"), unknown);
+            }
+        }
+        _ => {}
+    }
 }
 
 impl KubeConfig {
@@ -184,6 +240,21 @@ mod tests {
             let e = parse_template(text).unwrap_err();
             assert!(e.contains(want), "{text:?}: {e}");
         }
+        // A misspelt field is named by its path, not dropped in silence;
+        // maps of any keys (labels, limits) and unset values are fine.
+        let e = parse_template(
+            "spec:\n  containers:\n  - name: agent\n    image: a:1\n    resouces:\n      limits: {cpu: '1'}\n  nodeSelecter: {pool: agents}\n",
+        )
+        .unwrap_err();
+        assert!(
+            e.starts_with("spec.containers[0].resouces is not a field of a pod template"),
+            "{e}"
+        );
+        assert!(e.ends_with("nor 1 other(s)"), "{e}");
+        parse_template(
+            "metadata:\n  labels: {team: ops, any-key: x}\n  annotations: null\nspec:\n  nodeSelector: {pool: agents}\n  tolerations: []\n  containers:\n  - name: agent\n    image: a:1\n    resources:\n      limits: {cpu: '1', memory: 2Gi}\n    env: []\n",
+        )
+        .unwrap();
         let dir = tempfile::tempdir().unwrap();
         let e = read_template(&dir.path().join("missing.yaml")).unwrap_err();
         assert!(e.starts_with("AFK_K8S_POD_TEMPLATE="), "{e}");
