@@ -260,6 +260,67 @@ pub enum Replaced {
     LateEdit(Vec<u8>),
 }
 
+/// Whether `e` says the disk (or the user's quota) is full.
+pub fn is_full(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+    )
+}
+
+/// Writes `contents` over `target` in place, the differing bytes only, when
+/// it is as long as what `read` holds and the file is still `read`'s with
+/// the same bytes: for a full disk, where [`replace_if_unchanged`] cannot
+/// make its temporary copy. A change of the same length (a status cell:
+/// every status glyph is three bytes) needs no new block on a filesystem
+/// that overwrites in place (tmpfs, ext4, xfs; not a copy-on-write one,
+/// where it fails as the replace did). Each changed cell is one positional
+/// write, so a crash leaves each cell old or new, never torn.
+///
+/// # Errors
+/// `InvalidInput` when the lengths differ; any error opening, reading or
+/// writing (the cells written before it stay written, each whole).
+pub fn overwrite_in_place_if_unchanged(
+    target: &Path,
+    contents: &[u8],
+    read: &Snapshot,
+) -> io::Result<Replaced> {
+    use std::os::unix::fs::{FileExt, MetadataExt};
+    if contents.len() != read.bytes.len() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "an in-place write must keep the file's length",
+        ));
+    }
+    let file = OpenOptions::new().write(true).open(target)?;
+    let (now, then) = (file.metadata()?, read.file.metadata()?);
+    if (now.dev(), now.ino()) != (then.dev(), then.ino()) || read_all_at(&read.file)? != read.bytes
+    {
+        return Ok(Replaced::Changed);
+    }
+    for (start, end) in changed_spans(&read.bytes, contents) {
+        file.write_all_at(&contents[start..end], start as u64)?;
+    }
+    file.sync_data()?;
+    Ok(Replaced::Done)
+}
+
+/// The spans (`start..end`) where `new` differs from `old` (same length),
+/// spans fewer than 8 bytes apart joined: one write per changed cell.
+fn changed_spans(old: &[u8], new: &[u8]) -> Vec<(usize, usize)> {
+    let mut spans: Vec<(usize, usize)> = Vec::new();
+    for (i, (a, b)) in old.iter().zip(new).enumerate() {
+        if a == b {
+            continue;
+        }
+        match spans.last_mut() {
+            Some((_, end)) if i - *end < 8 => *end = i + 1,
+            _ => spans.push((i, i + 1)),
+        }
+    }
+    spans
+}
+
 /// Replaces `target` with `contents`, atomically, only if it is still the
 /// file `read` came from with the same bytes. That last look is taken after
 /// the new content is written and flushed, immediately before the rename,
@@ -373,6 +434,48 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, ["SUT-CHECKLIST.md"]);
+    }
+
+    #[test]
+    fn an_in_place_write_changes_only_the_cells_of_a_file_still_as_read() {
+        let dir_tmp = scratch("in-place");
+        let target = dir_tmp.path().join("SUT-CHECKLIST.md");
+        fs::write(&target, "| ⏳ | A |\n| ☐ | B |\n").unwrap();
+        let read = snapshot(&target).unwrap();
+        let inode = || std::os::unix::fs::MetadataExt::ino(&fs::metadata(&target).unwrap());
+        let before = inode();
+        let new = "| ✅ | A |\n| ❌ | B |\n";
+        assert_eq!(
+            overwrite_in_place_if_unchanged(&target, new.as_bytes(), &read).unwrap(),
+            Replaced::Done
+        );
+        assert_eq!(fs::read_to_string(&target).unwrap(), new);
+        assert_eq!(inode(), before, "the same file, written in place");
+        assert_eq!(changed_spans(b"ab-cd-ef", b"aX-cd-eY"), [(1, 8)]);
+        assert_eq!(
+            changed_spans(b"a.........b", b"X.........Y"),
+            [(0, 1), (10, 11)]
+        );
+        // Changed since it was read (a human's edit): nothing written.
+        let read = snapshot(&target).unwrap();
+        fs::write(&target, "| ✅ | A |\n| ❌ | C |\n").unwrap();
+        assert_eq!(
+            overwrite_in_place_if_unchanged(&target, "| ⏳ | A |\n| ❌ | B |\n".as_bytes(), &read)
+                .unwrap(),
+            Replaced::Changed
+        );
+        assert_eq!(
+            fs::read_to_string(&target).unwrap(),
+            "| ✅ | A |\n| ❌ | C |\n"
+        );
+        // Another length is never written in place.
+        let read = snapshot(&target).unwrap();
+        let err = overwrite_in_place_if_unchanged(&target, b"| | A |\n", &read).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        assert_eq!(
+            fs::read_to_string(&target).unwrap(),
+            "| ✅ | A |\n| ❌ | C |\n"
+        );
     }
 
     #[test]

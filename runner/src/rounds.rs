@@ -304,6 +304,12 @@ async fn drive(
         if live.budget_spent() {
             return Ok(None);
         }
+        if let Some(why) = live.writer.disk_full() {
+            return Err(Error::failed(format!(
+                "the disk holding the checklist is full ({why}): its rows were recorded \
+                 in place, and no new agent starts; free some space, then `afk run --resume`"
+            )));
+        }
         // As it is now: someone may have edited it, and a row that does not
         // parse is reported and left alone, not a reason to stop.
         let (_, parsed, problems) = read_checklist(path)?;

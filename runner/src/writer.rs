@@ -6,7 +6,9 @@
 //! Each write edits the file as it is now and replaces it only if it is
 //! still what was read ([`files::replace_if_unchanged`]: the last look is
 //! immediately before the rename); an edit that reached the replaced copy
-//! after that look is carried over ([`decide::replay`]). It does not decide
+//! after that look is carried over ([`decide::replay`]). On a full disk a
+//! change that keeps the file's length (status cells) is written in place
+//! instead ([`files::overwrite_in_place_if_unchanged`]). It does not decide
 //! which statuses to write (the rounds do).
 
 use std::path::{Path, PathBuf};
@@ -44,6 +46,8 @@ pub(crate) struct ChecklistWriter {
     path: PathBuf,
     /// The file afk last replaced, with its content when afk replaced it.
     replaced: Option<files::Snapshot>,
+    /// The disk was found full (written in place then): why.
+    full: Option<String>,
 }
 
 impl ChecklistWriter {
@@ -52,7 +56,14 @@ impl ChecklistWriter {
         ChecklistWriter {
             path: path.to_owned(),
             replaced: None,
+            full: None,
         }
+    }
+
+    /// Why the disk is full, once a write found it so: no new agent should
+    /// start then (its work could not be kept).
+    pub(crate) fn disk_full(&self) -> Option<&str> {
+        self.full.as_deref()
     }
 
     /// Rewrites the checklist with `edit` applied to the file as it is
@@ -106,12 +117,23 @@ impl ChecklistWriter {
                 // Nothing of afk's to change, but an edit is owed.
                 None => base.clone(),
             };
-            let replaced = files::replace_if_unchanged(path, &new, &read).map_err(|e| {
+            let write_failed = |e: std::io::Error| {
                 Error::failed(format!(
                     "cannot write the checklist {}: {e}",
                     path.display()
                 ))
-            })?;
+            };
+            let replaced = match files::replace_if_unchanged(path, &new, &read) {
+                // A full disk has no room for the whole new copy, but a
+                // change of status cells keeps the file's length: it is
+                // written in place, so no finished row stays ⏳.
+                Err(e) if files::is_full(&e) && new.len() == read.bytes.len() => {
+                    self.full = Some(e.to_string());
+                    files::overwrite_in_place_if_unchanged(path, &new, &read)
+                        .map_err(|_| write_failed(e))?
+                }
+                other => other.map_err(write_failed)?,
+            };
             let now = match replaced {
                 files::Replaced::Done => {
                     self.replaced = Some(read);
