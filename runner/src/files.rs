@@ -12,6 +12,11 @@
 //! still what was read, looking last immediately before the rename, and
 //! reports an edit that reached the old file after that look (which
 //! [`crate::decide::replay`] carries over to the new one).
+//! [`overwrite_in_place_if_unchanged`] is its fallback on a full disk, for a
+//! change that keeps the file's length.
+//!
+//! This file is long because each way of writing a file here (whole, only
+//! if unchanged, in place) has its crash and race cases tested beside it.
 //!
 //! This module does not lock: callers that have several writers (the
 //! findings ledger) take a lock around read-modify-write themselves.
