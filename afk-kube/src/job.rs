@@ -614,6 +614,21 @@ mod tests {
         serde_saphyr::from_str(yaml).unwrap()
     }
 
+    /// The pod spec of a turn's Job built from `template`.
+    fn pod_of(template: PodTemplateSpec) -> k8s_openapi::api::core::v1::PodSpec {
+        let settings = JobSettings {
+            template,
+            deadline_seconds: 60,
+            ttl_seconds: 60,
+        };
+        job(&turn("acme/infra", 0), &settings)
+            .spec
+            .unwrap()
+            .template
+            .spec
+            .unwrap()
+    }
+
     #[test]
     fn the_job_holds_the_rules_whatever_the_template_says_of_them() {
         let t = template(
@@ -730,17 +745,7 @@ mod tests {
       readOnlyRootFilesystem: true
 ",
         );
-        let settings = JobSettings {
-            template: t,
-            deadline_seconds: 60,
-            ttl_seconds: 60,
-        };
-        let pod = job(&turn("acme/infra", 0), &settings)
-            .spec
-            .unwrap()
-            .template
-            .spec
-            .unwrap();
+        let pod = pod_of(t);
         let sc = pod.security_context.unwrap();
         assert_eq!(sc.run_as_user, Some(1000), "the template's own");
         assert_eq!(sc.run_as_non_root, Some(true));
@@ -816,17 +821,7 @@ mod tests {
         localhostProfile: p.json
 ",
         );
-        let settings = JobSettings {
-            template: t,
-            deadline_seconds: 60,
-            ttl_seconds: 60,
-        };
-        let pod = job(&turn("acme/infra", 0), &settings)
-            .spec
-            .unwrap()
-            .template
-            .spec
-            .unwrap();
+        let pod = pod_of(t);
         let sc = pod.security_context.unwrap();
         assert_eq!(sc.run_as_non_root, Some(false));
         assert_eq!(sc.seccomp_profile.unwrap().type_, "Unconfined");

@@ -61,7 +61,7 @@ use serde::{Deserialize, Serialize};
 use crate::cluster::{Cluster, Made};
 use crate::job::{JobSettings, TurnSpec};
 use crate::state::TurnState;
-use crate::trust::ThreadJobs;
+use crate::trust::{ThreadJobs, annotation, name_of};
 
 /// What the Kubernetes executor is configured with.
 #[derive(Debug, Clone)]
@@ -188,18 +188,6 @@ fn transient(message: impl Into<String>) -> PortError {
     PortError::Transient {
         message: message.into(),
     }
-}
-
-fn annotation<'a>(job: &'a Job, key: &str) -> Option<&'a str> {
-    job.metadata
-        .annotations
-        .as_ref()?
-        .get(key)
-        .map(String::as_str)
-}
-
-fn name_of(job: &Job) -> &str {
-    job.metadata.name.as_deref().unwrap_or("")
 }
 
 /// The pods of `job`, newest first.

@@ -35,7 +35,8 @@ fn label<'a>(job: &'a Job, key: &str) -> Option<&'a str> {
     job.metadata.labels.as_ref()?.get(key).map(String::as_str)
 }
 
-fn annotation<'a>(job: &'a Job, key: &str) -> Option<&'a str> {
+/// A Job's annotation `key`, if any.
+pub(crate) fn annotation<'a>(job: &'a Job, key: &str) -> Option<&'a str> {
     job.metadata
         .annotations
         .as_ref()?
@@ -43,7 +44,8 @@ fn annotation<'a>(job: &'a Job, key: &str) -> Option<&'a str> {
         .map(String::as_str)
 }
 
-fn name_of(job: &Job) -> &str {
+/// A Job's name (empty when it has none).
+pub(crate) fn name_of(job: &Job) -> &str {
     job.metadata.name.as_deref().unwrap_or("")
 }
 

@@ -587,18 +587,7 @@ async fn a_prompt_planted_under_the_turn_s_name_is_rewritten_before_the_agent_re
 #[tokio::test]
 async fn a_log_that_cannot_be_read_costs_the_words_not_the_tick() {
     let w = world().await;
-    let s = w.exec.snapshot(&[]).await.unwrap();
-    let id = w.exec.ensure_thread(&s, &spec(0)).await.unwrap();
-    let job = w.job_name(&id, 0);
-    {
-        let mut m = lock(&w.model);
-        m.run(&job);
-        m.fail(
-            &job,
-            1,
-            &claude_result(true, "the tests would not pass", 0.5),
-        );
-    }
+    let (id, _) = w.failed_opening_turn(0.5).await;
     let watched = World::watched(&id);
     let forbidden = &w.exec.cluster().logs_forbidden;
     forbidden.store(true, std::sync::atomic::Ordering::SeqCst);

@@ -203,18 +203,7 @@ fn forge_outcome(outcome: serde_json::Value) -> serde_json::Value {
 #[tokio::test]
 async fn a_forged_success_on_a_failed_turn_is_read_again_and_its_cost_stays() {
     let w = world().await;
-    let s = w.exec.snapshot(&[]).await.unwrap();
-    let id = w.exec.ensure_thread(&s, &spec(0)).await.unwrap();
-    let job = w.job_name(&id, 0);
-    {
-        let mut m = lock(&w.model);
-        m.run(&job);
-        m.fail(
-            &job,
-            1,
-            &claude_result(true, "the tests would not pass", 1.5),
-        );
-    }
+    let (id, job) = w.failed_opening_turn(1.5).await;
     let watched = World::watched(&id);
     let s = w.exec.snapshot(&watched).await.unwrap();
     assert_eq!(s.threads[&id].cost.unwrap().micro_usd, 1_500_000);

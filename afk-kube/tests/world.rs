@@ -195,6 +195,27 @@ pub async fn world_from(template: &str, push_tokens: Option<afk_kube::PushTokens
 }
 
 impl World {
+    /// A thread whose opening turn ran and failed, claude saying "the
+    /// tests would not pass" at `cost` dollars: its id and its Job.
+    pub async fn failed_opening_turn(&self, cost: f64) -> (String, String) {
+        use afk_loop::ports::Executor;
+        let s = self.exec.snapshot(&[]).await.unwrap();
+        let id = self
+            .exec
+            .ensure_thread(&s, &afk_sim::contract::spec(0))
+            .await
+            .unwrap();
+        let job = self.job_name(&id, 0);
+        let mut m = lock(&self.model);
+        m.run(&job);
+        m.fail(
+            &job,
+            1,
+            &claude_result(true, "the tests would not pass", cost),
+        );
+        (id, job)
+    }
+
     /// The Jobs created for `thread`, by step order of creation.
     pub fn jobs_of(&self, thread: &str) -> Vec<(String, u32)> {
         lock(&self.created)

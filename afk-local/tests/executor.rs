@@ -252,20 +252,7 @@ async fn a_clone_that_fails_fails_that_repository_alone() {
 /// the commit's id.
 fn push_upstream(m: &Machine, subject: &str) -> String {
     let seed = m.root().join("seed-infra");
-    std::fs::write(seed.join("UPSTREAM.md"), format!("{subject}\n")).unwrap();
-    git(&seed, &["add", "UPSTREAM.md"]);
-    git(
-        &seed,
-        &[
-            "-c",
-            "user.name=seed",
-            "-c",
-            "user.email=seed@example.com",
-            "commit",
-            "-qm",
-            subject,
-        ],
-    );
+    crate::world::seed_commit(&seed, "UPSTREAM.md", &format!("{subject}\n"), subject);
     let bare = m.root().join("git/acme/infra.git");
     git(&seed, &["push", "-q", bare.to_str().unwrap(), "main"]);
     git(&seed, &["rev-parse", "HEAD"]).trim().to_owned()

@@ -155,10 +155,16 @@ pub fn bare_repo_named(root: &Path, name: &str) {
     let seed = root.join(format!("seed-{name}"));
     std::fs::create_dir_all(&seed).unwrap();
     git(&seed, &["init", "-q", "-b", "main"]);
-    std::fs::write(seed.join("README.md"), "# infra\n").unwrap();
-    git(&seed, &["add", "README.md"]);
+    seed_commit(&seed, "README.md", "# infra\n", "Seed");
+    git(&seed, &["push", "-q", bare.to_str().unwrap(), "main"]);
+}
+
+/// Writes `file` in the clone `seed` and commits it as the seed's author.
+pub fn seed_commit(seed: &Path, file: &str, text: &str, subject: &str) {
+    std::fs::write(seed.join(file), text).unwrap();
+    git(seed, &["add", file]);
     git(
-        &seed,
+        seed,
         &[
             "-c",
             "user.name=seed",
@@ -166,10 +172,9 @@ pub fn bare_repo_named(root: &Path, name: &str) {
             "user.email=seed@example.com",
             "commit",
             "-qm",
-            "Seed",
+            subject,
         ],
     );
-    git(&seed, &["push", "-q", bare.to_str().unwrap(), "main"]);
 }
 
 /// The afk-reaper program `afk-process` builds.
