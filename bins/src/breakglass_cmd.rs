@@ -84,11 +84,15 @@ pub fn settings(args: &BreakglassArgs) -> Result<(SocketAddr, Settings), String>
             })?),
             None => None,
         };
-    let token = args
-        .token
-        .as_deref()
-        .filter(|t| !t.trim().is_empty())
-        .or(file_token.as_deref());
+    let given = args.token.as_deref().filter(|t| !t.trim().is_empty());
+    let token = given.or(file_token.as_deref());
+    if let Err(e) = afk_edge::auth::Bearer::parse(token) {
+        let key = match given {
+            Some(_) => "BREAKGLASS_TOKEN",
+            None => "BREAKGLASS_TOKEN_FILE",
+        };
+        return Err(format!("{key}: {e}"));
+    }
     let proxies = Proxies::parse(&args.trusted_proxies).map_err(|e| e.to_string())?;
     let auth =
         Auth::new(token, args.identity_header.as_deref(), proxies).map_err(|e| e.to_string())?;

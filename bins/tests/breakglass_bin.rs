@@ -173,7 +173,10 @@ fn a_token_with_a_newline_inside_is_refused_naming_its_key() {
             String::from_utf8_lossy(&out.stderr)
         );
         assert_eq!(out.status.code(), Some(2), "{key}: {output}");
-        assert!(output.contains(key), "{key} is not named: {output}");
+        assert!(
+            output.contains(&format!("{key}: ")) && !output.contains("(or the file"),
+            "{key} alone is not named: {output}"
+        );
         assert!(
             output.contains("control character"),
             "the problem is not said: {output}"
