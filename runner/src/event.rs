@@ -50,6 +50,9 @@ pub enum ItemEnd {
     Failed(String),
     /// Stopped by cancel or Ctrl-C: back to ☐.
     Stopped,
+    /// Its agent's words or report could not be kept (the disk is full):
+    /// back to ☐, with why, so `--resume` runs it again.
+    Unkept(String),
 }
 
 /// One thing a run did, in order.
@@ -226,6 +229,10 @@ impl fmt::Display for Event {
                 ItemEnd::Stopped => {
                     write!(f, "{id} ☐ stopped after {seconds:.1}s; back to to-do")
                 }
+                ItemEnd::Unkept(reason) => write!(
+                    f,
+                    "{id} ☐ back to to-do after {seconds:.1}s: {reason} [{counts}]"
+                ),
                 ItemEnd::Failed(reason) if log.is_empty() => {
                     write!(f, "{id} ❌ failed: {reason} [{counts}]")
                 }

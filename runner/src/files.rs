@@ -273,6 +273,23 @@ pub fn is_full(e: &io::Error) -> bool {
     )
 }
 
+/// Whether `dir`'s disk has room for a page: a probe file is written
+/// there and removed. Only a full disk (or quota) says no; any other error
+/// says yes (it is not this question's to answer).
+pub fn has_room(dir: &Path) -> bool {
+    let probe = dir.join(format!(".afk-room-probe-{}", std::process::id()));
+    let wrote = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+        .and_then(|mut f| {
+            f.write_all(&[0u8; 4096])?;
+            f.sync_data()
+        });
+    let _ = fs::remove_file(&probe);
+    !matches!(&wrote, Err(e) if is_full(e))
+}
+
 /// Writes `contents` over `target` in place, the differing bytes only, when
 /// it is as long as what `read` holds and the file is still `read`'s with
 /// the same bytes: for a full disk, where [`replace_if_unchanged`] cannot
@@ -481,6 +498,15 @@ mod tests {
             fs::read_to_string(&target).unwrap(),
             "| ✅ | A |\n| ❌ | C |\n"
         );
+    }
+
+    #[test]
+    fn a_disk_with_room_says_so_and_keeps_no_probe() {
+        let dir_tmp = scratch("room");
+        assert!(has_room(dir_tmp.path()));
+        assert_eq!(fs::read_dir(dir_tmp.path()).unwrap().count(), 0);
+        // Not a full disk (no such directory): not this question's to say no.
+        assert!(has_room(&dir_tmp.path().join("missing")));
     }
 
     #[test]

@@ -15,6 +15,7 @@ use crate::campaign::{Campaign, running_ids};
 use crate::decide::progress::Counts;
 use crate::decide::{self, FailReason, RunEvidence};
 use crate::event::{Event, ItemEnd};
+use crate::files;
 use crate::live::Live;
 use crate::state::{ItemRecord, ItemStatus};
 use crate::writer::read_checklist;
@@ -43,6 +44,16 @@ fn verdict(
                 Err(FailReason::TimedOut) => {
                     ItemEnd::Failed(format!("killed at the timeout ({:?})", campaign.timeout))
                 }
+                // What a full disk swallows (the marker in the agent's log,
+                // its report) is not the agent's failure: the row goes back
+                // to to-do, never ❌ for a result that was lost.
+                Err(
+                    reason @ (FailReason::NoCompletionMarker
+                    | FailReason::NoReport
+                    | FailReason::EmptyReport),
+                ) if !files::has_room(&campaign.root) => ItemEnd::Unkept(format!(
+                    "{reason}, and the disk is full: what it wrote may be lost; `afk run --resume` runs it again"
+                )),
                 Err(reason) => {
                     // The agent's own words (its error, a denied tool and
                     // what to configure), whatever rule it failed.
@@ -78,6 +89,7 @@ pub(crate) fn finish_item(
             Some("stopped; back to to-do".to_owned()),
         ),
         ItemEnd::Failed(why) => (Status::Failed, ItemStatus::Failed, Some(why.clone())),
+        ItemEnd::Unkept(why) => (Status::Todo, ItemStatus::Stopped, Some(why.clone())),
     };
     // The money is spent whether or not the row can be recorded, and the
     // row is recorded whether or not the money can: both are tried, and
