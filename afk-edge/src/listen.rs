@@ -364,8 +364,10 @@ where
     Ok(())
 }
 
-/// The answer to a connection refused at the limit.
-const BUSY_BODY: &str = "too many connections are sending requests; try again in a moment\n";
+/// The answer to a connection refused at the limit: JSON in OpenAI's error
+/// shape (`{"error": {"message", "type", "param", "code"}}`), which the
+/// gateway's clients read and breakglass's page reads as any API error.
+const BUSY_BODY: &str = r#"{"error":{"message":"too many connections are sending requests; try again in a moment","type":"server_error","param":null,"code":"too_many_connections"}}"#;
 
 /// How long a refused connection is given to send its request head and
 /// read its `503`; one that takes longer is closed unanswered.
@@ -381,7 +383,7 @@ const REFUSAL_READ: usize = 16 * 1024;
 /// has read the answer. All of it within [`REFUSAL_LINGER`].
 async fn refuse(mut tcp: tokio::net::TcpStream) {
     let answer = format!(
-        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{BUSY_BODY}",
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{BUSY_BODY}",
         BUSY_BODY.len()
     );
     let _ = tokio::time::timeout(REFUSAL_LINGER, async {

@@ -86,6 +86,17 @@ async fn churn_never_evicts_a_request_whose_head_is_arriving() {
         let refused = refused.unwrap_or_else(|| panic!("churn {n} was admitted"));
         assert!(refused.starts_with("HTTP/1.1 503"), "churn {n}: {refused}");
         assert!(refused.contains("retry-after: 1"), "{refused}");
+        // One clear line in OpenAI's error shape (the gateway's clients
+        // read it as any other error).
+        let body = refused.split("\r\n\r\n").nth(1).unwrap_or_default();
+        let error: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(error["error"]["type"], "server_error", "{refused}");
+        assert!(
+            error["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("try again")
+        );
     }
     // Every one of the eight is still there and is answered.
     for (n, mut c) in arriving.into_iter().enumerate() {

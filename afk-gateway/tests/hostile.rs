@@ -267,6 +267,9 @@ async fn half_sent_requests_cannot_lock_out_the_owner() {
     let during = fresh().await;
     if during.status() == 503 {
         assert!(during.headers().contains_key("retry-after"), "{during:?}");
+        // In OpenAI's error shape, as every other error of the gateway.
+        let error: serde_json::Value = during.json().await.unwrap();
+        assert_eq!(error["error"]["type"], "server_error", "{error}");
     } else {
         assert_eq!(during.status(), 200);
     }
