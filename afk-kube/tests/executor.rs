@@ -126,9 +126,7 @@ async fn a_crash_between_the_job_and_its_prompt_is_finished_by_the_repeat() {
 #[tokio::test]
 async fn a_failed_turn_reports_what_the_agent_said_and_cost_read_once_from_its_log() {
     let w = world().await;
-    let s = w.exec.snapshot(&[]).await.unwrap();
-    let id = w.exec.ensure_thread(&s, &spec(0)).await.unwrap();
-    let job = w.job_name(&id, 0);
+    let (id, job) = w.opened_thread().await;
     {
         let mut m = lock(&w.model);
         m.run(&job);
@@ -158,9 +156,7 @@ async fn a_failed_turn_reports_what_the_agent_said_and_cost_read_once_from_its_l
 #[tokio::test]
 async fn a_deadline_and_a_termination_in_progress_read_as_kubernetes_says() {
     let w = world().await;
-    let s = w.exec.snapshot(&[]).await.unwrap();
-    let id = w.exec.ensure_thread(&s, &spec(0)).await.unwrap();
-    let job = w.job_name(&id, 0);
+    let (id, job) = w.opened_thread().await;
     let watched = World::watched(&id);
     {
         let mut m = lock(&w.model);
@@ -198,9 +194,7 @@ async fn a_deadline_and_a_termination_in_progress_read_as_kubernetes_says() {
 #[tokio::test]
 async fn a_pod_that_never_starts_is_handed_back_after_the_timeout_and_cannot_start_later() {
     let w = world().await;
-    let s = w.exec.snapshot(&[]).await.unwrap();
-    let id = w.exec.ensure_thread(&s, &spec(0)).await.unwrap();
-    let job = w.job_name(&id, 0);
+    let (id, job) = w.opened_thread().await;
     lock(&w.model).unschedulable(&job, "0/3 nodes are available: 3 Insufficient cpu.");
     let watched = World::watched(&id);
     w.clock.advance(599);
@@ -537,9 +531,7 @@ async fn a_secret_under_the_turn_s_name_that_is_not_the_turn_s_is_refused_untouc
 #[tokio::test]
 async fn a_log_cut_inside_a_character_still_reads() {
     let w = world().await;
-    let s = w.exec.snapshot(&[]).await.unwrap();
-    let id = w.exec.ensure_thread(&s, &spec(0)).await.unwrap();
-    let job = w.job_name(&id, 0);
+    let (_, job) = w.opened_thread().await;
     lock(&w.model).run(&job);
     lock(&w.model).append_log(&job, &"é".repeat(10));
     let pod = lock(&w.model).pods_of(&job)[0].clone();

@@ -20,9 +20,7 @@ use crate::world::{Minter, World, claude_result, opening_turn, ts, world, world_
 /// A thread whose opening turn ran and succeeded (cost $1.50), as a watch
 /// tick saw it: its id and its Job's name.
 async fn finished_opening_turn(w: &World) -> (String, String) {
-    let s = w.exec.snapshot(&[]).await.unwrap();
-    let id = w.exec.ensure_thread(&s, &spec(0)).await.unwrap();
-    let job = w.job_name(&id, 0);
+    let (id, job) = w.opened_thread().await;
     w.run_and_succeed(&job, &claude_result(false, "pushed", 1.5));
     let s = w.exec.snapshot(&World::watched(&id)).await.unwrap();
     assert_eq!(s.status(&id), Some(ThreadStatus::Idle));
@@ -229,9 +227,7 @@ async fn a_forged_success_on_a_failed_turn_is_read_again_and_its_cost_stays() {
 #[tokio::test]
 async fn a_forged_end_of_a_running_turn_starts_nothing_beside_it() {
     let w = world().await;
-    let s = w.exec.snapshot(&[]).await.unwrap();
-    let id = w.exec.ensure_thread(&s, &spec(0)).await.unwrap();
-    let job = w.job_name(&id, 0);
+    let (id, job) = w.opened_thread().await;
     lock(&w.model).run(&job);
     for forged in [
         json!({"ok": true, "said": "done"}),
@@ -291,9 +287,7 @@ async fn a_forged_lower_cost_of_an_earlier_turn_does_not_lower_the_thread_s() {
 #[tokio::test]
 async fn deleting_a_job_that_is_already_gone_is_ok() {
     let w = world().await;
-    let s = w.exec.snapshot(&[]).await.unwrap();
-    let id = w.exec.ensure_thread(&s, &spec(0)).await.unwrap();
-    let job = w.job_name(&id, 0);
+    let (id, job) = w.opened_thread().await;
     let cluster = &w.exec.cluster().inner;
     cluster.delete_job(&job).await.unwrap();
     assert!(lock(&w.model).job(&job).is_none());
@@ -302,6 +296,7 @@ async fn deleting_a_job_that_is_already_gone_is_ok() {
         .delete_job("afk-never-was-7-0-0-00000000")
         .await
         .unwrap();
+    let s = w.exec.snapshot(&[]).await.unwrap();
     w.exec
         .stop_thread(&s, &id, ts("2026-06-10T12:40:00Z"))
         .await

@@ -195,9 +195,9 @@ pub async fn world_from(template: &str, push_tokens: Option<afk_kube::PushTokens
 }
 
 impl World {
-    /// A thread whose opening turn ran and failed, claude saying "the
-    /// tests would not pass" at `cost` dollars: its id and its Job.
-    pub async fn failed_opening_turn(&self, cost: f64) -> (String, String) {
+    /// A thread made for the contract's first spec: its id and the Job of
+    /// its opening turn.
+    pub async fn opened_thread(&self) -> (String, String) {
         use afk_loop::ports::Executor;
         let s = self.exec.snapshot(&[]).await.unwrap();
         let id = self
@@ -206,6 +206,13 @@ impl World {
             .await
             .unwrap();
         let job = self.job_name(&id, 0);
+        (id, job)
+    }
+
+    /// A thread whose opening turn ran and failed, claude saying "the
+    /// tests would not pass" at `cost` dollars: its id and its Job.
+    pub async fn failed_opening_turn(&self, cost: f64) -> (String, String) {
+        let (id, job) = self.opened_thread().await;
         let mut m = lock(&self.model);
         m.run(&job);
         m.fail(

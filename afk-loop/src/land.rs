@@ -292,26 +292,14 @@ pub(crate) async fn hand_over(
         link: pull.link.clone(),
     };
     let rung = crate::ports::deliver_all(ports.notifiers, &message).await;
-    for (name, e) in &rung.failed {
-        report.warn(
-            about,
-            ReportAction::Ring,
-            format!("{name} could not ring: {e}"),
-        );
-    }
-    if !rung.rung() {
-        return Err(PortError::Transient {
-            message: "the review doorbell failed on every notifier; it rings again next tick"
-                .into(),
-        });
-    }
+    report.rang(
+        about,
+        ReportAction::HandOverForReview,
+        &message.title,
+        &rung,
+    )?;
     if let Some(landing) = run.record.landing.as_mut() {
         landing.handed_over = true;
     }
-    report.info(
-        about,
-        ReportAction::HandOverForReview,
-        format!("{} via {}", message.title, rung.delivered.join(", ")),
-    );
     Ok(())
 }

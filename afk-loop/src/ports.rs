@@ -334,21 +334,22 @@ impl RingOutcome {
 /// Sends `message` on every notifier in turn ([`ring_all`] for any message:
 /// a review's or the loop's health).
 pub async fn deliver_all(notifiers: &[&dyn Notifier], message: &Message) -> RingOutcome {
-    let mut outcome = RingOutcome::default();
-    for n in notifiers {
-        match n.deliver(message).await {
-            Ok(()) => outcome.delivered.push(n.name().to_owned()),
-            Err(e) => outcome.failed.push((n.name().to_owned(), e)),
-        }
-    }
-    outcome
+    each(notifiers, |n| n.deliver(message)).await
 }
 
 /// Tries every notifier in turn; one failing does not stop the others.
 pub async fn ring_all(notifiers: &[&dyn Notifier], bell: &Doorbell) -> RingOutcome {
+    each(notifiers, |n| n.ring(bell)).await
+}
+
+/// `send` on every notifier in turn, each failure kept beside the others.
+async fn each<'a, F>(notifiers: &[&'a dyn Notifier], send: F) -> RingOutcome
+where
+    F: Fn(&'a dyn Notifier) -> std::pin::Pin<Box<dyn Future<Output = PortResult<()>> + Send + 'a>>,
+{
     let mut outcome = RingOutcome::default();
     for n in notifiers {
-        match n.ring(bell).await {
+        match send(*n).await {
             Ok(()) => outcome.delivered.push(n.name().to_owned()),
             Err(e) => outcome.failed.push((n.name().to_owned(), e)),
         }

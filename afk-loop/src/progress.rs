@@ -7,7 +7,7 @@
 use afk_core::Config;
 use afk_core::ci::CiVerdict;
 use afk_core::doorbell::Doorbell;
-use afk_core::ports::{PortError, PortResult};
+use afk_core::ports::PortResult;
 use afk_core::record::OutcomeKind;
 use afk_core::record::progress_phase;
 use afk_core::types::Phase;
@@ -104,23 +104,7 @@ pub(crate) async fn finish(
         };
         let rung = ring_all(ports.notifiers, &bell).await;
         let about = About::run(&repo, number, &run.record.thread_id);
-        for (name, e) in &rung.failed {
-            report.warn(
-                about,
-                ReportAction::Ring,
-                format!("{name} could not ring: {e}"),
-            );
-        }
-        if !rung.rung() {
-            return Err(PortError::Transient {
-                message: "the doorbell failed on every notifier; it rings again next tick".into(),
-            });
-        }
-        report.info(
-            about,
-            ReportAction::Ring,
-            format!("{} via {}", bell.title(), rung.delivered.join(", ")),
-        );
+        report.rang(about, ReportAction::Ring, &bell.title(), &rung)?;
         run.record.notified = true;
         let phase = progress_phase(&run.record, verdict);
         write(ports, run, branch, phase, options).await?;

@@ -258,6 +258,39 @@ impl TickReport {
         self.health.extend(afk_core::health::tracker_signal(answer));
     }
 
+    /// Notes each notifier that could not deliver `what` (a doorbell), then
+    /// what `action` rang and where.
+    ///
+    /// # Errors
+    /// Transient when no notifier delivered it: it rings again next tick
+    /// (nothing is recorded as rung).
+    pub fn rang(
+        &mut self,
+        about: About<'_>,
+        action: ReportAction,
+        what: &str,
+        rung: &crate::ports::RingOutcome,
+    ) -> afk_core::ports::PortResult<()> {
+        for (name, e) in &rung.failed {
+            self.warn(
+                about,
+                ReportAction::Ring,
+                format!("{name} could not ring: {e}"),
+            );
+        }
+        if !rung.rung() {
+            return Err(afk_core::ports::PortError::Transient {
+                message: format!("{what} failed on every notifier; it rings again next tick"),
+            });
+        }
+        self.info(
+            about,
+            action,
+            format!("{what} via {}", rung.delivered.join(", ")),
+        );
+        Ok(())
+    }
+
     /// Notes what a failed tracker call says of the credentials.
     pub fn saw_tracker_error(&mut self, e: &afk_core::ports::PortError) {
         self.health

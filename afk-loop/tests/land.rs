@@ -99,10 +99,16 @@ impl World {
     }
 
     /// Dispatched, the agent pushed, its thread idle, the pull request open.
-    async fn opened(&self, config: &Config) -> u64 {
+    /// Dispatches infra#7, whose agent then pushes `subject` to the run's
+    /// branch.
+    async fn pushed(&self, config: &Config, subject: &str) {
         let report = self.tick(true, config).await;
         assert_eq!(report.dispatched, ["infra#7"], "{report:?}");
-        self.agent_pushes("feat001", "Rotate them");
+        self.agent_pushes("feat001", subject);
+    }
+
+    async fn opened(&self, config: &Config) -> u64 {
+        self.pushed(config, "Rotate them").await;
         let thread = self.executor.thread_id("infra", 7, 0);
         self.executor.set_status(&thread, Some(ThreadStatus::Idle));
         let report = self.tick(false, config).await;
@@ -570,9 +576,7 @@ async fn a_conflict_is_a_corrective_turn_within_the_fix_forward_budget() {
 async fn afks_own_pull_request_is_adopted_never_duplicated_and_anyone_elses_hands_back() {
     let w = World::new();
     let config = World::config(&[]);
-    let report = w.tick(true, &config).await;
-    assert_eq!(report.dispatched, ["infra#7"]);
-    w.agent_pushes("feat001", "Rotate them");
+    w.pushed(&config, "Rotate them").await;
     // A tick that died after opening it (or the agent, pushing with afk's
     // own token) left one open: adopted.
     let own = lock(&w.model)
@@ -593,9 +597,7 @@ async fn afks_own_pull_request_is_adopted_never_duplicated_and_anyone_elses_hand
 async fn a_pull_request_someone_else_opened_for_the_branch_is_never_adopted() {
     let w = World::new();
     let config = World::config(&[]);
-    let report = w.tick(true, &config).await;
-    assert_eq!(report.dispatched, ["infra#7"]);
-    w.agent_pushes("feat001", "Rotate them");
+    w.pushed(&config, "Rotate them").await;
     let theirs = lock(&w.model)
         .open_pull(REPO, BRANCH, "main", "Closes #99", "Fixes #99", "mallory")
         .unwrap();
@@ -628,9 +630,7 @@ async fn a_pull_request_someone_else_opened_for_the_branch_is_never_adopted() {
 async fn red_ci_on_the_head_fixes_forward_on_the_same_branch() {
     let w = World::new();
     let config = World::config(&[]);
-    let report = w.tick(true, &config).await;
-    assert_eq!(report.dispatched, ["infra#7"]);
-    w.agent_pushes("feat001", "Rotate them [red]");
+    w.pushed(&config, "Rotate them [red]").await;
     let thread = w.executor.thread_id("infra", 7, 0);
     w.executor.set_status(&thread, Some(ThreadStatus::Idle));
     w.tick(false, &config).await; // opens the pull request
@@ -669,9 +669,7 @@ async fn red_ci_on_the_head_fixes_forward_on_the_same_branch() {
 async fn a_token_that_may_not_open_a_pull_request_is_a_health_failure_not_silence() {
     let w = World::new();
     let config = World::config(&[]);
-    let report = w.tick(true, &config).await;
-    assert_eq!(report.dispatched, ["infra#7"]);
-    w.agent_pushes("feat001", "Rotate them");
+    w.pushed(&config, "Rotate them").await;
     // GitHub answers 403 to the pull request calls (a token without
     // pull_requests: write).
     lock(&w.model).broken_pulls = Some((403, "Resource not accessible by integration".into()));
