@@ -107,6 +107,23 @@ impl World {
         self.agent_pushes("feat001", subject);
     }
 
+    /// The next tick merges (its line holding `said`), and the one after
+    /// closes the issue (green on the default branch).
+    async fn merges_then_closes(&self, config: &Config, said: &str) {
+        let report = self.tick(false, config).await;
+        assert!(
+            entries(&report, ReportAction::Merge)
+                .iter()
+                .any(|m| m.contains(said)),
+            "{report:?}"
+        );
+        let report = self.tick(false, config).await;
+        assert!(
+            !entries(&report, ReportAction::CloseSuccess).is_empty(),
+            "{report:?}"
+        );
+    }
+
     async fn opened(&self, config: &Config) -> u64 {
         self.pushed(config, "Rotate them").await;
         let thread = self.executor.thread_id("infra", 7, 0);
@@ -303,18 +320,7 @@ async fn a_required_review_is_handed_over_once_and_the_run_lands_when_approved()
         "{report:?}"
     );
     lock(&w.model).review(REPO, pr, "alice", "APPROVED", "Ship it");
-    let report = w.tick(false, &config).await;
-    assert!(
-        entries(&report, ReportAction::Merge)
-            .iter()
-            .any(|m| m.contains("(merge)")),
-        "{report:?}"
-    );
-    let report = w.tick(false, &config).await;
-    assert!(
-        !entries(&report, ReportAction::CloseSuccess).is_empty(),
-        "{report:?}"
-    );
+    w.merges_then_closes(&config, "(merge)").await;
     assert!(!w.issue_labels(pr).contains(&"ready-for-review".to_owned()));
 }
 
@@ -351,18 +357,7 @@ async fn a_merge_the_rules_refuse_is_handed_over_by_the_next_decision_then_merge
     assert_eq!(lock(&w.notifier.messages).len(), 1);
     // A human satisfies the rule: merged, then closed once green.
     lock(&w.model).hidden_merge_rule = None;
-    let report = w.tick(false, &config).await;
-    assert!(
-        entries(&report, ReportAction::Merge)
-            .iter()
-            .any(|m| m.starts_with("merged pull request")),
-        "{report:?}"
-    );
-    let report = w.tick(false, &config).await;
-    assert!(
-        !entries(&report, ReportAction::CloseSuccess).is_empty(),
-        "{report:?}"
-    );
+    w.merges_then_closes(&config, "merged pull request").await;
 }
 
 #[tokio::test]
